@@ -1,0 +1,51 @@
+# One-command set-up on a fresh Debian/Ubuntu machine: `make test` and `make demo` install
+# what is missing (Debian packages, then .venv with the project), then run.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build on machines without a GPU; a pinned version never pulls the multi-GB CUDA wheel.
+TORCH ?= torch==2.13.0
+DEB_PACKAGES := python3-qgis qgis-providers python3-gdal gdal-bin xvfb xauth python3-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export QT_QPA_PLATFORM ?= offscreen
+export GDAL_PAM_ENABLED ?= NO
+
+.PHONY: all setup sysdeps test test-fast lint bandit demo plugin clean
+
+all: test
+
+sysdeps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml Makefile | sysdeps
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: sysdeps $(VENV)/.installed
+
+test: setup
+	$(PY) -m ruff check $(wildcard library qgis_plugin tests benchmarks scripts)
+	$(PY) -m bandit -q -c pyproject.toml -r $(wildcard library qgis_plugin) --severity-level medium
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(PY) -m ruff check $(wildcard library qgis_plugin tests benchmarks scripts)
+
+demo: setup
+	$(PY) scripts/demo.py
+
+plugin: setup
+	$(PY) scripts/build_plugin.py
+
+clean:
+	rm -rf build dist out .pytest_cache .ruff_cache

@@ -1,0 +1,263 @@
+"""The ``sarclear`` command line: argument parsing and progress bars only; every command
+calls one library function. Errors the user can fix are printed as one line (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import Cancelled, SarclearError
+
+log = logging.getLogger("sarclear")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+class _Progress:
+    """Maps the library's progress callback onto a tqdm bar."""
+
+    def __init__(self, enabled: bool, desc: str):
+        self.enabled, self.desc, self.bar = enabled, desc, None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit=f" {what}", file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _add_io_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ms-bands", type=_csv, metavar="B2,B3,...",
+                   help="names of the optical bands in file order, for rasters whose bands carry no names")
+    p.add_argument("--ms-scale", type=float, metavar="DN",
+                   help="optical digital numbers per unit reflectance (default: 10000 for integer data, "
+                        "1 for floating-point data that is already reflectance)")
+    p.add_argument("--ms-offset", type=float, default=0.0, metavar="DN",
+                   help="added to the digital numbers before scaling (L2A baseline >= 04.00: -1000)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sarclear", description="Remove clouds and haze from Sentinel-2 images with Sentinel-1 SAR "
+        "(SAR-Opt-cGAN, Grohnfeldt et al. 2018).")
+    parser.add_argument("--version", action="version", version=f"sarclear {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("decloud", help="remove clouds from a Sentinel-2 raster using Sentinel-1 SAR",
+                       description="Decloud an optical raster with a trained model. Writes the reconstruction "
+                       "(GeoTIFF, the input's data type and georeference) and, beside it, RMSE and SAM maps with "
+                       "a metrics JSON: errors against --reference, or input-vs-output change maps without one.")
+    p.add_argument("--ms", nargs="+", required=True, metavar="PATH",
+                   help="cloudy Sentinel-2 raster: one multi-band file, one file per band, or a folder")
+    p.add_argument("--sar", nargs="+", metavar="PATH",
+                   help="Sentinel-1 raster(s) (VV, VH; dB or linear power), any grid or CRS: warped onto the "
+                        "optical grid")
+    p.add_argument("--model", metavar="FILE", help="model file (.safetensors); default: the bundled demo model")
+    p.add_argument("--out", required=True, metavar="FILE", help="output GeoTIFF")
+    p.add_argument("--reference", nargs="+", metavar="PATH", help="cloud-free reference to score against")
+    p.add_argument("--mask", metavar="FILE",
+                   help="cloud mask raster: 0 = clear (kept as is), > 0 = cloud; float = cloud probability")
+    p.add_argument("--mask-feather", type=float, default=6.0, metavar="PX",
+                   help="pixels over which the reconstruction fades into kept clear areas (default 6)")
+    p.add_argument("--aoi", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                   help="area of interest in the optical raster's CRS")
+    p.add_argument("--sar-channels", type=_csv, metavar="VV,VH",
+                   help="names of the SAR bands in file order, for rasters whose bands carry no names")
+    p.add_argument("--sar-units", choices=("auto", "db", "linear"), default="auto",
+                   help="SAR values in dB or linear power (default: detected)")
+    p.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--batch-size", type=int, metavar="N", help="tiles per batch (default 4 on CPU, 32 on CUDA)")
+    p.add_argument("--overlap", type=int, metavar="PX", help="overlap of neighbouring tiles (default: tile / 4)")
+    p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF with overviews")
+    p.add_argument("--overviews", action="store_true", help="add internal overviews to the GeoTIFF")
+    p.add_argument("--no-maps", action="store_true", help="write only the reconstruction")
+    p.add_argument("--figure", metavar="PNG", help="also write a figure (quick-looks, maps, band-wise RMSE, spectra)")
+    _add_io_options(p)
+
+    p = sub.add_parser("clouds", help="add synthetic clouds, haze and shadows to a clear raster",
+                       description="Corrupt a clear Sentinel-2 raster with Perlin-noise clouds, haze and shadows "
+                       "(reproducible from --seed); also writes the cloud opacity.")
+    p.add_argument("--in", dest="clear", nargs="+", required=True, metavar="PATH", help="clear Sentinel-2 raster")
+    p.add_argument("--out", required=True, metavar="FILE", help="cloudy output GeoTIFF")
+    p.add_argument("--opacity", metavar="FILE", help="cloud opacity output GeoTIFF (default: <out>_opacity.tif)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--coverage", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.3, 0.5),
+                   help="fraction under thick cloud, drawn uniformly (default 0.3 0.5)")
+    p.add_argument("--haze", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.1, 0.3),
+                   help="haze opacity at 490 nm (default 0.1 0.3)")
+    p.add_argument("--shadow", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.3, 0.5),
+                   help="darkening in cloud shadows (default 0.3 0.5; 0 0 for none)")
+    p.add_argument("--cloud-size", type=float, default=100.0, metavar="PX",
+                   help="size of the largest cloud structures in pixels (default 100)")
+    _add_io_options(p)
+
+    p = sub.add_parser("evaluate", help="score a reconstruction against a cloud-free reference",
+                       description="RMSE, SAM, MAE, PSNR and SSIM on reflectance; writes RMSE/SAM maps, a metrics "
+                       "JSON and optionally a paper-style figure.")
+    p.add_argument("--prediction", nargs="+", required=True, metavar="PATH")
+    p.add_argument("--reference", nargs="+", required=True, metavar="PATH")
+    p.add_argument("--out-prefix", required=True, metavar="PREFIX",
+                   help="writes PREFIX_rmse.tif, PREFIX_sam.tif, PREFIX_metrics.json")
+    p.add_argument("--bands", type=_csv, help="bands to score (default: the paper's ten)")
+    p.add_argument("--figure", metavar="PNG", help="also write a figure")
+    p.add_argument("--cloudy", nargs="+", metavar="PATH", help="the cloudy input, for the figure")
+    p.add_argument("--sar", nargs="+", metavar="PATH", help="the SAR input, for the figure")
+    _add_io_options(p)
+
+    p = sub.add_parser("models", help="list model presets (parameter counts) and bundled models",
+                       description="Without arguments, list presets and bundled models; with a file, show its config.")
+    p.add_argument("file", nargs="?", help="a model file to describe")
+    return parser
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="sarclear: %(message)s", stream=sys.stderr)
+
+
+def _decloud(args: argparse.Namespace) -> int:
+    from .inference import DecloudOptions, decloud
+    from .resources import default_model
+
+    model = args.model or default_model()
+    opts = DecloudOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                          overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
+                          mask_feather=args.mask_feather, ms_bands=args.ms_bands, sar_channels=args.sar_channels,
+                          sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
+                          overwrite=args.overwrite, cog=args.cog, overviews=args.overviews)
+    bar = _Progress(not args.quiet, "decloud")
+    try:
+        result = decloud(args.ms, args.sar, model, args.out, reference=args.reference, maps=not args.no_maps,
+                         options=opts, progress=bar)
+    finally:
+        bar.close()
+    print(f"reconstruction: {result.output}  ({result.window.width} x {result.window.height} px, "
+          f"{result.tiles} tiles, {result.seconds:.1f} s on {result.device})")
+    for name, path in result.maps.items():
+        print(f"{name} map: {path}")
+    if result.metrics is not None:
+        m = result.metrics
+        label = "against the reference" if args.reference else "change, input vs output"
+        print(f"metrics ({label}): RMSE {m['rmse']:.4f}  SAM {m['sam_deg']:.2f} deg  MAE {m['mae']:.4f}  "
+              f"PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}  -> {result.metrics_path}")
+    if args.figure:
+        from .checkpoint import read_header
+        from .figures import decloud_figure
+
+        cfg = read_header(model)[0]
+        decloud_figure(args.figure, cloudy=args.ms, output=result.output, bands=cfg.bands,
+                       sar=args.sar if cfg.uses_sar else None, sar_channels=cfg.sar_channels or ("VV",),
+                       reference=args.reference, rmse_map=result.maps.get("rmse"), sam_map=result.maps.get("sam"),
+                       metrics=result.metrics, title=f"sarclear decloud: {Path(args.out).name}")
+        print(f"figure: {args.figure}")
+    return 0
+
+
+def _clouds(args: argparse.Namespace) -> int:
+    from .clouds import CloudConfig
+    from .synthetic import cloud_raster
+
+    opacity = args.opacity or str(Path(args.out).with_suffix("")) + "_opacity.tif"
+    config = CloudConfig(coverage=tuple(args.coverage), haze=tuple(args.haze), shadow=tuple(args.shadow),
+                         cell_px=args.cloud_size)
+    bar = _Progress(not args.quiet, "clouds")
+    try:
+        stats = cloud_raster(args.clear, args.out, opacity_out=opacity, config=config, seed=args.seed,
+                             overwrite=args.overwrite, progress=bar)
+    finally:
+        bar.close()
+    print(f"cloudy raster: {args.out}\nopacity: {opacity}\nthick cloud over {100 * stats['thick_cloud_fraction']:.1f} %"
+          f" of the scene, mean opacity {stats['mean_opacity']:.3f}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .bands import S2_PAPER10
+    from .evaluation import evaluate
+    from .scaling import OpticalScaling
+
+    bands = tuple(args.bands or S2_PAPER10)
+    prefix = args.out_prefix
+    paths = {"rmse": f"{prefix}_rmse.tif", "sam": f"{prefix}_sam.tif", "metrics": f"{prefix}_metrics.json"}
+    declared = OpticalScaling(args.ms_scale, args.ms_offset) if args.ms_scale else None
+    metrics = evaluate(args.prediction, args.reference, bands, rmse_path=paths["rmse"], sam_path=paths["sam"],
+                       metrics_path=paths["metrics"], prediction_scaling=declared, reference_order=args.ms_bands,
+                       overwrite=args.overwrite)
+    print(json.dumps({k: metrics[k] for k in ("rmse", "sam_deg", "mae", "psnr", "ssim", "pixels")}, indent=1))
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    if args.figure:
+        from .figures import decloud_figure
+
+        decloud_figure(args.figure, cloudy=args.cloudy or args.prediction, output=args.prediction[0], bands=bands,
+                       sar=args.sar, reference=args.reference, rmse_map=paths["rmse"], sam_map=paths["sam"],
+                       metrics=metrics, title="sarclear evaluate")
+        print(f"figure: {args.figure}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .checkpoint import read_header
+    from .networks import PRESETS, build, count_parameters
+    from .resources import bundled_models
+
+    if args.file:
+        config, info = read_header(args.file)
+        print(json.dumps({"config": config.to_dict(), "info": info}, indent=2))
+        return 0
+    print(f"{'preset':<10} {'inputs':<22} {'G weights':>11} {'D weights':>11} {'total':>11}  tile")
+    for name, cfg in PRESETS.items():
+        g, d = build(cfg, discriminator=True)
+        ng, nd = count_parameters(g), count_parameters(d)
+        inputs = f"{len(cfg.bands)} MS" + (f" + {'/'.join(cfg.sar_channels)}" if cfg.sar_channels else "")
+        print(f"{name:<10} {inputs:<22} {ng / 1e6:>10.2f}M {nd / 1e6:>10.2f}M {(ng + nd) / 1e6:>10.2f}M  "
+              f"{cfg.tile_size} (multiple of {cfg.size_multiple})")
+    models = bundled_models()
+    if models:
+        print("\nbundled models:")
+        for path in models:
+            cfg = read_header(path)[0]
+            print(f"  {path}  ({cfg.preset}, {len(cfg.bands)} bands, SAR {','.join(cfg.sar_channels) or 'none'})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args)
+    commands = {"decloud": _decloud, "clouds": _clouds, "evaluate": _evaluate, "models": _models}
+    try:
+        return commands[args.command](args)
+    except Cancelled as exc:
+        print(f"sarclear: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("sarclear: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    except SarclearError as exc:
+        print(f"sarclear: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

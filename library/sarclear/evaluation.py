@@ -1,0 +1,132 @@
+"""Scoring a reconstruction: per-pixel RMSE and SAM maps (GeoTIFF) and metrics (JSON),
+streamed block by block so rasters of any size are scored in bounded memory.
+
+Used by ``sarclear evaluate`` and after ``sarclear decloud``: against a cloud-free
+reference these are *error* maps; against the cloudy input they are *change* maps (how much
+the decloud changed each pixel) and are named so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import torch
+from osgeo import gdal
+
+from .errors import Cancelled
+from .metrics import MetricAccumulator, rmse_map, sam_map, ssim_map
+from .raster import GeoTiffWriter, check_output_path, detect_optical_scaling, open_optical
+from .scaling import OpticalScaling
+from .tiling import Window
+
+log = logging.getLogger(__name__)
+
+_SSIM_HALO = 5  # rows of context above and below a block for the 11 x 11 SSIM window
+
+
+def map_paths(out: str | os.PathLike, is_reference: bool) -> dict[str, Path]:
+    """Where the maps and metrics of ``out`` go: ``<stem>_rmse.tif``, ``<stem>_sam.tif``,
+    ``<stem>_metrics.json`` (against a reference) or ``<stem>_change_*`` (against the input)."""
+    out = Path(out)
+    stem = out.with_suffix("").name + ("" if is_reference else "_change")
+    return {"rmse": out.with_name(f"{stem}_rmse.tif"), "sam": out.with_name(f"{stem}_sam.tif"),
+            "metrics": out.with_name(f"{stem}_metrics.json")}
+
+
+def evaluate(
+    prediction: str | os.PathLike | Sequence[str | os.PathLike],
+    reference: str | os.PathLike | Sequence[str | os.PathLike],
+    bands: Sequence[str],
+    *,
+    rmse_path: str | os.PathLike | None = None,
+    sam_path: str | os.PathLike | None = None,
+    metrics_path: str | os.PathLike | None = None,
+    prediction_scaling: OpticalScaling | None = None,
+    reference_scaling: OpticalScaling | None = None,
+    reference_order: Sequence[str] | None = None,
+    kind: str = "error",
+    block_rows: int = 256,
+    overwrite: bool = False,
+    cancel=None,
+) -> dict:
+    """Compare ``prediction`` with ``reference`` on ``bands`` (reflectance); the reference is
+    read on the prediction's grid (warped if it is on another). Writes the RMSE and SAM maps
+    (float32, NaN nodata) and the metrics JSON where paths are given; returns the metrics."""
+    if metrics_path is not None:
+        check_output_path(metrics_path, overwrite)
+    pred = open_optical(prediction, bands)
+    ref = open_optical(reference, bands, grid=pred.grid, order=reference_order)
+    ps = detect_optical_scaling(pred, prediction_scaling)
+    rs = detect_optical_scaling(ref, reference_scaling)
+    grid = pred.grid
+    acc = MetricAccumulator(tuple(bands))
+    units = {"rmse": "reflectance", "sam": "degrees"}
+    what = {"error": "against the reference", "change": "between cloudy input and output"}[kind]
+    with ExitStack() as files:
+        writers = {name: files.enter_context(GeoTiffWriter(
+            path, grid, 1, gdal.GDT_Float32, nodata=float("nan"), units=units[name], overwrite=overwrite,
+            descriptions=[f"{name.upper()} {what} ({units[name]})"], metadata={"SARCLEAR_MAP": f"{kind}_{name}"}))
+            for name, path in (("rmse", rmse_path), ("sam", sam_path)) if path is not None}
+        pr, rr = pred.open(), ref.open()
+        for top in range(0, grid.height, block_rows):
+            if cancel and cancel():
+                raise Cancelled("cancelled; no map was written")
+            n = min(block_rows, grid.height - top)
+            lo, hi = max(0, top - _SSIM_HALO), min(grid.height, top + n + _SSIM_HALO)
+            win = Window(0, lo, grid.width, hi - lo)
+            p_raw, p_ok = pr.read(win)
+            r_raw, r_ok = rr.read(win)
+            x = ps.to_reflectance(torch.from_numpy(p_raw).double())
+            y = rs.to_reflectance(torch.from_numpy(r_raw).double())
+            valid = torch.from_numpy(p_ok & r_ok)
+            xs, ys = torch.where(valid, x, 0), torch.where(valid, y, 0)
+            ssim = ssim_map(xs, ys)[0]
+            inner = slice(top - lo, top - lo + n)
+            acc.update(x[:, inner], y[:, inner], valid[inner], ssim=ssim[inner])
+            maps = {"rmse": rmse_map(x[:, inner], y[:, inner]), "sam": sam_map(x[:, inner], y[:, inner])}
+            for name, w in writers.items():
+                m = maps[name].float().numpy()
+                m[~valid[inner].numpy()] = np.nan
+                w.write(Window(0, top, grid.width, n), m)
+    metrics = acc.result()
+    metrics.update({"kind": kind, "bands": list(bands)})
+    if metrics_path is not None:
+        _write_json(Path(metrics_path), metrics)
+    return metrics
+
+
+def error_maps(out: str | os.PathLike, reference, bands: Sequence[str], *, is_reference: bool,
+               reference_scaling: OpticalScaling | None = None,
+               reference_order: Sequence[str] | None = None,
+               overwrite: bool = False, cancel=None) -> tuple[dict[str, Path], dict, Path]:
+    """The maps and metrics written after a decloud (see :func:`map_paths`)."""
+    paths = map_paths(out, is_reference)
+    metrics = evaluate(out, reference, bands, rmse_path=paths["rmse"], sam_path=paths["sam"],
+                       metrics_path=paths["metrics"], reference_scaling=reference_scaling,
+                       reference_order=reference_order, kind="error" if is_reference else "change",
+                       overwrite=overwrite, cancel=cancel)
+    return {"rmse": paths["rmse"], "sam": paths["sam"]}, metrics, paths["metrics"]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

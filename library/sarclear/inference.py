@@ -1,0 +1,433 @@
+"""Seamless tiled inference: decloud an optical raster of any size with SAR, streaming.
+
+The area (the whole optical raster or an area of interest) is cut into overlapping tiles of
+the model's size (:mod:`sarclear.tiling`). Tile rows are read one strip at a time on a
+reader thread while the previous strip is computed; tiles are batched through the
+generator (bf16 autocast on CUDA, fp32 on the CPU), their predictions blended with smooth
+weights into a strip buffer, and finished rows handed to a writer thread that converts them
+back to the input's data type and writes them into a temporary GeoTIFF, renamed into place
+at the end. Memory is bounded by one strip (tile height x area width), whatever the height.
+
+Pixels where the optical input is nodata, or where SAR is missing, are nodata in the
+output. With a cloud mask, pixels the mask calls clear keep their original values and the
+prediction is blended in smoothly at the mask's borders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .checkpoint import Model, load_model
+from .devices import autocast, is_out_of_memory, resolve_device
+from .errors import Cancelled, DeviceError, InputError
+from .raster import (
+    GeoTiffWriter,
+    Grid,
+    RasterStack,
+    check_output_path,
+    detect_optical_scaling,
+    numpy_dtype,
+    open_optical,
+    open_sar,
+    open_single_band,
+    to_dtype,
+)
+from .scaling import OpticalScaling, network_to_reflectance, reflectance_to_network
+from .tiling import StripBlender, Window, blend_weights, tile_rows
+
+log = logging.getLogger(__name__)
+
+#: progress(done, total, what)
+ProgressFn = Callable[[int, int, str], None]
+#: cancel() -> True to stop
+CancelFn = Callable[[], bool]
+
+
+@dataclass
+class DecloudOptions:
+    """How to run a decloud; every field has a sensible default."""
+
+    device: str = "auto"                 # auto, cpu, cuda, cuda:N
+    precision: str = "auto"              # auto (bf16 on CUDA), bf16, fp32
+    batch_size: int | None = None        # tiles per batch; None: 4 on CPU, 32 on CUDA
+    overlap: int | None = None           # pixels shared by neighbouring tiles; None: tile / 4
+    aoi: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax, optical CRS
+    window: Window | None = None         # or a pixel window of the optical raster
+    cloud_mask: str | None = None        # raster: 0 clear, > 0 cloud (float: cloud probability)
+    mask_feather: float = 6.0            # pixels over which prediction fades into clear areas
+    ms_bands: Sequence[str] | None = None      # names of unlabelled optical bands, in file order
+    sar_channels: Sequence[str] | None = None  # names of unlabelled SAR bands, in file order
+    sar_units: str = "auto"              # db, linear, auto
+    ms_scale: float | None = None        # optical DN per unit reflectance; None: detect
+    ms_offset: float = 0.0               # added to DN before scaling (L2A baseline >= 04.00: -1000)
+    overwrite: bool = False
+    cog: bool = False                    # write a Cloud Optimized GeoTIFF
+    overviews: bool = False              # internal overviews in a plain GeoTIFF
+    io_threads: bool = True              # overlap reading, computing and writing
+
+
+@dataclass
+class DecloudResult:
+    """What a decloud wrote and measured."""
+
+    output: Path
+    window: Window
+    tiles: int
+    seconds: float
+    device: str
+    batch_size: int
+    maps: dict[str, Path] = field(default_factory=dict)
+    metrics: dict | None = None
+    metrics_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def default_nodata(dtype: int) -> float:
+    """Nodata for outputs whose input declared none: 0 for integers (Sentinel-2's own fill
+    value), NaN for floating point."""
+    return float("nan") if numpy_dtype(dtype).kind == "f" else 0.0
+
+
+def area_window(grid: Grid, aoi: Sequence[float] | None, window: Window | None) -> Window:
+    """The pixel window to process: ``window``, else ``aoi`` (bounds in the grid's CRS)
+    snapped outward to whole pixels, else the whole grid."""
+    if window is not None:
+        win = window.intersection(grid.window)
+        if win.empty:
+            raise InputError(f"window {window} lies outside the optical raster ({grid.width} x {grid.height})")
+        return win
+    if aoi is not None:
+        return grid.window_for_bounds(aoi)
+    return grid.window
+
+
+class TileEngine:
+    """Runs batches of tiles through a generator on one device, halving the batch on
+    out-of-memory and remembering the size that fits."""
+
+    def __init__(self, model: Model, device: torch.device, batch_size: int, precision: str = "auto"):
+        self.model, self.device, self.batch_size, self.precision = model, device, batch_size, precision
+        self.generator = model.generator.to(device).eval()
+        self.notes: list[str] = []
+
+    def __call__(self, ms: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
+        """Network-range tiles (N, C, H, W) -> reflectance predictions (N, C_out, H, W), fp32."""
+        out = []
+        i = 0
+        while i < ms.shape[0]:
+            n = min(self.batch_size, ms.shape[0] - i)
+            try:
+                with torch.inference_mode(), autocast(self.device, self.precision):
+                    y = self.generator(ms[i:i + n], sar[i:i + n])
+                out.append(network_to_reflectance(y.float()))
+                i += n
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if n == 1:
+                    raise DeviceError(f"out of memory on {self.device} even with one tile per batch; "
+                                      "use --device cpu or a smaller model") from None
+                self.batch_size = max(1, n // 2)
+                note = f"out of memory on {self.device} with {n} tiles per batch; retrying with {self.batch_size}"
+                log.warning(note)
+                self.notes.append(note)
+        return torch.cat(out)
+
+
+def _fill_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Replace invalid/NaN pixels of (C, H, W) by each band's mean over valid pixels (0 if
+    none), so nodata does not disturb the network's view of its neighbours."""
+    ok = valid & torch.isfinite(x).all(dim=0)
+    n = ok.sum()
+    if n == 0:
+        return torch.zeros_like(x)
+    mean = torch.where(ok, x, 0).sum(dim=(1, 2)) / n
+    return torch.where(ok, x, mean[:, None, None])
+
+
+def _soft_mask(mask: torch.Tensor, feather: float) -> torch.Tensor:
+    """Cloud mask (N, 1, H, W) in [0, 1] -> blending weight of the prediction: 1 on clouds,
+    fading to 0 over about ``feather`` pixels into the clear area."""
+    if feather <= 0:
+        return mask
+    radius = max(1, round(2 * feather))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=mask.device)
+    g = torch.exp(-(x**2) / (2 * feather**2))
+    g = g / g.sum()
+    m = F.pad(mask, (radius, radius, radius, radius), mode="replicate")
+    m = F.conv2d(m, g.view(1, 1, 1, -1))
+    m = F.conv2d(m, g.view(1, 1, -1, 1))
+    return torch.maximum((2 * m).clamp(0, 1), mask)
+
+
+def _mask_values(raw: np.ndarray, valid: np.ndarray, dtype: int) -> np.ndarray:
+    """Cloud-mask raster values -> cloud weight in [0, 1]: integers: > 0 is cloud;
+    floating point: a probability, clipped to [0, 1]. Nodata counts as cloud."""
+    if numpy_dtype(dtype).kind == "f":
+        m = np.clip(np.nan_to_num(raw, nan=1.0), 0.0, 1.0)
+    else:
+        m = (np.nan_to_num(raw, nan=1.0) > 0).astype(np.float32)
+    m[~valid] = 1.0
+    return m.astype(np.float32)
+
+
+class _Strips:
+    """Reads the strips of tile rows (optionally on a thread, one strip ahead)."""
+
+    def __init__(self, stacks: dict[str, RasterStack], threaded: bool):
+        self.stacks = stacks
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sarclear-read") if threaded else None
+        self._local = threading.local()
+
+    def _readers(self) -> dict:
+        if not hasattr(self._local, "readers"):
+            self._local.readers = {k: s.open() for k, s in self.stacks.items()}
+        return self._local.readers
+
+    def _read(self, window: Window) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {k: r.read(window) for k, r in self._readers().items()}
+
+    def submit(self, window: Window) -> Future | dict:
+        if self._pool is None:
+            return self._read(window)
+        return self._pool.submit(self._read, window)
+
+    @staticmethod
+    def result(item: Future | dict) -> dict:
+        return item.result() if isinstance(item, Future) else item
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _BlockWriter:
+    """Buffers finished rows and writes them in whole 256-row blocks of the output GeoTIFF
+    (optionally on a writer thread), converting reflectance to the output data type."""
+
+    def __init__(self, writer: GeoTiffWriter, scaling: OpticalScaling, threaded: bool, block: int = 256):
+        self.writer, self.scaling, self.block = writer, scaling, block
+        self._rows: list[tuple[np.ndarray, np.ndarray]] = []
+        self._top = 0
+        self._pending = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sarclear-write") if threaded else None
+        self._futures: list[Future] = []
+
+    def add(self, reflectance: np.ndarray, valid: np.ndarray, final: bool = False) -> None:
+        self._rows.append((reflectance, valid))
+        self._pending += reflectance.shape[1]
+        if final or self._pending >= self.block:
+            n = self._pending if final else self._pending - (self._top + self._pending) % self.block
+            self._flush(n)
+
+    def _flush(self, n: int) -> None:
+        if n <= 0:
+            return
+        refl = np.concatenate([r for r, _ in self._rows], axis=1)
+        valid = np.concatenate([v for _, v in self._rows], axis=0)
+        self._rows = [(refl[:, n:], valid[n:])] if refl.shape[1] > n else []
+        self._pending -= n
+        top, self._top = self._top, self._top + n
+        job = (top, refl[:, :n], valid[:n])
+        if self._pool is None:
+            self._write(*job)
+        else:
+            self._check()
+            self._futures.append(self._pool.submit(self._write, *job))
+
+    def _write(self, top: int, refl: np.ndarray, valid: np.ndarray) -> None:
+        dn = self.scaling.from_reflectance(refl.astype(np.float64))
+        out = to_dtype(dn, self.writer.dtype, valid, self.writer.nodata)
+        self.writer.write(Window(0, top, refl.shape[2], refl.shape[1]), out)
+
+    def _check(self) -> None:
+        done = [f for f in self._futures if f.done()]
+        for f in done:
+            f.result()  # re-raise a failed write here
+        self._futures = [f for f in self._futures if not f.done()]
+        while len(self._futures) > 2:  # bound the queue: at most ~3 blocks in flight
+            self._futures.pop(0).result()
+
+    def close(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            if not wait:
+                for f in self._futures:
+                    f.cancel()
+            self._pool.shutdown(wait=True)
+            if wait:
+                for f in self._futures:
+                    f.result()
+
+
+def _output_descriptions(stack: RasterStack) -> tuple[str, ...]:
+    """The input's band descriptions where they name the band, else the band name."""
+    from .bands import normalise_s2_name
+
+    return tuple(d if d and normalise_s2_name(d) == b.name else b.name
+                 for d, b in zip(stack.descriptions, stack.bands))
+
+
+def decloud(
+    ms: str | os.PathLike | Sequence[str | os.PathLike],
+    sar: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    model: str | os.PathLike | Model,
+    out: str | os.PathLike,
+    *,
+    reference: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    maps: bool = True,
+    options: DecloudOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> DecloudResult:
+    """Remove clouds from the optical raster ``ms`` using ``sar`` and ``model``; write the
+    reconstruction to ``out`` (GeoTIFF, the input's data type, CRS, geotransform, nodata
+    and band descriptions).
+
+    With ``maps``, also write per-pixel RMSE and SAM maps and a metrics JSON beside
+    ``out``: against ``reference`` when given (``<out>_rmse.tif``, ``<out>_sam.tif``,
+    ``<out>_metrics.json``), else between input and output, named as change maps
+    (``<out>_change_rmse.tif`` ...). Raises :class:`~sarclear.errors.SarclearError`
+    subclasses with a message that names the problem and the fix.
+    """
+    opts = options or DecloudOptions()
+    t0 = time.perf_counter()
+    if maps:  # fail before any work if a map cannot be written
+        from .evaluation import map_paths
+
+        for p in map_paths(out, reference is not None).values():
+            check_output_path(p, opts.overwrite)
+    device = resolve_device(opts.device)
+    mdl = model if isinstance(model, Model) else load_model(model, device)
+    cfg = mdl.config
+    ms_stack = open_optical(ms, cfg.bands, order=opts.ms_bands)
+    declared = OpticalScaling(opts.ms_scale, opts.ms_offset) if opts.ms_scale else None
+    if declared is None and opts.ms_offset:
+        declared = OpticalScaling(offset=opts.ms_offset)
+    scaling = detect_optical_scaling(ms_stack, declared)
+    area = area_window(ms_stack.grid, opts.aoi, opts.window)
+    stacks: dict[str, RasterStack] = {"ms": ms_stack}
+    if cfg.uses_sar:
+        if sar is None:
+            raise InputError(f"this model ({cfg.preset}) fuses SAR: give the Sentinel-1 raster with "
+                             f"channels {', '.join(cfg.sar_channels)} (--sar)")
+        stacks["sar"] = open_sar(sar, cfg.sar_channels, ms_stack.grid, area=area,
+                                 order=opts.sar_channels, units=opts.sar_units)
+    elif sar is not None:
+        log.warning("model %s takes no SAR input; the SAR raster is ignored", cfg.preset)
+    if opts.cloud_mask:
+        stacks["mask"] = open_single_band(opts.cloud_mask, ms_stack.grid)
+
+    out_grid = ms_stack.grid.subgrid(area)
+    nodata = ms_stack.nodata[0] if ms_stack.nodata[0] is not None else default_nodata(ms_stack.dtype)
+    batch = opts.batch_size or (32 if device.type == "cuda" else 4)
+    engine = TileEngine(mdl, device, batch, opts.precision)
+    metadata = {"SARCLEAR_VERSION": __version__, "SARCLEAR_MODEL": Path(mdl.path).name or cfg.preset,
+                "SARCLEAR_PRESET": cfg.preset}
+    with GeoTiffWriter(out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
+                       descriptions=_output_descriptions(ms_stack), metadata=metadata,
+                       overwrite=opts.overwrite, cog=opts.cog, overviews=opts.overviews) as writer:
+        tiles = _stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
+                        writer, opts, progress, cancel)
+    result = DecloudResult(Path(out), area, tiles, time.perf_counter() - t0, str(device),
+                           engine.batch_size, notes=engine.notes)
+    log.info("declouded %d tiles in %.1f s on %s", tiles, result.seconds, device)
+    if maps:
+        from .evaluation import error_maps
+
+        result.maps, result.metrics, result.metrics_path = error_maps(
+            out, reference if reference is not None else ms, cfg.bands, is_reference=reference is not None,
+            reference_scaling=None if reference is not None else scaling,
+            reference_order=None if reference is not None else opts.ms_bands,
+            overwrite=opts.overwrite, cancel=cancel)
+    return result
+
+
+def _stream(stacks: dict[str, RasterStack], area: Window, sar_scaling, scaling: OpticalScaling,
+            engine: TileEngine, writer: GeoTiffWriter, opts: DecloudOptions,
+            progress: ProgressFn | None, cancel: CancelFn | None) -> int:
+    """The tile loop: read strips, predict, blend, release finished rows to the writer."""
+    cfg, device = engine.model.config, engine.device
+    tile = cfg.tile_size
+    overlap = tile // 4 if opts.overlap is None else opts.overlap
+    local = Window(0, 0, area.width, area.height)
+    rows = list(tile_rows(local, tile, overlap))
+    total = sum(len(r) for r in rows)
+    n_out = cfg.out_channels
+    weights = blend_weights(tile, overlap).to(device)
+    blender = StripBlender(n_out + 1, area.width, tile, device)
+    strip_width = max(area.width, tile)
+    reader = _Strips(stacks, opts.io_threads)
+    block_writer = _BlockWriter(writer, scaling, opts.io_threads)
+    done = 0
+    ok = False
+    try:
+        strip_window = lambda r0: Window(area.col_off, area.row_off + r0, strip_width, tile)  # noqa: E731
+        pending = reader.submit(strip_window(rows[0][0].row_off))
+        for k, row in enumerate(rows):
+            if cancel and cancel():
+                raise Cancelled("cancelled; no output was written")
+            data = reader.result(pending)
+            if k + 1 < len(rows):
+                pending = reader.submit(strip_window(rows[k + 1][0].row_off))
+            r0 = row[0].row_off
+            raw, valid = data["ms"]
+            refl = scaling.to_reflectance(torch.from_numpy(raw).to(device))
+            valid_t = torch.from_numpy(valid).to(device)
+            ms_net = _fill_invalid(reflectance_to_network(refl), valid_t)
+            if "sar" in data:
+                sar_raw, sar_valid = data["sar"]
+                sar_valid_t = torch.from_numpy(sar_valid).to(device)
+                sar_net = _fill_invalid(sar_scaling.to_network(torch.from_numpy(sar_raw).to(device)), sar_valid_t)
+                valid_t = valid_t & sar_valid_t
+            else:
+                sar_net = ms_net[:0]
+            mask = None
+            if "mask" in data:
+                m_raw, m_valid = data["mask"]
+                mask = torch.from_numpy(_mask_values(m_raw[0], m_valid, stacks["mask"].dtype)).to(device)
+            cols = [w.col_off for w in row]
+            ms_tiles = torch.stack([ms_net[:, :, c:c + tile] for c in cols])
+            sar_tiles = torch.stack([sar_net[:, :, c:c + tile] for c in cols])
+            for i in range(0, len(cols), engine.batch_size):
+                if cancel and cancel():
+                    raise Cancelled("cancelled; no output was written")
+                part = slice(i, i + engine.batch_size)
+                pred = engine(ms_tiles[part], sar_tiles[part])
+                for j, c in enumerate(cols[part]):
+                    p = pred[j]
+                    if mask is not None:
+                        soft = _soft_mask(mask[None, None, :, c:c + tile], opts.mask_feather)[0]
+                        original = torch.nan_to_num(refl[:, :, c:c + tile])
+                        p = soft * p + (1 - soft) * original
+                    v = valid_t[:, c:c + tile].to(p.dtype)[None]
+                    blender.add(torch.cat([p, v]), weights, Window(c, r0, tile, tile))
+                done += len(cols[part])
+                if progress:
+                    progress(done, total, "tiles")
+            last = k + 1 == len(rows)
+            upto = area.height if last else rows[k + 1][0].row_off
+            _, mean, wsum = blender.release(upto)
+            if mean.shape[1]:
+                out_valid = (mean[n_out] > 0.5) & (wsum > 0)
+                block_writer.add(mean[:n_out].cpu().numpy(), out_valid.cpu().numpy(), final=last)
+            elif last:
+                block_writer.add(np.zeros((n_out, 0, area.width), np.float32), np.zeros((0, area.width), bool), True)
+        ok = True
+    finally:
+        reader.close()
+        block_writer.close(wait=ok)
+    return total

@@ -1,0 +1,90 @@
+"""Corrupt a clear Sentinel-2 raster with synthetic clouds, haze and shadows, window by
+window (``sarclear clouds``): a cloudy raster in the input's data type and a cloud-opacity
+raster, for testing a model where the truth is known."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import torch
+from osgeo import gdal
+
+from .bands import S2_BANDS
+from .clouds import CloudConfig, CloudField
+from .errors import Cancelled
+from .inference import CancelFn, ProgressFn, default_nodata
+from .raster import (
+    GeoTiffWriter,
+    check_output_path,
+    detect_optical_scaling,
+    named_bands,
+    open_optical,
+    preview,
+    to_dtype,
+)
+from .tiling import Window
+
+
+def cloud_raster(
+    clear: str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    opacity_out: str | os.PathLike | None = None,
+    config: CloudConfig | None = None,
+    seed: int = 0,
+    bands: Sequence[str] | None = None,
+    block_rows: int = 256,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> dict[str, float]:
+    """Write ``out``: the Sentinel-2 bands of ``clear`` (all it has, or ``bands``) with
+    clouds, haze and shadows added; and ``opacity_out``: the cloud + haze opacity (float32,
+    0..1). Returns summary statistics (mean opacity, fraction under thick cloud)."""
+    if bands is None:
+        refs, _ = named_bands(clear, sensor="optical")
+        found = {r.name for r in refs}
+        bands = [b for b in S2_BANDS if b in found]
+    stack = open_optical(clear, bands)
+    scaling = detect_optical_scaling(stack)
+    grid = stack.grid
+    if opacity_out is not None:
+        check_output_path(opacity_out, overwrite)
+    field = CloudField(1, grid.height, grid.width, config, seed=seed)
+    look = scaling.to_reflectance(preview(stack, 512).astype(np.float64))
+    p98 = torch.tensor(np.nanpercentile(look.reshape(len(bands), -1), 98, axis=1), dtype=torch.float32)[None]
+    nodata = stack.nodata[0] if stack.nodata[0] is not None else default_nodata(stack.dtype)
+    reader = stack.open()
+    covered, opacity_sum, pixels = 0.0, 0.0, 0
+    with ExitStack() as files:
+        writer = files.enter_context(GeoTiffWriter(
+            out, grid, len(bands), stack.dtype, nodata=nodata, descriptions=bands, overwrite=overwrite,
+            metadata={"SARCLEAR_SYNTHETIC_CLOUDS_SEED": str(seed)}))
+        opacity_writer = None if opacity_out is None else files.enter_context(GeoTiffWriter(
+            opacity_out, grid, 1, gdal.GDT_Float32, nodata=float("nan"), overwrite=overwrite,
+            descriptions=["cloud and haze opacity at 490 nm (0..1)"]))
+        total = (grid.height + block_rows - 1) // block_rows
+        for k, top in enumerate(range(0, grid.height, block_rows)):
+            if cancel and cancel():
+                raise Cancelled("cancelled; nothing was written")
+            win = Window(0, top, grid.width, min(block_rows, grid.height - top))
+            raw, valid = reader.read(win)
+            refl = torch.from_numpy(scaling.to_reflectance(raw.astype(np.float64)).astype(np.float32))[None]
+            result = field.apply(torch.nan_to_num(refl), bands, top, 0, scene_p98=p98)
+            dn = scaling.from_reflectance(result.cloudy[0].double().numpy())
+            writer.write(win, to_dtype(dn, stack.dtype, valid, nodata))
+            opacity = result.opacity[0, 0].numpy().copy()
+            opacity[~valid] = np.nan
+            if opacity_writer is not None:
+                opacity_writer.write(win, opacity)
+            covered += float(result.mask[0, 0].numpy()[valid].sum())
+            opacity_sum += float(np.nansum(opacity))
+            pixels += int(valid.sum())
+            if progress:
+                progress(k + 1, total, "blocks")
+    return {"mean_opacity": opacity_sum / max(pixels, 1), "thick_cloud_fraction": covered / max(pixels, 1),
+            "pixels": pixels, "output": str(Path(out))}

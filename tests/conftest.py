@@ -1,0 +1,59 @@
+"""Shared fixtures: the real Sentinel samples committed in the repository, small models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml files beside the samples
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "resources" / "samples"
+TEST_DATA = ROOT / "tests" / "data"
+
+SSL4EO = SAMPLES / "ssl4eo-s12"
+SSL4EO_CLEAR = SSL4EO / "s2c" / "0000200" / "20200604T054639_20200604T054831_T43RCP"
+SSL4EO_CLOUDY = SSL4EO / "s2c" / "0000200" / "20200823T054639_20200823T055618_T43RCP"
+SSL4EO_S1 = SSL4EO / "s1" / "0000200" / "S1A_IW_GRDH_1SDV_20200607T010800_20200607T010825_032904_03CFBA_D457"
+BEN = SAMPLES / "bigearthnet"
+BEN_S2 = BEN / "s2-tiny" / "S2A_MSIL2A_20170617T113321_4_55"
+BEN_S1 = BEN / "s1-tiny" / "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_4_55"
+CR_CLOUDY_S2 = SAMPLES / "sen12ms-cr-cloudy" / "ROIs1868_summer_s2_cloudy_19_p30.tif"
+CR_CLOUDY_S1 = SAMPLES / "sen12ms-cr-cloudy" / "ROIs1868_summer_s1_19_p30.tif"
+SEA = SAMPLES / "sen12ms-cr-sea"
+FLOODS_S2 = TEST_DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"
+FLOODS_S1 = TEST_DATA / "sen1floods11" / "Spain_7370579_S1Hand.tif"
+
+
+class IdentityGenerator(nn.Module):
+    """Returns its optical input: decloud with it must reproduce the input exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, cloudy: torch.Tensor, sar: torch.Tensor | None = None) -> torch.Tensor:
+        return cloudy + 0 * self.dummy
+
+
+@pytest.fixture(scope="session")
+def lite_model_path(tmp_path_factory) -> Path:
+    """A randomly initialised lite SAR-Opt-cGAN saved as a model file."""
+    from sarclear import checkpoint, networks
+
+    torch.manual_seed(0)
+    cfg = networks.preset("lite")
+    g, _ = networks.build(cfg)
+    return checkpoint.save_model(tmp_path_factory.mktemp("models") / "lite.safetensors", g, cfg)
+
+
+@pytest.fixture()
+def identity_model():
+    from sarclear import checkpoint, networks
+
+    return checkpoint.Model(IdentityGenerator(), networks.preset("lite"))

@@ -1,0 +1,60 @@
+"""The command line: each command end to end on the real samples, errors as one clear line."""
+
+import json
+
+import pytest
+from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, SSL4EO_CLEAR, SSL4EO_S1
+from osgeo import gdal
+
+from sarclear.cli import main
+
+
+def test_models_lists_presets_with_parameter_counts(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "paper " in out and "170.48M" in out and "lite-ms" in out
+
+
+def test_clouds_then_decloud_with_reference_writes_maps_metrics_and_figure(tmp_path, lite_model_path, capsys):
+    cloudy = tmp_path / "cloudy.tif"
+    assert main(["-q", "clouds", "--in", str(SSL4EO_CLEAR), "--out", str(cloudy), "--seed", "3"]) == 0
+    assert (tmp_path / "cloudy_opacity.tif").exists()
+    ds = gdal.Open(str(cloudy))
+    assert ds.RasterCount == 13 and ds.GetRasterBand(1).DataType == gdal.GDT_UInt16
+    out = tmp_path / "out.tif"
+    code = main(["-q", "decloud", "--ms", str(cloudy), "--sar", str(SSL4EO_S1), "--model", str(lite_model_path),
+                 "--out", str(out), "--reference", str(SSL4EO_CLEAR), "--figure", str(tmp_path / "fig.png")])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "RMSE" in text and "out_metrics.json" in text
+    metrics = json.loads((tmp_path / "out_metrics.json").read_text())
+    assert metrics["kind"] == "error" and 0 < metrics["rmse"] < 1 and len(metrics["rmse_per_band"]) == 10
+    for name in ("out_rmse.tif", "out_sam.tif", "fig.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_evaluate_scores_a_prediction(tmp_path, capsys):
+    assert main(["-q", "evaluate", "--prediction", str(SSL4EO_CLEAR), "--reference", str(SSL4EO_CLEAR),
+                 "--out-prefix", str(tmp_path / "self")]) == 0
+    metrics = json.loads((tmp_path / "self_metrics.json").read_text())
+    assert metrics["rmse"] == 0 and metrics["sam_deg"] < 1e-6
+
+
+def test_bad_input_is_one_line_naming_the_problem(tmp_path, lite_model_path, capsys):
+    code = main(["-q", "decloud", "--ms", str(CR_CLOUDY_S1), "--sar", str(CR_CLOUDY_S1), "--model",
+                 str(lite_model_path), "--out", str(tmp_path / "o.tif")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("sarclear: error:") and "Traceback" not in err
+    assert "--ms-bands" in err
+    code = main(["-q", "decloud", "--ms", str(CR_CLOUDY_S2), "--sar", str(CR_CLOUDY_S1), "--model",
+                 str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "o.tif")])
+    assert code == 2 and "no such model file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_has_help(capsys):
+    for cmd in ("decloud", "clouds", "evaluate", "models"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+    assert "--reference" in capsys.readouterr().out

@@ -1,0 +1,98 @@
+"""Synthetic clouds (Perlin noise, haze, shadows) and the quality metrics."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import SSL4EO_CLEAR
+
+from sarclear import metrics, raster
+from sarclear.bands import S2_PAPER10
+from sarclear.clouds import CloudConfig, CloudField, add_clouds
+
+
+@pytest.fixture(scope="module")
+def clear():
+    stack = raster.open_optical(SSL4EO_CLEAR, S2_PAPER10)
+    data, _ = stack.open().read(stack.grid.window)
+    return torch.from_numpy(data / 10000.0).float()[None]  # (1, 10, 264, 264) reflectance
+
+
+def test_clouds_are_reproducible_from_the_seed_and_differ_between_seeds(clear):
+    batch = clear.repeat(3, 1, 1, 1)
+    a, b = add_clouds(batch, S2_PAPER10, seed=7), add_clouds(batch, S2_PAPER10, seed=7)
+    assert torch.equal(a.cloudy, b.cloudy)
+    assert not torch.equal(a.cloudy, add_clouds(batch, S2_PAPER10, seed=8).cloudy)
+    assert not torch.equal(a.cloudy[0], a.cloudy[1])  # each image of a batch gets its own clouds
+
+
+def test_cloud_cover_follows_the_requested_fraction_and_clouds_are_bright(clear):
+    for coverage in (0.2, 0.5, 0.8):
+        cfg = CloudConfig(haze=(0.0, 0.0), shadow=(0.0, 0.0)).fixed(coverage=coverage)
+        r = add_clouds(clear, S2_PAPER10, cfg, seed=1)
+        assert abs(r.mask.float().mean().item() - coverage) < 0.12
+        core = r.thick[0, 0] > 0.95
+        # under thick cloud the visible bands are far brighter than the ground
+        assert (r.cloudy[0, :3][:, core] - clear[0, :3][:, core]).mean() > 0.2
+        clear_px = r.opacity[0, 0] == 0
+        assert torch.allclose(r.cloudy[0][:, clear_px], clear[0][:, clear_px])
+
+
+def test_haze_is_thicker_at_short_wavelengths_and_shadows_darken(clear):
+    cfg = CloudConfig().fixed(coverage=0.0, haze=0.5, shadow=0.0)
+    r = add_clouds(clear, S2_PAPER10, cfg, seed=3)
+    change = (r.cloudy - clear).abs().mean(dim=(0, 2, 3))
+    assert change[S2_PAPER10.index("B2")] > change[S2_PAPER10.index("B12")]
+    cfg = CloudConfig().fixed(coverage=0.3, haze=0.0, shadow=0.6)
+    r = add_clouds(clear, S2_PAPER10, cfg, seed=3)
+    shade = (r.shadow[0, 0] > 0.3) & (r.thick[0, 0] < 0.01)
+    assert shade.any() and (r.cloudy[0][:, shade] < clear[0][:, shade]).all()
+
+
+def test_clouds_evaluated_window_by_window_equal_the_whole_image(clear):
+    field = CloudField(1, 264, 264, seed=5)
+    p98 = torch.quantile(clear.flatten(2), 0.98, dim=2)
+    whole = field.apply(clear, S2_PAPER10, scene_p98=p98).cloudy
+    part = field.apply(clear[:, :, 64:200, 10:150], S2_PAPER10, 64, 10, scene_p98=p98).cloudy
+    assert torch.equal(whole[:, :, 64:200, 10:150], part)
+
+
+def test_metrics_known_values():
+    x = torch.rand(10, 16, 16)
+    m = metrics.compare(x, x.clone(), S2_PAPER10)
+    assert m["rmse"] == 0 and m["mae"] == 0 and m["sam_deg"] < 1e-6 and m["ssim"] == pytest.approx(1.0)
+    a = torch.zeros(2, 4, 4)
+    b = torch.zeros(2, 4, 4)
+    a[0], b[1] = 1.0, 1.0  # orthogonal spectra
+    assert metrics.sam_map(a, b).unique().tolist() == [90.0]
+    assert metrics.compare(a, b, ("B2", "B3"))["sam_deg"] == pytest.approx(90.0)
+    y = x + 0.1  # constant offset: RMSE = MAE = 0.1, PSNR = 20 dB
+    m = metrics.compare(y, x, S2_PAPER10)
+    assert m["rmse"] == pytest.approx(0.1, rel=1e-5) and m["mae"] == pytest.approx(0.1, rel=1e-5)
+    assert m["psnr"] == pytest.approx(20.0, rel=1e-4)
+    assert all(v == pytest.approx(0.1, rel=1e-5) for v in m["rmse_per_band"].values())
+    # parallel spectra of different brightness have zero spectral angle
+    assert metrics.sam_map(2 * x, x).max() < 1e-3
+
+
+def test_metrics_ignore_invalid_pixels_and_accumulate_blockwise():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(10, 40, 30, generator=gen), torch.rand(10, 40, 30, generator=gen)
+    valid = torch.rand(40, 30, generator=gen) > 0.3
+    whole = metrics.compare(x, y, S2_PAPER10, valid)
+    acc = metrics.MetricAccumulator(S2_PAPER10)
+    ssim = metrics.ssim_map(x, y)[0]
+    for r in range(0, 40, 7):
+        s = slice(r, r + 7)
+        acc.update(x[:, s], y[:, s], valid[s], ssim=ssim[s])
+    blocks = acc.result()
+    assert blocks["pixels"] == int(valid.sum())
+    for k in ("rmse", "mae", "sam_deg", "psnr"):
+        assert blocks[k] == pytest.approx(whole[k], rel=1e-9)
+    diff = (x - y)[:, valid]
+    assert whole["rmse"] == pytest.approx(math.sqrt(float((diff.double() ** 2).mean())), rel=1e-9)
+    x2 = x.clone()
+    x2[:, ~valid] = float("nan")  # NaNs in invalid pixels change nothing
+    assert metrics.compare(x2, y, S2_PAPER10, valid)["rmse"] == pytest.approx(whole["rmse"])
+    assert np.isnan(metrics.compare(x, y, S2_PAPER10, torch.zeros(40, 30, dtype=torch.bool))["rmse"])

@@ -1,0 +1,215 @@
+"""Seamless tiled inference on real rasters: exact stitching, no seams, nodata, AOI, masks,
+cancellation, determinism, mixed CRSs."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import BEN_S1, BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2, FLOODS_S1, FLOODS_S2
+from osgeo import gdal
+
+from sarclear import checkpoint, inference, raster
+from sarclear.bands import S2_BANDS, S2_PAPER10
+from sarclear.errors import BandMismatchError, Cancelled, DeviceError, InputError, NoOverlapError
+
+
+def _mosaic(src, dst, reps=(3, 3), nodata=None, cut=(slice(0, -37), slice(0, -11))):
+    """A raster several tiles wide made of the real sample (mirrored copies, so the texture
+    stays continuous), with the sample's georeference and data type."""
+    ds = gdal.Open(str(src))
+    data = ds.ReadAsArray()
+    rows = [np.concatenate([data if c % 2 == 0 else data[:, :, ::-1] for c in range(reps[1])], axis=2)
+            for _ in range(1)]
+    row = rows[0]
+    big = np.concatenate([row if r % 2 == 0 else row[:, ::-1] for r in range(reps[0])], axis=1)
+    big = big[:, cut[0], cut[1]]  # by default odd sizes: the last tiles are shifted
+    out = gdal.GetDriverByName("GTiff").Create(str(dst), big.shape[2], big.shape[1], big.shape[0],
+                                               ds.GetRasterBand(1).DataType)
+    out.SetGeoTransform(ds.GetGeoTransform())
+    out.SetProjection(ds.GetProjection())
+    for i in range(big.shape[0]):
+        b = out.GetRasterBand(i + 1)
+        b.WriteArray(big[i])
+        if nodata is not None:
+            b.SetNoDataValue(nodata)
+    out = None
+    return big
+
+
+def _read(path):
+    ds = gdal.Open(str(path))
+    return ds.ReadAsArray(), ds
+
+
+def test_tiled_decloud_with_an_identity_model_reproduces_the_input_exactly(tmp_path, identity_model):
+    ms = tmp_path / "ms.tif"
+    big = _mosaic(CR_CLOUDY_S2, ms)
+    sar = tmp_path / "sar.tif"
+    _mosaic(CR_CLOUDY_S1, sar)
+    assert big.shape[1] > 2 * 256 and big.shape[2] > 2 * 256
+    result = inference.decloud(ms, sar, identity_model, tmp_path / "out.tif", maps=False,
+                               options=inference.DecloudOptions(batch_size=3))
+    out, ds = _read(result.output)
+    expected = np.clip(big[[S2_BANDS.index(b) for b in S2_PAPER10]], 1, 10000)  # network range clips at 10000
+    assert result.tiles == 16 and out.dtype == np.uint16
+    assert np.array_equal(out, expected)
+    assert ds.GetGeoTransform() == gdal.Open(str(ms)).GetGeoTransform()
+
+
+class BlurGenerator(torch.nn.Module):
+    """A context-dependent model with zero padding, like a CNN: a 9 x 9 box blur of the
+    optical input. Pasted tile by tile, its darkened tile edges would make seams."""
+
+    def forward(self, cloudy, sar=None):
+        c = cloudy.shape[1]
+        kernel = torch.full((c, 1, 9, 9), 1 / 81, dtype=cloudy.dtype)
+        return torch.nn.functional.conv2d(cloudy + 1, kernel, padding=4, groups=c) - 1
+
+
+def test_tiled_decloud_has_no_seams(tmp_path):
+    import dataclasses
+
+    from sarclear import networks
+
+    ms, sar = tmp_path / "ms.tif", tmp_path / "sar.tif"
+    cut = (slice(0, 512), slice(100, 612))  # 512 x 512, mirror lines away from tile edges
+    _mosaic(CR_CLOUDY_S2, ms, (2, 3), cut=cut)
+    _mosaic(CR_CLOUDY_S1, sar, (2, 3), cut=cut)
+    cfg = networks.preset("lite")
+    # the truth: the whole raster as one 512 x 512 tile
+    one_tile = checkpoint.Model(BlurGenerator(), dataclasses.replace(cfg, tile_size=512))
+    truth = _read(inference.decloud(ms, sar, one_tile, tmp_path / "whole.tif", maps=False).output)[0]
+    model = checkpoint.Model(BlurGenerator(), cfg)
+
+    def column_error(path):
+        err = np.abs(_read(path)[0].astype(np.float64) - truth).mean(axis=(0, 1))
+        return err[8:-8]  # the raster's own border is padded alike in both
+
+    # tiles pasted side by side (no overlap): a seam at the tile edge, column 256
+    hard = column_error(inference.decloud(ms, sar, model, tmp_path / "hard.tif", maps=False,
+                                          options=inference.DecloudOptions(overlap=0)).output)
+    assert hard.max() > 50 and abs(int(hard.argmax()) + 8 - 256) <= 4
+    # overlapping tiles blended with smooth weights: no column stands out
+    soft = column_error(inference.decloud(ms, sar, model, tmp_path / "soft.tif", maps=False).output)
+    assert soft.max() < hard.max() / 20 and soft.max() < 5  # DN, on values of ~1000-5000
+
+
+def test_decloud_is_deterministic(tmp_path, lite_model_path):
+    a = inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, lite_model_path, tmp_path / "a.tif", maps=False)
+    b = inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, lite_model_path, tmp_path / "b.tif", maps=False)
+    assert np.array_equal(_read(a.output)[0], _read(b.output)[0])
+
+
+def test_nodata_in_the_input_stays_nodata_and_sar_gaps_become_nodata(tmp_path, identity_model):
+    data, src = _read(FLOODS_S2)
+    assert (data == 0).all(axis=0).sum() == 0  # the sample has none: carve a hole
+    ms = tmp_path / "ms.tif"
+    hole = gdal.GetDriverByName("GTiff").CreateCopy(str(ms), src)
+    for i in range(13):
+        band = hole.GetRasterBand(i + 1)
+        arr = band.ReadAsArray()
+        arr[100:180, 200:300] = 0
+        band.WriteArray(arr)
+    hole = None
+    res = inference.decloud(ms, FLOODS_S1, identity_model, tmp_path / "out.tif", maps=False)
+    out, ds = _read(res.output)
+    assert ds.GetRasterBand(1).GetNoDataValue() == 0 and out.dtype == np.int16
+    assert (out[:, 100:180, 200:300] == 0).all()
+    assert (out[:, :100] != 0).all()
+
+
+def test_area_of_interest_is_snapped_to_the_pixel_grid(tmp_path, identity_model):
+    grid = raster.open_optical(CR_CLOUDY_S2, S2_PAPER10).grid
+    x0, y0 = grid.geotransform[0], grid.geotransform[3]
+    aoi = (x0 + 505.0, y0 - 1503.0, x0 + 1001.0, y0 - 997.0)  # not on pixel edges
+    res = inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, identity_model, tmp_path / "aoi.tif", maps=False,
+                            options=inference.DecloudOptions(aoi=aoi))
+    out, ds = _read(res.output)
+    assert res.window == raster.Window(50, 99, 51, 52)
+    assert ds.GetGeoTransform()[0] == x0 + 500 and ds.GetGeoTransform()[3] == y0 - 990
+    full = _read(CR_CLOUDY_S2)[0][[S2_BANDS.index(b) for b in S2_PAPER10]]
+    assert np.array_equal(out, np.clip(full[:, 99:151, 50:101], 1, 10000))
+    with pytest.raises(NoOverlapError, match="does not overlap"):
+        inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, identity_model, tmp_path / "x.tif",
+                          options=inference.DecloudOptions(aoi=(0, 0, 10, 10)))
+
+
+def test_rasters_smaller_than_a_tile_and_one_pixel_wide_areas(tmp_path, lite_model_path):
+    res = inference.decloud(BEN_S2, BEN_S1, lite_model_path, tmp_path / "small.tif", maps=False)
+    out, _ = _read(res.output)
+    assert out.shape == (10, 120, 120) and (out > 0).all()
+    res = inference.decloud(BEN_S2, BEN_S1, lite_model_path, tmp_path / "line.tif", maps=False,
+                            options=inference.DecloudOptions(window=raster.Window(5, 0, 1, 120)))
+    assert _read(res.output)[0].shape == (10, 120, 1)
+
+
+def test_cloud_mask_keeps_clear_pixels_exactly(tmp_path, lite_model_path):
+    src = gdal.Open(str(CR_CLOUDY_S2))
+    mask = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "mask.tif"), 256, 256, 1, gdal.GDT_Byte)
+    mask.SetGeoTransform(src.GetGeoTransform())
+    mask.SetProjection(src.GetProjection())
+    m = np.zeros((256, 256), np.uint8)
+    m[60:140, 80:200] = 1
+    mask.GetRasterBand(1).WriteArray(m)
+    mask = None
+    res = inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, lite_model_path, tmp_path / "out.tif", maps=False,
+                            options=inference.DecloudOptions(cloud_mask=str(tmp_path / "mask.tif"), mask_feather=4))
+    out = _read(res.output)[0].astype(np.int64)
+    original = np.clip(src.ReadAsArray()[[S2_BANDS.index(b) for b in S2_PAPER10]].astype(np.int64), 1, None)
+    far = np.ones((256, 256), bool)
+    far[40:160, 60:220] = False  # beyond the feathered border
+    assert np.array_equal(out[:, far], original[:, far])
+    assert (out[:, 70:130, 90:190] != original[:, 70:130, 90:190]).mean() > 0.9
+
+
+def test_cancel_leaves_no_output_and_a_rerun_succeeds(tmp_path, lite_model_path):
+    calls = []
+    out = tmp_path / "out.tif"
+    ms = tmp_path / "ms.tif"
+    _mosaic(CR_CLOUDY_S2, ms, (2, 2))
+    sar = tmp_path / "sar.tif"
+    _mosaic(CR_CLOUDY_S1, sar, (2, 2))
+    with pytest.raises(Cancelled):
+        inference.decloud(ms, sar, lite_model_path, out, options=inference.DecloudOptions(batch_size=1),
+                          progress=lambda d, t, w: calls.append(d), cancel=lambda: len(calls) >= 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "sar.tif"]
+    inference.decloud(ms, sar, lite_model_path, out)
+    assert out.exists() and calls == [1, 2]
+
+
+def test_ms_only_twin_declouds_without_sar(tmp_path):
+    from sarclear import networks
+
+    cfg = networks.preset("lite-ms")
+    model = checkpoint.Model(networks.build(cfg)[0], cfg)
+    res = inference.decloud(CR_CLOUDY_S2, None, model, tmp_path / "ms_only.tif", maps=False)
+    assert _read(res.output)[0].shape == (10, 256, 256)
+
+
+def test_inputs_that_cannot_work_fail_before_any_output(tmp_path, lite_model_path):
+    with pytest.raises(InputError, match="fuses SAR"):
+        inference.decloud(CR_CLOUDY_S2, None, lite_model_path, tmp_path / "o.tif")
+    with pytest.raises(BandMismatchError, match=r"13 unnamed bands.*--sar-channels"):  # MS given as SAR
+        inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S2, lite_model_path, tmp_path / "o.tif")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, lite_model_path, tmp_path / "o.tif",
+                              options=inference.DecloudOptions(device="cuda"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reference_gives_error_maps_and_metrics_otherwise_change_maps(tmp_path, identity_model):
+    res = inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, identity_model, tmp_path / "o.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "o.tif", "o_change_metrics.json", "o_change_rmse.tif", "o_change_sam.tif"]
+    # identity: output = input (up to the clip at reflectance 1): changes are ~0
+    assert res.metrics["rmse"] < 0.01 and res.metrics["kind"] == "change"
+    with pytest.raises(NoOverlapError):  # a reference elsewhere on Earth
+        inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, identity_model, tmp_path / "r.tif", reference=FLOODS_S2)
+
+
+def test_error_maps_against_a_reference(tmp_path, identity_model):
+    res = inference.decloud(BEN_S2, BEN_S1, identity_model, tmp_path / "o.tif", reference=BEN_S2)
+    assert res.metrics["kind"] == "error" and res.metrics["rmse"] < 1e-4 and res.metrics["ssim"] > 0.999
+    rmse, ds = _read(res.maps["rmse"])
+    assert rmse.shape == (120, 120) and ds.GetRasterBand(1).GetUnitType() == "reflectance"
+    assert np.nanmax(rmse) < 1e-4
