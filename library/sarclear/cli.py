@@ -128,6 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list model presets (parameter counts) and bundled models",
                        description="Without arguments, list presets and bundled models; with a file, show its config.")
     p.add_argument("file", nargs="?", help="a model file to describe")
+
+    from .training import add_train_arguments
+
+    p = sub.add_parser("train", help="train a SAR-Opt-cGAN (or its MS-only twin)",
+                       description="Train the paper's cGAN on S1/S2 pairs with synthetic clouds made on the fly. "
+                       "Checkpoints atomically; --resume continues exactly. Several GPUs or nodes: launch with "
+                       "torchrun (DistributedDataParallel).")
+    add_train_arguments(p)
     return parser
 
 
@@ -245,7 +253,9 @@ def _models(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
-    commands = {"decloud": _decloud, "clouds": _clouds, "evaluate": _evaluate, "models": _models}
+    from .training import run_train
+
+    commands = {"decloud": _decloud, "clouds": _clouds, "evaluate": _evaluate, "models": _models, "train": run_train}
     try:
         return commands[args.command](args)
     except Cancelled as exc:

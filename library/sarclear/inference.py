@@ -318,6 +318,7 @@ def decloud(
     if declared is None and opts.ms_offset:
         declared = OpticalScaling(offset=opts.ms_offset)
     scaling = detect_optical_scaling(ms_stack, declared)
+    log.info("optical bands: %s", ", ".join(f"{b.name}={Path(b.path).name}:{b.index}" for b in ms_stack.bands))
     area = area_window(ms_stack.grid, opts.aoi, opts.window)
     stacks: dict[str, RasterStack] = {"ms": ms_stack}
     if cfg.uses_sar:

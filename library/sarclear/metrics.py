@@ -55,24 +55,25 @@ def sam_map(pred: Tensor, ref: Tensor) -> Tensor:
     return angle.to(pred.dtype)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, device: torch.device | None = None) -> Tensor:
-    g = torch.exp(-((torch.arange(size, dtype=torch.float64, device=device) - size // 2) ** 2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+def _gaussian_1d(size: int = 11, sigma: float = 1.5, device: torch.device | None = None) -> Tensor:
+    g = torch.exp(-((torch.arange(size, dtype=torch.float32, device=device) - size // 2) ** 2) / (2 * sigma**2))
+    return g / g.sum()
 
 
 def ssim_map(pred: Tensor, ref: Tensor) -> Tensor:
     """Per-pixel SSIM averaged over bands, (B, C, H, W) -> (B, H, W); borders use
-    reflection padding so the map has the input's size."""
-    x, y = _batch(pred).double(), _batch(ref).double()
+    reflection padding so the map has the input's size. The 11 x 11 Gaussian window is
+    applied as two 1-D passes, in float32."""
+    x, y = _batch(pred).float(), _batch(ref).float()
     b, c, h, w = x.shape
-    win = _gaussian_window(device=x.device)
-    pad = win.shape[-1] // 2
+    g = _gaussian_1d(device=x.device)
+    pad = g.numel() // 2
     mode = "reflect" if min(h, w) > pad else "replicate"
 
     def blur(t: Tensor) -> Tensor:
         t = F.pad(t.reshape(b * c, 1, h, w), (pad, pad, pad, pad), mode=mode)
-        return F.conv2d(t, win).reshape(b, c, h, w)
+        t = F.conv2d(F.conv2d(t, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+        return t.reshape(b, c, h, w)
 
     c1, c2 = 0.01**2, 0.03**2
     mx, my = blur(x), blur(y)

@@ -349,7 +349,7 @@ def named_bands(
                 f"{len(all_refs)} unnamed bands match no default order (expected {expected}). "
                 "Name the bands in their descriptions or file names, or give the order "
                 f"explicitly ({'--ms-bands B2,B3,...' if sensor == 'optical' else '--sar-channels VV,VH'})")
-        log.info("bands without names read in the default order: %s", ", ".join(default))
+        log.debug("bands without names read in the default order: %s", ", ".join(default))
         all_refs = [replace(r, name=n) for r, n in zip(all_refs, default)]
     return all_refs, files
 

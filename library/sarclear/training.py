@@ -1,0 +1,666 @@
+"""The SAR-Opt-cGAN trainer: pix2pix updates (paper eqs. 1-3), EMA generator, evaluation
+every epoch, atomic checkpoints with exact resume, DistributedDataParallel under torchrun.
+
+One iteration, on a batch of clear crops with their SAR::
+
+    cloudy = clouds(clear)                     # synthetic, on the device (or the real cloudy image)
+    fake   = G(cloudy, sar)
+    L_D    = 1/2 [BCE(D(x, clear), 1) + BCE(D(x, fake.detach()), 0)]      x = (cloudy, sar)
+    L_G    = BCE(D(x, fake), 1) + lambda * |fake - clear|_1                 lambda = 100
+    ema    = 0.99 ema + 0.01 G                  # the EMA weights are what gets exported
+
+Defaults are the paper's: Adam (beta1 0.5, as pix2pix), dropout 0.4, EMA decay 0.99,
+lambda 100, 5 epochs, and learning rate 2e-4. The paper prints "2^-4" (0.0625), which would
+make Adam diverge on a pix2pix network; 2e-4 is pix2pix's rate, of which "2^-4" is almost
+certainly a typesetting slip, so 2e-4 is used.
+
+Determinism: the data order of epoch ``e`` is a permutation seeded by (seed, e); crop
+positions, augmentations and clouds are seeded by (seed, epoch, step/index); the global
+RNG (dropout) is saved in every checkpoint. A run resumed from any checkpoint therefore
+reaches the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .bands import DEFAULT_BAND_SET, DEFAULT_SAR_CHANNELS, band_set
+from .checkpoint import save_model
+from .clouds import CloudConfig, CloudField
+from .data import Loaded, PairDataset, find_pairs, item_seed, load_pair, split_pairs
+from .devices import autocast, resolve_device
+from .errors import CheckpointError, InputError
+from .metrics import MetricAccumulator
+from .networks import ModelConfig, build, preset
+from .scaling import reflectance_to_network
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "sarclear_train_state"
+
+#: progress(step, total_steps, stats)
+TrainProgressFn = Callable[[int, int, dict], None]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in every checkpoint and model file."""
+
+    data: str = ""                  # manifest .csv or SEN12MS-CR / SEN1-2-style folder
+    out: str = "runs/sarclear"      # run folder: checkpoints, history, curves, model
+    preset: str = "paper"           # paper, lite (add ms_only for the Opt-cGAN twin)
+    ms_only: bool = False           # the MS-only twin (Opt-cGAN): no SAR input
+    bands: str = DEFAULT_BAND_SET
+    sar_channels: tuple[str, ...] = DEFAULT_SAR_CHANNELS
+    epochs: int = 5
+    batch_size: int = 1             # per process; pix2pix used 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    l1_weight: float = 100.0
+    ema_decay: float = 0.99
+    crop: int = 256                 # training crop size (a multiple of the preset's size multiple)
+    samples_per_epoch: int = 0      # 0: one crop per training pair
+    test_fraction: float = 0.1      # pairs without a split column held out for testing
+    augment: bool = True            # random flips and 90-degree rotations (same for SAR and MS)
+    real_clouds: bool = True        # use a pair's real cloudy image where it has one
+    clouds: dict[str, Any] = field(default_factory=dict)  # CloudConfig overrides
+    checkpoint_every: int = 500     # steps; checkpoints are also written at every epoch end
+    eval_every: int = 0             # steps between extra evaluations (0: epoch ends only)
+    eval_max_pairs: int = 64        # pairs scored per split and evaluation
+    eval_max_size: int = 1024       # larger pairs are scored on a centre crop
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"         # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = None  # None: on CUDA
+    compile: bool = False           # torch.compile the generator and discriminator
+    workers: int = 0                # DataLoader worker processes
+    cache: bool | None = None       # keep pairs in memory (None: when <= 2000 pairs)
+    keep_checkpoints: int = 2
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        self.sar_channels = tuple(self.sar_channels)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+        """Load from YAML or JSON; ``overrides`` (not None) win."""
+        text = Path(path).read_text()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = json.loads(text)
+        return cls.from_dict({**raw, **{k: v for k, v in overrides.items() if v is not None}})
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise InputError(f"unknown training option(s): {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**raw)
+
+    def model_config(self) -> ModelConfig:
+        base = preset(self.preset + ("-ms" if self.ms_only and not self.preset.endswith("-ms") else ""))
+        cfg = dataclasses.replace(base, bands=band_set(self.bands),
+                                  sar_channels=() if base.preset.endswith("-ms") else self.sar_channels)
+        if self.crop % cfg.size_multiple:
+            raise InputError(f"crop {self.crop} must be a multiple of {cfg.size_multiple} for the "
+                             f"{cfg.preset} preset")
+        return cfg
+
+
+class EMA:
+    """Exponential moving average of a network's weights (buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1.0 - self.decay)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def augment(tensors: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+    """The same random flip and 90-degree rotation per sample on every tensor (B, C, H, W)."""
+    b = tensors[0].shape[0]
+    k = torch.randint(0, 4, (b,), generator=generator).tolist()
+    flip = torch.randint(0, 2, (b,), generator=generator).tolist()
+    out = []
+    for t in tensors:
+        rows = []
+        for i in range(b):
+            x = torch.rot90(t[i], k[i], dims=(-2, -1))
+            rows.append(x.flip(-1) if flip[i] else x)
+        out.append(torch.stack(rows))
+    return out
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _git_revision() -> str:
+    """The git commit of the source tree, read from .git without running git."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        head = parent / ".git" / "HEAD"
+        if head.is_file():
+            ref = head.read_text().strip()
+            if not ref.startswith("ref: "):
+                return ref
+            ref_file = parent / ".git" / ref[5:]
+            if ref_file.is_file():
+                return ref_file.read_text().strip()
+            packed = parent / ".git" / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(ref[5:]):
+                        return line.split()[0]
+            return "unknown"
+    return "unknown"
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    m = getattr(m, "module", m)  # DistributedDataParallel
+    return getattr(m, "_orig_mod", m)  # torch.compile
+
+
+def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            tensors[f"{prefix}.{pid}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _optimizer_state(prefix: str, tensors: dict[str, torch.Tensor], meta: dict, device: torch.device) -> dict:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value if key == "step" else value.to(device)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_training_state(path: Path, *, G: nn.Module, D: nn.Module, ema: EMA, opt_g, opt_d, state: dict) -> None:
+    """One safetensors file (atomic: temp + rename) with every tensor the run needs and the
+    JSON state (step, epoch, config, history) in its metadata."""
+    tensors = {f"G.{k}": v for k, v in _unwrap(G).state_dict().items()}
+    tensors |= {f"D.{k}": v for k, v in _unwrap(D).state_dict().items()}
+    tensors |= {f"EMA.{k}": v for k, v in ema.model.state_dict().items()}
+    tg, mg = _optimizer_tensors("opt_g", opt_g)
+    td, md = _optimizer_tensors("opt_d", opt_d)
+    tensors |= tg | td
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {STATE_KEY: json.dumps({**state, "opt_g": mg, "opt_d": md}, default=str)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    files = sorted((out / "checkpoints").glob("step-*.safetensors"))
+    return files[-1] if files else None
+
+
+def load_training_state(path: Path, device: torch.device) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and JSON state of a training checkpoint (never unpickled)."""
+    from .checkpoint import _safetensors_metadata
+
+    meta = _safetensors_metadata(path)
+    if STATE_KEY not in meta:
+        raise CheckpointError(f"{path}: not a sarclear training checkpoint")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: damaged training checkpoint ({exc}); delete it to resume "
+                              "from the previous one") from None
+    return tensors, json.loads(meta[STATE_KEY])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _pad_to(t: torch.Tensor, multiple: int) -> torch.Tensor:
+    h, w = t.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return t
+    mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
+    return F.pad(t, (0, pw, 0, ph), mode=mode)
+
+
+def _centre(t: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = t.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return t[..., top:top + size, left:left + size]
+
+
+@torch.no_grad()
+def evaluate_pairs(generator: nn.Module, pairs: list[Loaded], model_config: ModelConfig, cloud_config: CloudConfig,
+                   *, seed: int, split: str, device: torch.device, precision: str = "auto",
+                   real_clouds: bool = True, max_size: int = 1024) -> dict[str, dict]:
+    """RMSE, SAM, ... of the generator's reconstructions, and of the cloudy inputs
+    themselves, on whole pairs with clouds fixed by (seed, split, pair index)."""
+    generator.eval()
+    bands = model_config.bands
+    acc_model, acc_cloudy = MetricAccumulator(bands), MetricAccumulator(bands)
+    sar_scaling = model_config.sar_scaling() if model_config.uses_sar else None
+    for i, pair in enumerate(pairs):
+        clear = _centre(pair.clear, max_size).to(device)[None]
+        sar = _centre(pair.sar, max_size).to(device)[None]
+        valid = _centre(pair.valid, max_size).to(device)[None]
+        if real_clouds and pair.cloudy is not None:
+            cloudy = _centre(pair.cloudy, max_size).to(device)[None]
+        else:
+            h, w = clear.shape[-2:]
+            field_ = CloudField(1, h, w, cloud_config, seed=item_seed(seed, 7919, i, split == "test"), device=device)
+            cloudy = field_.apply(clear, bands).cloudy
+        clear, cloudy = torch.nan_to_num(clear), torch.nan_to_num(cloudy)
+        h, w = clear.shape[-2:]
+        x_ms = _pad_to(reflectance_to_network(cloudy), model_config.size_multiple)
+        x_sar = _pad_to(sar_scaling.to_network(torch.nan_to_num(sar)), model_config.size_multiple) \
+            if sar_scaling else x_ms[:, :0]
+        with autocast(device, precision):
+            fake = generator(x_ms, x_sar)
+        pred = ((fake.float() + 1) / 2)[..., :h, :w]
+        acc_model.update(pred[0].cpu(), clear[0].cpu(), valid[0].cpu())
+        acc_cloudy.update(cloudy[0].cpu(), clear[0].cpu(), valid[0].cpu())
+    return {"model": acc_model.result(), "cloudy": acc_cloudy.result()}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _distributed() -> tuple[int, int, int]:
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int, batch: int) -> list[int]:
+    """This rank's sample indices for the epoch: a seeded permutation split among ranks,
+    trimmed so every rank runs the same number of full batches."""
+    g = torch.Generator().manual_seed(item_seed(seed, epoch))
+    order = torch.randperm(n, generator=g).tolist()
+    per_rank = (n // world // batch) * batch
+    if per_rank == 0:
+        raise InputError(f"{n} samples per epoch are too few for {world} process(es) x batch {batch}")
+    return order[rank::world][:per_rank]
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of a network's weights and buffers: equal digests, equal networks."""
+    h = hashlib.sha256()
+    for k, v in sorted(_unwrap(module).state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write_history(out: Path, history: list[dict]) -> None:
+    import csv
+
+    keys = ["step", "epoch", "split", "rmse", "sam_deg", "mae", "psnr", "ssim", "cloudy_rmse", "cloudy_sam_deg",
+            "pixels"]
+    tmp = out / ".history.csv.part"
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, out / "history.csv")
+    tmp = out / ".history.json.part"
+    tmp.write_text(json.dumps(history, indent=1))
+    os.replace(tmp, out / "history.json")
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressFn | None = None,
+          stop_after_steps: int | None = None, compare: dict[str, list[dict]] | None = None) -> dict:
+    """Train a model as ``config`` says; returns a summary (final metrics, paths, digest).
+
+    ``resume``: continue from the newest checkpoint in ``config.out`` (its stored config is
+    used). ``stop_after_steps``: stop (after checkpointing) once this many steps are done,
+    for tests and time-boxed jobs. ``compare``: other runs' histories to draw in the curves.
+    """
+    rank, world, local_rank = _distributed()
+    out = Path(config.out)
+    ckpt_dir = out / "checkpoints"
+    tensors, state = None, None
+    if resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            log.warning("--resume: no checkpoint in %s; starting from scratch", ckpt_dir)
+        else:
+            tensors, state = load_training_state(ckpt, torch.device("cpu"))
+            stored = TrainConfig.from_dict(state["config"])
+            if dataclasses.replace(stored, epochs=config.epochs, out=config.out) != dataclasses.replace(
+                    config, out=config.out):
+                log.warning("resuming with the configuration stored in %s (command-line options other "
+                            "than --epochs are ignored)", ckpt.name)
+            config = dataclasses.replace(stored, epochs=config.epochs, out=config.out)
+            log.info("resuming from %s (step %d)", ckpt.name, state["step"])
+
+    device = resolve_device(config.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        initialised_here = not dist.is_initialized()
+        if initialised_here:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if rank == 0:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    model_config = config.model_config()
+    cloud_config = CloudConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.clouds.items()})
+
+    pairs = find_pairs(config.data)
+    train_pairs, test_pairs = split_pairs(pairs, config.test_fraction)
+    if not train_pairs:
+        raise InputError(f"{config.data}: every pair is in the test split; lower test_fraction")
+    cache = config.cache if config.cache is not None else len(pairs) <= 2000
+    length = config.samples_per_epoch or len(train_pairs)
+    dataset = PairDataset(train_pairs, model_config.bands, model_config.sar_channels, config.crop,
+                          length=length, seed=config.seed, cache=cache)
+    eval_sets = {"train": train_pairs[:config.eval_max_pairs], "test": test_pairs[:config.eval_max_pairs]}
+    eval_loaded = {k: [dataset._cache[i] if cache and k == "train" else load_pair(p, model_config.bands,
+                                                                                   model_config.sar_channels)
+                       for i, p in enumerate(v)] for k, v in eval_sets.items()}
+    if rank == 0:
+        log.info("%d training pairs, %d test pairs; %d crops of %d px per epoch; model %s on %s",
+                 len(train_pairs), len(test_pairs), length, config.crop, model_config.preset, device)
+
+    torch.manual_seed(config.seed)
+    G, D = build(model_config, discriminator=True)
+    G.to(device)
+    D.to(device)
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    if channels_last:
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), **fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), **fused)
+    ema = EMA(G, config.ema_decay)
+    step, start_epoch, skip_batches, history = 0, 0, 0, []
+    if state is not None:
+        G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
+        D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
+        ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("EMA.")})
+        opt_g.load_state_dict(_optimizer_state("opt_g", tensors, state["opt_g"], device))
+        opt_d.load_state_dict(_optimizer_state("opt_d", tensors, state["opt_d"], device))
+        torch.set_rng_state(tensors["rng.cpu"])
+        cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
+        if cuda_states and device.type == "cuda":
+            torch.cuda.set_rng_state_all(cuda_states)
+        step, start_epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
+        history = state.get("history", [])
+    ema.model.to(device)
+
+    G_train, D_train = G, D
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        G_train = nn.parallel.DistributedDataParallel(G, device_ids=ids)
+        D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
+    if config.compile:
+        G_train, D_train = torch.compile(G_train), torch.compile(D_train)
+
+    sar_scaling = model_config.sar_scaling() if model_config.uses_sar else None
+    steps_per_epoch = len(_epoch_order(length, config.seed, 0, rank, world, config.batch_size)) // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    writer = None
+    if config.tensorboard and rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+
+    def checkpoint(epoch: int, batch_in_epoch: int) -> None:
+        if rank != 0:
+            return
+        save_training_state(ckpt_dir / f"step-{step:09d}.safetensors", G=G, D=D, ema=ema, opt_g=opt_g, opt_d=opt_d,
+                            state={"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                                   "config": dataclasses.asdict(config), "history": history,
+                                   "git_revision": _git_revision(), "model_config": model_config.to_dict()})
+        for old in sorted(ckpt_dir.glob("step-*.safetensors"))[:-config.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+
+    def evaluate(epoch_float: float) -> None:
+        if rank != 0:
+            return
+        for split, loaded in eval_loaded.items():
+            if not loaded:
+                continue
+            r = evaluate_pairs(ema.model, loaded, model_config, cloud_config, seed=config.seed, split=split,
+                               device=device, precision=config.precision, real_clouds=config.real_clouds,
+                               max_size=config.eval_max_size)
+            rec = {"step": step, "epoch": round(epoch_float, 4), "split": split,
+                   **{k: r["model"][k] for k in ("rmse", "sam_deg", "mae", "psnr", "ssim", "pixels")},
+                   "cloudy_rmse": r["cloudy"]["rmse"], "cloudy_sam_deg": r["cloudy"]["sam_deg"]}
+            history.append(rec)
+            log.info("epoch %.2f %s: RMSE %.4f SAM %.2f deg (cloudy input: RMSE %.4f SAM %.2f deg)",
+                     epoch_float, split, rec["rmse"], rec["sam_deg"], rec["cloudy_rmse"], rec["cloudy_sam_deg"])
+            if writer is not None:
+                for k in ("rmse", "sam_deg", "ssim"):
+                    writer.add_scalar(f"{split}/{k}", rec[k], step)
+        _write_history(out, history)
+        from .figures import training_curves_figure
+
+        name = "Opt-cGAN (MS only)" if not model_config.uses_sar else "SAR-Opt-cGAN"
+        training_curves_figure(out / "curves.png", {name: history, **(compare or {})},
+                               title=f"{model_config.preset}: RMSE and SAM per epoch")
+
+    def export() -> Path:
+        info = {"training": dataclasses.asdict(config), "git_revision": _git_revision(), "step": step,
+                "history": history[-2:] if history else []}
+        return save_model(out / "model.safetensors", ema.model, model_config, info)
+
+    # the loader gets its own generator: creating it must not draw from the global RNG, or a
+    # resumed run (which creates it mid-epoch) would drift from an uninterrupted one
+    loader_kwargs = {"batch_size": config.batch_size, "num_workers": config.workers, "drop_last": True,
+                     "pin_memory": device.type == "cuda", "generator": torch.Generator().manual_seed(config.seed)}
+    t_start, samples_seen = time.perf_counter(), 0
+    bce = nn.BCEWithLogitsLoss()
+    stopped = False
+    for epoch in range(start_epoch, config.epochs):
+        dataset.set_epoch(epoch)
+        order = _epoch_order(length, config.seed, epoch, rank, world, config.batch_size)
+        order = order[skip_batches * config.batch_size:]
+        loader = torch.utils.data.DataLoader(dataset, sampler=order, **loader_kwargs)
+        G_train.train()
+        D_train.train()
+        for b, batch in enumerate(loader, start=skip_batches):
+            g = torch.Generator().manual_seed(item_seed(config.seed, epoch, b, rank))
+            clear = batch["clear"].to(device, non_blocking=True)
+            sar = batch["sar"].to(device, non_blocking=True)
+            valid = batch["valid"].to(device, non_blocking=True)[:, None].float()
+            real_cloudy = batch["cloudy"].to(device, non_blocking=True)
+            if config.augment:
+                clear, sar, valid, real_cloudy = augment([clear, sar, valid, real_cloudy], g)
+            bsz, _, h, w = clear.shape
+            field_ = CloudField(bsz, h, w, cloud_config, seed=g, device=device)
+            cloudy = field_.apply(clear, model_config.bands).cloudy
+            if config.real_clouds:
+                use_real = batch["has_cloudy"].to(device)[:, None, None, None]
+                cloudy = torch.where(use_real, real_cloudy, cloudy)
+            y = reflectance_to_network(clear)
+            x_ms = reflectance_to_network(cloudy)
+            x_sar = sar_scaling.to_network(sar) if sar_scaling else x_ms[:, :0]
+            if channels_last:
+                y, x_ms, x_sar = (t.contiguous(memory_format=torch.channels_last) for t in (y, x_ms, x_sar))
+            cond = torch.cat([x_ms, x_sar], dim=1)
+
+            with autocast(device, config.precision):
+                fake = G_train(x_ms, x_sar)
+            # discriminator: real pairs -> 1, generated -> 0 (halved, as in pix2pix)
+            opt_d.zero_grad(set_to_none=True)
+            with autocast(device, config.precision):
+                logits_real = D_train(cond, y)
+                logits_fake = D_train(cond, fake.detach())
+                loss_d = 0.5 * (bce(logits_real.float(), torch.ones_like(logits_real, dtype=torch.float32))
+                                + bce(logits_fake.float(), torch.zeros_like(logits_fake, dtype=torch.float32)))
+            loss_d.backward()
+            opt_d.step()
+            # generator: fool D, stay close to the truth in L1 (valid pixels only)
+            opt_g.zero_grad(set_to_none=True)
+            D.requires_grad_(False)
+            with autocast(device, config.precision):
+                logits = D(cond, fake)  # the unwrapped D: no gradient sync for a step D does not take
+                loss_gan = bce(logits.float(), torch.ones_like(logits, dtype=torch.float32))
+            loss_l1 = ((fake.float() - y).abs() * valid).sum() / (valid.sum() * y.shape[1]).clamp(min=1)
+            loss_g = loss_gan + config.l1_weight * loss_l1
+            loss_g.backward()
+            D.requires_grad_(True)
+            opt_g.step()
+            ema.update(G)
+            step += 1
+            samples_seen += bsz * world
+            lg, ld = loss_g.item(), loss_d.item()
+            if not math.isfinite(lg):
+                raise RuntimeError(f"training diverged at step {step} (generator loss {lg}); lower the learning rate")
+            if progress and rank == 0:
+                elapsed = time.perf_counter() - t_start
+                progress(step, total_steps, {"epoch": epoch + 1, "loss_g": lg, "loss_d": ld, "l1": loss_l1.item(),
+                                             "samples_per_s": samples_seen / max(elapsed, 1e-9)})
+            if writer is not None:
+                writer.add_scalar("loss/g", lg, step)
+                writer.add_scalar("loss/d", ld, step)
+            last_of_epoch = b + 1 == steps_per_epoch
+            if config.eval_every and step % config.eval_every == 0 and not last_of_epoch:
+                evaluate(epoch + (b + 1) / steps_per_epoch)
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and not last_of_epoch:
+                checkpoint(epoch, b + 1)
+            if stop_after_steps is not None and step >= stop_after_steps and not last_of_epoch:
+                checkpoint(epoch, b + 1)
+                stopped = True
+                break
+        if stopped:
+            break
+        skip_batches = 0
+        evaluate(epoch + 1)
+        checkpoint(epoch + 1, 0)
+        if rank == 0:
+            export()
+        if stop_after_steps is not None and step >= stop_after_steps:
+            break
+    if writer is not None:
+        writer.close()
+    if world > 1:  # batch-norm statistics are local between DDP's per-forward broadcasts: take rank 0's
+        for buf in G.buffers():
+            dist.broadcast(buf, src=0)
+        for buf in D.buffers():
+            dist.broadcast(buf, src=0)
+        dist.barrier()
+    digest = weights_digest(G)
+    if world > 1 and initialised_here:
+        dist.destroy_process_group()
+    summary = {"step": step, "out": str(out), "generator_sha256": digest, "history": history,
+               "model": str(out / "model.safetensors"), "samples_per_s": samples_seen / max(
+                   time.perf_counter() - t_start, 1e-9), "rank": rank, "world_size": world}
+    return summary
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_train_arguments(p) -> None:
+    """``sarclear train`` options; each overrides the --config file."""
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON training config (options below override it)")
+    p.add_argument("--data", metavar="PATH", help="manifest .csv or SEN12MS-CR / SEN1-2-style folder")
+    p.add_argument("--out", metavar="DIR", help="run folder (checkpoints, history, curves, model.safetensors)")
+    p.add_argument("--preset", choices=("paper", "lite"), help="network size (default paper)")
+    p.add_argument("--ms-only", action="store_true", default=None,
+                   help="train the MS-only twin (Opt-cGAN), the paper's baseline")
+    p.add_argument("--bands", choices=("paper10", "all13"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate (default 2e-4, see the docs on the paper's 2^-4)")
+    p.add_argument("--crop", type=int, help="training crop size in pixels")
+    p.add_argument("--samples-per-epoch", type=int)
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS")
+    p.add_argument("--eval-every", type=int, metavar="STEPS")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"))
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
+    p.add_argument("--workers", type=int, help="data loader processes")
+    p.add_argument("--tensorboard", action="store_true", default=None)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--compare-with", metavar="RUN_DIR", action="append", default=[],
+                   help="another run whose history is drawn in this run's curves (e.g. the other twin)")
+
+
+def run_train(args) -> int:
+    """The ``sarclear train`` command."""
+    import sys
+
+    options = {k: getattr(args, k) for k in ("data", "out", "preset", "ms_only", "bands", "epochs", "batch_size",
+                                             "lr", "crop", "samples_per_epoch", "checkpoint_every", "eval_every",
+                                             "seed", "device", "precision", "compile", "workers", "tensorboard")}
+    if args.config:
+        config = TrainConfig.from_file(args.config, **options)
+    else:
+        config = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    if not config.data and not args.resume:
+        raise InputError("give the training data with --data (or in --config)")
+    compare = {}
+    for run in args.compare_with:
+        hist = Path(run) / "history.json"
+        if hist.is_file():
+            compare[Path(run).name] = json.loads(hist.read_text())
+    bar = None
+
+    def progress(done: int, total: int, stats: dict) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="train", unit=" steps", file=sys.stderr, dynamic_ncols=True)
+        bar.n = done
+        bar.set_postfix(epoch=stats["epoch"], loss_g=f"{stats['loss_g']:.3f}", loss_d=f"{stats['loss_d']:.3f}",
+                        samples_s=f"{stats['samples_per_s']:.1f}")
+
+    try:
+        summary = train(config, resume=args.resume, progress=progress, compare=compare)
+    finally:
+        if bar is not None:
+            bar.close()
+    if summary["rank"] == 0:
+        print(f"model: {summary['model']}\ncurves: {Path(summary['out']) / 'curves.png'}\n"
+              f"history: {Path(summary['out']) / 'history.csv'}")
+        for rec in summary["history"][-2:]:
+            print(f"{rec['split']}: RMSE {rec['rmse']:.4f} SAM {rec['sam_deg']:.2f} deg "
+                  f"(cloudy input RMSE {rec['cloudy_rmse']:.4f} SAM {rec['cloudy_sam_deg']:.2f} deg)")
+    return 0
