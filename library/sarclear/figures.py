@@ -101,7 +101,7 @@ def decloud_figure(
     fig, axes = plt.subplots(2, 4, figsize=(17, 8.6))
     panels = list(views.items())
     if sar is not None:
-        sar_stack = open_sar(sar, sar_channels[:1], grid)
+        sar_stack = open_sar(sar, sar_channels, grid)
         panels.insert(1, (f"SAR {sar_channels[0]} (dB)", preview(sar_stack, size)[0]))
     for ax, (name, img) in zip(axes[0], panels):
         if img.ndim == 2:
