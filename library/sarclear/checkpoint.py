@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_path
 from .errors import CheckpointError
 from .networks import FORMAT_VERSION, ModelConfig, UNetGenerator, build
 
@@ -54,12 +55,8 @@ def save_model(path: str | os.PathLike, generator: UNetGenerator, config: ModelC
         INFO_KEY: json.dumps({"sarclear_version": __version__, **(info or {})}, sort_keys=True, default=str),
         "format": "pt",
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

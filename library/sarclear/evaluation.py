@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from osgeo import gdal
 
+from .atomic import atomic_path
 from .errors import Cancelled
 from .metrics import MetricAccumulator, rmse_map, sam_map, ssim_map
 from .raster import GeoTiffWriter, check_output_path, detect_optical_scaling, open_optical
@@ -116,12 +117,8 @@ def error_maps(out: str | os.PathLike, reference, bands: Sequence[str], *, is_re
 
 def _write_json(path: Path, data: dict) -> None:
     """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _json_default(value):

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # no display needed; figures are files
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .atomic import atomic_path
 from .bands import S2_RGB, S2_WAVELENGTH_NM
 from .raster import (
     RasterStack,
@@ -33,16 +34,13 @@ from .tiling import Window
 
 def _save(fig: plt.Figure, path: str | os.PathLike, dpi: int) -> Path:
     """Save atomically (temp file + rename) and close the figure."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part.png")
     try:
         fig.tight_layout()
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def _rgb(refl: np.ndarray, names: Sequence[str], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import secrets
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from osgeo import gdal, gdal_array, osr
 
+from .atomic import commit, part_path, remove_stale_parts
 from .bands import S1_CHANNELS, S2_PAPER10, default_s2_order, normalise_s1_name, normalise_s2_name
 from .errors import (
     BandMismatchError,
@@ -333,7 +332,8 @@ def named_bands(
                 f"in {', '.join(files)}; give one name per band, in file order")
         canonical = [normalise(o) or o for o in order]
         all_refs = [replace(r, name=n) for r, n in zip(all_refs, canonical)]
-    elif unnamed:
+    elif unnamed and not (wanted and set(wanted) <= {r.name for r in all_refs}):
+        # unnamed bands matter only when the wanted ones are not all found by name
         default = (default_s2_order(len(all_refs)) if sensor == "optical"
                    else tuple(wanted) if len(all_refs) == len(wanted) else None)
         if default is None or (len(files) > 1 and len(unnamed) < len(all_refs)):
@@ -713,26 +713,6 @@ def to_dtype(values: np.ndarray, dtype: int, valid: np.ndarray, nodata: float | 
     return out
 
 
-def _stale_parts(target: Path) -> Iterable[Path]:
-    """Temporary files of earlier runs on ``target`` whose process is gone."""
-    for part in target.parent.glob(f".{target.name}.sarclear-*.part*"):
-        m = re.search(r"\.sarclear-(\d+)-", part.name)
-        if m and not _pid_alive(int(m.group(1))):
-            yield part
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def check_output_path(path: str | os.PathLike, overwrite: bool, size_hint: int = 0) -> Path:
     """Fail early, before any work, if ``path`` cannot be written: it exists (and
     ``overwrite`` is off), its folder is missing or read-only, or the disk has less free
@@ -784,13 +764,13 @@ class GeoTiffWriter:
         self.nodata, self.descriptions, self.units = nodata, tuple(descriptions), units
         self.metadata = metadata or {}
         self.cog, self.overviews = cog, overviews
-        self.part = self.target.parent / f".{self.target.name}.sarclear-{os.getpid()}-{secrets.token_hex(4)}.part"
+        self.overwrite = overwrite
+        self.part = part_path(self.target)
         self._ds: gdal.Dataset | None = None
 
     def __enter__(self) -> GeoTiffWriter:
-        for stale in _stale_parts(self.target):
-            log.info("removing %s left by an interrupted run", stale)
-            stale.unlink(missing_ok=True)
+        for stale in remove_stale_parts(self.target):
+            log.info("removed %s, left by an interrupted run", stale)
         predictor = "3" if numpy_dtype(self.dtype).kind == "f" else "2"
         options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE",
                    f"PREDICTOR={predictor}", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS"]
@@ -819,11 +799,13 @@ class GeoTiffWriter:
         if self._ds is None:
             raise RuntimeError("GeoTiffWriter.write outside its with-block")
         arr = array[None] if array.ndim == 2 else array
-        err = self._ds.WriteRaster(window.col_off, window.row_off, window.width, window.height,
-                                   np.ascontiguousarray(arr).tobytes(), window.width, window.height,
-                                   self.dtype, list(range(1, self.count + 1)))
-        if err != 0:
-            raise OutputError(f"writing {self.part}: {gdal.GetLastErrorMsg() or 'disk full?'}")
+        with _CollectErrors() as errors:
+            err = self._ds.WriteRaster(window.col_off, window.row_off, window.width, window.height,
+                                       np.ascontiguousarray(arr).tobytes(), window.width, window.height,
+                                       self.dtype, list(range(1, self.count + 1)))
+        if err != 0 or errors.messages:
+            raise OutputError(f"writing {self.part}: {'; '.join(errors.messages) or 'write failed'} "
+                              "(disk full or file too large?)")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
@@ -841,10 +823,11 @@ class GeoTiffWriter:
             factors = _overview_factors(self.grid)
             if factors:
                 gdal_call("building overviews", ds.BuildOverviews, "AVERAGE", factors, error=OutputError)
-        ds.FlushCache()
-        ds = None
-        if gdal.GetLastErrorType() >= gdal.CE_Failure and "part" in gdal.GetLastErrorMsg():
-            raise OutputError(f"writing {self.part}: {gdal.GetLastErrorMsg()}")
+        with _CollectErrors() as errors:
+            ds.FlushCache()
+            ds = None  # closing writes the last blocks and the directory
+        if errors.messages:
+            raise OutputError(f"writing {self.part}: {'; '.join(errors.messages)} (disk full or file too large?)")
         final_part = self.part
         if self.cog:
             final_part = self.part.with_name(self.part.name + ".cog")
@@ -853,7 +836,7 @@ class GeoTiffWriter:
                       creationOptions=["COMPRESS=DEFLATE", "OVERVIEWS=AUTO", "BIGTIFF=IF_SAFER",
                                        "NUM_THREADS=ALL_CPUS"], error=OutputError)
             self.part.unlink(missing_ok=True)
-        os.replace(final_part, self.target)
+        commit(final_part, self.target, overwrite=self.overwrite)
         log.info("wrote %s", self.target)
 
     def _abort(self) -> None:

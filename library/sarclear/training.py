@@ -42,6 +42,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import atomic_path
 from .bands import DEFAULT_BAND_SET, DEFAULT_SAR_CHANNELS, band_set
 from .checkpoint import save_model
 from .clouds import CloudConfig, CloudField
@@ -223,12 +224,8 @@ def save_training_state(path: Path, *, G: nn.Module, D: nn.Module, ema: EMA, opt
             tensors[f"rng.cuda.{i}"] = s
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {STATE_KEY: json.dumps({**state, "opt_g": mg, "opt_d": md}, default=str)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -335,15 +332,12 @@ def _write_history(out: Path, history: list[dict]) -> None:
 
     keys = ["step", "epoch", "split", "rmse", "sam_deg", "mae", "psnr", "ssim", "cloudy_rmse", "cloudy_sam_deg",
             "pixels"]
-    tmp = out / ".history.csv.part"
-    with tmp.open("w", newline="") as f:
+    with atomic_path(out / "history.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, out / "history.csv")
-    tmp = out / ".history.json.part"
-    tmp.write_text(json.dumps(history, indent=1))
-    os.replace(tmp, out / "history.json")
+    with atomic_path(out / "history.json") as tmp:
+        tmp.write_text(json.dumps(history, indent=1))
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressFn | None = None,

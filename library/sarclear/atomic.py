@@ -1,0 +1,82 @@
+"""Atomic output files: write to a hidden temporary file beside the target, rename into place
+when complete. A crash, a kill or a cancel leaves at most a hidden ``.part`` file (removed by
+the next run on the same target), never a half-written file under the target's name.
+
+Temporary names carry the writing process's id and a random token, so they are unique,
+unguessable (no symlink planting) and recognisable as stale once that process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import OutputError
+
+_PART = re.compile(r"\.sarclear-(\d+)-[0-9a-f]+\.part")
+
+
+def part_path(target: str | os.PathLike) -> Path:
+    """A fresh hidden temporary path beside ``target``."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.sarclear-{os.getpid()}-{secrets.token_hex(8)}.part")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_parts(target: str | os.PathLike) -> list[Path]:
+    """Delete temporary files of earlier runs on ``target`` whose process has died."""
+    target = Path(target)
+    removed = []
+    for part in target.parent.glob(f".{target.name}.sarclear-*.part*"):
+        m = _PART.search(part.name)
+        if m and not _pid_alive(int(m.group(1))):
+            part.unlink(missing_ok=True)
+            removed.append(part)
+    return removed
+
+
+def commit(part: str | os.PathLike, target: str | os.PathLike, *, overwrite: bool = True) -> None:
+    """Move the finished ``part`` to ``target`` in one step. Without ``overwrite`` an
+    existing target (say, written meanwhile by a concurrent run) is kept and
+    :class:`OutputError` raised; the check and the move are one atomic operation."""
+    part, target = Path(part), Path(target)
+    if overwrite:
+        os.replace(part, target)
+        return
+    try:
+        os.link(part, target)  # fails if target exists: no window between check and move
+    except FileExistsError:
+        raise OutputError(f"{target} appeared while this run was writing (another run?); it was "
+                          "kept. Choose another name or pass --overwrite") from None
+    except OSError:  # file systems without hard links: fall back to a checked rename
+        if target.exists():
+            raise OutputError(f"{target} appeared while this run was writing; it was kept") from None
+        os.replace(part, target)
+        return
+    part.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """``with atomic_path(t) as tmp: write(tmp)`` -> ``t`` appears complete, or not at all."""
+    tmp = part_path(target)
+    try:
+        yield tmp
+        commit(tmp, target, overwrite=overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
