@@ -140,6 +140,9 @@ def test_writer_keeps_georeference_nodata_descriptions_and_dtype(tmp_path):
     original = np.stack([b.GetRasterBand(S2_BANDS.index(n) + 1).ReadAsArray() for n in S2_PAPER10])
     assert np.array_equal(a.ReadAsArray(), original)
     assert a.GetMetadata("IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+    with raster.GeoTiffWriter(tmp_path / "z.tif", stack.grid, 10, stack.dtype, compress="zstd") as w:
+        w.write(stack.grid.window, raster.to_dtype(data, stack.dtype, valid, 0.0))
+    assert gdal.Open(str(tmp_path / "z.tif")).GetMetadata("IMAGE_STRUCTURE")["COMPRESSION"] == "ZSTD"
 
 
 def test_failed_write_leaves_nothing_behind_and_existing_outputs_are_protected(tmp_path):

@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, metavar="PX", help="overlap of neighbouring tiles (default: tile / 4)")
     p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF with overviews")
     p.add_argument("--overviews", action="store_true", help="add internal overviews to the GeoTIFF")
+    p.add_argument("--compress", choices=("deflate", "zstd", "lzw", "none"), default="deflate",
+                   help="GeoTIFF compression (default deflate; zstd is faster, lzw/deflate are read everywhere)")
     p.add_argument("--no-maps", action="store_true", help="write only the reconstruction")
     p.add_argument("--figure", metavar="PNG", help="also write a figure (quick-looks, maps, band-wise RMSE, spectra)")
     _add_io_options(p)
@@ -153,7 +155,7 @@ def _decloud(args: argparse.Namespace) -> int:
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
                           mask_feather=args.mask_feather, ms_bands=args.ms_bands, sar_channels=args.sar_channels,
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
-                          overwrite=args.overwrite, cog=args.cog, overviews=args.overviews)
+                          overwrite=args.overwrite, cog=args.cog, overviews=args.overviews, compress=args.compress)
     bar = _Progress(not args.quiet, "decloud")
     try:
         result = decloud(args.ms, args.sar, model, args.out, reference=args.reference, maps=not args.no_maps,

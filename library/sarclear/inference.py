@@ -75,6 +75,7 @@ class DecloudOptions:
     overwrite: bool = False
     cog: bool = False                    # write a Cloud Optimized GeoTIFF
     overviews: bool = False              # internal overviews in a plain GeoTIFF
+    compress: str = "deflate"            # deflate (level 1), zstd (level 1), lzw, none
     io_threads: bool = True              # overlap reading, computing and writing
 
 
@@ -186,33 +187,34 @@ def _mask_values(raw: np.ndarray, valid: np.ndarray, dtype: int) -> np.ndarray:
 
 
 class _Strips:
-    """Reads the strips of tile rows (optionally on a thread, one strip ahead)."""
+    """Reads the strips of tile rows one strip ahead: each stack (optical, SAR, mask) on a
+    thread of its own, with its own GDAL handles, so their reads and warps overlap each
+    other and the computation. GDAL releases the GIL while it reads and warps."""
 
     def __init__(self, stacks: dict[str, RasterStack], threaded: bool):
         self.stacks = stacks
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sarclear-read") if threaded else None
+        self._pools = {k: ThreadPoolExecutor(1, thread_name_prefix=f"sarclear-read-{k}") for k in stacks} \
+            if threaded else None
         self._local = threading.local()
 
-    def _readers(self) -> dict:
-        if not hasattr(self._local, "readers"):
-            self._local.readers = {k: s.open() for k, s in self.stacks.items()}
-        return self._local.readers
+    def _read(self, key: str, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        readers = self._local.__dict__.setdefault("readers", {})
+        if key not in readers:
+            readers[key] = self.stacks[key].open()
+        return readers[key].read(window)
 
-    def _read(self, window: Window) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return {k: r.read(window) for k, r in self._readers().items()}
-
-    def submit(self, window: Window) -> Future | dict:
-        if self._pool is None:
-            return self._read(window)
-        return self._pool.submit(self._read, window)
+    def submit(self, window: Window) -> dict:
+        if self._pools is None:
+            return {k: self._read(k, window) for k in self.stacks}
+        return {k: pool.submit(self._read, k, window) for k, pool in self._pools.items()}
 
     @staticmethod
-    def result(item: Future | dict) -> dict:
-        return item.result() if isinstance(item, Future) else item
+    def result(item: dict) -> dict:
+        return {k: v.result() if isinstance(v, Future) else v for k, v in item.items()}
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._pools or {}).values():
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _BlockWriter:
@@ -340,7 +342,8 @@ def decloud(
                 "SARCLEAR_PRESET": cfg.preset}
     with GeoTiffWriter(out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
                        descriptions=_output_descriptions(ms_stack), metadata=metadata,
-                       overwrite=opts.overwrite, cog=opts.cog, overviews=opts.overviews) as writer:
+                       overwrite=opts.overwrite, cog=opts.cog, overviews=opts.overviews,
+                       compress=opts.compress) as writer:
         tiles = _stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
                         writer, opts, progress, cancel)
     result = DecloudResult(Path(out), area, tiles, time.perf_counter() - t0, str(device),

@@ -397,32 +397,67 @@ class RasterStack:
         return StackReader(self)
 
 
+@dataclass
+class _Source:
+    """Bands of one dataset read together: their places in the stack and in the dataset,
+    and where the stack's grid lies in the dataset's pixels."""
+
+    ds: gdal.Dataset
+    slots: list[int]      # positions in the stack
+    indices: list[int]    # 1-based band numbers in ``ds``
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+
+
 class StackReader:
     """Reads windows of a :class:`RasterStack` as float32 arrays with a validity mask.
 
     A band whose file is on the stack's grid, or on a grid that contains it at a whole-pixel
-    offset (an area of interest cut from it), is read directly; any other band through a
-    warped VRT. Nodata becomes NaN.
+    offset (an area of interest cut from it), is read directly, all bands of one file in one
+    call; any other band through a warped VRT. Nodata becomes NaN.
     """
 
     def __init__(self, stack: RasterStack):
         self.stack = stack
-        # per band: (GDAL band, column offset, row offset, native width, native height)
-        self._sources: list[tuple[gdal.Band, int, int, int, int]] = []
-        self._keep: list[gdal.Dataset] = []  # datasets must outlive their bands
-        datasets: dict[str, gdal.Dataset] = {}
-        for ref in stack.bands:
-            ds = datasets.get(ref.path) or open_raster(ref.path)
-            datasets[ref.path] = ds
+        self._sources: list[_Source] = []
+        direct: dict[str, _Source] = {}
+        for slot, ref in enumerate(stack.bands):
+            ds = direct[ref.path].ds if ref.path in direct else open_raster(ref.path)
             native = Grid.of(ds)
             offset = native_offset(native, stack.grid)
             if offset is None:
-                ds = warp_to_grid(ds, stack.grid, stack.resampling, ref.index)
-                self._keep.append(ds)
-                self._sources.append((ds.GetRasterBand(1), 0, 0, stack.grid.width, stack.grid.height))
+                warped = warp_to_grid(ds, stack.grid, stack.resampling, ref.index)
+                self._sources.append(_Source(warped, [slot], [1], 0, 0, stack.grid.width, stack.grid.height))
+            elif ref.path in direct:
+                direct[ref.path].slots.append(slot)
+                direct[ref.path].indices.append(ref.index)
             else:
-                self._sources.append((ds.GetRasterBand(ref.index), *offset, native.width, native.height))
-        self._keep.extend(datasets.values())
+                direct[ref.path] = _Source(ds, [slot], [ref.index], *offset, native.width, native.height)
+                self._sources.append(direct[ref.path])
+
+    def _read_source(self, src: _Source, window: Window,
+                     buf: tuple[int, int] | None = None) -> tuple[np.ndarray, Window] | None:
+        """The source's bands over ``window`` (stack grid), as (n, h, w) float32 with nodata
+        as NaN, and where they lie in ``window``; None when the window misses the source.
+        ``buf``: a decimated (w, h) read."""
+        win = window.translate(src.col_off, src.row_off)
+        part = win.intersection(Window(0, 0, src.width, src.height))
+        if part.empty:
+            return None
+        if buf is not None and part != win:
+            raise InputError("a decimated window must lie inside every band")
+        bw, bh = buf or (part.width, part.height)
+        path = self.stack.bands[src.slots[0]].path
+        arr = gdal_call(f"reading {path}", src.ds.ReadAsArray, part.col_off, part.row_off, part.width,
+                        part.height, buf_xsize=bw, buf_ysize=bh, band_list=src.indices, error=OSError)
+        arr = arr.reshape(len(src.indices), bh, bw).astype(np.float32)
+        for k, slot in enumerate(src.slots):
+            nodata = self.stack.nodata[slot]
+            if nodata is not None and not np.isnan(nodata):
+                arr[k][arr[k] == np.float32(nodata)] = np.nan
+        return arr, part.relative_to(win)
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Read ``window`` of the stack's grid. Returns (float32 (C, h, w) values, bool
@@ -430,23 +465,16 @@ class StackReader:
         Parts of the window outside the grid are invalid and filled by mirroring the
         inside, so a network sees plausible context there."""
         inside = window.intersection(self.stack.grid.window)
-        c = len(self._sources)
+        c = len(self.stack.bands)
         if inside.empty:
             return np.zeros((c, window.height, window.width), np.float32), \
                 np.zeros((window.height, window.width), bool)
         block = np.full((c, inside.height, inside.width), np.nan, np.float32)
-        for i, (band, dc, dr, width, height) in enumerate(self._sources):
-            src = inside.translate(dc, dr)
-            part = src.intersection(Window(0, 0, width, height))
-            if part.empty:
-                continue
-            ref = self.stack.bands[i]
-            arr = gdal_call(f"reading {ref.path} band {ref.index}", band.ReadAsArray, part.col_off,
-                            part.row_off, part.width, part.height, error=OSError).astype(np.float32)
-            nodata = self.stack.nodata[i]
-            if nodata is not None and not np.isnan(nodata):
-                arr[arr == np.float32(nodata)] = np.nan
-            block[(i, *part.relative_to(src).toslices())] = arr
+        for src in self._sources:
+            got = self._read_source(src, inside)
+            if got is not None:
+                arr, where = got
+                block[(src.slots, *where.toslices())] = arr
         if self.stack.linear_power:
             block = linear_to_db(block)
         ok = np.isfinite(block).all(axis=0)
@@ -456,21 +484,14 @@ class StackReader:
         pad = ((p.row_off, window.height - p.bottom), (p.col_off, window.width - p.right))
         return np.pad(block, ((0, 0), *pad), mode="symmetric"), np.pad(ok, pad, constant_values=False)
 
-
-def _decimated(reader: StackReader, window: Window, width: int, height: int) -> np.ndarray:
-    """``window`` of every band resampled (GDAL's nearest decimation) to width x height."""
-    out = np.full((len(reader._sources), height, width), np.nan, np.float32)
-    for i, (band, dc, dr, w, h) in enumerate(reader._sources):
-        src = window.translate(dc, dr)
-        if src.intersection(Window(0, 0, w, h)) != src:
-            raise InputError("a preview window must lie inside every band")
-        arr = band.ReadAsArray(src.col_off, src.row_off, src.width, src.height,
-                               buf_xsize=width, buf_ysize=height).astype(np.float32)
-        nodata = reader.stack.nodata[i]
-        if nodata is not None and not np.isnan(nodata):
-            arr[arr == np.float32(nodata)] = np.nan
-        out[i] = arr
-    return linear_to_db(out) if reader.stack.linear_power else out
+    def read_decimated(self, window: Window, width: int, height: int) -> np.ndarray:
+        """``window`` of every band resampled (GDAL's nearest decimation, overviews where
+        the files have them) to ``width`` x ``height``; nodata as NaN."""
+        out = np.full((len(self.stack.bands), height, width), np.nan, np.float32)
+        for src in self._sources:
+            arr, _ = self._read_source(src, window, (width, height))
+            out[src.slots] = arr
+        return linear_to_db(out) if self.stack.linear_power else out
 
 
 def preview(stack: RasterStack, size: int = 768, window: Window | None = None) -> np.ndarray:
@@ -479,7 +500,7 @@ def preview(stack: RasterStack, size: int = 768, window: Window | None = None) -
     window = window or stack.grid.window
     scale = max(1.0, max(window.width, window.height) / size)
     w, h = max(1, round(window.width / scale)), max(1, round(window.height / scale))
-    return _decimated(stack.open(), window, w, h)
+    return stack.open().read_decimated(window, w, h)
 
 
 def native_offset(native: Grid, target: Grid) -> tuple[int, int] | None:
@@ -734,11 +755,19 @@ def check_output_path(path: str | os.PathLike, overwrite: bool, size_hint: int =
     return target
 
 
+#: GeoTIFF compression choices. Level 1 codecs: DEFLATE level 1 writes about 3x faster than
+#: GDAL's default level 6 on Sentinel-2 data at the same ratio (BENCHMARKS.md); DEFLATE is
+#: the default because every GIS reads it; ZSTD is faster still.
+_COMPRESSION = {"DEFLATE": ["COMPRESS=DEFLATE", "ZLEVEL=1"], "ZSTD": ["COMPRESS=ZSTD", "ZSTD_LEVEL=1"],
+                "LZW": ["COMPRESS=LZW"], "NONE": ["COMPRESS=NONE"]}
+
+
 class GeoTiffWriter:
     """Write a GeoTIFF window by window into a temporary file, renamed into place on
     success and removed on failure or cancel. Use as a context manager.
 
-    Tiled (256 x 256), compressed (DEFLATE with a predictor), BigTIFF when needed; with
+    Tiled (256 x 256), compressed (DEFLATE level 1 with a predictor, or ``compress``), BigTIFF
+    when needed; with
     ``cog`` the result is a Cloud Optimized GeoTIFF with overviews, with ``overviews``
     a plain GeoTIFF with internal overviews.
     """
@@ -757,7 +786,11 @@ class GeoTiffWriter:
         overwrite: bool = False,
         cog: bool = False,
         overviews: bool = False,
+        compress: str = "deflate",
     ):
+        if compress.upper() not in _COMPRESSION:
+            raise InputError(f"unknown compression {compress!r}; use {', '.join(c.lower() for c in _COMPRESSION)}")
+        self.compress = compress.upper()
         itemsize = numpy_dtype(dtype).itemsize
         self.target = check_output_path(path, overwrite, grid.width * grid.height * count * itemsize // 2)
         self.grid, self.count, self.dtype = grid, count, dtype
@@ -772,8 +805,10 @@ class GeoTiffWriter:
         for stale in remove_stale_parts(self.target):
             log.info("removed %s, left by an interrupted run", stale)
         predictor = "3" if numpy_dtype(self.dtype).kind == "f" else "2"
-        options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE",
-                   f"PREDICTOR={predictor}", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS"]
+        options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS",
+                   *_COMPRESSION[self.compress]]
+        if self.compress != "NONE":
+            options.append(f"PREDICTOR={predictor}")
         if self.count > 1:
             options.append("INTERLEAVE=PIXEL")
         driver = gdal.GetDriverByName("GTiff")
@@ -833,7 +868,7 @@ class GeoTiffWriter:
             final_part = self.part.with_name(self.part.name + ".cog")
             gdal_call("writing the Cloud Optimized GeoTIFF", gdal.Translate, str(final_part),
                       str(self.part), format="COG",
-                      creationOptions=["COMPRESS=DEFLATE", "OVERVIEWS=AUTO", "BIGTIFF=IF_SAFER",
+                      creationOptions=[*_COMPRESSION[self.compress], "OVERVIEWS=AUTO", "BIGTIFF=IF_SAFER",
                                        "NUM_THREADS=ALL_CPUS"], error=OutputError)
             self.part.unlink(missing_ok=True)
         commit(final_part, self.target, overwrite=self.overwrite)
