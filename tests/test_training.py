@@ -139,3 +139,23 @@ def test_config_file_and_paper_learning_rate_default(tmp_path):
     with pytest.raises(InputError, match="multiple of 256"):
         training.TrainConfig(crop=128).model_config()  # the paper preset needs 256-multiples
     assert training.TrainConfig(preset="lite", ms_only=True, crop=128).model_config().sar_channels == ()
+
+
+def test_data_cropped_on_the_device_trains_exactly_like_the_data_loader(tmp_path):
+    # the GPU path (pairs kept on the device, cropped there, no DataLoader) on the CPU
+    a = training.train(_config(tmp_path / "loader", epochs=1, data_on_device=False, workers=0))
+    b = training.train(_config(tmp_path / "device", epochs=1, data_on_device=True))
+    assert a["generator_sha256"] == b["generator_sha256"]
+    _assert_same_state(_final_state(tmp_path / "loader"), _final_state(tmp_path / "device"))
+
+
+def test_augmentation_applies_one_symmetry_per_sample_to_every_tensor():
+    x = torch.arange(4 * 2 * 3 * 3, dtype=torch.float32).reshape(4, 2, 3, 3)
+    y = x + 1000
+    g = torch.Generator().manual_seed(0)
+    ax, ay = training.augment([x, y], g)
+    assert torch.equal(ay, ax + 1000)  # the same transform on both tensors
+    for i in range(4):  # each sample is one of the 8 symmetries of its original
+        candidates = [torch.rot90(x[i], k, dims=(-2, -1)) for k in range(4)]
+        candidates += [c.flip(-1) for c in candidates]
+        assert any(torch.equal(ax[i], c) for c in candidates)

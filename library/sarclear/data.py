@@ -221,6 +221,14 @@ class PairDataset(Dataset):
     def _pair(self, i: int) -> Loaded:
         return self._cache.get(i) or load_pair(self.pairs[i], self.bands, self.sar_channels)
 
+    def to(self, device: torch.device | str) -> PairDataset:
+        """Move the cached pairs to ``device`` (e.g. the GPU), so :meth:`batch` crops there
+        and no data crosses the bus during training."""
+        for k, item in self._cache.items():
+            self._cache[k] = Loaded(*(t.to(device) if t is not None else None
+                                      for t in (item.clear, item.sar, item.cloudy, item.valid)))
+        return self
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         k = index % len(self.pairs)
         item = self._pair(k)
@@ -234,11 +242,17 @@ class PairDataset(Dataset):
         out = {"clear": _crop(item.clear, top, left, self.size), "sar": _crop(item.sar, top, left, self.size),
                "valid": _crop(item.valid, top, left, self.size), "index": torch.tensor(index)}
         if h < self.size or w < self.size:  # padded parts are not real pixels
-            v = torch.zeros(self.size, self.size, dtype=torch.bool)
+            v = torch.zeros(self.size, self.size, dtype=torch.bool, device=item.valid.device)
             v[:min(h, self.size), :min(w, self.size)] = True
             out["valid"] = out["valid"] & v
-        out["has_cloudy"] = torch.tensor(item.cloudy is not None)
+        out["has_cloudy"] = torch.tensor(item.cloudy is not None, device=item.valid.device)
         out["cloudy"] = _crop(item.cloudy, top, left, self.size) if item.cloudy is not None else out["clear"]
         for key in ("clear", "sar", "cloudy"):
             out[key] = torch.nan_to_num(out[key].float())
         return out
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Items ``indices`` stacked into a batch, cropped where the cache lives (the same
+        crops a DataLoader over this dataset would give)."""
+        items = [self[i] for i in indices]
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}

@@ -56,6 +56,7 @@ from .scaling import reflectance_to_network
 log = logging.getLogger(__name__)
 
 STATE_KEY = "sarclear_train_state"
+_LOSS_EVERY = 10  # steps between reading the losses back from the device
 
 #: progress(step, total_steps, stats)
 TrainProgressFn = Callable[[int, int, dict], None]
@@ -93,7 +94,8 @@ class TrainConfig:
     precision: str = "auto"         # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on CUDA
     compile: bool = False           # torch.compile the generator and discriminator
-    workers: int = 0                # DataLoader worker processes
+    workers: int = 0                # DataLoader worker processes (when the data is not on the device)
+    data_on_device: bool | None = None  # keep the cached pairs on the GPU and crop there (None: on CUDA)
     cache: bool | None = None       # keep pairs in memory (None: when <= 2000 pairs)
     keep_checkpoints: int = 2
     tensorboard: bool = False
@@ -141,24 +143,27 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1.0 - self.decay)
+        mine, theirs = list(self.model.parameters()), [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(mine, theirs, 1.0 - self.decay)  # one fused kernel per group, not per tensor
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
 
 
 def augment(tensors: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
-    """The same random flip and 90-degree rotation per sample on every tensor (B, C, H, W)."""
+    """The same random flip and 90-degree rotation per sample on every tensor (B, C, H, W):
+    one of the 8 symmetries of the square each, applied group-wise (at most 8 ops a tensor)."""
     b = tensors[0].shape[0]
-    k = torch.randint(0, 4, (b,), generator=generator).tolist()
-    flip = torch.randint(0, 2, (b,), generator=generator).tolist()
+    k = torch.randint(0, 4, (b,), generator=generator)
+    flip = torch.randint(0, 2, (b,), generator=generator)
+    code = (k * 2 + flip).tolist()
     out = []
     for t in tensors:
-        rows = []
-        for i in range(b):
-            x = torch.rot90(t[i], k[i], dims=(-2, -1))
-            rows.append(x.flip(-1) if flip[i] else x)
-        out.append(torch.stack(rows))
+        result = torch.empty_like(t)
+        for c in set(code):
+            idx = torch.tensor([i for i, v in enumerate(code) if v == c], device=t.device)
+            x = torch.rot90(t.index_select(0, idx), c // 2, dims=(-2, -1))
+            result[idx] = x.flip(-1) if c % 2 else x
+        out.append(result)
     return out
 
 
@@ -483,14 +488,23 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
     # resumed run (which creates it mid-epoch) would drift from an uninterrupted one
     loader_kwargs = {"batch_size": config.batch_size, "num_workers": config.workers, "drop_last": True,
                      "pin_memory": device.type == "cuda", "generator": torch.Generator().manual_seed(config.seed)}
+    on_device = config.data_on_device if config.data_on_device is not None else (device.type == "cuda" and cache)
+    if on_device:
+        if not cache:
+            raise InputError("data_on_device needs the pairs cached in memory (cache: true)")
+        dataset.to(device)
     t_start, samples_seen = time.perf_counter(), 0
     bce = nn.BCEWithLogitsLoss()
     stopped = False
+    losses = {"loss_g": float("nan"), "loss_d": float("nan"), "l1": float("nan")}
     for epoch in range(start_epoch, config.epochs):
         dataset.set_epoch(epoch)
         order = _epoch_order(length, config.seed, epoch, rank, world, config.batch_size)
         order = order[skip_batches * config.batch_size:]
-        loader = torch.utils.data.DataLoader(dataset, sampler=order, **loader_kwargs)
+        if on_device:  # crops cut on the device, in the same order as the DataLoader would give
+            loader = (dataset.batch(order[i:i + config.batch_size]) for i in range(0, len(order), config.batch_size))
+        else:
+            loader = torch.utils.data.DataLoader(dataset, sampler=order, **loader_kwargs)
         G_train.train()
         D_train.train()
         for b, batch in enumerate(loader, start=skip_batches):
@@ -539,17 +553,19 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             ema.update(G)
             step += 1
             samples_seen += bsz * world
-            lg, ld = loss_g.item(), loss_d.item()
-            if not math.isfinite(lg):
-                raise RuntimeError(f"training diverged at step {step} (generator loss {lg}); lower the learning rate")
+            last_of_epoch = b + 1 == steps_per_epoch
+            if step % _LOSS_EVERY == 0 or last_of_epoch:  # reading a loss waits for the GPU: not every step
+                losses = {"loss_g": loss_g.item(), "loss_d": loss_d.item(), "l1": loss_l1.item()}
+                if not math.isfinite(losses["loss_g"]):
+                    raise RuntimeError(f"training diverged at step {step} (generator loss {losses['loss_g']}); "
+                                       "lower the learning rate")
+                if writer is not None:
+                    for k, v in losses.items():
+                        writer.add_scalar(f"loss/{k}", v, step)
             if progress and rank == 0:
                 elapsed = time.perf_counter() - t_start
-                progress(step, total_steps, {"epoch": epoch + 1, "loss_g": lg, "loss_d": ld, "l1": loss_l1.item(),
+                progress(step, total_steps, {"epoch": epoch + 1, **losses,
                                              "samples_per_s": samples_seen / max(elapsed, 1e-9)})
-            if writer is not None:
-                writer.add_scalar("loss/g", lg, step)
-                writer.add_scalar("loss/d", ld, step)
-            last_of_epoch = b + 1 == steps_per_epoch
             if config.eval_every and step % config.eval_every == 0 and not last_of_epoch:
                 evaluate(epoch + (b + 1) / steps_per_epoch)
             if config.checkpoint_every and step % config.checkpoint_every == 0 and not last_of_epoch:
