@@ -30,6 +30,43 @@ FLOODS_S2 = TEST_DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"
 FLOODS_S1 = TEST_DATA / "sen1floods11" / "Spain_7370579_S1Hand.tif"
 
 
+def write_raster(path, arrays, like=None, gt=None, srs=None, dtype=None, names=None, nodata=None):
+    """Write (bands, rows, cols) ``arrays`` as a GeoTIFF, georeferenced like the raster
+    ``like`` and/or by ``gt``/``srs``; returns ``path``."""
+    import numpy as np
+    from osgeo import gdal
+
+    arrays = np.asarray(arrays)
+    src = gdal.Open(str(like)) if like is not None else None
+    if dtype is None:
+        dtype = src.GetRasterBand(1).DataType if src is not None else gdal.GDT_UInt16
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), arrays.shape[2], arrays.shape[1], arrays.shape[0], dtype)
+    if src is not None:
+        ds.SetGeoTransform(src.GetGeoTransform())
+        ds.SetProjection(src.GetProjection())
+    if gt is not None:
+        ds.SetGeoTransform(gt)
+    if srs is not None:
+        ds.SetProjection(srs)
+    for i, a in enumerate(arrays):
+        band = ds.GetRasterBand(i + 1)
+        band.WriteArray(a)
+        if names:
+            band.SetDescription(names[i])
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+    ds = None
+    return path
+
+
+def read_raster(path):
+    """(all bands as an array, the open dataset)."""
+    from osgeo import gdal
+
+    ds = gdal.Open(str(path))
+    return ds.ReadAsArray(), ds
+
+
 class IdentityGenerator(nn.Module):
     """Returns its optical input: decloud with it must reproduce the input exactly."""
 

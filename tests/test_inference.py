@@ -4,7 +4,7 @@ cancellation, determinism, mixed CRSs."""
 import numpy as np
 import pytest
 import torch
-from conftest import BEN_S1, BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2, FLOODS_S1, FLOODS_S2
+from conftest import BEN_S1, BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2, FLOODS_S1, FLOODS_S2, read_raster, write_raster
 from osgeo import gdal
 
 from sarclear import checkpoint, inference, raster
@@ -15,29 +15,15 @@ from sarclear.errors import BandMismatchError, Cancelled, DeviceError, InputErro
 def _mosaic(src, dst, reps=(3, 3), nodata=None, cut=(slice(0, -37), slice(0, -11))):
     """A raster several tiles wide made of the real sample (mirrored copies, so the texture
     stays continuous), with the sample's georeference and data type."""
-    ds = gdal.Open(str(src))
-    data = ds.ReadAsArray()
-    rows = [np.concatenate([data if c % 2 == 0 else data[:, :, ::-1] for c in range(reps[1])], axis=2)
-            for _ in range(1)]
-    row = rows[0]
+    data = read_raster(src)[0]
+    row = np.concatenate([data if c % 2 == 0 else data[:, :, ::-1] for c in range(reps[1])], axis=2)
     big = np.concatenate([row if r % 2 == 0 else row[:, ::-1] for r in range(reps[0])], axis=1)
     big = big[:, cut[0], cut[1]]  # by default odd sizes: the last tiles are shifted
-    out = gdal.GetDriverByName("GTiff").Create(str(dst), big.shape[2], big.shape[1], big.shape[0],
-                                               ds.GetRasterBand(1).DataType)
-    out.SetGeoTransform(ds.GetGeoTransform())
-    out.SetProjection(ds.GetProjection())
-    for i in range(big.shape[0]):
-        b = out.GetRasterBand(i + 1)
-        b.WriteArray(big[i])
-        if nodata is not None:
-            b.SetNoDataValue(nodata)
-    out = None
+    write_raster(dst, big, like=src, nodata=nodata)
     return big
 
 
-def _read(path):
-    ds = gdal.Open(str(path))
-    return ds.ReadAsArray(), ds
+_read = read_raster
 
 
 def test_tiled_decloud_with_an_identity_model_reproduces_the_input_exactly(tmp_path, identity_model):

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import BEN_S1, BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2, ROOT, IdentityGenerator
+from conftest import BEN_S1, BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2, ROOT, IdentityGenerator, read_raster, write_raster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from osgeo import gdal
@@ -24,31 +24,12 @@ from sarclear.inference import DecloudOptions, decloud
 PAPER_IDX = [S2_BANDS.index(b) for b in S2_PAPER10]
 
 
-def _write(path, arrays, like=None, gt=None, srs=None, dtype=gdal.GDT_UInt16, names=None, nodata=None):
-    arrays = np.asarray(arrays)
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), arrays.shape[2], arrays.shape[1], arrays.shape[0], dtype)
-    if like is not None:
-        src = gdal.Open(str(like))
-        ds.SetGeoTransform(src.GetGeoTransform())
-        ds.SetProjection(src.GetProjection())
-    if gt is not None:
-        ds.SetGeoTransform(gt)
-    if srs is not None:
-        ds.SetProjection(srs)
-    for i, a in enumerate(arrays):
-        band = ds.GetRasterBand(i + 1)
-        band.WriteArray(a)
-        if names:
-            band.SetDescription(names[i])
-        if nodata is not None:
-            band.SetNoDataValue(nodata)
-    ds = None
-    return path
+def _write(path, arrays, **kw):
+    return write_raster(path, arrays, **{"dtype": gdal.GDT_UInt16, **kw})
 
 
 def _read(path):
-    ds = gdal.Open(str(path))
-    return ds.ReadAsArray()
+    return read_raster(path)[0]
 
 
 @pytest.fixture()
