@@ -43,10 +43,21 @@ def _evict(*paths: Path) -> bool:
     return all(common.evict_from_page_cache(p) for p in paths)
 
 
-def raw_read(path: Path, *, cold: bool) -> dict[str, Any]:
-    """Read every band of ``path`` in block-aligned strips of whole rows (native type)."""
+def raw_read(path: Path, *, cold: bool, threads: str | None = None) -> dict[str, Any]:
+    """Read every band of ``path`` in block-aligned strips of whole rows (native type);
+    ``threads``: GDAL_NUM_THREADS for the read (GDAL >= 3.6 then decodes a window's tiles
+    in parallel)."""
     if cold:
         _evict(path)
+    previous = gdal.GetConfigOption("GDAL_NUM_THREADS")
+    gdal.SetConfigOption("GDAL_NUM_THREADS", threads)
+    try:
+        return _raw_read(path)
+    finally:
+        gdal.SetConfigOption("GDAL_NUM_THREADS", previous)
+
+
+def _raw_read(path: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     ds = gdal.Open(str(path))
     w, h = ds.RasterXSize, ds.RasterYSize
@@ -121,6 +132,8 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         key = "cold" if cold else "warm"
         io[f"read optical ({key})"] = raw_read(sc.s2, cold=cold)
         io[f"read SAR ({key})"] = raw_read(sc.s1, cold=cold)
+        io[f"read optical ({key}, GDAL_NUM_THREADS=ALL_CPUS)"] = raw_read(sc.s2, cold=cold, threads="ALL_CPUS")
+        io[f"read SAR ({key}, GDAL_NUM_THREADS=ALL_CPUS)"] = raw_read(sc.s1, cold=cold, threads="ALL_CPUS")
     lib = library_read(sc, cold=not args.warm)
     io["library read (optical + SAR warp)"] = {"seconds": lib["seconds"],
                                                "decoded_bytes": lib["optical_float32_bytes"] + lib["sar_float32_bytes"],
@@ -143,7 +156,8 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             print(f"[full tile] failed:\n{res['output'][-2000:]}", file=sys.stderr)
 
     cache = "warm" if args.warm else "cold"
-    read_s = io[f"read optical ({cache})"]["seconds"] + io[f"read SAR ({cache})"]["seconds"]
+    read_s = sum(min(io[f"read {f} ({cache})"]["seconds"], io[f"read {f} ({cache}, GDAL_NUM_THREADS=ALL_CPUS)"]
+                     ["seconds"]) for f in ("optical", "SAR"))
     write_s = io["write output (GeoTiffWriter)"]["seconds"]
     floor, floor_overlapped = read_s + write_s, max(read_s, write_s)
     lib_floor = io["library read (optical + SAR warp)"]["seconds"] + write_s
@@ -181,8 +195,9 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     notes = [f"inputs: optical {sc.s2.stat().st_size / 1e6:,.0f} MB on disk ({sc.s2_decoded_bytes / 1e6:,.0f} MB "
              f"decoded), SAR {sc.s1.stat().st_size / 1e6:,.0f} MB on disk ({sc.s1_decoded_bytes() / 1e6:,.0f} MB "
              "decoded)",
-             f"floor uses the {cache} reads; 'library read' is the library's reader path over decloud's "
-             "overlapping tile rows (float32 conversion and the SAR warp included)",
+             f"floor: the faster of the single- and multi-threaded {cache} reads of each input, plus the write; "
+             "'library read' is the library's reader path over decloud's overlapping tile rows (float32 conversion "
+             "and the SAR warp included), with GDAL's defaults as decloud runs it",
              f"targets: <= {TARGET_SECONDS:.0f} s on the H100 machine, peak RSS <= {TARGET_RSS_BYTES / 1e9:.0f} GB"]
     return {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "scene": {"s2": str(sc.s2), "s1": str(sc.s1), "width": sc.width, "height": sc.height},

@@ -255,10 +255,12 @@ def huge_scene(size: int, workdir: Path, *, source_size: int = 2048) -> Scene:
 
 
 def scene_for(token: str, workdir: Path) -> Scene:
-    """``"1024"`` -> the 1024 scene (GeoTIFF); ``"vrt20000"`` -> the 20000 virtual scene."""
+    """``"1024"`` -> the 1024 scene (GeoTIFF); ``"vrt20000"`` -> the 20000 virtual scene
+    (referencing the 2048 scene; smaller virtual scenes reference a quarter-size one)."""
     token = token.strip().lower()
     if token.startswith("vrt"):
-        return huge_scene(int(token[3:]), workdir)
+        size = int(token[3:])
+        return huge_scene(size, workdir, source_size=2048 if size >= 8192 else max(256, size // 4))
     return scene(int(token), workdir)
 
 

@@ -117,6 +117,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str, memory_key: str, me
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     b = [r["batch"] for r in rows]
@@ -125,15 +126,16 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str, memory_key: str, me
         if pts:
             ax1.plot(*zip(*pts), style, label=label)
     ax1.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s", title="throughput")
-    ax1.set_xticks(b, [str(x) for x in b])
     ax1.grid(True, which="both", alpha=0.3)
     ax1.legend()
     pts = [(x, r[memory_key]) for x, r in zip(b, rows) if r.get(memory_key)]
     if pts:
         ax2.plot(*zip(*pts), "o-")
     ax2.set(xscale="log", xlabel="batch size", ylabel=memory_label, title="peak memory")
-    ax2.set_xticks(b, [str(x) for x in b])
-    ax2.grid(True, which="both", alpha=0.3)
+    for ax in (ax1, ax2):
+        ax.set_xticks(b, [str(x) for x in b])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
