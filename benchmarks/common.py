@@ -1,0 +1,458 @@
+"""Shared helpers of the benchmark scripts: where the machine and software are described,
+how time and memory are measured, how results are stored and printed.
+
+A *result file* is one JSON document per script run, ``<results dir>/<name>.json``::
+
+    {"benchmark": "model_throughput", "env": {device, versions, command, date, git...},
+     "args": {...}, "rows": [...], "tables": {"title": "markdown table", ...}, ...}
+
+The results directory defaults to ``benchmarks/results/<device>-<date>/`` (ignored by git:
+numbers reach BENCHMARKS.md only when someone pastes them there with their context).
+
+Timing on CUDA uses CUDA events around a loop of iterations (the host does not wait for
+the GPU inside the loop); on the CPU, ``time.perf_counter``. Every measurement has a
+warm-up and reports the median of its repeats. Peak host memory is the kernel's high-water
+mark of resident memory (``VmHWM``), per process: jobs whose peak matters run in a child
+process (:func:`run_child`), whose own peak :func:`os.wait4` returns.
+
+Importing this module puts this checkout's ``library/`` first on ``sys.path``, so the
+scripts always measure the code they sit beside (not another installed sarclear).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "benchmarks"
+RESULTS_DIR = BENCH_DIR / "results"
+SAMPLES = ROOT / "resources" / "samples"
+DEFAULT_WORKDIR = Path(os.environ.get("SARCLEAR_BENCH_WORKDIR", "/tmp/sarclear-bench"))
+
+if str(ROOT / "library") not in sys.path:
+    sys.path.insert(0, str(ROOT / "library"))
+os.environ.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml files beside inputs
+
+
+def child_env() -> dict[str, str]:
+    """Environment for child processes: this checkout's library first on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "library"), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("GDAL_PAM_ENABLED", "NO")
+    return env
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_total_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def git_revision() -> str:
+    """The checkout's commit, with ``-dirty`` when tracked files have changed."""
+    rev = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return rev + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def device_name(device: str | Any) -> str:
+    """'NVIDIA H100 80GB HBM3' or 'CPU: <model> (N cores)'."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU: {_cpu_model()} ({cpu_cores()} cores)"
+
+
+def device_slug(device: str | Any) -> str:
+    """A file-name-safe short name of the device: ``nvidia-h100-80gb-hbm3``, ``cpu-2cores``."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = f"cpu-{cpu_cores()}cores"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def env_info(device: str | Any = "cpu") -> dict[str, Any]:
+    """Everything a reader needs to reproduce or judge a measurement."""
+    import numpy as np
+    import torch
+    from osgeo import gdal
+
+    dev = torch.device(device)
+    info: dict[str, Any] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
+        "cwd": os.getcwd(),
+        "git_revision": git_revision(),
+        "device": device_name(dev),
+        "device_type": dev.type,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "numpy": np.__version__,
+        "gdal": gdal.__version__,
+        "gdal_cachemax_bytes": gdal.GetCacheMax(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_cores_usable": cpu_cores(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_bytes": _memory_total_bytes(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        info["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
+                       "memory_bytes": props.total_memory, "multiprocessors": props.multi_processor_count,
+                       "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                       "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+                       "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    return info
+
+
+def resolve(device: str) -> Any:
+    """The torch device for ``auto``/``cpu``/``cuda``, through the library's own choice."""
+    from sarclear.devices import resolve_device
+
+    return resolve_device(device)
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def synchronize(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_iterations(fn: Callable[[], Any], device: Any, iters: int) -> float:
+    """Seconds for ``iters`` calls of ``fn``, the device's queue drained at the end."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return time.perf_counter() - t0
+
+
+def benchmark(fn: Callable[[], Any], device: Any, *, warmup: int = 3, repeats: int = 5, min_time: float = 1.0,
+              iters: int | None = None, max_iters: int = 10_000) -> dict[str, Any]:
+    """Time ``fn``: ``warmup`` untimed calls, then ``repeats`` timed loops of ``iters``
+    calls each (by default as many as fill about ``min_time`` seconds).
+
+    Returns seconds per call: ``median`` (the figure to quote), ``min``, ``max``, and
+    ``iters``, ``repeats``.
+    """
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    if iters is None:
+        probe = _time_iterations(fn, device, 1)
+        iters = max(1, min(max_iters, math.ceil(min_time / max(probe, 1e-9)))) if min_time > 0 else 1
+    per_call = [_time_iterations(fn, device, iters) / iters for _ in range(max(1, repeats))]
+    return {"median": statistics.median(per_call), "min": min(per_call), "max": max(per_call),
+            "iters": iters, "repeats": len(per_call)}
+
+
+class StepClock:
+    """Timestamps of a loop's steps, taken by a progress callback: throughput over the
+    steps after a warm-up, excluding start-up and shut-down."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, *_: Any) -> None:
+        self.times.append(time.perf_counter())
+
+    def rate(self, warmup_steps: int, items_per_step: int) -> float | None:
+        """Items per second between step ``warmup_steps`` and the last step."""
+        if len(self.times) <= warmup_steps or warmup_steps < 1:
+            return None
+        dt = self.times[-1] - self.times[warmup_steps - 1]
+        return (len(self.times) - warmup_steps) * items_per_step / dt if dt > 0 else None
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _proc_status_bytes(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (VmHWM; ru_maxrss where /proc is missing)."""
+    value = _proc_status_bytes("VmHWM")
+    if value is None:
+        import resource
+
+        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return value
+
+
+def rss_bytes() -> int | None:
+    """This process's resident memory now (VmRSS)."""
+    return _proc_status_bytes("VmRSS")
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs); False if
+    the kernel does not allow it, in which case the peak stays monotone."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def reset_cuda_peak(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def cuda_peak_bytes(device: Any) -> int | None:
+    """Peak CUDA memory allocated by tensors since the last reset; None off CUDA."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def free_device_memory(device: Any) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run_child(cmd: Sequence[str], *, timeout: float | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    """Run ``cmd`` in a child process and wait for it. Returns ``returncode``,
+    ``peak_rss_bytes`` (the child's own high-water mark, from :func:`os.wait4`),
+    ``seconds`` (wall clock) and ``output`` (stdout and stderr, last 20,000 characters)."""
+    with tempfile.TemporaryFile() as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=cwd)
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            if timer:
+                timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - t0
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    return {"returncode": proc.returncode, "peak_rss_bytes": usage.ru_maxrss * 1024, "seconds": seconds,
+            "output": output[-20_000:]}
+
+
+def evict_from_page_cache(path: str | os.PathLike) -> bool:
+    """Ask the kernel to drop ``path``'s cached pages (after flushing them), so the next
+    read comes from the disk; needs no privileges. False where unsupported."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def today() -> str:
+    return _dt.date.today().strftime("%Y%m%d")
+
+
+def default_out_dir(device: Any) -> Path:
+    """``benchmarks/results/<device>-<date>/``, shared by the scripts of one run_all."""
+    return RESULTS_DIR / f"{device_slug(device)}-{today()}"
+
+
+def save_results(name: str, payload: dict[str, Any], out_dir: Path, device: Any) -> Path:
+    """Write ``payload`` with the environment as ``<out_dir>/<name>.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    doc = {"benchmark": name, "env": env_info(device), **payload}
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(doc, indent=1, default=_json_default))
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def fmt(value: Any) -> str:
+    """A table cell: None -> '-', booleans as yes/no, numbers with sensible digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        a = abs(value)
+        if a >= 1000:
+            return f"{value:,.0f}"
+        if a >= 100:
+            return f"{value:.0f}"
+        if a >= 10:
+            return f"{value:.1f}"
+        if a >= 1:
+            return f"{value:.2f}"
+        if a == 0:
+            return "0"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """A GitHub markdown table of ``rows`` with ``columns`` given as (key, header)."""
+    lines = ["| " + " | ".join(h for _, h in columns) + " |",
+             "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row.get(k)) for k, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def print_tables(tables: dict[str, str], notes: Sequence[str] = ()) -> None:
+    for title, table in tables.items():
+        print(f"\n### {title}\n\n{table}")
+    if notes:
+        print()
+        for note in notes:
+            print(f"- {note}")
+    sys.stdout.flush()
+
+
+def mib(n: float | None) -> float | None:
+    return None if n is None else n / 2**20
+
+
+def gib(n: float | None) -> float | None:
+    return None if n is None else n / 2**30
+
+
+def target_check(value: float | None, target: float, *, higher_is_better: bool = True) -> bool | None:
+    """Whether ``value`` meets ``target`` (None when not measured)."""
+    if value is None:
+        return None
+    return value >= target if higher_is_better else value <= target
+
+
+def parse_list(text: str, kind: type = int) -> list:
+    """'1,2,4' -> [1, 2, 4]."""
+    return [kind(v) for v in text.split(",") if v.strip()]
+
+
+def add_common_arguments(parser, *, quick_help: str = "tiny sizes and few iterations (CPU smoke run)") -> None:
+    """--device, --out, --workdir, --quick: the options every script has."""
+    parser.add_argument("--device", default="auto", help="auto (CUDA if usable), cpu, cuda, cuda:N")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default benchmarks/results/<device>-<date>/)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help=f"where generated inputs are cached and outputs written (default {DEFAULT_WORKDIR})")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -1,0 +1,66 @@
+"""The benchmark scripts still run: each at its smallest size on the CPU, writing its results
+JSON with the keys BENCHMARKS.md and run_all.py rely on (the numbers themselves are not
+checked: timings belong in BENCHMARKS.md, not in tests)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+BENCH = ROOT / "benchmarks"
+
+
+def _run(script, *args, tmp_path):
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(BENCH / script), *args, "--device", "cpu", "--out", str(out),
+           "--workdir", str(tmp_path / "work")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_model_throughput_measures_the_reference_and_counts_flops(tmp_path):
+    out, stdout = _run("model_throughput.py", "--quick", "--presets", "lite", "--kinds", "inference",
+                       "--variants", "0,4", "--threads", "1", tmp_path=tmp_path)
+    doc = json.loads((out / "model_throughput.json").read_text())
+    assert {"benchmark", "env", "args", "flops", "rows", "tables", "notes"} <= doc.keys()
+    assert {"device", "date", "command", "git_revision", "torch", "gdal", "python", "cpu_count"} <= doc["env"].keys()
+    (flops,) = doc["flops"]
+    assert flops["preset"] == "lite" and 2.5 < flops["inference_gflop"] < 3.0  # 2.68 GFLOP per 256 px patch
+    ref, skipped = doc["rows"]
+    assert ref["variant"].startswith("reference") and ref["batch"] == 1
+    assert ref["per_s"] > 0 and ref["speedup_vs_reference"] == 1.0 and ref["tflops"] > 0
+    assert "CUDA only" in skipped["skipped"]  # bf16 / compile are not run on the CPU
+    assert "| reference (fp32, batch 1, eager) |" in stdout
+
+
+def test_paper_flop_counts_match_the_issue():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import workloads
+    finally:
+        sys.path.remove(str(BENCH))
+    report = workloads.flops_report("paper")
+    assert report["inference_gflop"] == pytest.approx(16.0, abs=0.1)
+    assert report["training_gflop_d_unfrozen"] == pytest.approx(108.6, abs=0.1)
+    assert report["training_gflop"] < report["training_gflop_d_unfrozen"]
+
+
+def test_decloud_scaling_runs_a_size_in_a_child_process_with_its_peak_memory(tmp_path):
+    out, _ = _run("decloud_scaling.py", "--identity", "--sizes", "256", tmp_path=tmp_path)
+    doc = json.loads((out / "decloud_scaling.json").read_text())
+    assert {"benchmark", "env", "rows", "tables", "notes", "cpu_target"} <= doc.keys()
+    (row,) = doc["rows"]
+    assert row["size"] == "256" and row["tiles"] == 1 and "failed" not in row
+    assert row["seconds"] > 0 and row["peak_rss_gib"] > row["raster_gib"] > 0
+    assert (out / "decloud_scaling.png").stat().st_size > 0
+    # the generated inputs: 10 named bands of uint16, SAR on another CRS
+    from osgeo import gdal
+
+    s2 = gdal.Open(str(tmp_path / "work" / "inputs" / "s2_256_v1.tif"))
+    s1 = gdal.Open(str(tmp_path / "work" / "inputs" / "s1_256_v1.tif"))
+    assert (s2.RasterCount, s2.GetRasterBand(1).DataType, s2.GetRasterBand(1).GetDescription()) == \
+        (10, gdal.GDT_UInt16, "B2")
+    assert s1.RasterCount == 2 and "4326" in s1.GetProjection() and s1.RasterXSize > 256
