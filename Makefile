@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export GDAL_PAM_ENABLED ?= NO
 
-.PHONY: all setup sysdeps test test-fast lint bandit demo plugin clean
+.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick clean
 
 all: test
 
@@ -46,6 +46,12 @@ demo: setup
 
 plugin: setup
 	$(PY) scripts/build_plugin.py
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+bench-quick: setup
+	$(PY) benchmarks/run_all.py --quick
 
 clean:
 	rm -rf build dist out .pytest_cache .ruff_cache

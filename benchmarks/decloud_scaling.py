@@ -50,7 +50,10 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     import workloads
 
     from sarclear.inference import DecloudOptions, TileEngine, decloud
+    from sarclear.raster import limit_gdal_cache
     from sarclear.tiling import Window
+
+    limit_gdal_cache()  # as the command line does
 
     device = common.resolve(spec["device"])
     model = workloads.bench_model(spec["model"], spec.get("identity", False))

@@ -255,6 +255,9 @@ def _models(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
+    from .raster import limit_gdal_cache
+
+    limit_gdal_cache()
     from .training import run_train
 
     commands = {"decloud": _decloud, "clouds": _clouds, "evaluate": _evaluate, "models": _models, "train": run_train}

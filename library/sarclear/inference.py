@@ -153,6 +153,8 @@ def _fill_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Replace invalid/NaN pixels of (C, H, W) by each band's mean over valid pixels (0 if
     none), so nodata does not disturb the network's view of its neighbours."""
     ok = valid & torch.isfinite(x).all(dim=0)
+    if bool(ok.all()):
+        return x
     n = ok.sum()
     if n == 0:
         return torch.zeros_like(x)
@@ -252,7 +254,7 @@ class _BlockWriter:
             self._futures.append(self._pool.submit(self._write, *job))
 
     def _write(self, top: int, refl: np.ndarray, valid: np.ndarray) -> None:
-        dn = self.scaling.from_reflectance(refl.astype(np.float64))
+        dn = self.scaling.from_reflectance(refl)  # float32: integers up to 2^24 are exact
         out = to_dtype(dn, self.writer.dtype, valid, self.writer.nodata)
         self.writer.write(Window(0, top, refl.shape[2], refl.shape[1]), out)
 
