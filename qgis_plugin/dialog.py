@@ -305,10 +305,7 @@ class SarclearDialog(QDialog):
         if ms is None or not layers.match_bands([ms], "optical", self.model_config.bands).ok:
             guess = layers.guess_ms_layer(candidates, self.model_config.bands)
             if guess is not None:
-                self.ms_combo.blockSignals(True)
-                self.ms_combo.setLayer(guess)
-                self.ms_combo.blockSignals(False)
-                self.ms_order = None
+                self.ms_combo.setLayer(guess)  # -> _ms_changed
         if not self.sar_layer_ids():
             ms = self.ms_combo.currentLayer()
             sar = layers.guess_sar_layers([c for c in candidates if c is not ms], self.model_config.sar_channels)
@@ -430,7 +427,7 @@ class SarclearDialog(QDialog):
                 combo.currentTextChanged.connect(lambda _text, s=sensor: self._names_edited(s))
                 self.band_table.setCellWidget(r, 2, combo)
                 used = "" if band.use is None else f"#{band.use + 1}"
-                if band.use is None and self.model_config is not None and band.name:
+                if band.use is None and match.ok and self.model_config is not None and band.name:
                     used = "not used"
                 self.band_table.setItem(r, 3, QTableWidgetItem(used))
         self.band_table.blockSignals(False)
