@@ -264,8 +264,12 @@ class SarclearDialog(QDialog):
     # ------------------------------------------------------------------ state
 
     def raster_layers(self) -> list[QgsRasterLayer]:
-        return [layer for layer in QgsProject.instance().layerTreeRoot().layerOrder()
-                if isinstance(layer, QgsRasterLayer) and layer.isValid()]
+        """The project's valid raster layers in layer-tree order (layers just added, not yet
+        in the tree, last)."""
+        project = QgsProject.instance()
+        ordered = project.layerTreeRoot().layerOrder()
+        ordered += [layer for layer in project.mapLayers().values() if layer not in ordered]
+        return [layer for layer in ordered if isinstance(layer, QgsRasterLayer) and layer.isValid()]
 
     def prepare(self) -> None:
         """Fill the dialog from the project: model, device, SAR list; guess the MS and SAR
