@@ -82,10 +82,12 @@ class _SarclearAlgorithm(QgsProcessingAlgorithm):
         missing = missing_dependencies()
         if missing:
             raise QgsProcessingException(missing)
-        from sarclear.errors import SarclearError
+        from sarclear.errors import Cancelled, SarclearError
 
         try:
             return self.compute(parameters, context, feedback)
+        except Cancelled:
+            raise QgsProcessingException("cancelled; nothing was written") from None
         except SarclearError as exc:
             raise QgsProcessingException(str(exc)) from None
 
