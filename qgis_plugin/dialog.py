@@ -32,7 +32,7 @@ from qgis.core import (
     QgsRectangle,
 )
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMapToolExtent
-from qgis.PyQt.QtCore import QObject, Qt
+from qgis.PyQt.QtCore import QObject, QSize, Qt
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -108,6 +108,11 @@ class SarclearDialog(QDialog):
         self.dependency_label.setVisible(bool(self.missing))
         self.dependency_label.setText(self.missing or "")
         root.addWidget(self.dependency_label)
+        columns = QHBoxLayout()  # left: what and where; right: the band matching
+        left, right = QVBoxLayout(), QVBoxLayout()
+        columns.addLayout(left, 5)
+        columns.addLayout(right, 4)
+        root.addLayout(columns, 1)
 
         inputs = QGroupBox("Inputs")
         form = QFormLayout(inputs)
@@ -118,7 +123,8 @@ class SarclearDialog(QDialog):
         self.sar_list = QListWidget()
         self.sar_list.setToolTip("Sentinel-1 layer(s): one multi-band layer (VV, VH) or one layer per polarisation. "
                                  "SAR on another grid or CRS is warped onto the MS grid.")
-        self.sar_list.setMaximumHeight(84)
+        self.sar_list.setMinimumHeight(92)
+        self.sar_list.setMaximumHeight(120)
         form.addRow("Sentinel-1 SAR", self.sar_list)
         self.reference_combo = QgsMapLayerComboBox()
         self.reference_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
@@ -134,7 +140,7 @@ class SarclearDialog(QDialog):
         self.mask_combo.setToolTip("Cloud mask (band 1: 0 clear, > 0 cloud, or a cloud probability): clear "
                                    "pixels keep their values")
         form.addRow("Cloud mask (optional)", self.mask_combo)
-        root.addWidget(inputs)
+        left.addWidget(inputs)
 
         model_box = QGroupBox("Model and device")
         form = QFormLayout(model_box)
@@ -153,7 +159,7 @@ class SarclearDialog(QDialog):
         self.device_info = QLabel()
         self.device_info.setWordWrap(True)
         form.addRow("", self.device_info)
-        root.addWidget(model_box)
+        left.addWidget(model_box)
 
         area_box = QGroupBox("Area")
         area = QVBoxLayout(area_box)
@@ -173,7 +179,7 @@ class SarclearDialog(QDialog):
         self.area_info = QLabel()
         self.area_info.setWordWrap(True)
         area.addWidget(self.area_info)
-        root.addWidget(area_box)
+        left.addWidget(area_box)
 
         bands_box = QGroupBox("Band matching")
         bands = QVBoxLayout(bands_box)
@@ -186,13 +192,13 @@ class SarclearDialog(QDialog):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in (1, 2, 3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        self.band_table.setMinimumHeight(150)
+        self.band_table.setMinimumHeight(240)
         bands.addWidget(self.band_table)
         self.band_status = QLabel()
         self.band_status.setWordWrap(True)
         self.band_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bands.addWidget(self.band_status)
-        root.addWidget(bands_box)
+        right.addWidget(bands_box, 1)
 
         out_box = QGroupBox("Output")
         form = QFormLayout(out_box)
@@ -210,7 +216,8 @@ class SarclearDialog(QDialog):
         where.addWidget(self.out_folder)
         where.addWidget(self.folder_widget, 1)
         form.addRow("Save to", where)
-        root.addWidget(out_box)
+        left.addWidget(out_box)
+        left.addStretch(1)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -226,7 +233,7 @@ class SarclearDialog(QDialog):
         self.cancel_button = self.buttons.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
         self.cancel_button.setEnabled(False)
         root.addWidget(self.buttons)
-        self.resize(620, 820)
+        self.resize(self.sizeHint().expandedTo(QSize(1180, 660)))
 
         self.extent_tool = QgsMapToolExtent(self.canvas)
 
@@ -287,6 +294,12 @@ class SarclearDialog(QDialog):
         self._guess_layers()
         self._update_bands()
         self._update_area()
+        self.fit()
+
+    def fit(self) -> None:
+        """Grow to the preferred size: wrapped labels need more height than Qt's minimum
+        size accounts for."""
+        self.resize(self.size().expandedTo(self.sizeHint()))
 
     def _fill_sar_list(self) -> None:
         checked = set(self.sar_layer_ids())
@@ -373,6 +386,7 @@ class SarclearDialog(QDialog):
             self.model_info.setStyleSheet("")
         self._guess_layers()
         self._update_bands()
+        self.fit()
 
     def _update_device_info(self) -> None:
         if self.missing:

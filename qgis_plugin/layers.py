@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qgis.core import (
+    QgsBasicNumericFormat,
     QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
     QgsContrastEnhancement,
@@ -233,6 +234,9 @@ def style_map(layer: QgsRasterLayer, units: str) -> tuple[float, float]:
     legend = QgsColorRampLegendNodeSettings()
     legend.setUseContinuousLegend(True)
     legend.setSuffix("°" if units == "degrees" else f" {units}" if units else "")
+    number_format = QgsBasicNumericFormat()
+    number_format.setNumberDecimalPlaces(1 if units == "degrees" else 3)
+    legend.setNumericFormat(number_format)
     function.setLegendSettings(legend)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(function)
