@@ -88,6 +88,7 @@ class SarclearDialog(QDialog):
         self.sar_order: list[str] | None = None
         self.ms_match: layers.BandMatch | None = None
         self.sar_match: layers.BandMatch | None = None
+        self.reference_match: layers.BandMatch | None = None
         self.drawn: tuple[QgsRectangle, QgsCoordinateReferenceSystem] | None = None
         self._previous_tool = None
         self.setWindowTitle("sarclear: remove clouds with SAR")
@@ -240,6 +241,7 @@ class SarclearDialog(QDialog):
     def _connect(self) -> None:
         self.ms_combo.layerChanged.connect(self._ms_changed)
         self.sar_list.itemChanged.connect(self._sar_changed)
+        self.reference_combo.layerChanged.connect(self._update_bands)
         self.model_widget.fileChanged.connect(self._model_changed)
         self.area_group.buttonToggled.connect(lambda *_: self._update_area())
         self.draw_button.clicked.connect(self.start_drawing)
@@ -408,7 +410,7 @@ class SarclearDialog(QDialog):
     def _update_bands(self) -> None:
         """Match the chosen layers' bands against the model's (library calls) and show it."""
         self.band_table.setRowCount(0)
-        self.ms_match = self.sar_match = None
+        self.ms_match = self.sar_match = self.reference_match = None
         if self.missing:
             self.band_status.setText("Band matching needs PyTorch (see above).")
             self._update_run_button()
@@ -420,6 +422,9 @@ class SarclearDialog(QDialog):
         sar = self.sar_layers()
         if sar and (cfg is None or cfg.uses_sar):
             self.sar_match = layers.match_bands(sar, "sar", cfg.sar_channels if cfg else None, self.sar_order)
+        reference = self.reference_combo.currentLayer()
+        self.reference_match = (layers.match_bands([reference], "optical", cfg.bands)
+                                if reference is not None and cfg is not None else None)
         self._fill_band_table()
         self.band_status.setText(self.band_problems() or self._band_summary())
         self.band_status.setStyleSheet(_ERROR_STYLE if self.band_problems() else _OK_STYLE)
@@ -476,6 +481,8 @@ class SarclearDialog(QDialog):
                 problems.append(f"Sentinel-1: tick the layer(s) with {', '.join(cfg.sar_channels)}.")
             elif not self.sar_match.ok:
                 problems.append(f"Sentinel-1: {self.sar_match.problem}")
+        if self.reference_match is not None and not self.reference_match.ok:
+            problems.append(f"Reference: {self.reference_match.problem}")
         return "\n".join(problems) or None
 
     def _band_summary(self) -> str:

@@ -226,7 +226,7 @@ def style_map(layer: QgsRasterLayer, units: str) -> tuple[float, float]:
     """Single-band pseudocolour from 0 to the 98th percentile, with a continuous legend
     labelled in ``units``. Returns the (min, max) of the colour scale."""
     provider = layer.dataProvider()
-    _, high = provider.cumulativeCut(1, 0.0, 0.98)
+    _, high = provider.cumulativeCut(1, 0.0, 0.98, QgsRectangle(), 250_000)  # a sample: never blocks long
     if not high > 0:
         high = max(provider.bandStatistics(1).maximumValue, 1e-6)
     function = QgsColorRampShader(0.0, high, _map_ramp(), QgsColorRampShader.Type.Interpolated)

@@ -94,6 +94,15 @@ def test_sar_without_the_model_channels_blocks_the_run(dialog, sample_project):
     assert "tick the layer(s) with VV, VH" in dialog.band_status.text()
 
 
+def test_a_reference_without_the_model_bands_blocks_the_run(dialog, sample_project):
+    dialog.reference_combo.setLayer(sample_project["s1"])  # a SAR layer by mistake
+    assert dialog.band_status.text().startswith("Reference: ") and "cannot tell which band is which" in \
+        dialog.band_status.text()
+    assert not dialog.run_button.isEnabled()
+    dialog.reference_combo.setLayer(sample_project["cloudy"])
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+
+
 def test_area_is_taken_in_the_ms_layer_crs(dialog, sample_project, qgis_iface):
     canvas = qgis_iface.mapCanvas()
     ms = sample_project["cloudy"]
