@@ -87,9 +87,13 @@ def test_algorithm_without_torch_fails_with_the_install_instructions(no_torch, p
         plugin.unload()
 
 
-def test_importing_the_plugin_imports_neither_torch_nor_the_library_engine():
-    code = ("import sys; import qgis_plugin; "
+def test_loading_the_plugin_and_its_provider_imports_neither_torch_nor_the_library_engine():
+    """QGIS starts every enabled plugin at launch: that must stay cheap."""
+    code = ("import sys; from qgis.core import QgsApplication; app = QgsApplication([], False); app.initQgis(); "
+            "import qgis_plugin; "
             "from qgis_plugin import plugin, dialog, task, layers, provider, algorithms, environment; "
+            "p = provider.SarclearProvider(); assert QgsApplication.processingRegistry().addProvider(p); "
+            "assert len(p.algorithms()) == 3; "
             "heavy = sorted(m for m in ('torch', 'sarclear.inference', 'sarclear.raster') if m in sys.modules); "
             "print(heavy); sys.exit(1 if heavy else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
