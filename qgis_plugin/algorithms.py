@@ -17,6 +17,7 @@ user is replaced (the file dialog asks first); the maps beside the reconstructio
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from qgis.core import (
     QgsProcessing,
@@ -24,6 +25,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingOutputRasterLayer,
@@ -39,6 +41,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsRasterLayer,
 )
 
 from . import layers
@@ -62,6 +65,34 @@ def _names(text: str | None) -> list[str] | None:
 def _advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
     param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     return param
+
+
+class ResultStyle(QgsProcessingLayerPostProcessorInterface):
+    """Styles an output when Processing loads it into the project: true colour for images,
+    pseudocolour with units for maps (the same styles as the dialog's runs)."""
+
+    _instances: ClassVar[dict[str, ResultStyle]] = {}  # Processing holds a C++ pointer: keep them alive
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+
+    @classmethod
+    def get(cls, key: str) -> ResultStyle:
+        """``key``: "output" (true colour) or a map name ("rmse", "sam", "opacity")."""
+        if key not in cls._instances:
+            cls._instances[key] = cls(key)
+        return cls._instances[key]
+
+    def postProcessLayer(self, layer, context, feedback) -> None:
+        if isinstance(layer, QgsRasterLayer) and layer.isValid():
+            layers.style_result(layer, self.key)
+
+
+def _style_on_load(context: QgsProcessingContext, path: str, key: str) -> None:
+    """When Processing will load ``path`` (toolbox, runAndLoadResults), style it."""
+    if path and context.willLoadLayerOnCompletion(path):
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(ResultStyle.get(key))
 
 
 class _SarclearAlgorithm(QgsProcessingAlgorithm):
@@ -223,6 +254,14 @@ class RemoveClouds(_SarclearAlgorithm):
             feedback.pushInfo(f"{result.metrics['kind']} metrics: RMSE {result.metrics['rmse']:.4f}, "
                               f"SAM {result.metrics['sam_deg']:.2f}°, PSNR {result.metrics['psnr']:.1f} dB, "
                               f"SSIM {result.metrics['ssim']:.3f}")
+        _style_on_load(context, out, "output")
+        if context.willLoadLayerOnCompletion(out):  # the maps too, beside the reconstruction
+            kind = (result.metrics or {}).get("kind", "change")
+            for key, path in sorted(result.maps.items()):
+                details = QgsProcessingContext.LayerDetails(layers.result_layer_name(key, kind, str(path)),
+                                                            context.project(), f"{key.upper()}_MAP")
+                details.setPostProcessor(ResultStyle.get(key))
+                context.addLayerToLoadOnCompletion(str(path), details)
         return {"OUTPUT": str(result.output), "RMSE_MAP": str(result.maps.get("rmse", "")),
                 "SAM_MAP": str(result.maps.get("sam", "")), "METRICS": str(result.metrics_path or ""),
                 **self.metric_outputs(result.metrics)}
@@ -275,6 +314,8 @@ class ErrorMaps(_SarclearAlgorithm):
         metrics = evaluate(prediction, reference, bands, rmse_path=rmse, sam_path=sam, metrics_path=metrics_path,
                            overwrite=True, cancel=feedback.isCanceled)
         feedback.setProgress(100)
+        _style_on_load(context, rmse, "rmse")
+        _style_on_load(context, sam, "sam")
         feedback.pushInfo(f"RMSE {metrics['rmse']:.4f}, SAM {metrics['sam_deg']:.2f}°, MAE {metrics['mae']:.4f}, "
                           f"PSNR {metrics['psnr']:.1f} dB, SSIM {metrics['ssim']:.3f} over {metrics['pixels']} pixels")
         return {"RMSE_MAP": rmse, "SAM_MAP": sam, "METRICS": metrics_path or "", **self.metric_outputs(metrics)}
@@ -340,6 +381,7 @@ class SyntheticClouds(_SarclearAlgorithm):
                              progress=self.progress(feedback), cancel=feedback.isCanceled)
         feedback.pushInfo(f"mean opacity {stats['mean_opacity']:.3f}, thick cloud over "
                           f"{100 * stats['thick_cloud_fraction']:.1f} % of {stats['pixels']} pixels")
+        _style_on_load(context, out, "output")
         result = {"OUTPUT": out, "MEAN_OPACITY": stats["mean_opacity"],
                   "THICK_CLOUD_FRACTION": stats["thick_cloud_fraction"]}
         if opacity:

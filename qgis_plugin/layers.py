@@ -248,6 +248,14 @@ def style_map(layer: QgsRasterLayer, units: str) -> tuple[float, float]:
     return 0.0, high
 
 
+def style_result(layer: QgsRasterLayer, key: str) -> None:
+    """Style a run's output ("output": true colour) or map (pseudocolour in its units)."""
+    if key == "output":
+        style_true_colour(layer)
+    else:
+        style_map(layer, map_units(layer_paths(layer)[0]))
+
+
 def result_layer_names(kind: str) -> dict[str, str]:
     """Layer names of a run's outputs; ``kind`` is the metrics' kind, "error" (against a
     reference) or "change" (input vs output)."""
@@ -258,25 +266,25 @@ def result_layer_names(kind: str) -> dict[str, str]:
             "sam": "SAM change, input vs output"}
 
 
+def result_layer_name(key: str, kind: str, path: str) -> str:
+    """The name of one output ("output", "rmse", "sam") with the map's units."""
+    units = "" if key == "output" else map_units(str(path))
+    return result_layer_names(kind).get(key, key) + (f" ({units})" if units else "")
+
+
 def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str,
                       project: QgsProject | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
     """Add a run's reconstruction and maps in a new group ``name`` at the top of the layer
     tree: the reconstruction in true colour (visible), the RMSE and SAM maps in
     pseudocolour with their units in the name and legend (hidden, below it)."""
     project = project or QgsProject.instance()
-    names = result_layer_names(kind)
     group = project.layerTreeRoot().insertGroup(0, name)
     added = []
     for key, path in [("output", output), *sorted(maps.items(), key=lambda kv: kv[0] != "rmse")]:
-        units = "" if key == "output" else map_units(str(path))
-        label = names.get(key, key) + (f" ({units})" if units else "")
-        layer = QgsRasterLayer(str(path), label, "gdal")
+        layer = QgsRasterLayer(str(path), result_layer_name(key, kind, path), "gdal")
         if not layer.isValid():
             continue
-        if key == "output":
-            style_true_colour(layer)
-        else:
-            style_map(layer, units)
+        style_result(layer, key)
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
         if key != "output":

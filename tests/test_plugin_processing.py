@@ -105,6 +105,25 @@ def test_remove_clouds_on_an_extent(provider, lite_model_path, tmp_path):
     assert progress.values and max(progress.values) == pytest.approx(100.0)
 
 
+def test_remove_clouds_from_the_toolbox_loads_and_styles_the_three_layers(provider, lite_model_path, tmp_path,
+                                                                          qgis_new_project):
+    import processing
+    from qgis.core import QgsProject
+
+    processing.runAndLoadResults("sarclear:removeclouds", {
+        "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "MODEL": str(lite_model_path), "DEVICE": 1,
+        "OUTPUT": str(tmp_path / "toolbox.tif")}, feedback=QgsProcessingFeedback())
+    loaded = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
+    assert set(loaded) == {"Reconstruction", "RMSE change, input vs output (reflectance)",
+                           "SAM change, input vs output (degrees)"}
+    assert loaded["Reconstruction"].renderer().type() == "multibandcolor"
+    assert loaded["Reconstruction"].renderer().redBand() == 3  # B4 of the paper10 output
+    sam = loaded["SAM change, input vs output (degrees)"].renderer()
+    assert sam.type() == "singlebandpseudocolor"
+    assert sam.shader().rasterShaderFunction().legendSettings().suffix() == "°"
+    QgsProject.instance().removeAllMapLayers()
+
+
 def test_remove_clouds_reports_the_library_message(provider, lite_model_path, tmp_path):
     params = {"INPUT": str(CR_CLOUDY_S2), "MODEL": str(lite_model_path), "DEVICE": 1,
               "OUTPUT": str(tmp_path / "x.tif")}
