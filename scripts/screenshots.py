@@ -35,7 +35,7 @@ from qgis.core import (  # noqa: E402
     QgsRasterLayer,
 )
 from qgis.gui import QgsLayerTreeView, QgsMapCanvas  # noqa: E402
-from qgis.PyQt.QtCore import QSize, Qt  # noqa: E402
+from qgis.PyQt.QtCore import QRectF, QSize, Qt  # noqa: E402
 from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter  # noqa: E402
 from qgis.PyQt.QtWidgets import QMainWindow, QMenu  # noqa: E402
 
@@ -110,7 +110,7 @@ def side_by_side(panels: list[tuple[str, QImage]], legend: QImage | None) -> QIm
     painter.setFont(font)
     for k, (title, image) in enumerate(panels):
         x = pad + k * (size + pad)
-        painter.drawText(x, pad, size, title_h, int(Qt.AlignmentFlag.AlignCenter), title)
+        painter.drawText(QRectF(x, pad, size, title_h), Qt.AlignmentFlag.AlignCenter, title)
         painter.drawImage(x, pad + title_h, image)
     if legend is not None:
         painter.drawImage(pad + len(panels) * (size + pad), pad + title_h, legend)

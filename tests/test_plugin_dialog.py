@@ -176,3 +176,11 @@ def test_parameters_carry_the_choices(dialog, sample_project, lite_model_path):
     assert params.device == "cpu" and params.aoi is None and not params.overwrite
     assert params.out.endswith(".tif") and "cloudy_S2_declouded_" in params.out
     assert dialog.sar_list.item(0).flags() & Qt.ItemFlag.ItemIsUserCheckable
+
+
+def test_a_pickle_model_file_is_refused_with_the_reason(dialog, tmp_path):
+    pickle = tmp_path / "model.pt"
+    pickle.write_bytes(b"PK\x03\x04 a torch.save zip")
+    dialog.model_widget.setFilePath(str(pickle))
+    assert "this is a pickle checkpoint (torch.save)" in dialog.model_info.text()
+    assert dialog.model_config is None and not dialog.run_button.isEnabled()
