@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -177,6 +178,8 @@ def main(argv=None) -> int:
     legend_view.save(str(args.out / "layers.png"))
     print(f"wrote {', '.join(p.name for p in sorted(args.out.glob('*.png')))} to {args.out} (model {model})")
     plugin.unload()
+    project.removeAllMapLayers()
+    shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
