@@ -1,0 +1,392 @@
+"""Processing algorithms: one library call each.
+
+- ``sarclear:removeclouds``: :func:`sarclear.inference.decloud` (SAR-optical cGAN), with
+  its RMSE/SAM maps and metrics;
+- ``sarclear:errormaps``: :func:`sarclear.evaluation.evaluate`, RMSE and SAM maps of a
+  reconstruction against a cloud-free reference;
+- ``sarclear:syntheticclouds``: :func:`sarclear.synthetic.cloud_raster`, clouds, haze and
+  shadows added to a clear image, for testing.
+
+Library errors become a :class:`QgsProcessingException` carrying the library's message (the
+problem and the fix); progress and cancellation go through the feedback object. Torch and
+the library's heavy modules are imported in ``processAlgorithm`` only, so the provider
+loads in a QGIS without torch. As everywhere in Processing, an output file chosen by the
+user is replaced (the file dialog asks first); the maps beside the reconstruction too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRange,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsRasterLayer,
+)
+
+from . import layers
+from .environment import missing_dependencies, plugin_icon
+from .task import RunParameters, run_decloud
+
+DEVICES = ("auto", "cpu", "cuda")
+SAR_UNITS = ("auto", "db", "linear")
+#: number outputs: output name -> (key of the library's metrics, description)
+METRIC_OUTPUTS = {"RMSE": ("rmse", "RMSE (reflectance)"), "SAM_DEG": ("sam_deg", "SAM (degrees)"),
+                  "MAE": ("mae", "MAE (reflectance)"), "PSNR": ("psnr", "PSNR (dB)"), "SSIM": ("ssim", "SSIM")}
+_HELP_URL = "https://github.com/sarclear/sarclear#qgis-plugin"
+
+
+def _names(text: str | None) -> list[str] | None:
+    """'B2, B3 B4' -> ['B2', 'B3', 'B4']; empty -> None."""
+    names = [t for t in re.split(r"[,;\s]+", text or "") if t]
+    return names or None
+
+
+def _advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+    return param
+
+
+class ResultStyle(QgsProcessingLayerPostProcessorInterface):
+    """Styles an output when Processing loads it into the project: true colour for images,
+    pseudocolour with units for maps (the same styles as the dialog's runs)."""
+
+    _instances: ClassVar[dict[str, ResultStyle]] = {}  # Processing holds a C++ pointer: keep them alive
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+
+    @classmethod
+    def get(cls, key: str) -> ResultStyle:
+        """``key``: "output" (true colour) or a map name ("rmse", "sam", "opacity")."""
+        if key not in cls._instances:
+            cls._instances[key] = cls(key)
+        return cls._instances[key]
+
+    def postProcessLayer(self, layer, context, feedback) -> None:
+        if isinstance(layer, QgsRasterLayer) and layer.isValid():
+            layers.style_result(layer, self.key)
+
+
+def _style_on_load(context: QgsProcessingContext, path: str, key: str) -> None:
+    """When Processing will load ``path`` (toolbox, runAndLoadResults), style it."""
+    if path and context.willLoadLayerOnCompletion(path):
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(ResultStyle.get(key))
+
+
+class _SarclearAlgorithm(QgsProcessingAlgorithm):
+    """Shared: icon, help link, instance creation, and turning library errors into
+    Processing errors."""
+
+    def createInstance(self):
+        return type(self)()
+
+    def icon(self):
+        return plugin_icon()
+
+    def helpUrl(self) -> str:
+        return _HELP_URL
+
+    def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,
+                         feedback: QgsProcessingFeedback) -> dict:
+        missing = missing_dependencies()
+        if missing:
+            raise QgsProcessingException(missing)
+        from sarclear.errors import Cancelled, SarclearError
+
+        try:
+            return self.compute(parameters, context, feedback)
+        except Cancelled:
+            raise QgsProcessingException("cancelled; nothing was written") from None
+        except SarclearError as exc:
+            raise QgsProcessingException(str(exc)) from None
+
+    def compute(self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def progress(feedback: QgsProcessingFeedback):
+        def report(done: int, total: int, what: str) -> None:
+            feedback.setProgress(100.0 * done / max(total, 1))
+        return report
+
+    @staticmethod
+    def metric_outputs(metrics: dict | None) -> dict:
+        return {key: (metrics or {}).get(name) for key, (name, _) in METRIC_OUTPUTS.items()}
+
+    def add_metric_outputs(self) -> None:
+        for key, (_, description) in METRIC_OUTPUTS.items():
+            self.addOutput(QgsProcessingOutputNumber(key, description))
+
+
+class RemoveClouds(_SarclearAlgorithm):
+    def name(self) -> str:
+        return "removeclouds"
+
+    def displayName(self) -> str:
+        return "Remove clouds (SAR-optical cGAN)"
+
+    def group(self) -> str:
+        return "Cloud removal"
+
+    def groupId(self) -> str:
+        return "cloudremoval"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Reconstructs a cloudy Sentinel-2 image with co-registered Sentinel-1 SAR, which sees through clouds, "
+            "using a SAR-Opt-cGAN model (a pix2pix-style conditional GAN).<br>"
+            "<b>Cloudy Sentinel-2</b>: one multi-band layer; bands are named from their descriptions, else from "
+            "the documented order for 13, 12 or 10 bands, else as given under <i>MS band names</i>.<br>"
+            "<b>Sentinel-1</b>: one multi-band layer or one layer per polarisation, in dB or linear power, on any "
+            "grid or CRS (warped onto the optical grid). Only the overlap is processed.<br>"
+            "<b>Model</b>: a sarclear .safetensors file; empty: the bundled demo model.<br>"
+            "<b>Area</b>: empty: the whole layer; else snapped outward to the layer's pixel grid.<br>"
+            "<b>Outputs</b>: the reconstruction (GeoTIFF, the input's data type, CRS and nodata) and, beside it, "
+            "RMSE and SAM maps and a metrics JSON: errors against the reference when one is given, else "
+            "input-vs-output change maps (named *_change_*). Existing files of these names are replaced.")
+
+    def initAlgorithm(self, config=None) -> None:
+        from sarclear.resources import bundled_models
+
+        models = bundled_models()
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Cloudy Sentinel-2 (MS) layer"))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            "SAR", "Sentinel-1 SAR layer(s)", QgsProcessing.SourceType.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            "MODEL", "Model file (empty: the bundled demo model)", extension="safetensors",
+            defaultValue=str(models[0]) if models else None, optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "REFERENCE", "Cloud-free reference (maps become errors against it)", optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "CLOUD_MASK", "Cloud mask (0 clear, > 0 cloud; clear pixels keep their values)", optional=True))
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Area (empty: the whole MS layer)", optional=True))
+        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=list(DEVICES), defaultValue=0))
+        self.addParameter(_advanced(QgsProcessingParameterString(
+            "MS_BANDS", "MS band names in file order (for unlabelled rasters), e.g. B2,B3,B4,B8", optional=True)))
+        self.addParameter(_advanced(QgsProcessingParameterString(
+            "SAR_CHANNELS", "SAR channel names in file order (for unlabelled rasters), e.g. VV,VH", optional=True)))
+        self.addParameter(_advanced(QgsProcessingParameterEnum(
+            "SAR_UNITS", "SAR units", options=list(SAR_UNITS), defaultValue=0)))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "BATCH_SIZE", "Tiles per batch (0: automatic; halved automatically on out-of-memory)",
+            QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0)))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "OVERLAP", "Tile overlap in pixels (-1: a quarter of the tile)",
+            QgsProcessingParameterNumber.Type.Integer, defaultValue=-1, minValue=-1)))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "MS_SCALE", "MS digital numbers per unit reflectance (0: detect)",
+            QgsProcessingParameterNumber.Type.Double, defaultValue=0.0, minValue=0.0)))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "MS_OFFSET", "Offset added to MS digital numbers (L2A baseline 04.00 and later: -1000)",
+            QgsProcessingParameterNumber.Type.Double, defaultValue=0.0)))
+        self.addParameter(_advanced(QgsProcessingParameterBoolean(
+            "COG", "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Reconstruction"))
+        self.addOutput(QgsProcessingOutputRasterLayer("RMSE_MAP", "RMSE map (reflectance)"))
+        self.addOutput(QgsProcessingOutputRasterLayer("SAM_MAP", "SAM map (degrees)"))
+        self.addOutput(QgsProcessingOutputFile("METRICS", "Metrics (JSON)"))
+        self.add_metric_outputs()
+
+    def compute(self, parameters, context, feedback) -> dict:
+        from sarclear.resources import default_model
+
+        ms = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        if ms is None:
+            raise QgsProcessingException("the cloudy Sentinel-2 layer could not be loaded")
+        reference = self.parameterAsRasterLayer(parameters, "REFERENCE", context)
+        mask = self.parameterAsRasterLayer(parameters, "CLOUD_MASK", context)
+        rect = self.parameterAsExtent(parameters, "EXTENT", context, ms.crs())
+        aoi = None if rect.isNull() or rect.isEmpty() else (
+            rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        extra = {"sar_units": SAR_UNITS[self.parameterAsEnum(parameters, "SAR_UNITS", context)],
+                 "ms_offset": self.parameterAsDouble(parameters, "MS_OFFSET", context),
+                 "cog": self.parameterAsBoolean(parameters, "COG", context)}
+        batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)
+        overlap = self.parameterAsInt(parameters, "OVERLAP", context)
+        scale = self.parameterAsDouble(parameters, "MS_SCALE", context)
+        extra.update({k: v for k, v in (("batch_size", batch), ("ms_scale", scale)) if v > 0})
+        if overlap >= 0:
+            extra["overlap"] = overlap
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        params = RunParameters(
+            name=ms.name(),
+            ms=layers.layer_paths(ms),
+            sar=layers.layers_paths(self.parameterAsLayerList(parameters, "SAR", context)),
+            model=self.parameterAsFile(parameters, "MODEL", context) or str(default_model()),
+            out=out,
+            reference=layers.layer_paths(reference) if reference is not None else None,
+            cloud_mask=layers.layer_paths(mask)[0] if mask is not None else None,
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            aoi=aoi,
+            ms_bands=_names(self.parameterAsString(parameters, "MS_BANDS", context)),
+            sar_channels=_names(self.parameterAsString(parameters, "SAR_CHANNELS", context)),
+            overwrite=True,
+            extra=extra,
+        )
+        result = run_decloud(params, self.progress(feedback), feedback.isCanceled)
+        feedback.pushInfo(f"{result.tiles} tiles in {result.seconds:.1f} s on {result.device} "
+                          f"(batch {result.batch_size}); area {result.window.width} x {result.window.height} px")
+        for note in result.notes:
+            feedback.pushWarning(note)
+        if result.metrics:
+            feedback.pushInfo(f"{result.metrics['kind']} metrics: RMSE {result.metrics['rmse']:.4f}, "
+                              f"SAM {result.metrics['sam_deg']:.2f}°, PSNR {result.metrics['psnr']:.1f} dB, "
+                              f"SSIM {result.metrics['ssim']:.3f}")
+        _style_on_load(context, out, "output")
+        if context.willLoadLayerOnCompletion(out):  # the maps too, beside the reconstruction
+            kind = (result.metrics or {}).get("kind", "change")
+            for key, path in sorted(result.maps.items()):
+                details = QgsProcessingContext.LayerDetails(layers.result_layer_name(key, kind, str(path)),
+                                                            context.project(), f"{key.upper()}_MAP")
+                details.setPostProcessor(ResultStyle.get(key))
+                context.addLayerToLoadOnCompletion(str(path), details)
+        return {"OUTPUT": str(result.output), "RMSE_MAP": str(result.maps.get("rmse", "")),
+                "SAM_MAP": str(result.maps.get("sam", "")), "METRICS": str(result.metrics_path or ""),
+                **self.metric_outputs(result.metrics)}
+
+
+class ErrorMaps(_SarclearAlgorithm):
+    def name(self) -> str:
+        return "errormaps"
+
+    def displayName(self) -> str:
+        return "Reconstruction error maps (RMSE/SAM against a reference)"
+
+    def group(self) -> str:
+        return "Evaluation"
+
+    def groupId(self) -> str:
+        return "evaluation"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Scores a reconstruction against a cloud-free Sentinel-2 reference: per-pixel RMSE (reflectance) and "
+            "SAM (spectral angle, degrees) maps, and RMSE, SAM, MAE, PSNR and SSIM over the image (optionally "
+            "saved as JSON). The reference is read on the reconstruction's grid (warped if needed).<br>"
+            "<b>Bands</b>: the bands to compare, e.g. B2,B3,B4,B8; empty: every band named in the reconstruction.")
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", "Reconstruction"))
+        self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Cloud-free reference"))
+        self.addParameter(QgsProcessingParameterString(
+            "BANDS", "Bands to compare (empty: every band of the reconstruction)", optional=True))
+        self.addParameter(QgsProcessingParameterRasterDestination("RMSE_MAP", "RMSE map (reflectance)"))
+        self.addParameter(QgsProcessingParameterRasterDestination("SAM_MAP", "SAM map (degrees)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "METRICS", "Metrics (JSON)", fileFilter="JSON files (*.json)", optional=True, createByDefault=False))
+        self.add_metric_outputs()
+
+    def compute(self, parameters, context, feedback) -> dict:
+        from sarclear.evaluation import evaluate
+        from sarclear.raster import named_bands
+
+        prediction = layers.layer_paths(self.parameterAsRasterLayer(parameters, "PREDICTION", context))
+        reference = layers.layer_paths(self.parameterAsRasterLayer(parameters, "REFERENCE", context))
+        bands = _names(self.parameterAsString(parameters, "BANDS", context))
+        if bands is None:
+            bands = [r.name for r in named_bands(prediction, sensor="optical")[0] if r.name]
+        rmse = self.parameterAsOutputLayer(parameters, "RMSE_MAP", context)
+        sam = self.parameterAsOutputLayer(parameters, "SAM_MAP", context)
+        metrics_path = self.parameterAsFileOutput(parameters, "METRICS", context) or None
+        feedback.pushInfo(f"comparing bands {', '.join(bands)}")
+        metrics = evaluate(prediction, reference, bands, rmse_path=rmse, sam_path=sam, metrics_path=metrics_path,
+                           overwrite=True, cancel=feedback.isCanceled)
+        feedback.setProgress(100)
+        _style_on_load(context, rmse, "rmse")
+        _style_on_load(context, sam, "sam")
+        feedback.pushInfo(f"RMSE {metrics['rmse']:.4f}, SAM {metrics['sam_deg']:.2f}°, MAE {metrics['mae']:.4f}, "
+                          f"PSNR {metrics['psnr']:.1f} dB, SSIM {metrics['ssim']:.3f} over {metrics['pixels']} pixels")
+        return {"RMSE_MAP": rmse, "SAM_MAP": sam, "METRICS": metrics_path or "", **self.metric_outputs(metrics)}
+
+
+class SyntheticClouds(_SarclearAlgorithm):
+    def name(self) -> str:
+        return "syntheticclouds"
+
+    def displayName(self) -> str:
+        return "Synthesize clouds (for testing)"
+
+    def group(self) -> str:
+        return "Evaluation"
+
+    def groupId(self) -> str:
+        return "evaluation"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Adds synthetic clouds, haze and cloud shadows to a clear Sentinel-2 image (fractal noise, wavelength-"
+            "dependent haze), so a cloud-removal model can be tested where the truth is known: remove the clouds, "
+            "then compare with the clear image (Reconstruction error maps).<br>"
+            "Each range is the interval a value is drawn from with the seed; empty: the library's default range. "
+            "<b>Coverage</b>: fraction of the image under thick cloud; <b>haze</b>: opacity of the haze veil at "
+            "490 nm; <b>shadow</b>: darkening in cloud shadows (0..1). The optional opacity output is the cloud "
+            "and haze opacity (0..1).")
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Clear Sentinel-2 layer"))
+        for name, label in (("COVERAGE", "Cloud coverage range (fraction)"), ("HAZE", "Haze opacity range"),
+                            ("SHADOW", "Shadow darkening range")):
+            self.addParameter(QgsProcessingParameterRange(
+                name, label, QgsProcessingParameterNumber.Type.Double, optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            "CELL_PX", "Size of the largest cloud structures (pixels)", QgsProcessingParameterNumber.Type.Double,
+            defaultValue=100.0, minValue=2.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "SEED", "Random seed", QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Cloudy image"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OPACITY", "Cloud opacity", optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber("MEAN_OPACITY", "Mean cloud and haze opacity"))
+        self.addOutput(QgsProcessingOutputNumber("THICK_CLOUD_FRACTION", "Fraction under thick cloud"))
+
+    def compute(self, parameters, context, feedback) -> dict:
+        from sarclear.clouds import CloudConfig
+        from sarclear.synthetic import cloud_raster
+
+        clear = layers.layer_paths(self.parameterAsRasterLayer(parameters, "INPUT", context))
+        ranges = {}
+        for name in ("COVERAGE", "HAZE", "SHADOW"):
+            if parameters.get(name) not in (None, ""):
+                lo, hi = self.parameterAsRange(parameters, name, context)
+                if not 0.0 <= lo <= hi <= 1.0:
+                    raise QgsProcessingException(f"{name.lower()} range {lo}..{hi}: give 0 <= min <= max <= 1")
+                ranges[name.lower()] = (lo, hi)
+        config = CloudConfig(cell_px=self.parameterAsDouble(parameters, "CELL_PX", context), **ranges)
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        opacity = self.parameterAsOutputLayer(parameters, "OPACITY", context) or None
+        stats = cloud_raster(clear, out, opacity_out=opacity, config=config,
+                             seed=self.parameterAsInt(parameters, "SEED", context), overwrite=True,
+                             progress=self.progress(feedback), cancel=feedback.isCanceled)
+        feedback.pushInfo(f"mean opacity {stats['mean_opacity']:.3f}, thick cloud over "
+                          f"{100 * stats['thick_cloud_fraction']:.1f} % of {stats['pixels']} pixels")
+        _style_on_load(context, out, "output")
+        result = {"OUTPUT": out, "MEAN_OPACITY": stats["mean_opacity"],
+                  "THICK_CLOUD_FRACTION": stats["thick_cloud_fraction"]}
+        if opacity:
+            result["OPACITY"] = opacity
+        return result
+
+
+ALGORITHMS = (RemoveClouds, ErrorMaps, SyntheticClouds)

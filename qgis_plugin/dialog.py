@@ -1,0 +1,650 @@
+"""The "Remove clouds" dialog: gathers the user's choices into :class:`RunParameters`.
+
+It lists the project's raster layers (cloudy MS layer; one or more SAR layers; optional
+reference and cloud mask), the model (the bundled demo model preselected) and the device
+(with what was detected), and the area: the current map extent, the MS layer's full extent
+or a rectangle drawn on the map. The band matching (as the library will do it) is shown
+before the run, editable where the library cannot name the bands; a mismatch is explained
+and blocks Run. The run itself is started by the plugin (a background task); the dialog
+shows its progress and can cancel it.
+
+No computation here: band identification, model headers, device detection and pixel-grid
+snapping are library calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qgis.core import (
+    Qgis,
+    QgsCoordinateReferenceSystem,
+    QgsMapLayer,
+    QgsMapLayerProxyModel,
+    QgsProcessingUtils,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+)
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMapToolExtent
+from qgis.PyQt.QtCore import QObject, QSize, Qt
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import layers
+from .environment import missing_dependencies, plugin_icon
+from .task import RunParameters
+
+AREA_CANVAS, AREA_LAYER, AREA_DRAWN = "canvas", "layer", "drawn"
+_ERROR_STYLE = "color: #b00020;"
+_OK_STYLE = "color: #1b5e20;"
+
+
+def safe_file_name(text: str) -> str:
+    """A run name as a file name: letters, digits, '-', '_' and '.'."""
+    name = re.sub(r"[^\w.-]+", "_", text.strip(), flags=re.ASCII).strip("._")
+    return name or "sarclear"
+
+
+class SarclearDialog(QDialog):
+    """Build the run's parameters; ``start_run(params)`` (the plugin's) starts the task and
+    returns it."""
+
+    def __init__(self, iface, start_run: Callable[[RunParameters], object], parent: QWidget | None = None):
+        super().__init__(parent or iface.mainWindow())
+        self.iface = iface
+        self.canvas = iface.mapCanvas()
+        self.start_run = start_run
+        self.task = None
+        self.model_config = None  # sarclear.networks.ModelConfig of the chosen model
+        self.missing = missing_dependencies()
+        self.ms_order: list[str] | None = None   # band names the user typed, file order
+        self.sar_order: list[str] | None = None
+        self.ms_match: layers.BandMatch | None = None
+        self.sar_match: layers.BandMatch | None = None
+        self.reference_match: layers.BandMatch | None = None
+        self.drawn: tuple[QgsRectangle, QgsCoordinateReferenceSystem] | None = None
+        self._previous_tool = None
+        self.setWindowTitle("sarclear: remove clouds with SAR")
+        self.setWindowIcon(plugin_icon())
+        self._build()
+        self._connect()
+        self.prepare()
+
+    # ------------------------------------------------------------------ widgets
+
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+
+        self.dependency_label = QLabel()
+        self.dependency_label.setWordWrap(True)
+        self.dependency_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.dependency_label.setStyleSheet(_ERROR_STYLE)
+        self.dependency_label.setVisible(bool(self.missing))
+        self.dependency_label.setText(self.missing or "")
+        root.addWidget(self.dependency_label)
+        columns = QHBoxLayout()  # left: what and where; right: the band matching
+        left, right = QVBoxLayout(), QVBoxLayout()
+        columns.addLayout(left, 5)
+        columns.addLayout(right, 4)
+        root.addLayout(columns, 1)
+
+        inputs = QGroupBox("Inputs")
+        form = QFormLayout(inputs)
+        self.ms_combo = QgsMapLayerComboBox()
+        self.ms_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
+        self.ms_combo.setToolTip("The cloudy Sentinel-2 layer (one multi-band raster)")
+        form.addRow("Cloudy Sentinel-2 (MS)", self.ms_combo)
+        self.sar_list = QListWidget()
+        self.sar_list.setToolTip("Sentinel-1 layer(s): one multi-band layer (VV, VH) or one layer per polarisation. "
+                                 "SAR on another grid or CRS is warped onto the MS grid.")
+        self.sar_list.setMinimumHeight(92)
+        self.sar_list.setMaximumHeight(120)
+        form.addRow("Sentinel-1 SAR", self.sar_list)
+        self.reference_combo = QgsMapLayerComboBox()
+        self.reference_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
+        self.reference_combo.setAllowEmptyLayer(True)
+        self.reference_combo.setLayer(None)
+        self.reference_combo.setToolTip("A cloud-free Sentinel-2 image of the same place: the maps become errors "
+                                        "against it and the metrics are reported")
+        form.addRow("Reference (optional)", self.reference_combo)
+        self.mask_combo = QgsMapLayerComboBox()
+        self.mask_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
+        self.mask_combo.setAllowEmptyLayer(True)
+        self.mask_combo.setLayer(None)
+        self.mask_combo.setToolTip("Cloud mask (band 1: 0 clear, > 0 cloud, or a cloud probability): clear "
+                                   "pixels keep their values")
+        form.addRow("Cloud mask (optional)", self.mask_combo)
+        left.addWidget(inputs)
+
+        model_box = QGroupBox("Model and device")
+        form = QFormLayout(model_box)
+        self.model_widget = QgsFileWidget()
+        self.model_widget.setFilter("sarclear models (*.safetensors)")
+        self.model_widget.setDialogTitle("Choose a sarclear model")
+        form.addRow("Model", self.model_widget)
+        self.model_info = QLabel()
+        self.model_info.setWordWrap(True)
+        form.addRow("", self.model_info)
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("Auto (GPU if usable, else CPU)", "auto")
+        self.device_combo.addItem("CUDA GPU", "cuda")
+        self.device_combo.addItem("CPU", "cpu")
+        form.addRow("Device", self.device_combo)
+        self.device_info = QLabel()
+        self.device_info.setWordWrap(True)
+        form.addRow("", self.device_info)
+        left.addWidget(model_box)
+
+        area_box = QGroupBox("Area")
+        area = QVBoxLayout(area_box)
+        row = QHBoxLayout()
+        self.area_canvas = QRadioButton("Current map extent")
+        self.area_layer = QRadioButton("Whole MS layer")
+        self.area_drawn = QRadioButton("Drawn rectangle")
+        self.area_canvas.setChecked(True)
+        self.area_drawn.setEnabled(False)
+        self.area_group = QButtonGroup(self)
+        for button in (self.area_canvas, self.area_layer, self.area_drawn):
+            self.area_group.addButton(button)
+            row.addWidget(button)
+        self.draw_button = QPushButton("Draw on map…")
+        row.addWidget(self.draw_button)
+        area.addLayout(row)
+        self.area_info = QLabel()
+        self.area_info.setWordWrap(True)
+        area.addWidget(self.area_info)
+        left.addWidget(area_box)
+
+        bands_box = QGroupBox("Band matching")
+        bands = QVBoxLayout(bands_box)
+        self.band_table = QTableWidget(0, 4)
+        self.band_table.setHorizontalHeaderLabels(["Layer", "Band", "Name", "Model input"])
+        self.band_table.verticalHeader().setVisible(False)
+        self.band_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.band_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        header = self.band_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 2, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.band_table.setMinimumHeight(240)
+        bands.addWidget(self.band_table)
+        self.band_status = QLabel()
+        self.band_status.setWordWrap(True)
+        self.band_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        bands.addWidget(self.band_status)
+        right.addWidget(bands_box, 1)
+
+        out_box = QGroupBox("Output")
+        form = QFormLayout(out_box)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("layer group and file name (default: MS layer name and time)")
+        form.addRow("Run name", self.name_edit)
+        where = QHBoxLayout()
+        self.out_temp = QRadioButton("Temporary folder")
+        self.out_folder = QRadioButton("Folder:")
+        self.out_temp.setChecked(True)
+        self.folder_widget = QgsFileWidget()
+        self.folder_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.folder_widget.setEnabled(False)
+        where.addWidget(self.out_temp)
+        where.addWidget(self.out_folder)
+        where.addWidget(self.folder_widget, 1)
+        form.addRow("Save to", where)
+        left.addWidget(out_box)
+        left.addStretch(1)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        root.addWidget(self.progress)
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        root.addWidget(self.status_label)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.ActionRole)
+        self.cancel_button = self.buttons.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
+        self.cancel_button.setEnabled(False)
+        root.addWidget(self.buttons)
+        self.resize(self.sizeHint().expandedTo(QSize(1180, 660)))
+
+        self.extent_tool = QgsMapToolExtent(self.canvas)
+
+    def _connect(self) -> None:
+        self.ms_combo.layerChanged.connect(self._ms_changed)
+        self.sar_list.itemChanged.connect(self._sar_changed)
+        self.reference_combo.layerChanged.connect(self._update_bands)
+        self.model_widget.fileChanged.connect(self._model_changed)
+        self.area_group.buttonToggled.connect(lambda *_: self._update_area())
+        self.draw_button.clicked.connect(self.start_drawing)
+        self.extent_tool.extentChanged.connect(self._drawn)
+        self.canvas.extentsChanged.connect(self._update_area)
+        self.out_folder.toggled.connect(self.folder_widget.setEnabled)
+        self.buttons.rejected.connect(self.close)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        project = QgsProject.instance()
+        project.layersAdded.connect(self._layers_changed)
+        project.layersRemoved.connect(self._layers_changed)
+
+    def cleanup(self) -> None:
+        """Disconnect from the project and the canvas (the plugin calls this on unload)."""
+        project = QgsProject.instance()
+        for signal, slot in ((project.layersAdded, self._layers_changed),
+                             (project.layersRemoved, self._layers_changed),
+                             (self.canvas.extentsChanged, self._update_area),
+                             (self.extent_tool.extentChanged, self._drawn)):
+            with contextlib.suppress(TypeError):
+                signal.disconnect(slot)
+        for child in self.findChildren(QObject):  # the layer combos follow the project until deleted
+            child.blockSignals(True)
+        if self.canvas.mapTool() is self.extent_tool:
+            self.canvas.unsetMapTool(self.extent_tool)
+        self.extent_tool.deleteLater()
+
+    # ------------------------------------------------------------------ state
+
+    def raster_layers(self) -> list[QgsRasterLayer]:
+        """The project's valid raster layers in layer-tree order (layers just added, not yet
+        in the tree, last)."""
+        project = QgsProject.instance()
+        ordered = project.layerTreeRoot().layerOrder()
+        ordered += [layer for layer in project.mapLayers().values() if layer not in ordered]
+        return [layer for layer in ordered if isinstance(layer, QgsRasterLayer) and layer.isValid()]
+
+    def prepare(self) -> None:
+        """Fill the dialog from the project: model, device, SAR list; guess the MS and SAR
+        layers when none is chosen yet."""
+        if not self.model_widget.filePath():
+            from sarclear.resources import bundled_models
+
+            models = bundled_models()
+            if models:
+                self.model_widget.setFilePath(str(models[0]))
+        self._update_device_info()
+        if self.model_config is None:
+            self._model_changed(self.model_widget.filePath())
+        self._fill_sar_list()
+        self._guess_layers()
+        self._update_bands()
+        self._update_area()
+        self.fit()
+
+    def fit(self) -> None:
+        """Grow to the preferred size: wrapped labels need more height than Qt's minimum
+        size accounts for."""
+        self.resize(self.size().expandedTo(self.sizeHint()))
+
+    def _fill_sar_list(self) -> None:
+        checked = set(self.sar_layer_ids())
+        self.sar_list.blockSignals(True)
+        self.sar_list.clear()
+        for layer in self.raster_layers():
+            item = QListWidgetItem(layer.name())
+            item.setData(Qt.ItemDataRole.UserRole, layer.id())
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked)
+            item.setToolTip(layer.source())
+            self.sar_list.addItem(item)
+        self.sar_list.blockSignals(False)
+
+    def _guess_layers(self) -> None:
+        if self.missing or self.model_config is None:
+            return
+        candidates = self.raster_layers()
+        ms = self.ms_combo.currentLayer()
+        if ms is None or not layers.match_bands([ms], "optical", self.model_config.bands).ok:
+            guess = layers.guess_ms_layer(candidates, self.model_config.bands)
+            if guess is not None:
+                self.ms_combo.setLayer(guess)  # -> _ms_changed
+        if not self.sar_layer_ids():
+            ms = self.ms_combo.currentLayer()
+            sar = layers.guess_sar_layers([c for c in candidates if c is not ms], self.model_config.sar_channels)
+            self.set_sar_layers(sar)
+
+    def sar_layer_ids(self) -> list[str]:
+        return [self.sar_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.sar_list.count())
+                if self.sar_list.item(i).checkState() == Qt.CheckState.Checked]
+
+    def sar_layers(self) -> list[QgsMapLayer]:
+        project = QgsProject.instance()
+        return [project.mapLayer(i) for i in self.sar_layer_ids() if project.mapLayer(i) is not None]
+
+    def set_sar_layers(self, chosen: list[QgsMapLayer]) -> None:
+        ids = {layer.id() for layer in chosen}
+        self.sar_list.blockSignals(True)
+        for i in range(self.sar_list.count()):
+            item = self.sar_list.item(i)
+            item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in ids
+                               else Qt.CheckState.Unchecked)
+        self.sar_list.blockSignals(False)
+        self._sar_changed()
+
+    def _layers_changed(self, *_args) -> None:
+        self._fill_sar_list()
+        self._update_bands()
+
+    def _ms_changed(self, *_args) -> None:
+        self.ms_order = None
+        self._update_bands()
+        self._update_area()
+
+    def _sar_changed(self, *_args) -> None:
+        self.sar_order = None
+        self._update_bands()
+
+    def _model_changed(self, path: str) -> None:
+        self.model_config = None
+        if self.missing:
+            self.model_info.setText("The model cannot be read until PyTorch is installed (see above).")
+            self._update_run_button()
+            return
+        if not path:
+            self.model_info.setText("Choose a model file (.safetensors); no demo model is installed here.")
+            self.model_info.setStyleSheet(_ERROR_STYLE)
+            self._update_bands()
+            return
+        from sarclear.checkpoint import read_header
+        from sarclear.errors import SarclearError
+
+        try:
+            config, _info = read_header(path)
+        except SarclearError as exc:
+            self.model_info.setText(str(exc))
+            self.model_info.setStyleSheet(_ERROR_STYLE)
+        else:
+            self.model_config = config
+            sar = ", ".join(config.sar_channels) or "none (MS-only model)"
+            self.model_info.setText(f"{config.preset} model, tiles of {config.tile_size} px; reads bands "
+                                    f"{', '.join(config.bands)} and SAR {sar}")
+            self.model_info.setStyleSheet("")
+        self._guess_layers()
+        self._update_bands()
+        self.fit()
+
+    def _update_device_info(self) -> None:
+        if self.missing:
+            self.device_info.setText("")
+            return
+        from sarclear.devices import cuda_status
+
+        usable, description = cuda_status()
+        self.device_combo.model().item(1).setEnabled(usable)
+        if usable:
+            self.device_info.setText(f"GPU detected: {description}")
+        else:
+            self.device_info.setText(f"CUDA unavailable: {description}. Runs on the CPU.")
+            if self.device_combo.currentData() == "cuda":
+                self.device_combo.setCurrentIndex(0)
+
+    # ------------------------------------------------------------------ bands
+
+    def _update_bands(self) -> None:
+        """Match the chosen layers' bands against the model's (library calls) and show it."""
+        self.band_table.setRowCount(0)
+        self.ms_match = self.sar_match = self.reference_match = None
+        if self.missing:
+            self.band_status.setText("Band matching needs PyTorch (see above).")
+            self._update_run_button()
+            return
+        cfg = self.model_config
+        ms = self.ms_combo.currentLayer()
+        if ms is not None:
+            self.ms_match = layers.match_bands([ms], "optical", cfg.bands if cfg else None, self.ms_order)
+        sar = self.sar_layers()
+        if sar and (cfg is None or cfg.uses_sar):
+            self.sar_match = layers.match_bands(sar, "sar", cfg.sar_channels if cfg else None, self.sar_order)
+        reference = self.reference_combo.currentLayer()
+        self.reference_match = (layers.match_bands([reference], "optical", cfg.bands)
+                                if reference is not None and cfg is not None else None)
+        self._fill_band_table()
+        self.band_status.setText(self.band_problems() or self._band_summary())
+        self.band_status.setStyleSheet(_ERROR_STYLE if self.band_problems() else _OK_STYLE)
+        self._update_run_button()
+
+    def _fill_band_table(self) -> None:
+        from sarclear.bands import S1_CHANNELS, S2_BANDS
+
+        self.band_table.blockSignals(True)
+        for match, sensor, choices in ((self.ms_match, "optical", S2_BANDS), (self.sar_match, "sar", S1_CHANNELS)):
+            if match is None:
+                continue
+            for band in match.rows:
+                r = self.band_table.rowCount()
+                self.band_table.insertRow(r)
+                self.band_table.setItem(r, 0, QTableWidgetItem(band.layer))
+                self.band_table.setItem(r, 1, QTableWidgetItem(str(band.index)))
+                combo = QComboBox()
+                combo.addItems(["", *choices])
+                combo.setCurrentText(band.name)
+                combo.setToolTip("The band's name as read from the file (description or file name) or from the "
+                                 "default order for its band count; change it if it is wrong or missing")
+                combo.currentTextChanged.connect(lambda _text, s=sensor: self._names_edited(s))
+                self.band_table.setCellWidget(r, 2, combo)
+                used = "" if band.use is None else f"#{band.use + 1}"
+                if band.use is None and match.ok and self.model_config is not None and band.name:
+                    used = "not used"
+                self.band_table.setItem(r, 3, QTableWidgetItem(used))
+        self.band_table.blockSignals(False)
+
+    def _names_edited(self, sensor: str) -> None:
+        """The user named bands: use the table's names, in file order, for that input."""
+        names_ms, names_sar = [], []
+        n_ms = len(self.ms_match.rows) if self.ms_match else 0
+        for r in range(self.band_table.rowCount()):
+            text = self.band_table.cellWidget(r, 2).currentText()
+            (names_ms if r < n_ms else names_sar).append(text)
+        if sensor == "optical":
+            self.ms_order = names_ms
+        else:
+            self.sar_order = names_sar
+        self._update_bands()
+
+    def band_problems(self) -> str | None:
+        """Why the chosen layers cannot feed the model (the library's words), or None."""
+        cfg = self.model_config
+        if self.ms_combo.currentLayer() is None:
+            return "Choose the cloudy Sentinel-2 layer."
+        problems = []
+        if self.ms_match is not None and not self.ms_match.ok:
+            problems.append(f"Sentinel-2: {self.ms_match.problem}")
+        if cfg is not None and cfg.uses_sar:
+            if self.sar_match is None:
+                problems.append(f"Sentinel-1: tick the layer(s) with {', '.join(cfg.sar_channels)}.")
+            elif not self.sar_match.ok:
+                problems.append(f"Sentinel-1: {self.sar_match.problem}")
+        if self.reference_match is not None and not self.reference_match.ok:
+            problems.append(f"Reference: {self.reference_match.problem}")
+        return "\n".join(problems) or None
+
+    def _band_summary(self) -> str:
+        cfg = self.model_config
+        if cfg is None:
+            return "Choose a model to match the bands against."
+        text = f"All {len(cfg.bands)} bands the model reads were found"
+        if cfg.uses_sar:
+            text += f", and the SAR channels {', '.join(cfg.sar_channels)}"
+        return text + "."
+
+    # ------------------------------------------------------------------ area
+
+    def start_drawing(self) -> None:
+        """Let the user drag a rectangle on the map (the dialog hides meanwhile)."""
+        self._previous_tool = self.canvas.mapTool()
+        self.canvas.setMapTool(self.extent_tool)
+        self.hide()
+        self.iface.messageBar().pushMessage("sarclear", "Drag a rectangle on the map: the area to decloud.",
+                                            Qgis.MessageLevel.Info, 5)
+
+    def _drawn(self, rect: QgsRectangle) -> None:
+        if rect.isEmpty():
+            return
+        self.drawn = (QgsRectangle(rect), self.canvas.mapSettings().destinationCrs())
+        self.extent_tool.clearRubberBand()
+        if self._previous_tool is not None:
+            self.canvas.setMapTool(self._previous_tool)
+        else:
+            self.canvas.unsetMapTool(self.extent_tool)
+        self.area_drawn.setEnabled(True)
+        self.area_drawn.setChecked(True)
+        self._update_area()
+        self.show()
+        self.raise_()
+
+    def area_mode(self) -> str:
+        if self.area_layer.isChecked():
+            return AREA_LAYER
+        return AREA_DRAWN if self.area_drawn.isChecked() else AREA_CANVAS
+
+    def aoi(self) -> tuple[float, float, float, float] | None:
+        """The area in the MS layer's CRS (None: all of it). The library snaps it to the
+        layer's pixel grid."""
+        ms = self.ms_combo.currentLayer()
+        mode = self.area_mode()
+        if mode == AREA_LAYER or ms is None:
+            return None
+        if mode == AREA_DRAWN and self.drawn is not None:
+            rect, crs = self.drawn
+        else:
+            rect, crs = self.canvas.extent(), self.canvas.mapSettings().destinationCrs()
+        return layers.extent_in_crs(rect, crs, ms.crs())
+
+    def _update_area(self, *_args) -> None:
+        ms = self.ms_combo.currentLayer()
+        if ms is None or self.missing:
+            self.area_info.setText("")
+            return
+        from sarclear.errors import SarclearError
+
+        try:
+            width, height = layers.area_pixels(layers.layer_paths(ms)[0], self.aoi())
+        except SarclearError as exc:
+            self.area_info.setText(str(exc))
+            self.area_info.setStyleSheet(_ERROR_STYLE)
+            return
+        what = {AREA_CANVAS: "the current map extent", AREA_LAYER: "the whole layer",
+                AREA_DRAWN: "the drawn rectangle"}[self.area_mode()]
+        self.area_info.setText(f"{width} x {height} pixels of {ms.name()} ({what}, snapped to its pixel grid, "
+                               f"{ms.crs().authid() or 'layer CRS'})")
+        self.area_info.setStyleSheet("")
+
+    # ------------------------------------------------------------------ run
+
+    def _update_run_button(self) -> None:
+        running = self.task is not None
+        ready = not self.missing and self.model_config is not None and self.band_problems() is None
+        self.run_button.setEnabled(ready and not running)
+        self.cancel_button.setEnabled(running)
+
+    def default_name(self) -> str:
+        ms = self.ms_combo.currentLayer()
+        return f"{ms.name() if ms else 'sarclear'} declouded {time.strftime('%Y-%m-%d %H-%M-%S')}"
+
+    def output_folder(self) -> Path:
+        if self.out_folder.isChecked() and self.folder_widget.filePath():
+            return Path(self.folder_widget.filePath())
+        return Path(tempfile.mkdtemp(prefix="sarclear-", dir=QgsProcessingUtils.tempFolder()))
+
+    def parameters(self) -> RunParameters:
+        """The run the dialog describes; raises the library's InputError for a bad choice."""
+        from sarclear.errors import InputError
+
+        ms = self.ms_combo.currentLayer()
+        if ms is None:
+            raise InputError("choose the cloudy Sentinel-2 layer")
+        if self.area_mode() == AREA_DRAWN and self.drawn is None:
+            raise InputError("draw the area on the map first (Draw on map…), or choose another area")
+        name = self.name_edit.text().strip() or self.default_name()
+        reference = self.reference_combo.currentLayer()
+        mask = self.mask_combo.currentLayer()
+        return RunParameters(
+            name=name,
+            ms=layers.layer_paths(ms),
+            sar=layers.layers_paths(self.sar_layers()),
+            model=self.model_widget.filePath(),
+            out=str(self.output_folder() / f"{safe_file_name(name)}.tif"),
+            reference=layers.layer_paths(reference) if reference is not None else None,
+            cloud_mask=layers.layer_paths(mask)[0] if mask is not None else None,
+            device=self.device_combo.currentData(),
+            aoi=self.aoi(),
+            ms_bands=self.ms_order,
+            sar_channels=self.sar_order,
+        )
+
+    def confirm_overwrite(self, existing: list[Path]) -> bool:
+        """Ask before replacing files; True to replace them."""
+        listing = "\n".join(str(p) for p in existing)
+        answer = QMessageBox.question(self, "sarclear: replace files?",
+                                      f"These files exist and would be replaced:\n{listing}\n\nReplace them?",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def run(self) -> None:
+        """Start the run in the background (the plugin's task)."""
+        from sarclear.errors import SarclearError
+
+        from .task import output_files
+
+        try:
+            params = self.parameters()
+        except SarclearError as exc:
+            self.show_status(str(exc), error=True)
+            return
+        existing = [p for p in output_files(params.out, params.reference is not None) if p.exists()]
+        if existing:
+            if not self.confirm_overwrite(existing):
+                self.show_status("Not run: choose another run name or folder.", error=True)
+                return
+            params.overwrite = True
+        self.progress.setValue(0)
+        self.show_status(f"Running {params.name}…")
+        self.task = self.start_run(params)
+        if self.task is not None:
+            self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        self._update_run_button()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.show_status("Cancelling…")
+
+    def run_finished(self, task, message: str, error: bool) -> None:
+        """Called by the plugin when the task ends (main thread)."""
+        if task is self.task:
+            self.task = None
+            self.progress.setValue(100 if task.result is not None else 0)
+            self.show_status(message, error=error)
+            self._update_run_button()
+
+    def show_status(self, text: str, error: bool = False) -> None:
+        self.status_label.setText(text)
+        self.status_label.setStyleSheet(_ERROR_STYLE if error else "")

@@ -1,0 +1,74 @@
+"""What the plugin needs from its surroundings: its icon, and PyTorch + safetensors in the
+Python that QGIS runs (with instructions to install them when they are missing).
+
+Nothing here imports torch at module level: :func:`missing_dependencies` tries the import
+only when asked (dialog opened, algorithm run), so the plugin always loads.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from qgis.PyQt.QtGui import QIcon
+
+_HERE = Path(__file__).resolve().parent
+
+#: The packages a run needs beyond what QGIS ships (numpy and GDAL come with QGIS).
+REQUIRED = ("torch", "safetensors")
+
+
+def icon_path() -> Path:
+    """The plugin's SVG icon: ``resources/icons`` inside the installed plugin, or at the
+    repository root when running from a checkout."""
+    for root in (_HERE, _HERE.parent):
+        candidate = root / "resources" / "icons" / "sarclear.svg"
+        if candidate.is_file():
+            return candidate
+    return _HERE / "resources" / "icons" / "sarclear.svg"
+
+
+def plugin_icon() -> QIcon:
+    return QIcon(str(icon_path()))
+
+
+def missing_dependencies() -> str | None:
+    """None when torch and safetensors import; otherwise a message saying which one is
+    missing (or broken) and exactly how to install it into QGIS's Python."""
+    problems = []
+    for name in REQUIRED:
+        try:
+            __import__(name)
+        except ImportError as exc:
+            problems.append(name if isinstance(exc, ModuleNotFoundError) or "No module" in str(exc)
+                            else f"{name} (installed but it fails to import: {exc})")
+        except Exception as exc:  # a broken binary wheel raises OSError etc. on import
+            problems.append(f"{name} (installed but it fails to import: {exc})")
+    if not problems:
+        return None
+    return (f"sarclear needs {' and '.join(problems)} in the Python that QGIS uses "
+            f"(Python {sys.version_info.major}.{sys.version_info.minor}). {install_instructions()}")
+
+
+def install_instructions(platform: str | None = None) -> str:
+    """How to install torch and safetensors into QGIS's own Python on this platform."""
+    platform = platform or sys.platform
+    packages = " ".join(REQUIRED)
+    cpu = "--index-url https://download.pytorch.org/whl/cpu"
+    if platform.startswith("win"):
+        how = ("Close QGIS, open the \"OSGeo4W Shell\" from the Start menu (QGIS's own shell) and run:\n"
+               f"    python -m pip install {packages}\n"
+               f"(CPU-only, smaller download: python -m pip install torch {cpu} and then "
+               "python -m pip install safetensors). Then restart QGIS.")
+    elif platform == "darwin":
+        how = ("Close QGIS, open Terminal and run QGIS's own Python:\n"
+               f"    /Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user {packages}\n"
+               "(use QGIS-LTR.app if that is the one you run). Then restart QGIS.")
+    else:
+        how = ("Close QGIS and run, with the Python QGIS uses (usually the system python3):\n"
+               f"    python3 -m pip install --user {packages}\n"
+               f"(CPU-only, smaller download: add {cpu} for torch; on distributions that refuse "
+               "user installs, add --break-system-packages or install the distribution's "
+               "python3-torch package). Then restart QGIS.")
+    return ("To install them: " + how + "\nYou can check from the QGIS Python console (Plugins > Python "
+            "Console): import torch; print(torch.__version__)")

@@ -1,0 +1,294 @@
+"""Between QGIS layers and the library: layer -> file paths, band matching for display,
+extents -> the MS layer's CRS, and adding and styling the result layers.
+
+Band names, their order and the pixel-grid snapping belong to the library
+(:mod:`sarclear.bands`, :mod:`sarclear.raster`); this module only asks it. Library modules
+are imported inside the functions that need them, so importing this module never imports
+torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qgis.core import (
+    QgsBasicNumericFormat,
+    QgsColorRampLegendNodeSettings,
+    QgsColorRampShader,
+    QgsContrastEnhancement,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsGradientColorRamp,
+    QgsLayerTreeGroup,
+    QgsMapLayer,
+    QgsMultiBandColorRenderer,
+    QgsProject,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+    QgsRasterMinMaxOrigin,
+    QgsRasterShader,
+    QgsRectangle,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+)
+from qgis.PyQt.QtGui import QColor
+
+# --------------------------------------------------------------------------- layer -> files
+
+
+def layer_paths(layer: QgsMapLayer | None) -> list[str]:
+    """The file(s) GDAL reads for a raster layer; raises the library's InputError (with the
+    way out) for layers that are not GDAL files (WMS, memory, database rasters...)."""
+    from sarclear.errors import InputError
+
+    if layer is None:
+        raise InputError("no layer chosen")
+    if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+        raise InputError(f"layer '{layer.name()}' is not a valid raster layer")
+    if layer.providerType() != "gdal":
+        raise InputError(f"layer '{layer.name()}' is a {layer.providerType()} raster, not a file: save it as "
+                         "GeoTIFF first (right-click > Export > Save As...) and use that layer")
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
+    if not path.startswith("/vsi") and not Path(path).is_file():
+        raise InputError(f"layer '{layer.name()}': its file {path} is not on disk (a subdataset or a "
+                         "remote source?); save it as GeoTIFF first and use that layer")
+    return [path]
+
+
+def layers_paths(layers: Iterable[QgsMapLayer]) -> list[str]:
+    return [p for layer in layers for p in layer_paths(layer)]
+
+
+# --------------------------------------------------------------------------- band matching
+
+
+@dataclass
+class BandRow:
+    """One band of an input as the dialog shows it."""
+
+    layer: str          # layer name
+    path: str
+    index: int          # 1-based band number in its file
+    name: str           # name identified by the library ("" if none)
+    use: int | None = None  # position among the model's inputs (0-based), None if unused
+
+
+@dataclass
+class BandMatch:
+    """How the bands of some layers match what a model reads."""
+
+    rows: list[BandRow] = field(default_factory=list)
+    problem: str | None = None   # the library's message when they do not match
+    named: bool = True           # False: the library could not name the bands at all
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def match_bands(layers: Sequence[QgsMapLayer], sensor: str, wanted: Sequence[str] | None,
+                order: Sequence[str] | None = None) -> BandMatch:
+    """Identify the bands of ``layers`` ("optical" or "sar") the way a run will, and say
+    which ones the model (``wanted``, None if unknown) reads. ``order``: names the user
+    gave, one per band in file order. Never raises for a band problem: the library's
+    message is in ``problem``."""
+    from sarclear.errors import SarclearError
+    from sarclear.raster import identify_bands, named_bands
+
+    match = BandMatch()
+    try:
+        paths = []
+        for layer in layers:
+            for path in layer_paths(layer):
+                paths.append(path)
+                count = layer.bandCount()
+                match.rows.extend(BandRow(layer.name(), path, i, "") for i in range(1, count + 1))
+        if not paths:
+            match.problem = "no layer chosen"
+            return match
+        refs, _ = named_bands(paths, sensor=sensor, order=order, wanted=tuple(wanted or ()))
+        names = {(r.path, r.index): r.name for r in refs}
+        for row in match.rows:
+            row.name = names.get((row.path, row.index), "")
+        if wanted:
+            used = identify_bands(paths, wanted, sensor=sensor, order=order)
+            position = {(r.path, r.index): k for k, r in enumerate(used)}
+            for row in match.rows:
+                row.use = position.get((row.path, row.index))
+    except SarclearError as exc:
+        match.problem = str(exc)
+        match.named = any(r.name for r in match.rows)
+    return match
+
+
+def guess_ms_layer(layers: Sequence[QgsRasterLayer], bands: Sequence[str]) -> QgsRasterLayer | None:
+    """The first layer whose bands include all the model's ``bands``."""
+    for layer in layers:
+        if match_bands([layer], "optical", bands).ok:
+            return layer
+    return None
+
+
+def guess_sar_layers(layers: Sequence[QgsRasterLayer], channels: Sequence[str]) -> list[QgsRasterLayer]:
+    """SAR layers that together provide ``channels``: one layer with all of them, else one
+    single-channel layer per channel (one file per polarisation)."""
+    if not channels:
+        return []
+    for layer in layers:
+        if match_bands([layer], "sar", channels).ok:
+            return [layer]
+    chosen: dict[str, QgsRasterLayer] = {}
+    for layer in layers:
+        if layer.bandCount() != 1:
+            continue
+        m = match_bands([layer], "sar", None)
+        name = m.rows[0].name if m.rows else ""
+        if name in channels and name not in chosen:
+            chosen[name] = layer
+    return [chosen[c] for c in channels if c in chosen] if len(chosen) == len(channels) else []
+
+
+# --------------------------------------------------------------------------- extents
+
+
+def extent_in_crs(rect: QgsRectangle, source: QgsCoordinateReferenceSystem,
+                  target: QgsCoordinateReferenceSystem,
+                  project: QgsProject | None = None) -> tuple[float, float, float, float]:
+    """``rect`` (in ``source``) as (xmin, ymin, xmax, ymax) in ``target``: the bounding box
+    of its densified outline, so a reprojected extent still covers all of ``rect``."""
+    if source.isValid() and target.isValid() and source != target:
+        transform = QgsCoordinateTransform(source, target, project or QgsProject.instance())
+        rect = transform.transformBoundingBox(rect)
+    return rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
+
+
+def area_pixels(ms_path: str, aoi: Sequence[float] | None) -> tuple[int, int]:
+    """Width and height in pixels of the area a run on ``aoi`` will cover (the library snaps
+    the area to the MS raster's pixel grid); raises the library's error if it is empty."""
+    from sarclear.raster import Grid, open_raster
+
+    grid = Grid.of(open_raster(ms_path))
+    window = grid.window if aoi is None else grid.window_for_bounds(aoi)
+    return window.width, window.height
+
+
+# --------------------------------------------------------------------------- result layers
+
+
+def rgb_band_numbers(path: str) -> tuple[int, int, int] | None:
+    """GDAL band numbers of red, green and blue (:data:`sarclear.bands.S2_RGB`) in ``path``."""
+    from sarclear.bands import S2_RGB
+    from sarclear.errors import SarclearError
+    from sarclear.raster import named_bands
+
+    try:
+        refs, _ = named_bands(path, sensor="optical")
+    except SarclearError:
+        return None
+    index = {r.name: r.index for r in refs if r.name}
+    if not all(b in index for b in S2_RGB):
+        return None
+    red, green, blue = (index[b] for b in S2_RGB)
+    return red, green, blue
+
+
+def style_true_colour(layer: QgsRasterLayer) -> bool:
+    """Render ``layer`` as true colour (B4/B3/B2) with a 2-98 % cumulative-cut stretch;
+    the data are untouched. False if the layer lacks one of those bands."""
+    bands = rgb_band_numbers(layer_paths(layer)[0])
+    if bands is None:
+        return False
+    layer.setRenderer(QgsMultiBandColorRenderer(layer.dataProvider(), *bands))
+    layer.setContrastEnhancement(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum,
+                                 QgsRasterMinMaxOrigin.Limits.CumulativeCut)
+    layer.triggerRepaint()
+    return True
+
+
+def _map_ramp():
+    ramp = QgsStyle.defaultStyle().colorRamp("Magma")
+    if ramp is None:  # a style database without the matplotlib ramps
+        ramp = QgsGradientColorRamp(QColor(0, 0, 4), QColor(252, 253, 191))
+    return ramp
+
+
+def map_units(path: str) -> str:
+    """The unit the library wrote into a map's band ("reflectance", "degrees")."""
+    from osgeo import gdal
+
+    ds = gdal.Open(path)
+    return ds.GetRasterBand(1).GetUnitType() if ds is not None else ""
+
+
+def style_map(layer: QgsRasterLayer, units: str) -> tuple[float, float]:
+    """Single-band pseudocolour from 0 to the 98th percentile, with a continuous legend
+    labelled in ``units``. Returns the (min, max) of the colour scale."""
+    provider = layer.dataProvider()
+    _, high = provider.cumulativeCut(1, 0.0, 0.98, QgsRectangle(), 250_000)  # a sample: never blocks long
+    if not high > 0:
+        high = max(provider.bandStatistics(1).maximumValue, 1e-6)
+    function = QgsColorRampShader(0.0, high, _map_ramp(), QgsColorRampShader.Type.Interpolated)
+    function.classifyColorRamp(5, 1)
+    legend = QgsColorRampLegendNodeSettings()
+    legend.setUseContinuousLegend(True)
+    legend.setSuffix("°" if units == "degrees" else f" {units}" if units else "")
+    number_format = QgsBasicNumericFormat()
+    number_format.setNumberDecimalPlaces(1 if units == "degrees" else 3)
+    legend.setNumericFormat(number_format)
+    function.setLegendSettings(legend)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(function)
+    renderer = QgsSingleBandPseudoColorRenderer(provider, 1, shader)
+    renderer.setClassificationMin(0.0)
+    renderer.setClassificationMax(high)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return 0.0, high
+
+
+def style_result(layer: QgsRasterLayer, key: str) -> None:
+    """Style a run's output ("output": true colour) or map (pseudocolour in its units)."""
+    if key == "output":
+        style_true_colour(layer)
+    else:
+        style_map(layer, map_units(layer_paths(layer)[0]))
+
+
+def result_layer_names(kind: str) -> dict[str, str]:
+    """Layer names of a run's outputs; ``kind`` is the metrics' kind, "error" (against a
+    reference) or "change" (input vs output)."""
+    if kind == "error":
+        return {"output": "reconstruction (true colour)", "rmse": "RMSE error vs reference",
+                "sam": "SAM error vs reference"}
+    return {"output": "reconstruction (true colour)", "rmse": "RMSE change, input vs output",
+            "sam": "SAM change, input vs output"}
+
+
+def result_layer_name(key: str, kind: str, path: str) -> str:
+    """The name of one output ("output", "rmse", "sam") with the map's units."""
+    units = "" if key == "output" else map_units(str(path))
+    return result_layer_names(kind).get(key, key) + (f" ({units})" if units else "")
+
+
+def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str,
+                      project: QgsProject | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
+    """Add a run's reconstruction and maps in a new group ``name`` at the top of the layer
+    tree: the reconstruction in true colour (visible), the RMSE and SAM maps in
+    pseudocolour with their units in the name and legend (hidden, below it)."""
+    project = project or QgsProject.instance()
+    group = project.layerTreeRoot().insertGroup(0, name)
+    added = []
+    for key, path in [("output", output), *sorted(maps.items(), key=lambda kv: kv[0] != "rmse")]:
+        layer = QgsRasterLayer(str(path), result_layer_name(key, kind, path), "gdal")
+        if not layer.isValid():
+            continue
+        style_result(layer, key)
+        project.addMapLayer(layer, False)
+        node = group.addLayer(layer)
+        if key != "output":
+            node.setItemVisibilityChecked(False)
+            node.setExpanded(True)
+        added.append(layer)
+    return group, added

@@ -1,0 +1,141 @@
+"""The background run: a QgsTask around :func:`sarclear.inference.decloud`.
+
+``run()`` executes on a worker thread and touches no GUI object: it calls the library with
+a progress callback (-> :meth:`QgsTask.setProgress`) and a cancel callback
+(-> :meth:`QgsTask.isCanceled`) and keeps the outcome in plain Python attributes.
+``finished()`` runs on the main thread and hands the task to the plugin's callback, which
+adds the layers or shows the message. Library errors arrive as their message, never as a
+traceback; an unexpected exception is reported in one line and its traceback goes to the
+QGIS log (for bug reports).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qgis.core import Qgis, QgsMessageLog, QgsTask
+
+from .environment import missing_dependencies
+
+LOG_TAG = "sarclear"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunParameters:
+    """Everything a decloud run needs, as plain values (no QGIS object: the worker thread
+    reads it). Built by the dialog; paths are files GDAL reads."""
+
+    name: str                                   # the run's name (layer group)
+    ms: list[str]                               # cloudy Sentinel-2 file(s)
+    sar: list[str]                              # Sentinel-1 file(s): one multi-band or one per polarisation
+    model: str                                  # model file (.safetensors)
+    out: str                                    # reconstruction GeoTIFF; maps go beside it
+    reference: list[str] | None = None          # cloud-free reference file(s)
+    cloud_mask: str | None = None
+    device: str = "auto"                        # auto, cpu, cuda
+    aoi: tuple[float, float, float, float] | None = None  # in the MS layer's CRS; None: all of it
+    ms_bands: list[str] | None = None           # the user's band names, in file order
+    sar_channels: list[str] | None = None
+    overwrite: bool = False                     # the user agreed to replace existing files
+    extra: dict = field(default_factory=dict)   # other DecloudOptions fields (batch_size...)
+
+
+def output_files(out: str | os.PathLike, with_reference: bool) -> list[Path]:
+    """Every file a run on ``out`` writes: the reconstruction, its maps and metrics."""
+    from sarclear.evaluation import map_paths
+
+    return [Path(out), *map_paths(out, with_reference).values()]
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def run_decloud(params: RunParameters, progress: Callable[[int, int, str], None] | None = None,
+                cancel: Callable[[], bool] | None = None):
+    """Call :func:`sarclear.inference.decloud` with ``params``; returns its DecloudResult.
+
+    On cancel the library leaves no half-written file; a cancel that comes after the
+    reconstruction was committed (while the maps are computed) would leave it alone, so the
+    files this run wrote are removed too: a cancelled run leaves nothing behind.
+    """
+    from sarclear.errors import Cancelled
+    from sarclear.inference import DecloudOptions, decloud
+
+    files = output_files(params.out, params.reference is not None)
+    before = {p: _signature(p) for p in files}
+    options = DecloudOptions(device=params.device, aoi=params.aoi, cloud_mask=params.cloud_mask,
+                             ms_bands=params.ms_bands, sar_channels=params.sar_channels,
+                             overwrite=params.overwrite, **params.extra)
+    try:
+        result = decloud(params.ms, params.sar or None, params.model, params.out, reference=params.reference,
+                         maps=True, options=options, progress=progress, cancel=cancel)
+        if cancel is not None and cancel():  # cancelled after the library's last check
+            raise Cancelled("cancelled; nothing was kept")
+        return result
+    except Cancelled:
+        for p in files:
+            if _signature(p) != before[p]:  # written (or replaced) by this run
+                p.unlink(missing_ok=True)
+        raise
+
+
+class DecloudTask(QgsTask):
+    """Runs :func:`run_decloud` in the background; cancellable from the task manager or the
+    dialog. After it ends, exactly one of ``result``, ``error`` or ``cancelled`` is set."""
+
+    def __init__(self, params: RunParameters, on_finished: Callable[[DecloudTask], None] | None = None):
+        super().__init__(f"sarclear: {params.name}", QgsTask.Flag.CanCancel)
+        self.params = params
+        self.on_finished = on_finished
+        self.result = None          # sarclear.inference.DecloudResult
+        self.error: str | None = None
+        self.cancelled = False
+        self.stage = ""
+
+    def _progress(self, done: int, total: int, what: str) -> None:
+        self.stage = f"{done}/{total} {what}"
+        self.setProgress(95.0 * done / max(total, 1))  # the last 5 %: RMSE/SAM maps
+
+    def run(self) -> bool:  # worker thread: no GUI here
+        missing = missing_dependencies()
+        if missing:
+            self.error = missing
+            return False
+        from sarclear.errors import Cancelled, SarclearError
+
+        try:
+            self.result = run_decloud(self.params, self._progress, self.isCanceled)
+        except Cancelled:
+            self.cancelled = True
+            return False
+        except SarclearError as exc:
+            self.error = str(exc)
+            return False
+        except ImportError as exc:  # e.g. a torch that imports but misses a piece
+            self.error = f"a Python package failed to import: {exc}"
+            return False
+        except Exception as exc:  # a bug: one line for the user, the traceback in the log
+            self.error = f"unexpected error ({type(exc).__name__}: {exc}); details in the sarclear log"
+            self.trace = traceback.format_exc()
+            return False
+        self.setProgress(100.0)
+        return True
+
+    def finished(self, ok: bool) -> None:  # main thread
+        if getattr(self, "trace", None):
+            QgsMessageLog.logMessage(self.trace, LOG_TAG, Qgis.MessageLevel.Critical)
+        if not ok and not self.error and self.result is None:
+            self.cancelled = True  # cancelled before run() started
+        if self.on_finished is not None:
+            self.on_finished(self)

@@ -1,0 +1,186 @@
+"""The plugin dialog on a project with the real sample layers: layer lists, guesses, the
+band matching shown (and edited) before the run, the device found, and the area in the MS
+layer's CRS."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CR_CLOUDY_S2
+from osgeo import gdal
+from plugin_helpers import *  # noqa: F403 (fixtures)
+from plugin_helpers import add_raster
+from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QMessageBox
+
+from sarclear.bands import S2_BANDS, S2_PAPER10
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture()
+def dialog(plugin, sample_project, lite_model_path):
+    dlg = plugin.show_dialog()
+    dlg.model_widget.setFilePath(str(lite_model_path))
+    yield dlg
+    dlg.close()
+
+
+def _table(dlg) -> list[tuple[str, str, str, str]]:
+    t = dlg.band_table
+    return [(t.item(r, 0).text(), t.item(r, 1).text(), t.cellWidget(r, 2).currentText(), t.item(r, 3).text())
+            for r in range(t.rowCount())]
+
+
+def test_dialog_lists_the_project_rasters_and_guesses_the_inputs(dialog, sample_project):
+    names = [layer.name() for layer in sample_project.values()]
+    assert sorted(dialog.ms_combo.itemText(i) for i in range(dialog.ms_combo.count())) == sorted(names)
+    assert sorted(dialog.sar_list.item(i).text() for i in range(dialog.sar_list.count())) == sorted(names)
+    assert dialog.ms_combo.currentLayer() is sample_project["cloudy"]
+    assert [layer.name() for layer in dialog.sar_layers()] == ["S1 VV VH"]  # both channels in one layer
+    assert dialog.reference_combo.currentLayer() is None and dialog.mask_combo.currentLayer() is None
+    assert "lite model" in dialog.model_info.text() and "VV, VH" in dialog.model_info.text()
+    # the 13 unlabelled bands are named by the default L1C order; the model reads paper10
+    rows = _table(dialog)
+    ms_rows = [r for r in rows if r[0] == "cloudy S2"]
+    assert [r[2] for r in ms_rows] == list(S2_BANDS)
+    used = {r[2]: r[3] for r in ms_rows}
+    assert [used[b] for b in S2_PAPER10] == [f"#{k + 1}" for k in range(len(S2_PAPER10))]
+    assert used["B1"] == used["B9"] == used["B10"] == "not used"
+    assert [(r[2], r[3]) for r in rows if r[0] == "S1 VV VH"] == [("VV", "#1"), ("VH", "#2")]
+    assert "were found" in dialog.band_status.text()
+    assert dialog.run_button.isEnabled() and not dialog.cancel_button.isEnabled()
+    # CPU-only torch here: the dialog says why CUDA is unavailable and greys it out
+    assert dialog.device_info.text().startswith(("CUDA unavailable: ", "GPU detected: "))
+    if dialog.device_info.text().startswith("CUDA unavailable"):
+        assert not dialog.device_combo.model().item(1).isEnabled()
+    assert dialog.area_info.text().startswith("256 x 256 pixels of cloudy S2 (the current map extent")
+
+
+def test_one_layer_per_polarisation_is_matched_by_file_name(dialog, sample_project):
+    dialog.set_sar_layers([sample_project["ben_vh"], sample_project["ben_vv"]])
+    rows = [r for r in _table(dialog) if r[0].startswith("BigEarthNet")]
+    assert sorted((r[0], r[2], r[3]) for r in rows) == [("BigEarthNet VH", "VH", "#2"), ("BigEarthNet VV", "VV", "#1")]
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+
+
+def test_wrong_band_count_is_explained_before_the_run_and_names_can_be_edited(dialog, tmp_path):
+    four = tmp_path / "rgbn.tif"  # four unlabelled bands: no default order for 4 bands
+    gdal.Translate(str(four), str(CR_CLOUDY_S2), bandList=[2, 3, 4, 8])
+    layer = add_raster(four, "four bands")
+    dialog.ms_combo.setLayer(layer)
+    status = dialog.band_status.text()
+    assert "cannot tell which band is which" in status and "4 unnamed bands" in status
+    assert "13 (B1..B12), 12 (L2A, no B10) or 10" in status
+    assert not dialog.run_button.isEnabled()
+    assert [r[2] for r in _table(dialog) if r[0] == "four bands"] == ["", "", "", ""]
+
+    # name them in the table: now the count is the problem, said with the bands missing
+    for row, name in enumerate(["B2", "B3", "B4", "B8"]):
+        dialog.band_table.cellWidget(row, 2).setCurrentText(name)
+    assert dialog.ms_order == ["B2", "B3", "B4", "B8"]
+    status = dialog.band_status.text()
+    assert "the model needs bands B2, B3, B4, B5" in status
+    assert "B5, B6, B7, B8A, B11, B12 are missing (found: B2, B3, B4, B8)" in status
+    assert not dialog.run_button.isEnabled()
+    assert [r[3] for r in _table(dialog) if r[0] == "four bands"] == ["", "", "", ""]
+
+
+def test_sar_without_the_model_channels_blocks_the_run(dialog, sample_project):
+    dialog.set_sar_layers([sample_project["ben_vv"]])
+    assert "Sentinel-1:" in dialog.band_status.text() and "VH is missing (found: VV)" in dialog.band_status.text()
+    assert not dialog.run_button.isEnabled()
+    dialog.set_sar_layers([])
+    assert "tick the layer(s) with VV, VH" in dialog.band_status.text()
+
+
+def test_a_reference_without_the_model_bands_blocks_the_run(dialog, sample_project):
+    dialog.reference_combo.setLayer(sample_project["s1"])  # a SAR layer by mistake
+    assert dialog.band_status.text().startswith("Reference: ") and "cannot tell which band is which" in \
+        dialog.band_status.text()
+    assert not dialog.run_button.isEnabled()
+    dialog.reference_combo.setLayer(sample_project["cloudy"])
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+
+
+def test_area_is_taken_in_the_ms_layer_crs(dialog, sample_project, qgis_iface):
+    canvas = qgis_iface.mapCanvas()
+    ms = sample_project["cloudy"]
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    to_wgs84 = QgsCoordinateTransform(ms.crs(), wgs84, QgsProject.instance())
+    e = ms.extent()
+    inner = QgsRectangle(e.xMinimum() + 500, e.yMinimum() + 700, e.xMinimum() + 1500, e.yMinimum() + 1400)
+    canvas.setDestinationCrs(wgs84)
+    canvas.setExtent(to_wgs84.transformBoundingBox(inner))
+    canvas.refresh()
+    xmin, ymin, xmax, ymax = dialog.aoi()
+    # the canvas shows (at least) the inner rectangle, converted back into the MS layer's UTM metres
+    assert xmin <= inner.xMinimum() + 1 and xmax >= inner.xMaximum() - 1
+    assert ymin <= inner.yMinimum() + 1 and ymax >= inner.yMaximum() - 1
+    assert xmax - xmin < 3000 and ymax - ymin < 3000  # metres, not degrees
+    assert "pixels of cloudy S2 (the current map extent, snapped to its pixel grid, EPSG:32631)" in \
+        dialog.area_info.text()
+
+    dialog.area_layer.setChecked(True)
+    assert dialog.aoi() is None
+    assert dialog.area_info.text().startswith("256 x 256 pixels of cloudy S2 (the whole layer")
+
+    # the user draws a rectangle (the map tool's signal); the dialog comes back with it chosen
+    dialog.start_drawing()
+    assert canvas.mapTool() is dialog.extent_tool and not dialog.isVisible()
+    # 33.3 x 44.4 pixels starting mid-pixel: columns 50.5..83.8, rows 141.1..185.5 -> 34 x 45 whole pixels
+    x0, y0 = e.xMinimum() + 505, e.yMinimum() + 705
+    drawn = QgsRectangle(x0, y0, x0 + 333, y0 + 444)
+    canvas.setDestinationCrs(ms.crs())
+    dialog.extent_tool.extentChanged.emit(drawn)
+    assert dialog.isVisible() and dialog.area_drawn.isChecked()
+    assert canvas.mapTool() is not dialog.extent_tool
+    assert dialog.aoi() == pytest.approx((drawn.xMinimum(), drawn.yMinimum(), drawn.xMaximum(), drawn.yMaximum()))
+    assert dialog.area_info.text().startswith("34 x 45 pixels of cloudy S2 (the drawn rectangle")
+
+
+def test_existing_outputs_are_not_replaced_without_asking(dialog, tmp_path, monkeypatch):
+    dialog.name_edit.setText("my run")
+    dialog.out_folder.setChecked(True)
+    dialog.folder_widget.setFilePath(str(tmp_path))
+    (tmp_path / "my_run.tif").write_bytes(b"precious")
+    started = []
+    dialog.start_run = started.append
+    asked = []
+
+    def answer(reply):
+        def question(parent, title, text, *args):
+            asked.append(text)
+            return reply
+        return question
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.No))
+    dialog.run()
+    assert started == [] and (tmp_path / "my_run.tif").read_bytes() == b"precious"
+    assert str(tmp_path / "my_run.tif") in asked[0]
+    assert "Not run" in dialog.status_label.text()
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Yes))
+    dialog.run()
+    (params,) = started
+    assert params.overwrite and params.out == str(tmp_path / "my_run.tif") and params.name == "my run"
+
+
+def test_parameters_carry_the_choices(dialog, sample_project, lite_model_path):
+    dialog.reference_combo.setLayer(sample_project["cloudy"])
+    dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
+    dialog.area_layer.setChecked(True)
+    params = dialog.parameters()
+    assert params.ms == [str(CR_CLOUDY_S2)] and params.reference == [str(CR_CLOUDY_S2)]
+    assert params.sar == [sample_project["s1"].source()] and params.model == str(lite_model_path)
+    assert params.device == "cpu" and params.aoi is None and not params.overwrite
+    assert params.out.endswith(".tif") and "cloudy_S2_declouded_" in params.out
+    assert dialog.sar_list.item(0).flags() & Qt.ItemFlag.ItemIsUserCheckable
+
+
+def test_a_pickle_model_file_is_refused_with_the_reason(dialog, tmp_path):
+    pickle = tmp_path / "model.pt"
+    pickle.write_bytes(b"PK\x03\x04 a torch.save zip")
+    dialog.model_widget.setFilePath(str(pickle))
+    assert "this is a pickle checkpoint (torch.save)" in dialog.model_info.text()
+    assert dialog.model_config is None and not dialog.run_button.isEnabled()

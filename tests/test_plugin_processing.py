@@ -1,0 +1,204 @@
+"""The Processing algorithms through ``processing.run`` (as scripts, the batch interface and
+the modeler call them) on the real sample rasters: outputs, progress, cancellation, and the
+library's messages as Processing errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BEN_S1, CR_CLOUDY_S1, CR_CLOUDY_S2, SEA
+from osgeo import gdal
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingModelChildAlgorithm,
+    QgsProcessingModelChildParameterSource,
+    QgsProcessingModelOutput,
+    QgsProcessingModelParameter,
+    QgsProcessingParameterRasterLayer,
+)
+
+pytestmark = pytest.mark.qgis
+
+
+
+@pytest.fixture(scope="module")
+def sea_clear(tmp_path_factory) -> Path:
+    """A 128 x 128 window of the real cloud-free SEN12MS-CR sea sample (13 bands): small
+    enough for synthetic clouds to be quick on two CPU cores."""
+    out = tmp_path_factory.mktemp("sea") / "sea_clear.tif"
+    gdal.Translate(str(out), str(sorted((SEA / "s2_cloudfree").glob("*.tif"))[0]), srcWin=[64, 64, 128, 128])
+    return out
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_processing):
+    from qgis_plugin.provider import SarclearProvider
+
+    registry = QgsApplication.processingRegistry()
+    instance = SarclearProvider()
+    assert registry.addProvider(instance)
+    yield instance
+    registry.removeProvider(instance)
+
+
+def _run(algorithm: str, params: dict, feedback: QgsProcessingFeedback | None = None) -> dict:
+    import processing
+
+    return processing.run(algorithm, params, feedback=feedback or QgsProcessingFeedback())
+
+
+def _array(path) -> np.ndarray:
+    return gdal.Open(str(path)).ReadAsArray()
+
+
+class Recorder(QgsProcessingFeedback):
+    """Feedback that remembers the progress it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[float] = []
+        self.progressChanged.connect(self.values.append)
+
+
+def test_algorithms_have_help_groups_and_typed_parameters(provider):
+    by_id = {a.id(): a for a in provider.algorithms()}
+    assert set(by_id) == {"sarclear:removeclouds", "sarclear:errormaps", "sarclear:syntheticclouds"}
+    for alg in by_id.values():
+        assert alg.shortHelpString() and alg.group() and alg.displayName() and alg.helpUrl()
+        assert not alg.icon().isNull()
+    types = {p.name(): p.type() for p in by_id["sarclear:removeclouds"].parameterDefinitions()}
+    assert types["INPUT"] == "raster" and types["SAR"] == "multilayer" and types["MODEL"] == "file"
+    assert types["EXTENT"] == "extent" and types["DEVICE"] == "enum" and types["OUTPUT"] == "rasterDestination"
+    assert {o.name() for o in by_id["sarclear:removeclouds"].outputDefinitions()} >= {
+        "OUTPUT", "RMSE_MAP", "SAM_MAP", "METRICS", "RMSE", "SAM_DEG", "PSNR", "SSIM", "MAE"}
+
+
+def test_remove_clouds_on_an_extent(provider, lite_model_path, tmp_path):
+    ds = gdal.Open(str(CR_CLOUDY_S2))
+    x0, px, _, y1, _, py = ds.GetGeoTransform()
+    # 60.5 x 40.2 pixels from mid-pixel (col 20.5, row 30.3) -> 61 x 41 whole pixels after snapping
+    xmin, xmax = x0 + 20.5 * px, x0 + 81.0 * px
+    ymax, ymin = y1 + 30.3 * py, y1 + 70.5 * py
+    out = tmp_path / "declouded.tif"
+    progress = Recorder()
+    result = _run("sarclear:removeclouds", {
+        "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "MODEL": str(lite_model_path),
+        "EXTENT": f"{xmin},{xmax},{ymin},{ymax} [EPSG:32631]", "DEVICE": 1, "OUTPUT": str(out)}, progress)
+    assert result["OUTPUT"] == str(out)
+    res = gdal.Open(str(out))
+    assert (res.RasterXSize, res.RasterYSize, res.RasterCount) == (61, 41, 10)
+    gt = res.GetGeoTransform()
+    assert gt[0] == pytest.approx(x0 + 20 * px) and gt[3] == pytest.approx(y1 + 30 * py)
+    assert res.GetRasterBand(1).DataType == gdal.GDT_UInt16
+    assert Path(result["RMSE_MAP"]).name == "declouded_change_rmse.tif"
+    assert Path(result["SAM_MAP"]).name == "declouded_change_sam.tif"
+    assert gdal.Open(result["SAM_MAP"]).RasterXSize == 61
+    metrics = json.loads(Path(result["METRICS"]).read_text())
+    assert metrics["kind"] == "change" and result["RMSE"] == pytest.approx(metrics["rmse"]) and result["RMSE"] > 0
+    assert progress.values and max(progress.values) == pytest.approx(100.0)
+
+
+def test_remove_clouds_from_the_toolbox_loads_and_styles_the_three_layers(provider, lite_model_path, tmp_path,
+                                                                          qgis_new_project):
+    import processing
+    from qgis.core import QgsProject
+
+    processing.runAndLoadResults("sarclear:removeclouds", {
+        "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "MODEL": str(lite_model_path), "DEVICE": 1,
+        "OUTPUT": str(tmp_path / "toolbox.tif")}, feedback=QgsProcessingFeedback())
+    loaded = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
+    assert set(loaded) == {"Reconstruction", "RMSE change, input vs output (reflectance)",
+                           "SAM change, input vs output (degrees)"}
+    assert loaded["Reconstruction"].renderer().type() == "multibandcolor"
+    assert loaded["Reconstruction"].renderer().redBand() == 3  # B4 of the paper10 output
+    sam = loaded["SAM change, input vs output (degrees)"].renderer()
+    assert sam.type() == "singlebandpseudocolor"
+    assert sam.shader().rasterShaderFunction().legendSettings().suffix() == "°"
+    QgsProject.instance().removeAllMapLayers()
+
+
+def test_remove_clouds_reports_the_library_message(provider, lite_model_path, tmp_path):
+    params = {"INPUT": str(CR_CLOUDY_S2), "MODEL": str(lite_model_path), "DEVICE": 1,
+              "OUTPUT": str(tmp_path / "x.tif")}
+    with pytest.raises(QgsProcessingException, match="does not overlap the optical area"):
+        _run("sarclear:removeclouds", {**params, "SAR": [str(p) for p in sorted(BEN_S1.glob("*_V?.tif"))]})
+    with pytest.raises(QgsProcessingException, match="fuses SAR: give the Sentinel-1 raster"):
+        _run("sarclear:removeclouds", params)
+    with pytest.raises(QgsProcessingException, match=r"model needs bands B2.*are missing \(found: B2, B3, B4, X\)"):
+        _run("sarclear:removeclouds", {**params, "SAR": [str(CR_CLOUDY_S1)], "MS_BANDS": "B2,B3,B4" + ",X" * 10})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_clouds_cancelled_by_the_feedback_writes_nothing(provider, lite_model_path, tmp_path):
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda _value: feedback.cancel())  # cancel at the first report
+    with pytest.raises(QgsProcessingException, match="cancelled; nothing was written"):
+        _run("sarclear:removeclouds", {
+            "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "MODEL": str(lite_model_path), "DEVICE": 1,
+            "OUTPUT": str(tmp_path / "cancelled.tif")}, feedback)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synthetic_clouds_then_error_maps(provider, sea_clear, tmp_path):
+    cloudy, opacity = tmp_path / "cloudy.tif", tmp_path / "opacity.tif"
+    progress = Recorder()
+    made = _run("sarclear:syntheticclouds", {"INPUT": str(sea_clear), "COVERAGE": "0.4,0.6", "SEED": 3,
+                                             "OUTPUT": str(cloudy), "OPACITY": str(opacity)}, progress)
+    clear, dirty = _array(sea_clear), _array(cloudy)
+    assert dirty.shape == clear.shape and dirty.dtype == clear.dtype  # 13 bands, the input's type
+    assert gdal.Open(str(cloudy)).GetGeoTransform() == gdal.Open(str(sea_clear)).GetGeoTransform()
+    assert dirty.mean() > clear.mean()  # clouds over a dark sea brighten it
+    alpha = _array(opacity)
+    assert alpha.min() >= 0 and alpha.max() <= 1
+    assert made["MEAN_OPACITY"] == pytest.approx(alpha.mean(), rel=1e-3)
+    assert 0 < made["THICK_CLOUD_FRACTION"] < 1 and max(progress.values) == pytest.approx(100.0)
+
+    scores = _run("sarclear:errormaps", {"PREDICTION": str(cloudy), "REFERENCE": str(sea_clear), "BANDS": "B2,B3,B4,B8",
+                                         "RMSE_MAP": str(tmp_path / "rmse.tif"), "SAM_MAP": str(tmp_path / "sam.tif"),
+                                         "METRICS": str(tmp_path / "metrics.json")})
+    rmse = _array(tmp_path / "rmse.tif")
+    assert rmse.shape == clear.shape[1:] and scores["RMSE"] > 0.01
+    assert json.loads((tmp_path / "metrics.json").read_text())["bands"] == ["B2", "B3", "B4", "B8"]
+    # every named band by default; an image against itself has no error
+    same = _run("sarclear:errormaps", {"PREDICTION": str(sea_clear), "REFERENCE": str(sea_clear),
+                                       "RMSE_MAP": str(tmp_path / "r0.tif"), "SAM_MAP": str(tmp_path / "s0.tif")})
+    assert same["RMSE"] == 0 and same["SAM_DEG"] == pytest.approx(0, abs=1e-6)
+    assert np.nanmax(_array(tmp_path / "r0.tif")) == 0
+
+
+def test_algorithms_chain_in_a_graphical_model(provider, sea_clear, tmp_path):
+    """The modeler's object: clear image -> synthetic clouds -> error maps against it."""
+    model = QgsProcessingModelAlgorithm("cloud test", "sarclear")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("clear", "Clear image"),
+                            QgsProcessingModelParameter("clear"))
+    clouds = QgsProcessingModelChildAlgorithm("sarclear:syntheticclouds")
+    clouds.setChildId("clouds")
+    clouds.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("clear")])
+    for name, value in (("SEED", 1), ("CELL_PX", 50.0)):
+        clouds.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    model.addChildAlgorithm(clouds)
+    scores = QgsProcessingModelChildAlgorithm("sarclear:errormaps")
+    scores.setChildId("scores")
+    from_clouds = QgsProcessingModelChildParameterSource.fromChildOutput("clouds", "OUTPUT")
+    scores.addParameterSources("PREDICTION", [from_clouds])
+    scores.addParameterSources("REFERENCE", [QgsProcessingModelChildParameterSource.fromModelParameter("clear")])
+    for name in ("RMSE_MAP", "SAM_MAP"):
+        output = QgsProcessingModelOutput(name)
+        output.setChildOutputName(name)
+        output.setChildId("scores")
+        scores.setModelOutputs({**scores.modelOutputs(), name: output})
+    model.addChildAlgorithm(scores)
+    assert model.validate()[0], model.validate()[1]
+    import processing
+
+    result = processing.run(model, {"clear": str(sea_clear), "scores:RMSE_MAP": str(tmp_path / "rmse.tif"),
+                                    "scores:SAM_MAP": str(tmp_path / "sam.tif")},
+                            context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
+    assert Path(result["scores:RMSE_MAP"]).is_file() and np.nanmean(_array(tmp_path / "rmse.tif")) > 0

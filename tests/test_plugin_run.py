@@ -1,0 +1,181 @@
+"""Full runs through the plugin: dialog -> background QgsTask -> library -> layers. On the
+current map extent, with a reference, with SAR that does not overlap, and cancelled at
+three moments (nothing may be left behind)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2
+from osgeo import gdal
+from plugin_helpers import *  # noqa: F403 (fixtures)
+from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs
+from qgis.core import QgsProject, QgsRectangle
+from qgis.PyQt.QtCore import Qt
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture()
+def dialog(plugin, sample_project, lite_model_path):
+    dlg = plugin.show_dialog()
+    dlg.model_widget.setFilePath(str(lite_model_path))
+    dlg.device_combo.setCurrentIndex(dlg.device_combo.findData("cpu"))
+    yield dlg
+    dlg.close()
+
+
+def _group(name):
+    group = QgsProject.instance().layerTreeRoot().findGroup(name)
+    assert group is not None, f"no layer group {name!r}"
+    return group
+
+
+def _files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _expected_window(layer, extent: QgsRectangle) -> QgsRectangle:
+    """``extent`` snapped outward to the layer's 10 m pixels and clipped to the layer."""
+    e = layer.extent()
+    px = layer.rasterUnitsPerPixelX()
+    x0 = e.xMinimum() + px * max(0, math.floor((extent.xMinimum() - e.xMinimum()) / px + 1e-6))
+    x1 = e.xMinimum() + px * min(layer.width(), math.ceil((extent.xMaximum() - e.xMinimum()) / px - 1e-6))
+    y1 = e.yMaximum() - px * max(0, math.floor((e.yMaximum() - extent.yMaximum()) / px + 1e-6))
+    y0 = e.yMaximum() - px * min(layer.height(), math.ceil((e.yMaximum() - extent.yMinimum()) / px - 1e-6))
+    return QgsRectangle(x0, y0, x1, y1)
+
+
+def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_project, qgis_iface):
+    ms = sample_project["cloudy"]
+    e = ms.extent()
+    canvas = qgis_iface.mapCanvas()
+    # a view off the pixel grid, covering part of the layer
+    canvas.setExtent(QgsRectangle(e.xMinimum() + 803, e.yMinimum() + 1207, e.xMinimum() + 1414, e.yMinimum() + 1604))
+    view = canvas.extent()
+    expected = _expected_window(ms, view)
+    assert expected.width() < e.width() or expected.height() < e.height()  # really a part
+
+    dialog.name_edit.setText("extent run")
+    dialog.run()
+    task = dialog.task
+    assert task is not None and not dialog.run_button.isEnabled() and dialog.cancel_button.isEnabled()
+    wait_for_runs(plugin)
+
+    assert task.error is None and task.result is not None
+    (success,) = messages(qgis_iface, LEVELS["success"])
+    assert "extent run:" in success and "change between cloudy input and output: RMSE" in success
+    group = _group("extent run")
+    assert QgsProject.instance().layerTreeRoot().children()[0] is group  # on top
+    output, rmse, sam = (node.layer() for node in group.findLayers())
+    assert output.name() == "reconstruction (true colour)"
+    assert rmse.name() == "RMSE change, input vs output (reflectance)"
+    assert sam.name() == "SAM change, input vs output (degrees)"
+    for layer in (output, rmse, sam):
+        assert layer.isValid() and layer.crs().authid() == "EPSG:32631"
+        assert layer.extent().toString(3) == expected.toString(3)
+        assert layer.rasterUnitsPerPixelX() == pytest.approx(10.0)
+    assert (output.bandCount(), rmse.bandCount(), sam.bandCount()) == (10, 1, 1)
+    # true colour B4/B3/B2 (bands 3, 2, 1 of the paper10 output) with a display stretch only
+    renderer = output.renderer()
+    assert renderer.type() == "multibandcolor"
+    assert (renderer.redBand(), renderer.greenBand(), renderer.blueBand()) == (3, 2, 1)
+    assert renderer.redContrastEnhancement() is not None
+    ds = gdal.Open(output.source())
+    assert ds.GetRasterBand(1).DataType == gdal.GDT_UInt16  # the input's type: data not stretched
+    assert [ds.GetRasterBand(i).GetDescription() for i in (1, 2, 3)] == ["B2", "B3", "B4"]
+    # the maps: pseudocolour from 0, legend with units, hidden under the reconstruction
+    for layer, suffix in ((rmse, " reflectance"), (sam, "°")):
+        assert layer.renderer().type() == "singlebandpseudocolor"
+        function = layer.renderer().shader().rasterShaderFunction()
+        assert function.minimumValue() == 0 and function.maximumValue() > 0
+        assert function.legendSettings().suffix() == suffix
+    nodes = group.findLayers()
+    assert nodes[0].itemVisibilityChecked() and not nodes[1].itemVisibilityChecked()
+    # files: the reconstruction, its two maps and the metrics, nothing half-written
+    folder = task.result.output.parent
+    assert _files(folder) == ["extent_run.tif", "extent_run_change_metrics.json", "extent_run_change_rmse.tif",
+                              "extent_run_change_sam.tif"]
+    assert dialog.progress.value() == 100 and dialog.run_button.isEnabled()
+    assert "extent run:" in dialog.status_label.text()
+
+
+def test_run_with_a_reference_makes_error_maps_and_reports_metrics(plugin, dialog, sample_project, qgis_iface):
+    dialog.reference_combo.setLayer(sample_project["cloudy"])  # any co-located S2 will do as a reference
+    dialog.area_layer.setChecked(True)
+    dialog.name_edit.setText("with reference")
+    dialog.run()
+    wait_for_runs(plugin)
+    (success,) = messages(qgis_iface, LEVELS["success"])
+    assert "error against the reference: RMSE" in success and "SSIM" in success
+    names = [node.layer().name() for node in _group("with reference").findLayers()]
+    assert names == ["reconstruction (true colour)", "RMSE error vs reference (reflectance)",
+                     "SAM error vs reference (degrees)"]
+    output = _group("with reference").findLayers()[0].layer()
+    assert output.extent().toString(3) == sample_project["cloudy"].extent().toString(3)  # whole layer
+
+
+def test_sar_that_does_not_overlap_is_a_clear_message_and_no_layer(plugin, dialog, sample_project, qgis_iface):
+    dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])  # Ireland; the S2 is elsewhere
+    assert dialog.run_button.isEnabled()  # the bands match: only the run can tell
+    before = QgsProject.instance().layerTreeRoot().children()
+    dialog.run()
+    out = dialog.task.params.out
+    wait_for_runs(plugin)
+    (error,) = messages(qgis_iface, LEVELS["critical"])
+    assert "does not overlap the optical area" in error and "Use a SAR scene that covers the optical one" in error
+    assert "Traceback" not in error
+    assert QgsProject.instance().layerTreeRoot().children() == before
+    assert _files(__import__("pathlib").Path(out).parent) == []
+    assert dialog.status_label.text() == error.split(":", 1)[1]
+
+
+def _mosaic(src, dst, copies: int = 2) -> None:
+    """``src`` stacked ``copies`` times vertically (mirrored, so texture continues), with its
+    georeference: a raster several tile rows tall."""
+    ds = gdal.Open(str(src))
+    data = ds.ReadAsArray()
+    tall = np.concatenate([data if k % 2 == 0 else data[:, ::-1] for k in range(copies)], axis=1)[:, :448]
+    out = gdal.GetDriverByName("GTiff").Create(str(dst), tall.shape[2], tall.shape[1], tall.shape[0],
+                                               ds.GetRasterBand(1).DataType)
+    out.SetGeoTransform(ds.GetGeoTransform())
+    out.SetProjection(ds.GetProjection())
+    out.WriteRaster(0, 0, tall.shape[2], tall.shape[1], tall.tobytes())
+    out = None
+
+
+@pytest.mark.parametrize("when", ["at once", "during the tiles", "during the maps"])
+def test_cancel_leaves_nothing_behind(plugin, dialog, sample_project, qgis_iface, tmp_path, when):
+    if when == "during the tiles":  # two rows of tiles: cancelled after the first
+        _mosaic(CR_CLOUDY_S2, tmp_path / "tall_s2.tif")
+        _mosaic(CR_CLOUDY_S1, tmp_path / "tall_s1.tif")
+        dialog.ms_combo.setLayer(add_raster(tmp_path / "tall_s2.tif", "tall S2"))
+        dialog.set_sar_layers([add_raster(tmp_path / "tall_s1.tif", "tall S1")])
+    dialog.area_layer.setChecked(True)
+    dialog.out_folder.setChecked(True)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    dialog.folder_widget.setFilePath(str(folder))
+    dialog.name_edit.setText("cancelled run")
+    before = QgsProject.instance().layerTreeRoot().children()
+    dialog.run()
+    task = dialog.task
+    if when == "at once":
+        dialog.cancel_button.click()  # the user's click, before the run can finish
+    else:
+        # cancel from the worker thread at the first progress report: after the first row of
+        # tiles (two rows), or after the only tile, while the maps are being computed
+        task.progressChanged.connect(task.cancel, Qt.ConnectionType.DirectConnection)
+    wait_for_runs(plugin)
+
+    assert task.error is None and task.result is None and task.cancelled
+    # where it stopped: before any tile; after tile row 1 of 2; after the only tile (the
+    # reconstruction was complete and committed, the maps were being computed)
+    assert task.stage == {"at once": "", "during the tiles": "1/2 tiles", "during the maps": "1/1 tiles"}[when]
+    assert messages(qgis_iface, LEVELS["info"])[-1] == "sarclear:cancelled run: cancelled; nothing was written"
+    assert not messages(qgis_iface, LEVELS["critical"]) and not messages(qgis_iface, LEVELS["success"])
+    assert _files(folder) == []  # no output, no map, no metrics, no temporary part
+    assert QgsProject.instance().layerTreeRoot().children() == before
+    assert dialog.run_button.isEnabled() and not dialog.cancel_button.isEnabled()
