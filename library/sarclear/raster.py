@@ -87,7 +87,11 @@ def gdal_call(what: str, fn, *args, error: type[Exception] = InputError, **kwarg
 
 
 def open_raster(path: str | os.PathLike, *, update: bool = False) -> gdal.Dataset:
-    """Open a raster with GDAL, with an error that says which file and why."""
+    """Open a raster with GDAL, with an error that says which file and why.
+
+    Blocks are decoded on the calling thread: GDAL 3.6's multi-threaded GeoTIFF decoding
+    (open option NUM_THREADS) returns corrupted values for some many-band files (seen with
+    the 13-band Sen1Floods11 sample: "Bad value 12 for ExtraSamples"), so it is not used."""
     path = str(path)
     if not path.startswith("/vsi") and not Path(path).exists():
         raise InputError(f"{path}: no such file; check the path")
@@ -560,7 +564,7 @@ def warp_to_grid(ds: gdal.Dataset, grid: Grid, resampling: str, band: int | None
     options = gdal.WarpOptions(
         format="VRT", outputBounds=(xmin, ymin, xmax, ymax), width=grid.width, height=grid.height,
         dstSRS=grid.crs_wkt or None, resampleAlg=resampling, outputType=gdal.GDT_Float32,
-        srcNodata=src_nodata, dstNodata=float("nan"), multithread=False)
+        srcNodata=src_nodata, dstNodata=float("nan"), multithread=True, warpOptions=["NUM_THREADS=ALL_CPUS"])
     out = gdal_call("aligning a raster to the optical grid", gdal.Warp, "", src, options=options)
     out._src = src  # keep the band-selection VRT alive as long as the warp
     return out
