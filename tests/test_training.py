@@ -159,3 +159,12 @@ def test_augmentation_applies_one_symmetry_per_sample_to_every_tensor():
         candidates = [torch.rot90(x[i], k, dims=(-2, -1)) for k in range(4)]
         candidates += [c.flip(-1) for c in candidates]
         assert any(torch.equal(ax[i], c) for c in candidates)
+
+
+def test_ms_only_twin_trains_on_rasters_smaller_than_the_crop(tmp_path):
+    # BigEarthNet pairs are 120 x 120, the crop 128: padded, and the twin has no SAR channels
+    summary = training.train(_config(tmp_path / "twin", ms_only=True, epochs=1, samples_per_epoch=8),
+                             stop_after_steps=2)
+    assert summary["step"] == 2
+    state = _final_state(tmp_path / "twin")
+    assert state["G.down.0.block.0.weight"].shape[1] == 10  # ten MS bands in, no SAR

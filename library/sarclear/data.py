@@ -177,6 +177,8 @@ def load_pair(pair: Pair, bands: Sequence[str], sar_channels: Sequence[str]) -> 
 def _crop(t: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
     """Crop (..., H, W) at (top, left); mirror-pad rasters smaller than ``size``."""
     h, w = t.shape[-2:]
+    if t.shape[0] == 0:  # no channels (the MS-only twin's SAR)
+        return t.new_zeros((0, size, size))
     if h < size or w < size:
         pad_h, pad_w = max(0, size - h), max(0, size - w)
         t = torch.nn.functional.pad(t[None].float(), (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(
