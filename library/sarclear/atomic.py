@@ -50,11 +50,23 @@ def remove_stale_parts(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux); 022 elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def commit(part: str | os.PathLike, target: str | os.PathLike, *, overwrite: bool = True) -> None:
     """Move the finished ``part`` to ``target`` in one step. Without ``overwrite`` an
     existing target (say, written meanwhile by a concurrent run) is kept and
     :class:`OutputError` raised; the check and the move are one atomic operation."""
     part, target = Path(part), Path(target)
+    part.chmod(0o666 & ~_umask())  # as a plain open() would have made it (some writers use 0600)
     if overwrite:
         os.replace(part, target)
         return

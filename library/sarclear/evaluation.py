@@ -20,7 +20,7 @@ import torch
 from osgeo import gdal
 
 from .atomic import atomic_path
-from .errors import Cancelled
+from .errors import Cancelled, InputError
 from .metrics import MetricAccumulator, rmse_map, sam_map, ssim_map
 from .raster import GeoTiffWriter, check_output_path, detect_optical_scaling, open_optical
 from .scaling import OpticalScaling
@@ -52,20 +52,25 @@ def evaluate(
     reference_scaling: OpticalScaling | None = None,
     reference_order: Sequence[str] | None = None,
     kind: str = "error",
+    window: Window | None = None,
     block_rows: int = 256,
     overwrite: bool = False,
     cancel=None,
 ) -> dict:
     """Compare ``prediction`` with ``reference`` on ``bands`` (reflectance); the reference is
-    read on the prediction's grid (warped if it is on another). Writes the RMSE and SAM maps
-    (float32, NaN nodata) and the metrics JSON where paths are given; returns the metrics."""
+    read on the prediction's grid (warped if it is on another). ``window``: only this pixel
+    window of the prediction. Writes the RMSE and SAM maps (float32, NaN nodata) and the
+    metrics JSON where paths are given; returns the metrics."""
     if metrics_path is not None:
         check_output_path(metrics_path, overwrite)
     pred = open_optical(prediction, bands)
     ref = open_optical(reference, bands, grid=pred.grid, order=reference_order)
     ps = detect_optical_scaling(pred, prediction_scaling)
     rs = detect_optical_scaling(ref, reference_scaling)
-    grid = pred.grid
+    area = pred.grid.window if window is None else window.intersection(pred.grid.window)
+    if area.empty:
+        raise InputError(f"window {window} lies outside {prediction}")
+    grid = pred.grid.subgrid(area)
     acc = MetricAccumulator(tuple(bands))
     units = {"rmse": "reflectance", "sam": "degrees"}
     what = {"error": "against the reference", "change": "between cloudy input and output"}[kind]
@@ -80,7 +85,7 @@ def evaluate(
                 raise Cancelled("cancelled; no map was written")
             n = min(block_rows, grid.height - top)
             lo, hi = max(0, top - _SSIM_HALO), min(grid.height, top + n + _SSIM_HALO)
-            win = Window(0, lo, grid.width, hi - lo)
+            win = Window(area.col_off, area.row_off + lo, grid.width, hi - lo)
             p_raw, p_ok = pr.read(win)
             r_raw, r_ok = rr.read(win)
             x = ps.to_reflectance(torch.from_numpy(p_raw).double())
