@@ -648,3 +648,4 @@ class SarclearDialog(QDialog):
     def show_status(self, text: str, error: bool = False) -> None:
         self.status_label.setText(text)
         self.status_label.setStyleSheet(_ERROR_STYLE if error else "")
+        self.fit()  # a longer message must not squeeze the inputs
