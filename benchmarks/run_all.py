@@ -50,7 +50,7 @@ def plan(cuda: bool, quick: bool) -> list[tuple[str, list[str]]]:
         ("train_throughput", ["train_throughput.py", "--preset", "lite"]),
         ("decloud_scaling", ["decloud_scaling.py", "--model", "lite", "--cpu-target", "--sizes", "512,1024,2048"]),
         ("decloud_scaling_identity", ["decloud_scaling.py", "--identity", "--name", "decloud_scaling_identity",
-                                      "--sizes", "512,1024,2048,4096"]),
+                                      "--sizes", "512,1024,2048,4096,vrt20000"]),
         ("full_tile", ["full_tile.py", "--identity"]),
     ]
 
