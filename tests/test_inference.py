@@ -199,3 +199,33 @@ def test_error_maps_against_a_reference(tmp_path, identity_model):
     rmse, ds = _read(res.maps["rmse"])
     assert rmse.shape == (120, 120) and ds.GetRasterBand(1).GetUnitType() == "reflectance"
     assert np.nanmax(rmse) < 1e-4
+
+
+def test_demo_model_shows_no_seams_at_tile_borders(tmp_path):
+    from sarclear import tiling
+    from sarclear.resources import default_model
+
+    ms, sar = tmp_path / "ms.tif", tmp_path / "sar.tif"
+    cut = (slice(0, 512), slice(100, 612))
+    _mosaic(CR_CLOUDY_S2, ms, (2, 3), cut=cut)
+    _mosaic(CR_CLOUDY_S1, sar, (2, 3), cut=cut)
+
+    def jumps(overlap):
+        """Mean jump between neighbouring columns and rows: at tile edges, and elsewhere."""
+        res = inference.decloud(ms, sar, default_model(), tmp_path / f"o{overlap}.tif", maps=False,
+                                options=inference.DecloudOptions(overlap=overlap))
+        out = _read(res.output)[0].astype(np.float64)
+        offs = tiling.tile_offsets(512, 256, overlap)
+        edges = sorted({o - 1 for o in offs[1:]} | {o + 255 for o in offs[:-1]})
+        result = []
+        for axis in (1, 2):
+            jump = np.abs(np.diff(out, axis=axis)).mean(axis=(0, 3 - axis))
+            inside = np.setdiff1d(np.arange(jump.size), edges)
+            result.append((jump[edges], jump[inside]))
+        return result
+
+    for at_edges, inside in jumps(0):  # tiles side by side: the edge stands out (the test can see seams)
+        assert at_edges.max() > np.percentile(inside, 99)
+    for at_edges, inside in jumps(64):  # blended: tile edges are like any other column or row
+        assert at_edges.max() <= np.percentile(inside, 99)
+        assert at_edges.mean() <= 1.1 * inside.mean()
