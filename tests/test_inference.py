@@ -229,3 +229,17 @@ def test_demo_model_shows_no_seams_at_tile_borders(tmp_path):
     for at_edges, inside in jumps(64):  # blended: tile edges are like any other column or row
         assert at_edges.max() <= np.percentile(inside, 99)
         assert at_edges.mean() <= 1.1 * inside.mean()
+
+
+def test_panels_and_batches_across_strips_give_the_same_output(tmp_path, lite_model_path):
+    ms, sar = tmp_path / "ms.tif", tmp_path / "sar.tif"
+    _mosaic(CR_CLOUDY_S2, ms, (3, 3))  # 731 x 731: 4 x 4 tiles
+    _mosaic(CR_CLOUDY_S1, sar, (3, 3))
+    outs = []
+    for i, opts in enumerate([inference.DecloudOptions(batch_size=1, io_threads=False),
+                              inference.DecloudOptions(batch_size=7, panel_width=256),  # 3 panels, batches span strips
+                              inference.DecloudOptions(batch_size=16, panel_width=300)]):
+        res = inference.decloud(ms, sar, lite_model_path, tmp_path / f"o{i}.tif", maps=False, options=opts)
+        outs.append(_read(res.output)[0])
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+    assert inference.panels(731, 300) == [(0, 512), (512, 731)]

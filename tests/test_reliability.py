@@ -284,7 +284,8 @@ def test_identity_decloud_reproduces_any_raster_exactly(tmp_path_factory, width,
                  names=["VV", "VH"])
     model = checkpoint.Model(IdentityGenerator(), dataclasses.replace(networks.preset("lite"), tile_size=tile))
     out = _read(decloud(ms, sar, model, tmp / "o.tif", maps=False,
-                        options=DecloudOptions(overlap=min(overlap, tile - 1), io_threads=bool(seed % 2))).output)
+                        options=DecloudOptions(overlap=min(overlap, tile - 1), io_threads=bool(seed % 2),
+                                               batch_size=1 + seed % 5, panel_width=256 * (1 + seed % 3))).output)
     expected = _read(ms)
     if dtype == gdal.GDT_Float32:
         np.testing.assert_allclose(out, expected, atol=1e-6)  # a few float32 ulps of reflectance

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from .raster import (
     to_dtype,
 )
 from .scaling import OpticalScaling, network_to_reflectance, reflectance_to_network
-from .tiling import StripBlender, Window, blend_weights, tile_rows
+from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class DecloudOptions:
     overviews: bool = False              # internal overviews in a plain GeoTIFF
     compress: str = "deflate"            # deflate (level 1), zstd (level 1), lzw, none
     io_threads: bool = True              # overlap reading, computing and writing
+    panel_width: int = 4096              # columns processed at a time: bounds memory on wide rasters
 
 
 @dataclass
@@ -200,10 +202,25 @@ class _Strips:
         self._local = threading.local()
 
     def _read(self, key: str, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Read ``window``; rows it shares with the previous window of the same columns (the
+        tile overlap) are taken from that read instead of being decoded and warped again."""
         readers = self._local.__dict__.setdefault("readers", {})
+        last = self._local.__dict__.setdefault("last", {})
         if key not in readers:
             readers[key] = self.stacks[key].open()
-        return readers[key].read(window)
+        height = self.stacks[key].grid.height
+        prev = last.get(key)
+        if (prev is not None and (prev[0].col_off, prev[0].width) == (window.col_off, window.width)
+                and prev[0].row_off < window.row_off < prev[0].bottom <= window.bottom <= height):
+            p_win, p_data, p_valid = prev
+            keep = p_win.bottom - window.row_off
+            new = readers[key].read(Window(window.col_off, p_win.bottom, window.width, window.bottom - p_win.bottom))
+            data = np.concatenate([p_data[:, -keep:], new[0]], axis=1)
+            valid = np.concatenate([p_valid[-keep:], new[1]], axis=0)
+        else:
+            data, valid = readers[key].read(window)
+        last[key] = (window, data, valid)
+        return data, valid
 
     def submit(self, window: Window) -> dict:
         if self._pools is None:
@@ -223,8 +240,9 @@ class _BlockWriter:
     """Buffers finished rows and writes them in whole 256-row blocks of the output GeoTIFF
     (optionally on a writer thread), converting reflectance to the output data type."""
 
-    def __init__(self, writer: GeoTiffWriter, scaling: OpticalScaling, threaded: bool, block: int = 256):
-        self.writer, self.scaling, self.block = writer, scaling, block
+    def __init__(self, writer: GeoTiffWriter, scaling: OpticalScaling, threaded: bool, block: int = 256,
+                 col_off: int = 0):
+        self.writer, self.scaling, self.block, self.col_off = writer, scaling, block, col_off
         self._rows: list[tuple[np.ndarray, np.ndarray]] = []
         self._top = 0
         self._pending = 0
@@ -256,7 +274,7 @@ class _BlockWriter:
     def _write(self, top: int, refl: np.ndarray, valid: np.ndarray) -> None:
         dn = self.scaling.from_reflectance(refl)  # float32: integers up to 2^24 are exact
         out = to_dtype(dn, self.writer.dtype, valid, self.writer.nodata)
-        self.writer.write(Window(0, top, refl.shape[2], refl.shape[1]), out)
+        self.writer.write(Window(self.col_off, top, refl.shape[2], refl.shape[1]), out)
 
     def _check(self) -> None:
         done = [f for f in self._futures if f.done()]
@@ -362,78 +380,134 @@ def decloud(
     return result
 
 
+@dataclass
+class _Tile:
+    """One tile waiting for the network: where it goes and its inputs (views into a strip)."""
+
+    strip: int
+    col: int                          # column of the tile in the area
+    ms: torch.Tensor                  # (C, t, t) network range
+    sar: torch.Tensor                 # (S, t, t) network range
+    valid: torch.Tensor               # (t, t) bool
+    mask: torch.Tensor | None = None  # (t, t) cloud weight, with a cloud mask
+    original: torch.Tensor | None = None  # (C, t, t) input reflectance, with a cloud mask
+
+
+def panels(width: int, panel_width: int) -> list[tuple[int, int]]:
+    """Column ranges of at most ``panel_width`` (rounded up to whole 256-pixel GeoTIFF
+    blocks) that cover ``[0, width)``."""
+    step = max(256, -(-panel_width // 256) * 256)
+    return [(p, min(p + step, width)) for p in range(0, width, step)]
+
+
 def _stream(stacks: dict[str, RasterStack], area: Window, sar_scaling, scaling: OpticalScaling,
             engine: TileEngine, writer: GeoTiffWriter, opts: DecloudOptions,
             progress: ProgressFn | None, cancel: CancelFn | None) -> int:
-    """The tile loop: read strips, predict, blend, release finished rows to the writer."""
-    cfg, device = engine.model.config, engine.device
-    tile = cfg.tile_size
+    """The tile loop, panel by panel (column ranges, so memory is bounded in both
+    directions): read strips of tile rows, queue their tiles, run full batches across strip
+    boundaries, blend, release finished rows to the writer. Tiles of the global grid that
+    straddle two panels are computed for both (each writes only its own columns), so the
+    output is the same as without panels."""
+    tile = engine.model.config.tile_size
     overlap = tile // 4 if opts.overlap is None else opts.overlap
-    local = Window(0, 0, area.width, area.height)
-    rows = list(tile_rows(local, tile, overlap))
-    total = sum(len(r) for r in rows)
-    n_out = cfg.out_channels
-    weights = blend_weights(tile, overlap).to(device)
-    blender = StripBlender(n_out + 1, area.width, tile, device)
-    strip_width = max(area.width, tile)
+    col_offsets = tile_offsets(area.width, tile, overlap)
+    row_offsets = tile_offsets(area.height, tile, overlap)
+    plan = [(p0, p1, [c for c in col_offsets if c < p1 and c + tile > p0])
+            for p0, p1 in panels(area.width, opts.panel_width)]
+    total = len(row_offsets) * sum(len(cols) for _, _, cols in plan)
+    weights = blend_weights(tile, overlap).to(engine.device)
     reader = _Strips(stacks, opts.io_threads)
-    block_writer = _BlockWriter(writer, scaling, opts.io_threads)
     done = 0
+    try:
+        for p0, p1, cols in plan:
+            done = _stream_panel(stacks, area, p0, p1, cols, row_offsets, tile, overlap, weights, reader,
+                                 sar_scaling, scaling, engine, writer, opts, progress, cancel, done, total)
+    finally:
+        reader.close()
+    return total
+
+
+def _stream_panel(stacks, area: Window, p0: int, p1: int, cols: list[int], row_offsets: list[int], tile: int,
+                  overlap: int, weights: torch.Tensor, reader: _Strips, sar_scaling, scaling: OpticalScaling,
+                  engine: TileEngine, writer: GeoTiffWriter, opts: DecloudOptions, progress: ProgressFn | None,
+                  cancel: CancelFn | None, done: int, total: int) -> int:
+    device, n_out = engine.device, engine.model.config.out_channels
+    c_min, strip_width = cols[0], cols[-1] + tile - cols[0]
+    n_strips = len(row_offsets)
+    # rows the blender must hold: the oldest unreleased strip to the newest one a batch reaches
+    capacity = tile + (tile - overlap) * (-(-engine.batch_size // len(cols)) + 1)
+    blender = StripBlender(n_out + 1, p1 - p0, capacity, device)
+    block_writer = _BlockWriter(writer, scaling, opts.io_threads, col_off=p0)
+    remaining = [len(cols)] * n_strips
+    queue: deque[_Tile] = deque()
+    released = 0
+
+    def strip_window(k: int) -> Window:
+        return Window(area.col_off + c_min, area.row_off + row_offsets[k], strip_width, tile)
+
+    def run_batch() -> None:
+        nonlocal done, released
+        if cancel and cancel():
+            raise Cancelled("cancelled; no output was written")
+        batch = [queue.popleft() for _ in range(min(engine.batch_size, len(queue)))]
+        pred = engine(torch.stack([t.ms for t in batch]), torch.stack([t.sar for t in batch]))
+        for t, p in zip(batch, pred):
+            if t.mask is not None:
+                soft = _soft_mask(t.mask[None, None], opts.mask_feather)[0]
+                p = soft * p + (1 - soft) * t.original
+            blender.add(torch.cat([p, t.valid.to(p.dtype)[None]]), weights,
+                        Window(t.col - p0, row_offsets[t.strip], tile, tile))
+            remaining[t.strip] -= 1
+        done += len(batch)
+        if progress:
+            progress(done, total, "tiles")
+        while released < n_strips and remaining[released] == 0:  # strips finish in order
+            last = released + 1 == n_strips
+            _, mean, wsum = blender.release(area.height if last else row_offsets[released + 1])
+            out_valid = (mean[n_out] > 0.5) & (wsum > 0)
+            block_writer.add(mean[:n_out].cpu().numpy(), out_valid.cpu().numpy(), final=last)
+            released += 1
+
     ok = False
     try:
-        strip_window = lambda r0: Window(area.col_off, area.row_off + r0, strip_width, tile)  # noqa: E731
-        pending = reader.submit(strip_window(rows[0][0].row_off))
-        for k, row in enumerate(rows):
+        pending = reader.submit(strip_window(0))
+        for k in range(n_strips):
             if cancel and cancel():
                 raise Cancelled("cancelled; no output was written")
             data = reader.result(pending)
-            if k + 1 < len(rows):
-                pending = reader.submit(strip_window(rows[k + 1][0].row_off))
-            r0 = row[0].row_off
-            raw, valid = data["ms"]
-            refl = scaling.to_reflectance(torch.from_numpy(raw).to(device))
-            valid_t = torch.from_numpy(valid).to(device)
-            ms_net = _fill_invalid(reflectance_to_network(refl), valid_t)
-            if "sar" in data:
-                sar_raw, sar_valid = data["sar"]
-                sar_valid_t = torch.from_numpy(sar_valid).to(device)
-                sar_net = _fill_invalid(sar_scaling.to_network(torch.from_numpy(sar_raw).to(device)), sar_valid_t)
-                valid_t = valid_t & sar_valid_t
-            else:
-                sar_net = ms_net[:0]
-            mask = None
-            if "mask" in data:
-                m_raw, m_valid = data["mask"]
-                mask = torch.from_numpy(_mask_values(m_raw[0], m_valid, stacks["mask"].dtype)).to(device)
-            cols = [w.col_off for w in row]
-            ms_tiles = torch.stack([ms_net[:, :, c:c + tile] for c in cols])
-            sar_tiles = torch.stack([sar_net[:, :, c:c + tile] for c in cols])
-            for i in range(0, len(cols), engine.batch_size):
-                if cancel and cancel():
-                    raise Cancelled("cancelled; no output was written")
-                part = slice(i, i + engine.batch_size)
-                pred = engine(ms_tiles[part], sar_tiles[part])
-                for j, c in enumerate(cols[part]):
-                    p = pred[j]
-                    if mask is not None:
-                        soft = _soft_mask(mask[None, None, :, c:c + tile], opts.mask_feather)[0]
-                        original = torch.nan_to_num(refl[:, :, c:c + tile])
-                        p = soft * p + (1 - soft) * original
-                    v = valid_t[:, c:c + tile].to(p.dtype)[None]
-                    blender.add(torch.cat([p, v]), weights, Window(c, r0, tile, tile))
-                done += len(cols[part])
-                if progress:
-                    progress(done, total, "tiles")
-            last = k + 1 == len(rows)
-            upto = area.height if last else rows[k + 1][0].row_off
-            _, mean, wsum = blender.release(upto)
-            if mean.shape[1]:
-                out_valid = (mean[n_out] > 0.5) & (wsum > 0)
-                block_writer.add(mean[:n_out].cpu().numpy(), out_valid.cpu().numpy(), final=last)
-            elif last:
-                block_writer.add(np.zeros((n_out, 0, area.width), np.float32), np.zeros((0, area.width), bool), True)
+            if k + 1 < n_strips:
+                pending = reader.submit(strip_window(k + 1))
+            queue.extend(_strip_tiles(data, stacks, k, cols, c_min, tile, sar_scaling, scaling, device))
+            while len(queue) >= engine.batch_size or (k + 1 == n_strips and queue):
+                run_batch()
         ok = True
     finally:
-        reader.close()
         block_writer.close(wait=ok)
-    return total
+    return done
+
+
+def _strip_tiles(data: dict, stacks: dict[str, RasterStack], k: int, cols: list[int], c_min: int, tile: int,
+                 sar_scaling, scaling: OpticalScaling, device: torch.device) -> list[_Tile]:
+    """A strip's rasters -> network-range tiles (views, no copies)."""
+    raw, valid = data["ms"]
+    refl = scaling.to_reflectance(torch.from_numpy(raw).to(device))
+    valid_t = torch.from_numpy(valid).to(device)
+    ms_net = _fill_invalid(reflectance_to_network(refl), valid_t)
+    if "sar" in data:
+        sar_raw, sar_valid = data["sar"]
+        sar_valid_t = torch.from_numpy(sar_valid).to(device)
+        sar_net = _fill_invalid(sar_scaling.to_network(torch.from_numpy(sar_raw).to(device)), sar_valid_t)
+        valid_t = valid_t & sar_valid_t
+    else:
+        sar_net = ms_net[:0]
+    mask = original = None
+    if "mask" in data:
+        m_raw, m_valid = data["mask"]
+        mask = torch.from_numpy(_mask_values(m_raw[0], m_valid, stacks["mask"].dtype)).to(device)
+        original = torch.nan_to_num(refl)
+    tiles = []
+    for c in cols:
+        x = slice(c - c_min, c - c_min + tile)
+        tiles.append(_Tile(k, c, ms_net[:, :, x], sar_net[:, :, x], valid_t[:, x],
+                           None if mask is None else mask[:, x], None if original is None else original[:, :, x]))
+    return tiles

@@ -435,20 +435,21 @@ class StackReader:
     def __init__(self, stack: RasterStack):
         self.stack = stack
         self._sources: list[_Source] = []
-        direct: dict[str, _Source] = {}
+        by_file: dict[str, tuple[list[int], list[int]]] = {}  # path -> (slots, band numbers)
         for slot, ref in enumerate(stack.bands):
-            ds = direct[ref.path].ds if ref.path in direct else open_raster(ref.path)
+            slots, indices = by_file.setdefault(ref.path, ([], []))
+            slots.append(slot)
+            indices.append(ref.index)
+        for path, (slots, indices) in by_file.items():
+            ds = open_raster(path)
             native = Grid.of(ds)
             offset = native_offset(native, stack.grid)
-            if offset is None:
-                warped = warp_to_grid(ds, stack.grid, stack.resampling, ref.index)
-                self._sources.append(_Source(warped, [slot], [1], 0, 0, stack.grid.width, stack.grid.height))
-            elif ref.path in direct:
-                direct[ref.path].slots.append(slot)
-                direct[ref.path].indices.append(ref.index)
+            if offset is None:  # one warped VRT for all this file's bands
+                warped = warp_to_grid(ds, stack.grid, stack.resampling, indices)
+                self._sources.append(_Source(warped, slots, list(range(1, len(indices) + 1)), 0, 0,
+                                             stack.grid.width, stack.grid.height))
             else:
-                direct[ref.path] = _Source(ds, [slot], [ref.index], *offset, native.width, native.height)
-                self._sources.append(direct[ref.path])
+                self._sources.append(_Source(ds, slots, indices, *offset, native.width, native.height))
 
     def _read_source(self, src: _Source, window: Window,
                      buf: tuple[int, int] | None = None) -> tuple[np.ndarray, Window] | None:
@@ -534,14 +535,15 @@ def native_offset(native: Grid, target: Grid) -> tuple[int, int] | None:
     return rc, rr
 
 
-def warp_to_grid(ds: gdal.Dataset, grid: Grid, resampling: str, band: int | None = None) -> gdal.Dataset:
-    """A warped VRT of ``ds`` (or of one of its bands) on ``grid``: computed lazily, window
-    by window, as it is read. Outside the source: NaN (float32)."""
+def warp_to_grid(ds: gdal.Dataset, grid: Grid, resampling: str, bands: Sequence[int] | None = None) -> gdal.Dataset:
+    """A warped VRT of ``ds`` (or of some of its bands, in that order) on ``grid``: computed
+    lazily, window by window, as it is read; all bands share one coordinate transformation.
+    Outside the source: NaN (float32)."""
     if resampling not in _RESAMPLING:
         raise InputError(f"unknown resampling {resampling!r}; choose one of {', '.join(_RESAMPLING)}")
     src = ds
-    if band is not None and ds.RasterCount > 1:
-        src = gdal_call("selecting a band", gdal.Translate, "", ds, format="VRT", bandList=[band])
+    if bands is not None and list(bands) != list(range(1, ds.RasterCount + 1)):
+        src = gdal_call("selecting bands", gdal.Translate, "", ds, format="VRT", bandList=list(bands))
     src_nodata = src.GetRasterBand(1).GetNoDataValue()
     xmin, ymin, xmax, ymax = grid.bounds()
     gt = grid.geotransform

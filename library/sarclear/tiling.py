@@ -123,6 +123,9 @@ class StripBlender:
             return
         if window.row_off < self.top:
             raise ValueError(f"tile at row {window.row_off} reaches above released row {self.top}")
+        if window.bottom > self.top + self.capacity:
+            raise ValueError(f"tile rows {window.row_off}..{window.bottom} reach below the strip "
+                             f"({self.top}..{self.top + self.capacity}); give the blender more capacity")
         src_r, src_c = inside.relative_to(window).toslices()
         dst_r, dst_c = inside.translate(0, -self.top).toslices()
         w = weights[src_r, src_c]
