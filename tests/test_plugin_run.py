@@ -5,6 +5,7 @@ three moments (nothing may be left behind)."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -137,7 +138,7 @@ def _mosaic(src, dst, copies: int = 2) -> None:
     georeference: a raster several tile rows tall."""
     ds = gdal.Open(str(src))
     data = ds.ReadAsArray()
-    tall = np.concatenate([data if k % 2 == 0 else data[:, ::-1] for k in range(copies)], axis=1)[:, :448]
+    tall = np.concatenate([data if k % 2 == 0 else data[:, ::-1] for k in range(copies)], axis=1)[:, :256 * copies]
     out = gdal.GetDriverByName("GTiff").Create(str(dst), tall.shape[2], tall.shape[1], tall.shape[0],
                                                ds.GetRasterBand(1).DataType)
     out.SetGeoTransform(ds.GetGeoTransform())
@@ -148,9 +149,9 @@ def _mosaic(src, dst, copies: int = 2) -> None:
 
 @pytest.mark.parametrize("when", ["at once", "during the tiles", "during the maps"])
 def test_cancel_leaves_nothing_behind(plugin, dialog, sample_project, qgis_iface, tmp_path, when):
-    if when == "during the tiles":  # two rows of tiles: cancelled after the first
-        _mosaic(CR_CLOUDY_S2, tmp_path / "tall_s2.tif")
-        _mosaic(CR_CLOUDY_S1, tmp_path / "tall_s1.tif")
+    if when == "during the tiles":  # five rows of tiles: more than one batch, cancelled after the first
+        _mosaic(CR_CLOUDY_S2, tmp_path / "tall_s2.tif", copies=4)
+        _mosaic(CR_CLOUDY_S1, tmp_path / "tall_s1.tif", copies=4)
         dialog.ms_combo.setLayer(add_raster(tmp_path / "tall_s2.tif", "tall S2"))
         dialog.set_sar_layers([add_raster(tmp_path / "tall_s1.tif", "tall S1")])
     dialog.area_layer.setChecked(True)
@@ -165,15 +166,19 @@ def test_cancel_leaves_nothing_behind(plugin, dialog, sample_project, qgis_iface
     if when == "at once":
         dialog.cancel_button.click()  # the user's click, before the run can finish
     else:
-        # cancel from the worker thread at the first progress report: after the first row of
-        # tiles (two rows), or after the only tile, while the maps are being computed
+        # cancel from the worker thread at the first progress report: after the first batch of
+        # tiles (five rows), or after the only tile, while the maps are being computed
         task.progressChanged.connect(task.cancel, Qt.ConnectionType.DirectConnection)
     wait_for_runs(plugin)
 
     assert task.error is None and task.result is None and task.cancelled
-    # where it stopped: before any tile; after tile row 1 of 2; after the only tile (the
-    # reconstruction was complete and committed, the maps were being computed)
-    assert task.stage == {"at once": "", "during the tiles": "1/2 tiles", "during the maps": "1/1 tiles"}[when]
+    # where it stopped: before any tile; after the first batch, short of all 5 tiles; after the
+    # only tile (the reconstruction was complete and committed, the maps were being computed)
+    if when == "during the tiles":
+        done, total = map(int, re.fullmatch(r"(\d+)/(\d+) tiles", task.stage).groups())
+        assert 0 < done < total == 5
+    else:
+        assert task.stage == {"at once": "", "during the maps": "1/1 tiles"}[when]
     assert messages(qgis_iface, LEVELS["info"])[-1] == "sarclear:cancelled run: cancelled; nothing was written"
     assert not messages(qgis_iface, LEVELS["critical"]) and not messages(qgis_iface, LEVELS["success"])
     assert _files(folder) == []  # no output, no map, no metrics, no temporary part
