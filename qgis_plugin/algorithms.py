@@ -96,8 +96,25 @@ def _style_on_load(context: QgsProcessingContext, path: str, key: str) -> None:
 
 
 class _SarclearAlgorithm(QgsProcessingAlgorithm):
-    """Shared: icon, help link, instance creation, and turning library errors into
-    Processing errors."""
+    """Shared: names from the class attributes, icon, help link, instance creation, and
+    turning library errors into Processing errors."""
+
+    NAME = DISPLAY_NAME = GROUP = GROUP_ID = HELP = ""  # set by each algorithm
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:
+        return self.DISPLAY_NAME
+
+    def group(self) -> str:
+        return self.GROUP
+
+    def groupId(self) -> str:
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:
+        return self.HELP
 
     def createInstance(self):
         return type(self)()
@@ -141,31 +158,20 @@ class _SarclearAlgorithm(QgsProcessingAlgorithm):
 
 
 class RemoveClouds(_SarclearAlgorithm):
-    def name(self) -> str:
-        return "removeclouds"
-
-    def displayName(self) -> str:
-        return "Remove clouds (SAR-optical cGAN)"
-
-    def group(self) -> str:
-        return "Cloud removal"
-
-    def groupId(self) -> str:
-        return "cloudremoval"
-
-    def shortHelpString(self) -> str:
-        return (
-            "Reconstructs a cloudy Sentinel-2 image with co-registered Sentinel-1 SAR, which sees through clouds, "
-            "using a SAR-Opt-cGAN model (a pix2pix-style conditional GAN).<br>"
-            "<b>Cloudy Sentinel-2</b>: one multi-band layer; bands are named from their descriptions, else from "
-            "the documented order for 13, 12 or 10 bands, else as given under <i>MS band names</i>.<br>"
-            "<b>Sentinel-1</b>: one multi-band layer or one layer per polarisation, in dB or linear power, on any "
-            "grid or CRS (warped onto the optical grid). Only the overlap is processed.<br>"
-            "<b>Model</b>: a sarclear .safetensors file; empty: the bundled demo model.<br>"
-            "<b>Area</b>: empty: the whole layer; else snapped outward to the layer's pixel grid.<br>"
-            "<b>Outputs</b>: the reconstruction (GeoTIFF, the input's data type, CRS and nodata) and, beside it, "
-            "RMSE and SAM maps and a metrics JSON: errors against the reference when one is given, else "
-            "input-vs-output change maps (named *_change_*). Existing files of these names are replaced.")
+    NAME, DISPLAY_NAME = "removeclouds", "Remove clouds (SAR-optical cGAN)"
+    GROUP, GROUP_ID = "Cloud removal", "cloudremoval"
+    HELP = (
+        "Reconstructs a cloudy Sentinel-2 image with co-registered Sentinel-1 SAR, which sees through clouds, "
+        "using a SAR-Opt-cGAN model (a pix2pix-style conditional GAN).<br>"
+        "<b>Cloudy Sentinel-2</b>: one multi-band layer; bands are named from their descriptions, else from "
+        "the documented order for 13, 12 or 10 bands, else as given under <i>MS band names</i>.<br>"
+        "<b>Sentinel-1</b>: one multi-band layer or one layer per polarisation, in dB or linear power, on any "
+        "grid or CRS (warped onto the optical grid). Only the overlap is processed.<br>"
+        "<b>Model</b>: a sarclear .safetensors file; empty: the bundled demo model.<br>"
+        "<b>Area</b>: empty: the whole layer; else snapped outward to the layer's pixel grid.<br>"
+        "<b>Outputs</b>: the reconstruction (GeoTIFF, the input's data type, CRS and nodata) and, beside it, "
+        "RMSE and SAM maps and a metrics JSON: errors against the reference when one is given, else "
+        "input-vs-output change maps (named *_change_*). Existing files of these names are replaced.")
 
     def initAlgorithm(self, config=None) -> None:
         from sarclear.resources import bundled_models
@@ -268,24 +274,13 @@ class RemoveClouds(_SarclearAlgorithm):
 
 
 class ErrorMaps(_SarclearAlgorithm):
-    def name(self) -> str:
-        return "errormaps"
-
-    def displayName(self) -> str:
-        return "Reconstruction error maps (RMSE/SAM against a reference)"
-
-    def group(self) -> str:
-        return "Evaluation"
-
-    def groupId(self) -> str:
-        return "evaluation"
-
-    def shortHelpString(self) -> str:
-        return (
-            "Scores a reconstruction against a cloud-free Sentinel-2 reference: per-pixel RMSE (reflectance) and "
-            "SAM (spectral angle, degrees) maps, and RMSE, SAM, MAE, PSNR and SSIM over the image (optionally "
-            "saved as JSON). The reference is read on the reconstruction's grid (warped if needed).<br>"
-            "<b>Bands</b>: the bands to compare, e.g. B2,B3,B4,B8; empty: every band named in the reconstruction.")
+    NAME, DISPLAY_NAME = "errormaps", "Reconstruction error maps (RMSE/SAM against a reference)"
+    GROUP, GROUP_ID = "Evaluation", "evaluation"
+    HELP = (
+        "Scores a reconstruction against a cloud-free Sentinel-2 reference: per-pixel RMSE (reflectance) and "
+        "SAM (spectral angle, degrees) maps, and RMSE, SAM, MAE, PSNR and SSIM over the image (optionally "
+        "saved as JSON). The reference is read on the reconstruction's grid (warped if needed).<br>"
+        "<b>Bands</b>: the bands to compare, e.g. B2,B3,B4,B8; empty: every band named in the reconstruction.")
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", "Reconstruction"))
@@ -322,27 +317,16 @@ class ErrorMaps(_SarclearAlgorithm):
 
 
 class SyntheticClouds(_SarclearAlgorithm):
-    def name(self) -> str:
-        return "syntheticclouds"
-
-    def displayName(self) -> str:
-        return "Synthesize clouds (for testing)"
-
-    def group(self) -> str:
-        return "Evaluation"
-
-    def groupId(self) -> str:
-        return "evaluation"
-
-    def shortHelpString(self) -> str:
-        return (
-            "Adds synthetic clouds, haze and cloud shadows to a clear Sentinel-2 image (fractal noise, wavelength-"
-            "dependent haze), so a cloud-removal model can be tested where the truth is known: remove the clouds, "
-            "then compare with the clear image (Reconstruction error maps).<br>"
-            "Each range is the interval a value is drawn from with the seed; empty: the library's default range. "
-            "<b>Coverage</b>: fraction of the image under thick cloud; <b>haze</b>: opacity of the haze veil at "
-            "490 nm; <b>shadow</b>: darkening in cloud shadows (0..1). The optional opacity output is the cloud "
-            "and haze opacity (0..1).")
+    NAME, DISPLAY_NAME = "syntheticclouds", "Synthesize clouds (for testing)"
+    GROUP, GROUP_ID = "Evaluation", "evaluation"
+    HELP = (
+        "Adds synthetic clouds, haze and cloud shadows to a clear Sentinel-2 image (fractal noise, wavelength-"
+        "dependent haze), so a cloud-removal model can be tested where the truth is known: remove the clouds, "
+        "then compare with the clear image (Reconstruction error maps).<br>"
+        "Each range is the interval a value is drawn from with the seed; empty: the library's default range. "
+        "<b>Coverage</b>: fraction of the image under thick cloud; <b>haze</b>: opacity of the haze veil at "
+        "490 nm; <b>shadow</b>: darkening in cloud shadows (0..1). The optional opacity output is the cloud "
+        "and haze opacity (0..1).")
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Clear Sentinel-2 layer"))

@@ -35,43 +35,15 @@ from qgis.core import (  # noqa: E402
     QgsProject,
     QgsRasterLayer,
 )
-from qgis.gui import QgsLayerTreeView, QgsMapCanvas  # noqa: E402
+from qgis.gui import QgsLayerTreeView  # noqa: E402
 from qgis.PyQt.QtCore import QRectF, QSize, Qt  # noqa: E402
 from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter  # noqa: E402
-from qgis.PyQt.QtWidgets import QMainWindow, QMenu  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from headless_iface import HeadlessIface  # noqa: E402
 
 SAMPLE_S2 = ROOT / "resources" / "samples" / "sen12ms-cr-cloudy" / "ROIs1868_summer_s2_cloudy_19_p30.tif"
 SAMPLE_S1 = ROOT / "resources" / "samples" / "sen12ms-cr-cloudy" / "ROIs1868_summer_s1_19_p30.tif"
-
-
-class Iface:
-    """The part of QgisInterface the plugin uses, for a script without the QGIS window."""
-
-    def __init__(self) -> None:
-        self.window = QMainWindow()
-        self.canvas = QgsMapCanvas(self.window)
-        self.menu = QMenu("Raster", self.window)
-
-    def mainWindow(self):
-        return self.window
-
-    def mapCanvas(self):
-        return self.canvas
-
-    def messageBar(self):
-        return self
-
-    def pushMessage(self, title, text, level=0, duration=-1):
-        print(f"[message bar] {title}: {text}")
-
-    def addToolBar(self, name):
-        return self.window.addToolBar(name)
-
-    def addPluginToRasterMenu(self, name, action):
-        self.menu.addAction(action)
-
-    def removePluginRasterMenu(self, name, action):
-        self.menu.removeAction(action)
 
 
 def render(layers: list[QgsRasterLayer], size: int) -> QImage:
@@ -133,7 +105,7 @@ def main(argv=None) -> int:
 
     model = args.model or default_model()
     args.out.mkdir(parents=True, exist_ok=True)
-    iface = Iface()
+    iface = HeadlessIface(echo=True)
     project = QgsProject.instance()
     cloudy = QgsRasterLayer(str(SAMPLE_S2), "cloudy S2 (SEN12MS-CR)", "gdal")
     sar = QgsRasterLayer(str(SAMPLE_S1), "S1 VV VH (SEN12MS-CR)", "gdal")

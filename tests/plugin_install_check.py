@@ -32,39 +32,9 @@ if "--no-torch" in sys.argv:
     sys.meta_path.insert(0, _NoTorch())
 
 from qgis.core import QgsApplication, QgsProcessingException  # noqa: E402
-from qgis.gui import QgsMapCanvas  # noqa: E402
-from qgis.PyQt.QtWidgets import QMainWindow, QMenu  # noqa: E402
 
-
-class Iface:
-    """The part of QgisInterface the plugin uses (no QGIS main window in a script)."""
-
-    def __init__(self) -> None:
-        self.window = QMainWindow()
-        self.canvas = QgsMapCanvas(self.window)
-        self.menu = QMenu("Raster", self.window)
-        self.messages: list[str] = []
-
-    def mainWindow(self):
-        return self.window
-
-    def mapCanvas(self):
-        return self.canvas
-
-    def messageBar(self):
-        return self
-
-    def pushMessage(self, title, text, level=0, duration=-1):
-        self.messages.append(f"{title}: {text}")
-
-    def addToolBar(self, name):
-        return self.window.addToolBar(name)
-
-    def addPluginToRasterMenu(self, name, action):
-        self.menu.addAction(action)
-
-    def removePluginRasterMenu(self, name, action):
-        self.menu.removeAction(action)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))  # the harness, not sarclear
+from headless_iface import HeadlessIface  # noqa: E402
 
 
 def main() -> dict:
@@ -83,7 +53,7 @@ def main() -> dict:
 
     import qgis.utils as utils
 
-    utils.iface = Iface()
+    utils.iface = HeadlessIface()
     utils.plugin_paths = [str(plugins_dir)]
     sys.path.insert(0, str(plugins_dir))
     utils.updateAvailablePlugins()
