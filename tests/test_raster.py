@@ -1,6 +1,8 @@
 """GDAL I/O on the real Sentinel samples: band identification and stacking, resampling to
 10 m, SAR warping across CRSs, windowed reads, atomic GeoTIFF writes."""
 
+import logging
+
 import numpy as np
 import pytest
 from conftest import (
@@ -168,13 +170,17 @@ def test_stale_part_files_of_dead_processes_are_removed(tmp_path):
     assert not stale.exists() and (tmp_path / "x.tif").exists()
 
 
-def test_cog_output_has_overviews(tmp_path):
+@pytest.mark.parametrize("compress", ["deflate", "zstd", "lzw", "none"])
+def test_cog_output_has_overviews(tmp_path, caplog, compress):
     grid = raster.Grid(1024, 1024, (0, 10, 0, 0, 0, -10), "")
-    with raster.GeoTiffWriter(tmp_path / "c.tif", grid, 1, gdal.GDT_UInt16, cog=True) as w:
+    with (caplog.at_level(logging.DEBUG, logger="sarclear.raster"),
+          raster.GeoTiffWriter(tmp_path / "c.tif", grid, 1, gdal.GDT_UInt16, cog=True, compress=compress) as w):
         w.write(grid.window, np.arange(1024 * 1024, dtype=np.uint32).reshape(1024, 1024).astype(np.uint16))
     ds = gdal.Open(str(tmp_path / "c.tif"))
     assert ds.GetRasterBand(1).GetOverviewCount() >= 1
     assert ds.GetMetadata("IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    assert ds.GetMetadata("IMAGE_STRUCTURE").get("COMPRESSION", "NONE") == compress.upper()
+    assert "does not support creation option" not in caplog.text  # every option reached the driver
 
 
 def test_to_dtype_rounds_clips_and_keeps_valid_pixels_off_nodata():

@@ -771,11 +771,20 @@ def check_output_path(path: str | os.PathLike, overwrite: bool, size_hint: int =
     return target
 
 
-#: GeoTIFF compression choices. Level 1 codecs: DEFLATE level 1 writes about 3x faster than
-#: GDAL's default level 6 on Sentinel-2 data at the same ratio (BENCHMARKS.md); DEFLATE is
-#: the default because every GIS reads it; ZSTD is faster still.
-_COMPRESSION = {"DEFLATE": ["COMPRESS=DEFLATE", "ZLEVEL=1"], "ZSTD": ["COMPRESS=ZSTD", "ZSTD_LEVEL=1"],
-                "LZW": ["COMPRESS=LZW"], "NONE": ["COMPRESS=NONE"]}
+#: GeoTIFF compression choices and their levels. Level 1 codecs: DEFLATE level 1 writes about
+#: 3x faster than GDAL's default level 6 on Sentinel-2 data at the same ratio (BENCHMARKS.md);
+#: DEFLATE is the default because every GIS reads it; ZSTD is faster still.
+_COMPRESSION: dict[str, int | None] = {"DEFLATE": 1, "ZSTD": 1, "LZW": None, "NONE": None}
+
+
+def _compression_options(codec: str, driver: str) -> list[str]:
+    """Creation options for ``codec`` at its level: the GTiff driver names the level per
+    codec (ZLEVEL, ZSTD_LEVEL), the COG driver has one LEVEL option."""
+    level = _COMPRESSION[codec]
+    if level is None:
+        return [f"COMPRESS={codec}"]
+    name = "LEVEL" if driver == "COG" else {"DEFLATE": "ZLEVEL", "ZSTD": "ZSTD_LEVEL"}[codec]
+    return [f"COMPRESS={codec}", f"{name}={level}"]
 
 
 class GeoTiffWriter:
@@ -783,9 +792,8 @@ class GeoTiffWriter:
     success and removed on failure or cancel. Use as a context manager.
 
     Tiled (256 x 256), compressed (DEFLATE level 1 with a predictor, or ``compress``), BigTIFF
-    when needed; with
-    ``cog`` the result is a Cloud Optimized GeoTIFF with overviews, with ``overviews``
-    a plain GeoTIFF with internal overviews.
+    when needed; with ``cog`` the result is a Cloud Optimized GeoTIFF with overviews, with
+    ``overviews`` a plain GeoTIFF with internal overviews.
     """
 
     def __init__(
@@ -822,7 +830,7 @@ class GeoTiffWriter:
             log.info("removed %s, left by an interrupted run", stale)
         predictor = "3" if numpy_dtype(self.dtype).kind == "f" else "2"
         options = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS",
-                   *_COMPRESSION[self.compress]]
+                   *_compression_options(self.compress, "GTiff")]
         if self.compress != "NONE":
             options.append(f"PREDICTOR={predictor}")
         if self.count > 1:
@@ -884,8 +892,8 @@ class GeoTiffWriter:
             final_part = self.part.with_name(self.part.name + ".cog")
             gdal_call("writing the Cloud Optimized GeoTIFF", gdal.Translate, str(final_part),
                       str(self.part), format="COG",
-                      creationOptions=[*_COMPRESSION[self.compress], "OVERVIEWS=AUTO", "BIGTIFF=IF_SAFER",
-                                       "NUM_THREADS=ALL_CPUS"], error=OutputError)
+                      creationOptions=[*_compression_options(self.compress, "COG"), "OVERVIEWS=AUTO",
+                                       "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS"], error=OutputError)
             self.part.unlink(missing_ok=True)
         commit(final_part, self.target, overwrite=self.overwrite)
         log.info("wrote %s", self.target)
