@@ -366,6 +366,15 @@ def save_results(name: str, payload: dict[str, Any], out_dir: Path, device: Any)
     return path
 
 
+def publish(name: str, result: dict[str, Any], out_dir: Path, device: Any) -> Path:
+    """End of every benchmark: save ``result`` (see :func:`save_results`), print its tables
+    and notes, and say where the JSON went."""
+    path = save_results(name, result, out_dir, device)
+    print_tables(result["tables"], result["notes"])
+    print(f"\nresults: {path}")
+    return path
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)

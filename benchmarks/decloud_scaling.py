@@ -286,9 +286,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     result = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "rows": rows, "cpu_target": cpu_rows, "tables": tables, "notes": notes,
               "targets": {"cpu_seconds": TARGET_CPU_SECONDS, "cpu_ratio": TARGET_CPU_RATIO}}
-    path = common.save_results(args.name, result, out_dir, device)
-    common.print_tables(tables, notes)
-    print(f"\nresults: {path}")
+    common.publish(args.name, result, out_dir, device)
     return result
 
 

@@ -228,9 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (args.workdir / "outputs").mkdir(parents=True, exist_ok=True)
     result = run(args, out_dir)
-    path = common.save_results("full_tile", result, out_dir, device)
-    common.print_tables(result["tables"], result["notes"])
-    print(f"\nresults: {path}")
+    common.publish("full_tile", result, out_dir, device)
     return result
 
 

@@ -147,9 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.iters = 1
     device = common.resolve(args.device)
     result = run(args)
-    path = common.save_results("model_throughput", result, args.out or common.default_out_dir(device), device)
-    common.print_tables(result["tables"], result["notes"])
-    print(f"\nresults: {path}")
+    common.publish("model_throughput", result, args.out or common.default_out_dir(device), device)
     return result
 
 

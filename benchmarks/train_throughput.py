@@ -297,9 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir = args.out or common.default_out_dir(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = run(args, out_dir)
-    path = common.save_results("train_throughput", result, out_dir, device)
-    common.print_tables(result["tables"], result["notes"])
-    print(f"\nresults: {path}")
+    common.publish("train_throughput", result, out_dir, device)
     return result
 
 

@@ -72,6 +72,27 @@ def safe_file_name(text: str) -> str:
     return name or "sarclear"
 
 
+def _raster_combo(tooltip: str, optional: bool = False) -> QgsMapLayerComboBox:
+    """A combo box of the project's raster layers; an optional one starts empty."""
+    combo = QgsMapLayerComboBox()
+    combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
+    combo.setToolTip(tooltip)
+    if optional:
+        combo.setAllowEmptyLayer(True)
+        combo.setLayer(None)
+    return combo
+
+
+def _info_label(selectable: bool = False) -> QLabel:
+    """A wrapping label for status and information text; ``selectable`` where a user may want
+    to copy it (errors, dependency instructions)."""
+    label = QLabel()
+    label.setWordWrap(True)
+    if selectable:
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
 class SarclearDialog(QDialog):
     """Build the run's parameters; ``start_run(params)`` (the plugin's) starts the task and
     returns it."""
@@ -102,9 +123,7 @@ class SarclearDialog(QDialog):
     def _build(self) -> None:
         root = QVBoxLayout(self)
 
-        self.dependency_label = QLabel()
-        self.dependency_label.setWordWrap(True)
-        self.dependency_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.dependency_label = _info_label(selectable=True)
         self.dependency_label.setStyleSheet(_ERROR_STYLE)
         self.dependency_label.setVisible(bool(self.missing))
         self.dependency_label.setText(self.missing or "")
@@ -117,9 +136,7 @@ class SarclearDialog(QDialog):
 
         inputs = QGroupBox("Inputs")
         form = QFormLayout(inputs)
-        self.ms_combo = QgsMapLayerComboBox()
-        self.ms_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
-        self.ms_combo.setToolTip("The cloudy Sentinel-2 layer (one multi-band raster)")
+        self.ms_combo = _raster_combo("The cloudy Sentinel-2 layer (one multi-band raster)")
         form.addRow("Cloudy Sentinel-2 (MS)", self.ms_combo)
         self.sar_list = QListWidget()
         self.sar_list.setToolTip("Sentinel-1 layer(s): one multi-band layer (VV, VH) or one layer per polarisation. "
@@ -127,19 +144,11 @@ class SarclearDialog(QDialog):
         self.sar_list.setMinimumHeight(92)
         self.sar_list.setMaximumHeight(120)
         form.addRow("Sentinel-1 SAR", self.sar_list)
-        self.reference_combo = QgsMapLayerComboBox()
-        self.reference_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
-        self.reference_combo.setAllowEmptyLayer(True)
-        self.reference_combo.setLayer(None)
-        self.reference_combo.setToolTip("A cloud-free Sentinel-2 image of the same place: the maps become errors "
-                                        "against it and the metrics are reported")
+        self.reference_combo = _raster_combo("A cloud-free Sentinel-2 image of the same place: the maps become "
+                                             "errors against it and the metrics are reported", optional=True)
         form.addRow("Reference (optional)", self.reference_combo)
-        self.mask_combo = QgsMapLayerComboBox()
-        self.mask_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
-        self.mask_combo.setAllowEmptyLayer(True)
-        self.mask_combo.setLayer(None)
-        self.mask_combo.setToolTip("Cloud mask (band 1: 0 clear, > 0 cloud, or a cloud probability): clear "
-                                   "pixels keep their values")
+        self.mask_combo = _raster_combo("Cloud mask (band 1: 0 clear, > 0 cloud, or a cloud probability): clear "
+                                        "pixels keep their values", optional=True)
         form.addRow("Cloud mask (optional)", self.mask_combo)
         left.addWidget(inputs)
 
@@ -149,16 +158,14 @@ class SarclearDialog(QDialog):
         self.model_widget.setFilter("sarclear models (*.safetensors)")
         self.model_widget.setDialogTitle("Choose a sarclear model")
         form.addRow("Model", self.model_widget)
-        self.model_info = QLabel()
-        self.model_info.setWordWrap(True)
+        self.model_info = _info_label()
         form.addRow("", self.model_info)
         self.device_combo = QComboBox()
         self.device_combo.addItem("Auto (GPU if usable, else CPU)", "auto")
         self.device_combo.addItem("CUDA GPU", "cuda")
         self.device_combo.addItem("CPU", "cpu")
         form.addRow("Device", self.device_combo)
-        self.device_info = QLabel()
-        self.device_info.setWordWrap(True)
+        self.device_info = _info_label()
         form.addRow("", self.device_info)
         left.addWidget(model_box)
 
@@ -177,8 +184,7 @@ class SarclearDialog(QDialog):
         self.draw_button = QPushButton("Draw on map…")
         row.addWidget(self.draw_button)
         area.addLayout(row)
-        self.area_info = QLabel()
-        self.area_info.setWordWrap(True)
+        self.area_info = _info_label()
         area.addWidget(self.area_info)
         left.addWidget(area_box)
 
@@ -195,9 +201,7 @@ class SarclearDialog(QDialog):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.band_table.setMinimumHeight(240)
         bands.addWidget(self.band_table)
-        self.band_status = QLabel()
-        self.band_status.setWordWrap(True)
-        self.band_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.band_status = _info_label(selectable=True)
         bands.addWidget(self.band_status)
         right.addWidget(bands_box, 1)
 
@@ -224,9 +228,7 @@ class SarclearDialog(QDialog):
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         root.addWidget(self.progress)
-        self.status_label = QLabel()
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status_label = _info_label(selectable=True)
         root.addWidget(self.status_label)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
