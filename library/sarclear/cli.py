@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import Cancelled, SarclearError
+from .errors import Cancelled, InputError, SarclearError
 
 log = logging.getLogger("sarclear")
 
@@ -27,14 +27,21 @@ class _Progress:
         self.enabled, self.desc, self.bar = enabled, desc, None
 
     def __call__(self, done: int, total: int, what: str) -> None:
+        self.update(done, total, what)
+
+    def update(self, done: int, total: int, unit: str, **postfix: object) -> None:
+        """Move the bar to ``done`` of ``total``; ``postfix``: figures shown after it."""
         if not self.enabled:
             return
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.desc, unit=f" {what}", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=self.desc, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True)
         self.bar.n = done
-        self.bar.refresh()
+        if postfix:
+            self.bar.set_postfix(postfix)  # refreshes the bar
+        else:
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -131,13 +138,11 @@ def _parser() -> argparse.ArgumentParser:
                        description="Without arguments, list presets and bundled models; with a file, show its config.")
     p.add_argument("file", nargs="?", help="a model file to describe")
 
-    from .training import add_train_arguments
-
     p = sub.add_parser("train", help="train a SAR-Opt-cGAN (or its MS-only twin)",
                        description="Train the paper's cGAN on S1/S2 pairs with synthetic clouds made on the fly. "
                        "Checkpoints atomically; --resume continues exactly. Several GPUs or nodes: launch with "
                        "torchrun (DistributedDataParallel).")
-    add_train_arguments(p)
+    _add_train_arguments(p)
     return parser
 
 
@@ -252,15 +257,76 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """``sarclear train`` options; each overrides the --config file."""
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON training config (options below override it)")
+    p.add_argument("--data", metavar="PATH", help="manifest .csv or SEN12MS-CR / SEN1-2-style folder")
+    p.add_argument("--out", metavar="DIR", help="run folder (checkpoints, history, curves, model.safetensors)")
+    p.add_argument("--preset", choices=("paper", "lite"), help="network size (default paper)")
+    p.add_argument("--ms-only", action="store_true", default=None,
+                   help="train the MS-only twin (Opt-cGAN), the paper's baseline")
+    p.add_argument("--bands", choices=("paper10", "all13"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate (default 2e-4, see the docs on the paper's 2^-4)")
+    p.add_argument("--crop", type=int, help="training crop size in pixels")
+    p.add_argument("--samples-per-epoch", type=int)
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS")
+    p.add_argument("--eval-every", type=int, metavar="STEPS")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"))
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
+    p.add_argument("--workers", type=int, help="data loader processes")
+    p.add_argument("--tensorboard", action="store_true", default=None)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--compare-with", metavar="RUN_DIR", action="append", default=[],
+                   help="another run whose history is drawn in this run's curves (e.g. the other twin)")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    options = {k: getattr(args, k) for k in ("data", "out", "preset", "ms_only", "bands", "epochs", "batch_size",
+                                             "lr", "crop", "samples_per_epoch", "checkpoint_every", "eval_every",
+                                             "seed", "device", "precision", "compile", "workers", "tensorboard")}
+    if args.config:
+        config = TrainConfig.from_file(args.config, **options)
+    else:
+        config = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    if not config.data and not args.resume:
+        raise InputError("give the training data with --data (or in --config)")
+    compare = {}
+    for run in args.compare_with:
+        hist = Path(run) / "history.json"
+        if hist.is_file():
+            compare[Path(run).name] = json.loads(hist.read_text())
+    bar = _Progress(not args.quiet, "train")
+
+    def progress(done: int, total: int, stats: dict) -> None:
+        bar.update(done, total, "steps", epoch=stats["epoch"], loss_g=f"{stats['loss_g']:.3f}",
+                   loss_d=f"{stats['loss_d']:.3f}", samples_s=f"{stats['samples_per_s']:.1f}")
+
+    try:
+        summary = train(config, resume=args.resume, progress=progress, compare=compare)
+    finally:
+        bar.close()
+    if summary["rank"] == 0:
+        print(f"model: {summary['model']}\ncurves: {Path(summary['out']) / 'curves.png'}\n"
+              f"history: {Path(summary['out']) / 'history.csv'}")
+        for rec in summary["history"][-2:]:
+            print(f"{rec['split']}: RMSE {rec['rmse']:.4f} SAM {rec['sam_deg']:.2f} deg "
+                  f"(cloudy input RMSE {rec['cloudy_rmse']:.4f} SAM {rec['cloudy_sam_deg']:.2f} deg)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
     from .raster import limit_gdal_cache
 
     limit_gdal_cache()
-    from .training import run_train
-
-    commands = {"decloud": _decloud, "clouds": _clouds, "evaluate": _evaluate, "models": _models, "train": run_train}
+    commands = {"decloud": _decloud, "clouds": _clouds, "evaluate": _evaluate, "models": _models, "train": _train}
     try:
         return commands[args.command](args)
     except Cancelled as exc:

@@ -363,12 +363,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             log.warning("--resume: no checkpoint in %s; starting from scratch", ckpt_dir)
         else:
             tensors, state = load_training_state(ckpt, torch.device("cpu"))
-            stored = TrainConfig.from_dict(state["config"])
-            if dataclasses.replace(stored, epochs=config.epochs, out=config.out) != dataclasses.replace(
-                    config, out=config.out):
+            stored = dataclasses.replace(TrainConfig.from_dict(state["config"]), epochs=config.epochs, out=config.out)
+            if stored != config:
                 log.warning("resuming with the configuration stored in %s (command-line options other "
                             "than --epochs are ignored)", ckpt.name)
-            config = dataclasses.replace(stored, epochs=config.epochs, out=config.out)
+            config = stored
             log.info("resuming from %s (step %d)", ckpt.name, state["step"])
 
     device = resolve_device(config.device)
@@ -598,79 +597,3 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
                "model": str(out / "model.safetensors"), "samples_per_s": samples_seen / max(
                    time.perf_counter() - t_start, 1e-9), "rank": rank, "world_size": world}
     return summary
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_train_arguments(p) -> None:
-    """``sarclear train`` options; each overrides the --config file."""
-    p.add_argument("--config", metavar="FILE", help="YAML or JSON training config (options below override it)")
-    p.add_argument("--data", metavar="PATH", help="manifest .csv or SEN12MS-CR / SEN1-2-style folder")
-    p.add_argument("--out", metavar="DIR", help="run folder (checkpoints, history, curves, model.safetensors)")
-    p.add_argument("--preset", choices=("paper", "lite"), help="network size (default paper)")
-    p.add_argument("--ms-only", action="store_true", default=None,
-                   help="train the MS-only twin (Opt-cGAN), the paper's baseline")
-    p.add_argument("--bands", choices=("paper10", "all13"))
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (default 2e-4, see the docs on the paper's 2^-4)")
-    p.add_argument("--crop", type=int, help="training crop size in pixels")
-    p.add_argument("--samples-per-epoch", type=int)
-    p.add_argument("--checkpoint-every", type=int, metavar="STEPS")
-    p.add_argument("--eval-every", type=int, metavar="STEPS")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"))
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
-    p.add_argument("--workers", type=int, help="data loader processes")
-    p.add_argument("--tensorboard", action="store_true", default=None)
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--compare-with", metavar="RUN_DIR", action="append", default=[],
-                   help="another run whose history is drawn in this run's curves (e.g. the other twin)")
-
-
-def run_train(args) -> int:
-    """The ``sarclear train`` command."""
-    import sys
-
-    options = {k: getattr(args, k) for k in ("data", "out", "preset", "ms_only", "bands", "epochs", "batch_size",
-                                             "lr", "crop", "samples_per_epoch", "checkpoint_every", "eval_every",
-                                             "seed", "device", "precision", "compile", "workers", "tensorboard")}
-    if args.config:
-        config = TrainConfig.from_file(args.config, **options)
-    else:
-        config = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
-    if not config.data and not args.resume:
-        raise InputError("give the training data with --data (or in --config)")
-    compare = {}
-    for run in args.compare_with:
-        hist = Path(run) / "history.json"
-        if hist.is_file():
-            compare[Path(run).name] = json.loads(hist.read_text())
-    bar = None
-
-    def progress(done: int, total: int, stats: dict) -> None:
-        nonlocal bar
-        if args.quiet:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc="train", unit=" steps", file=sys.stderr, dynamic_ncols=True)
-        bar.n = done
-        bar.set_postfix(epoch=stats["epoch"], loss_g=f"{stats['loss_g']:.3f}", loss_d=f"{stats['loss_d']:.3f}",
-                        samples_s=f"{stats['samples_per_s']:.1f}")
-
-    try:
-        summary = train(config, resume=args.resume, progress=progress, compare=compare)
-    finally:
-        if bar is not None:
-            bar.close()
-    if summary["rank"] == 0:
-        print(f"model: {summary['model']}\ncurves: {Path(summary['out']) / 'curves.png'}\n"
-              f"history: {Path(summary['out']) / 'history.csv'}")
-        for rec in summary["history"][-2:]:
-            print(f"{rec['split']}: RMSE {rec['rmse']:.4f} SAM {rec['sam_deg']:.2f} deg "
-                  f"(cloudy input RMSE {rec['cloudy_rmse']:.4f} SAM {rec['cloudy_sam_deg']:.2f} deg)")
-    return 0
