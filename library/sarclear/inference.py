@@ -364,8 +364,8 @@ def decloud(
                        descriptions=_output_descriptions(ms_stack), metadata=metadata,
                        overwrite=opts.overwrite, cog=opts.cog, overviews=opts.overviews,
                        compress=opts.compress) as writer:
-        tiles = _stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
-                        writer, opts, progress, cancel)
+        tiles = _Stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
+                        writer, opts, progress, cancel).run()
     result = DecloudResult(Path(out), area, tiles, time.perf_counter() - t0, str(device),
                            engine.batch_size, notes=engine.notes)
     log.info("declouded %d tiles in %.1f s on %s", tiles, result.seconds, device)
@@ -400,114 +400,117 @@ def panels(width: int, panel_width: int) -> list[tuple[int, int]]:
     return [(p, min(p + step, width)) for p in range(0, width, step)]
 
 
-def _stream(stacks: dict[str, RasterStack], area: Window, sar_scaling, scaling: OpticalScaling,
-            engine: TileEngine, writer: GeoTiffWriter, opts: DecloudOptions,
-            progress: ProgressFn | None, cancel: CancelFn | None) -> int:
+class _Stream:
     """The tile loop, panel by panel (column ranges, so memory is bounded in both
     directions): read strips of tile rows, queue their tiles, run full batches across strip
     boundaries, blend, release finished rows to the writer. Tiles of the global grid that
     straddle two panels are computed for both (each writes only its own columns), so the
     output is the same as without panels."""
-    tile = engine.model.config.tile_size
-    overlap = tile // 4 if opts.overlap is None else opts.overlap
-    col_offsets = tile_offsets(area.width, tile, overlap)
-    row_offsets = tile_offsets(area.height, tile, overlap)
-    plan = [(p0, p1, [c for c in col_offsets if c < p1 and c + tile > p0])
-            for p0, p1 in panels(area.width, opts.panel_width)]
-    total = len(row_offsets) * sum(len(cols) for _, _, cols in plan)
-    weights = blend_weights(tile, overlap).to(engine.device)
-    reader = _Strips(stacks, opts.io_threads)
-    done = 0
-    try:
-        for p0, p1, cols in plan:
-            done = _stream_panel(stacks, area, p0, p1, cols, row_offsets, tile, overlap, weights, reader,
-                                 sar_scaling, scaling, engine, writer, opts, progress, cancel, done, total)
-    finally:
-        reader.close()
-    return total
 
+    def __init__(self, stacks: dict[str, RasterStack], area: Window, sar_scaling, scaling: OpticalScaling,
+                 engine: TileEngine, writer: GeoTiffWriter, opts: DecloudOptions,
+                 progress: ProgressFn | None, cancel: CancelFn | None):
+        self.stacks, self.area, self.sar_scaling, self.scaling = stacks, area, sar_scaling, scaling
+        self.engine, self.writer, self.opts, self.progress, self.cancel = engine, writer, opts, progress, cancel
+        self.tile = engine.model.config.tile_size
+        self.overlap = self.tile // 4 if opts.overlap is None else opts.overlap
+        self.row_offsets = tile_offsets(area.height, self.tile, self.overlap)
+        col_offsets = tile_offsets(area.width, self.tile, self.overlap)
+        self.plan = [(p0, p1, [c for c in col_offsets if c < p1 and c + self.tile > p0])
+                     for p0, p1 in panels(area.width, opts.panel_width)]
+        self.total = len(self.row_offsets) * sum(len(cols) for _, _, cols in self.plan)
+        self.weights = blend_weights(self.tile, self.overlap).to(engine.device)
+        self.done = 0
 
-def _stream_panel(stacks, area: Window, p0: int, p1: int, cols: list[int], row_offsets: list[int], tile: int,
-                  overlap: int, weights: torch.Tensor, reader: _Strips, sar_scaling, scaling: OpticalScaling,
-                  engine: TileEngine, writer: GeoTiffWriter, opts: DecloudOptions, progress: ProgressFn | None,
-                  cancel: CancelFn | None, done: int, total: int) -> int:
-    device, n_out = engine.device, engine.model.config.out_channels
-    c_min, strip_width = cols[0], cols[-1] + tile - cols[0]
-    n_strips = len(row_offsets)
-    # rows the blender must hold: the oldest unreleased strip to the newest one a batch reaches
-    capacity = tile + (tile - overlap) * (-(-engine.batch_size // len(cols)) + 1)
-    blender = StripBlender(n_out + 1, p1 - p0, capacity, device)
-    block_writer = _BlockWriter(writer, scaling, opts.io_threads, col_off=p0)
-    remaining = [len(cols)] * n_strips
-    queue: deque[_Tile] = deque()
-    released = 0
+    def run(self) -> int:
+        """Decloud the whole area; returns the number of tiles computed."""
+        reader = _Strips(self.stacks, self.opts.io_threads)
+        try:
+            for p0, p1, cols in self.plan:
+                self._panel(reader, p0, p1, cols)
+        finally:
+            reader.close()
+        return self.total
 
-    def strip_window(k: int) -> Window:
-        return Window(area.col_off + c_min, area.row_off + row_offsets[k], strip_width, tile)
-
-    def run_batch() -> None:
-        nonlocal done, released
-        if cancel and cancel():
+    def _check_cancel(self) -> None:
+        if self.cancel and self.cancel():
             raise Cancelled("cancelled; no output was written")
-        batch = [queue.popleft() for _ in range(min(engine.batch_size, len(queue)))]
-        pred = engine(torch.stack([t.ms for t in batch]), torch.stack([t.sar for t in batch]))
-        for t, p in zip(batch, pred):
-            if t.mask is not None:
-                soft = _soft_mask(t.mask[None, None], opts.mask_feather)[0]
-                p = soft * p + (1 - soft) * t.original
-            blender.add(torch.cat([p, t.valid.to(p.dtype)[None]]), weights,
-                        Window(t.col - p0, row_offsets[t.strip], tile, tile))
-            remaining[t.strip] -= 1
-        done += len(batch)
-        if progress:
-            progress(done, total, "tiles")
-        while released < n_strips and remaining[released] == 0:  # strips finish in order
-            last = released + 1 == n_strips
-            _, mean, wsum = blender.release(area.height if last else row_offsets[released + 1])
-            out_valid = (mean[n_out] > 0.5) & (wsum > 0)
-            block_writer.add(mean[:n_out].cpu().numpy(), out_valid.cpu().numpy(), final=last)
-            released += 1
 
-    ok = False
-    try:
-        pending = reader.submit(strip_window(0))
-        for k in range(n_strips):
-            if cancel and cancel():
-                raise Cancelled("cancelled; no output was written")
-            data = reader.result(pending)
-            if k + 1 < n_strips:
-                pending = reader.submit(strip_window(k + 1))
-            queue.extend(_strip_tiles(data, stacks, k, cols, c_min, tile, sar_scaling, scaling, device))
-            while len(queue) >= engine.batch_size or (k + 1 == n_strips and queue):
-                run_batch()
-        ok = True
-    finally:
-        block_writer.close(wait=ok)
-    return done
+    def _panel(self, reader: _Strips, p0: int, p1: int, cols: list[int]) -> None:
+        engine, tile, rows = self.engine, self.tile, self.row_offsets
+        n_out = engine.model.config.out_channels
+        c_min, strip_width = cols[0], cols[-1] + tile - cols[0]
+        # rows the blender must hold: the oldest unreleased strip to the newest one a batch reaches
+        capacity = tile + (tile - self.overlap) * (-(-engine.batch_size // len(cols)) + 1)
+        blender = StripBlender(n_out + 1, p1 - p0, capacity, engine.device)
+        block_writer = _BlockWriter(self.writer, self.scaling, self.opts.io_threads, col_off=p0)
+        remaining = [len(cols)] * len(rows)
+        queue: deque[_Tile] = deque()
+        released = 0
 
+        def strip_window(k: int) -> Window:
+            return Window(self.area.col_off + c_min, self.area.row_off + rows[k], strip_width, tile)
 
-def _strip_tiles(data: dict, stacks: dict[str, RasterStack], k: int, cols: list[int], c_min: int, tile: int,
-                 sar_scaling, scaling: OpticalScaling, device: torch.device) -> list[_Tile]:
-    """A strip's rasters -> network-range tiles (views, no copies)."""
-    raw, valid = data["ms"]
-    refl = scaling.to_reflectance(torch.from_numpy(raw).to(device))
-    valid_t = torch.from_numpy(valid).to(device)
-    ms_net = _fill_invalid(reflectance_to_network(refl), valid_t)
-    if "sar" in data:
-        sar_raw, sar_valid = data["sar"]
-        sar_valid_t = torch.from_numpy(sar_valid).to(device)
-        sar_net = _fill_invalid(sar_scaling.to_network(torch.from_numpy(sar_raw).to(device)), sar_valid_t)
-        valid_t = valid_t & sar_valid_t
-    else:
-        sar_net = ms_net[:0]
-    mask = original = None
-    if "mask" in data:
-        m_raw, m_valid = data["mask"]
-        mask = torch.from_numpy(_mask_values(m_raw[0], m_valid, stacks["mask"].dtype)).to(device)
-        original = torch.nan_to_num(refl)
-    tiles = []
-    for c in cols:
-        x = slice(c - c_min, c - c_min + tile)
-        tiles.append(_Tile(k, c, ms_net[:, :, x], sar_net[:, :, x], valid_t[:, x],
-                           None if mask is None else mask[:, x], None if original is None else original[:, :, x]))
-    return tiles
+        def run_batch() -> None:
+            nonlocal released
+            self._check_cancel()
+            batch = [queue.popleft() for _ in range(min(engine.batch_size, len(queue)))]
+            pred = engine(torch.stack([t.ms for t in batch]), torch.stack([t.sar for t in batch]))
+            for t, p in zip(batch, pred):
+                if t.mask is not None:
+                    soft = _soft_mask(t.mask[None, None], self.opts.mask_feather)[0]
+                    p = soft * p + (1 - soft) * t.original
+                blender.add(torch.cat([p, t.valid.to(p.dtype)[None]]), self.weights,
+                            Window(t.col - p0, rows[t.strip], tile, tile))
+                remaining[t.strip] -= 1
+            self.done += len(batch)
+            if self.progress:
+                self.progress(self.done, self.total, "tiles")
+            while released < len(rows) and remaining[released] == 0:  # strips finish in order
+                last = released + 1 == len(rows)
+                _, mean, wsum = blender.release(self.area.height if last else rows[released + 1])
+                out_valid = (mean[n_out] > 0.5) & (wsum > 0)
+                block_writer.add(mean[:n_out].cpu().numpy(), out_valid.cpu().numpy(), final=last)
+                released += 1
+
+        ok = False
+        try:
+            pending = reader.submit(strip_window(0))
+            for k in range(len(rows)):
+                self._check_cancel()
+                data = reader.result(pending)
+                if k + 1 < len(rows):
+                    pending = reader.submit(strip_window(k + 1))
+                queue.extend(self._strip_tiles(data, k, cols))
+                while len(queue) >= engine.batch_size or (k + 1 == len(rows) and queue):
+                    run_batch()
+            ok = True
+        finally:
+            block_writer.close(wait=ok)
+
+    def _strip_tiles(self, data: dict, k: int, cols: list[int]) -> list[_Tile]:
+        """A strip's rasters (starting at column ``cols[0]``) -> network-range tiles (views,
+        no copies)."""
+        device, tile, c_min = self.engine.device, self.tile, cols[0]
+        raw, valid = data["ms"]
+        refl = self.scaling.to_reflectance(torch.from_numpy(raw).to(device))
+        valid_t = torch.from_numpy(valid).to(device)
+        ms_net = _fill_invalid(reflectance_to_network(refl), valid_t)
+        if "sar" in data:
+            sar_raw, sar_valid = data["sar"]
+            sar_valid_t = torch.from_numpy(sar_valid).to(device)
+            sar_net = _fill_invalid(self.sar_scaling.to_network(torch.from_numpy(sar_raw).to(device)), sar_valid_t)
+            valid_t = valid_t & sar_valid_t
+        else:
+            sar_net = ms_net[:0]
+        mask = original = None
+        if "mask" in data:
+            m_raw, m_valid = data["mask"]
+            mask = torch.from_numpy(_mask_values(m_raw[0], m_valid, self.stacks["mask"].dtype)).to(device)
+            original = torch.nan_to_num(refl)
+        tiles = []
+        for c in cols:
+            x = slice(c - c_min, c - c_min + tile)
+            tiles.append(_Tile(k, c, ms_net[:, :, x], sar_net[:, :, x], valid_t[:, x],
+                               None if mask is None else mask[:, x], None if original is None else original[:, :, x]))
+        return tiles
