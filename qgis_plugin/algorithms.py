@@ -46,7 +46,7 @@ from qgis.core import (
 
 from . import layers
 from .environment import missing_dependencies, plugin_icon
-from .task import RunParameters, run_decloud
+from .task import RunParameters, metrics_text, run_decloud
 
 DEVICES = ("auto", "cpu", "cuda")
 SAR_UNITS = ("auto", "db", "linear")
@@ -257,9 +257,7 @@ class RemoveClouds(_SarclearAlgorithm):
         for note in result.notes:
             feedback.pushWarning(note)
         if result.metrics:
-            feedback.pushInfo(f"{result.metrics['kind']} metrics: RMSE {result.metrics['rmse']:.4f}, "
-                              f"SAM {result.metrics['sam_deg']:.2f}°, PSNR {result.metrics['psnr']:.1f} dB, "
-                              f"SSIM {result.metrics['ssim']:.3f}")
+            feedback.pushInfo(f"{result.metrics['kind']} metrics: {metrics_text(result.metrics)}")
         _style_on_load(context, out, "output")
         if context.willLoadLayerOnCompletion(out):  # the maps too, beside the reconstruction
             kind = (result.metrics or {}).get("kind", "change")
@@ -311,8 +309,7 @@ class ErrorMaps(_SarclearAlgorithm):
         feedback.setProgress(100)
         _style_on_load(context, rmse, "rmse")
         _style_on_load(context, sam, "sam")
-        feedback.pushInfo(f"RMSE {metrics['rmse']:.4f}, SAM {metrics['sam_deg']:.2f}°, MAE {metrics['mae']:.4f}, "
-                          f"PSNR {metrics['psnr']:.1f} dB, SSIM {metrics['ssim']:.3f} over {metrics['pixels']} pixels")
+        feedback.pushInfo(f"{metrics_text(metrics)} over {metrics['pixels']} pixels")
         return {"RMSE_MAP": rmse, "SAM_MAP": sam, "METRICS": metrics_path or "", **self.metric_outputs(metrics)}
 
 

@@ -8,7 +8,7 @@ from qgis.core import Qgis, QgsApplication, QgsMessageLog
 from qgis.PyQt.QtWidgets import QAction
 
 from .environment import plugin_icon
-from .task import LOG_TAG, DecloudTask, RunParameters
+from .task import LOG_TAG, DecloudTask, RunParameters, metrics_text
 
 MENU = "&sarclear"
 
@@ -17,8 +17,7 @@ def metrics_summary(metrics: dict | None) -> str:
     """One line for the message bar: the run's metrics, named as errors or as changes."""
     if not metrics:
         return ""
-    values = (f"RMSE {metrics['rmse']:.4f}, SAM {metrics['sam_deg']:.2f}°, MAE {metrics['mae']:.4f}, "
-              f"PSNR {metrics['psnr']:.1f} dB, SSIM {metrics['ssim']:.3f}")
+    values = metrics_text(metrics)
     if metrics.get("kind") == "error":
         return f"error against the reference: {values}"
     return f"change between cloudy input and output: {values}"

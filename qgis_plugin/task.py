@@ -53,6 +53,12 @@ def output_files(out: str | os.PathLike, with_reference: bool) -> list[Path]:
     return [Path(out), *map_paths(out, with_reference).values()]
 
 
+def metrics_text(metrics: dict) -> str:
+    """The metrics of a run or an evaluation in one line, as the plugin shows them."""
+    return (f"RMSE {metrics['rmse']:.4f}, SAM {metrics['sam_deg']:.2f}°, MAE {metrics['mae']:.4f}, "
+            f"PSNR {metrics['psnr']:.1f} dB, SSIM {metrics['ssim']:.3f}")
+
+
 def _signature(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
