@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from sarclear.checkpoint import Model
+from sarclear.devices import autocast
 from sarclear.networks import ModelConfig, build, preset
 from sarclear.training import EMA
 
@@ -100,12 +101,6 @@ def training_variants(device: torch.device, batch: int, compile_mode: str = "def
     ]
 
 
-def _autocast(device: torch.device, precision: str):
-    from sarclear.devices import autocast
-
-    return autocast(device, precision)
-
-
 def _inputs(config: ModelConfig, batch: int, device: torch.device, channels_last: bool,
             seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(clear target, cloudy MS, SAR) in the network range, (B, C, tile, tile)."""
@@ -143,7 +138,7 @@ class InferenceStep:
     def __call__(self) -> torch.Tensor:
         if self.engine is not None:
             return self.engine(self.x_ms, self.x_sar)
-        with torch.inference_mode(), _autocast(self.device, self.variant.precision):
+        with torch.inference_mode(), autocast(self.device, self.variant.precision):
             return self.fn(self.x_ms, self.x_sar)
 
 
@@ -177,10 +172,10 @@ class TrainStep:
 
     def __call__(self) -> tuple[float, float]:
         precision, y, cond = self.variant.precision, self.y, self.cond
-        with _autocast(self.device, precision):
+        with autocast(self.device, precision):
             fake = self.G_train(self.x_ms, self.x_sar)
         self.opt_d.zero_grad(set_to_none=True)
-        with _autocast(self.device, precision):
+        with autocast(self.device, precision):
             logits_real = self.D_train(cond, y)
             logits_fake = self.D_train(cond, fake.detach())
             loss_d = 0.5 * (self.bce(logits_real.float(), torch.ones_like(logits_real, dtype=torch.float32))
@@ -189,7 +184,7 @@ class TrainStep:
         self.opt_d.step()
         self.opt_g.zero_grad(set_to_none=True)
         self.D.requires_grad_(False)
-        with _autocast(self.device, precision):
+        with autocast(self.device, precision):
             logits = self.D(cond, fake)
             loss_gan = self.bce(logits.float(), torch.ones_like(logits, dtype=torch.float32))
         valid = self.valid

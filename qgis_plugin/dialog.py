@@ -428,8 +428,9 @@ class SarclearDialog(QDialog):
         self.reference_match = (layers.match_bands([reference], "optical", cfg.bands)
                                 if reference is not None and cfg is not None else None)
         self._fill_band_table()
-        self.band_status.setText(self.band_problems() or self._band_summary())
-        self.band_status.setStyleSheet(_ERROR_STYLE if self.band_problems() else _OK_STYLE)
+        problems = self.band_problems()
+        self.band_status.setText(problems or self._band_summary())
+        self.band_status.setStyleSheet(_ERROR_STYLE if problems else _OK_STYLE)
         self._update_run_button()
 
     def _fill_band_table(self) -> None:

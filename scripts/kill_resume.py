@@ -24,19 +24,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from sarclear.training import latest_checkpoint
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = {"data": str(ROOT / "resources/samples/train_manifest.csv"), "preset": "lite", "crop": 128,
           "batch_size": 2, "samples_per_epoch": 16, "epochs": 3, "checkpoint_every": 1, "eval_max_pairs": 1,
           "keep_checkpoints": 2, "seed": 5}
 
 
-def _latest(out: Path) -> Path | None:
-    files = sorted((out / "checkpoints").glob("step-*.safetensors"))
-    return files[-1] if files else None
-
-
 def _step(out: Path) -> int:
-    last = _latest(out)
+    last = latest_checkpoint(out)
     return int(last.stem.split("-")[1]) if last else 0
 
 
@@ -90,7 +87,7 @@ def main() -> int:
     if final.returncode != 0:
         print(err)
         return 1
-    a, b = load_file(str(_latest(work / "straight"))), load_file(str(_latest(out)))
+    a, b = load_file(str(latest_checkpoint(work / "straight"))), load_file(str(latest_checkpoint(out)))
     differ = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
     same_model = all(torch.equal(x, y) for x, y in zip(load_file(str(work / "straight/model.safetensors")).values(),
                                                       load_file(str(out / "model.safetensors")).values()))
