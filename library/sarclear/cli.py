@@ -81,10 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="FILE", help="model file (.safetensors); default: the bundled demo model")
     p.add_argument("--out", required=True, metavar="FILE", help="output GeoTIFF")
     p.add_argument("--reference", nargs="+", metavar="PATH", help="cloud-free reference to score against")
-    p.add_argument("--mask", metavar="FILE",
-                   help="cloud mask raster: 0 = clear (kept as is), > 0 = cloud; float = cloud probability")
-    p.add_argument("--mask-feather", type=float, default=6.0, metavar="PX",
-                   help="pixels over which the reconstruction fades into kept clear areas (default 6)")
+    p.add_argument("--mask", metavar="auto|none|FILE", default="auto",
+                   help="cloud mask: auto (default: detect clouds and shadows, written to <out>_mask.tif), none "
+                        "(no mask: a plain generator changes every pixel), or a raster: 0 = clear, > 0 = cloud; "
+                        "float = cloud probability. Pixels the mask calls clear are kept exactly")
+    p.add_argument("--mask-method", choices=("auto", "csmask", "rules"), default="auto",
+                   help="detector for --mask auto: ukis-csmask's CNN (csmask), the spectral rules, or auto "
+                        "(csmask when installed)")
+    p.add_argument("--mask-feather", type=float, default=0.0, metavar="PX",
+                   help="pixels inside the mask over which the reconstruction fades in (default 0)")
     p.add_argument("--aoi", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
                    help="area of interest in the optical raster's CRS")
     p.add_argument("--sar-channels", type=_csv, metavar="VV,VH",
@@ -158,7 +163,7 @@ def _decloud(args: argparse.Namespace) -> int:
     model = args.model or default_model()
     opts = DecloudOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
-                          mask_feather=args.mask_feather, ms_bands=args.ms_bands, sar_channels=args.sar_channels,
+                          mask_method=args.mask_method, mask_feather=args.mask_feather, ms_bands=args.ms_bands, sar_channels=args.sar_channels,
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
                           overwrite=args.overwrite, cog=args.cog, overviews=args.overviews, compress=args.compress)
     bar = _Progress(not args.quiet, "decloud")
@@ -171,6 +176,8 @@ def _decloud(args: argparse.Namespace) -> int:
           f"{result.tiles} tiles, {result.seconds:.1f} s on {result.device})")
     for name, path in result.maps.items():
         print(f"{name} map: {path}")
+    for note in result.notes:
+        print(f"note: {note}")
     if result.metrics is not None:
         m = result.metrics
         label = "against the reference" if args.reference else "change, input vs output"

@@ -15,6 +15,7 @@ prediction is blended in smoothly at the mask's borders.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -22,12 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from osgeo import gdal
 
 from . import __version__
 from .checkpoint import Model, load_model
 from .devices import autocast, is_out_of_memory, resolve_device
 from .errors import DeviceError, InputError
+from .fill import normalized_convolution
 from .raster import (
     GeoTiffWriter,
     Grid,
@@ -38,6 +42,7 @@ from .raster import (
     open_optical,
     open_sar,
     open_single_band,
+    preview,
 )
 from .scaling import OpticalScaling, network_to_reflectance
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
@@ -61,8 +66,10 @@ class DecloudOptions:
     overlap: int | None = None           # pixels shared by neighbouring tiles; None: tile / 4
     aoi: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax, optical CRS
     window: Window | None = None         # or a pixel window of the optical raster
-    cloud_mask: str | None = None        # raster: 0 clear, > 0 cloud (float: cloud probability)
-    mask_feather: float = 6.0            # pixels over which prediction fades into clear areas
+    cloud_mask: str | None = "auto"      # "auto": detect clouds and shadows; None/"none": no mask;
+                                         # else a raster: 0 clear, > 0 cloud (float: cloud probability)
+    mask_method: str = "auto"            # detector for "auto": auto (ukis-csmask, else rules), csmask, rules
+    mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
     ms_bands: Sequence[str] | None = None      # names of unlabelled optical bands, in file order
     sar_channels: Sequence[str] | None = None  # names of unlabelled SAR bands, in file order
     sar_units: str = "auto"              # db, linear, auto
@@ -90,6 +97,14 @@ class DecloudResult:
     metrics: dict | None = None
     metrics_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def side_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """Where the detected cloud mask (``<stem>_mask.tif``) and the uncertainty map
+    (``<stem>_uncertainty.tif``) of ``out`` go."""
+    out = Path(out)
+    stem = out.with_suffix("").name
+    return {"mask": out.with_name(f"{stem}_mask.tif"), "uncertainty": out.with_name(f"{stem}_uncertainty.tif")}
 
 
 def default_nodata(dtype: int) -> float:
@@ -121,15 +136,39 @@ class TileEngine:
         self.notes: list[str] = []
 
     def __call__(self, ms: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
-        """Network-range tiles (N, C, H, W) -> reflectance predictions (N, C_out, H, W), fp32."""
-        out = []
-        i = 0
-        while i < ms.shape[0]:
-            n = min(self.batch_size, ms.shape[0] - i)
+        """Plain generator: network-range tiles (N, C, H, W) -> reflectance predictions
+        (N, C_out, H, W), fp32."""
+        return self._batched(lambda m, s: (network_to_reflectance(self.generator(m, s).float()),), ms, sar)[0]
+
+    def fill(self, observed: torch.Tensor, clear: torch.Tensor, sar: torch.Tensor,
+             fallback: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask-aware generator: observed reflectance (N, C, H, W), clear weight (N, 1, H, W),
+        SAR in network range (N, S, H, W) -> (estimate, variance), reflectance, fp32.
+
+        The prior is each tile's normalized-convolution fill of its clear pixels; a tile with
+        no clear pixel takes ``fallback`` (C,), the scene's clear mean, instead."""
+
+        def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            prior = normalized_convolution(obs.float(), clr.float())
+            if fallback is not None:
+                none_clear = clr.flatten(1).amax(dim=1) <= 0
+                prior = torch.where(none_clear[:, None, None, None], fallback.view(1, -1, 1, 1).to(prior), prior)
+            obs = torch.where(clr > 0, obs, prior)
+            estimate, log_var = self.generator(obs, clr, prior, s)
+            return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
+
+        return self._batched(run, observed, clear, sar)
+
+    def _batched(self, fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Apply ``fn`` to batches of ``inputs`` (first dimension), halving the batch on
+        out-of-memory; returns the outputs concatenated."""
+        outs: list[tuple[torch.Tensor, ...]] = []
+        i, total = 0, inputs[0].shape[0]
+        while i < total:
+            n = min(self.batch_size, total - i)
             try:
                 with torch.inference_mode(), autocast(self.device, self.precision):
-                    y = self.generator(ms[i:i + n], sar[i:i + n])
-                out.append(network_to_reflectance(y.float()))
+                    outs.append(fn(*(t[i:i + n] for t in inputs)))
                 i += n
             except Exception as exc:
                 if not is_out_of_memory(exc):
@@ -143,7 +182,7 @@ class TileEngine:
                 note = f"out of memory on {self.device} with {n} tiles per batch; retrying with {self.batch_size}"
                 log.warning(note)
                 self.notes.append(note)
-        return torch.cat(out)
+        return tuple(torch.cat(parts) for parts in zip(*outs))
 
 
 def _output_descriptions(stack: RasterStack) -> tuple[str, ...]:
@@ -202,8 +241,20 @@ def decloud(
                                  order=opts.sar_channels, units=opts.sar_units)
     elif sar is not None:
         log.warning("model %s takes no SAR input; the SAR raster is ignored", cfg.preset)
-    if opts.cloud_mask:
-        stacks["mask"] = open_single_band(opts.cloud_mask, ms_stack.grid)
+    side = side_paths(out)
+    gapfill = getattr(cfg, "kind", "unet") == "gapfill"
+    mask_mode = str(opts.cloud_mask).lower() if opts.cloud_mask in (None, "auto", "none", "AUTO", "NONE") else "file"
+    for key in (["mask"] if mask_mode == "auto" else []) + (["uncertainty"] if gapfill else []):
+        check_output_path(side[key], opts.overwrite)
+    notes: list[str] = []
+    mask_path = (_detect_mask(ms_stack, scaling, side["mask"], area, opts, notes, progress, cancel)
+                 if mask_mode == "auto" else opts.cloud_mask if mask_mode == "file" else None)
+    if mask_path is not None:
+        stacks["mask"] = open_single_band(mask_path, ms_stack.grid)
+    elif gapfill:
+        notes.append("no cloud mask: a mask-aware model changes only masked pixels, so the output equals the input")
+        log.warning(notes[-1])
+    fallback = _clear_mean(stacks, scaling, area) if gapfill else None
 
     out_grid = ms_stack.grid.subgrid(area)
     nodata = ms_stack.nodata[0] if ms_stack.nodata[0] is not None else default_nodata(ms_stack.dtype)
@@ -211,22 +262,66 @@ def decloud(
     engine = TileEngine(mdl, device, batch, opts.precision)
     metadata = {"SARCLEAR_VERSION": __version__, "SARCLEAR_MODEL": Path(mdl.path).name or cfg.preset,
                 "SARCLEAR_PRESET": cfg.preset}
-    with GeoTiffWriter(out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
-                       descriptions=_output_descriptions(ms_stack), metadata=metadata,
-                       overwrite=opts.overwrite, cog=opts.cog, overviews=opts.overviews,
-                       compress=opts.compress) as writer:
+    with contextlib.ExitStack() as outputs:
+        writer = outputs.enter_context(GeoTiffWriter(
+            out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
+            descriptions=_output_descriptions(ms_stack), metadata=metadata, overwrite=opts.overwrite,
+            cog=opts.cog, overviews=opts.overviews, compress=opts.compress))
+        sigma_writer = None if not gapfill else outputs.enter_context(GeoTiffWriter(
+            side["uncertainty"], out_grid, 1, gdal.GDT_Float32, nodata=float("nan"),
+            descriptions=("sigma (reflectance, RMS over bands)",), metadata=metadata, overwrite=opts.overwrite,
+            compress=opts.compress))
         tiles = TileStream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
-                        writer, opts, progress, cancel).run()
+                           writer, opts, progress, cancel, sigma_writer=sigma_writer, fallback=fallback).run()
     result = DecloudResult(Path(out), area, tiles, time.perf_counter() - t0, str(device),
-                           engine.batch_size, notes=engine.notes)
+                           engine.batch_size, notes=notes + engine.notes)
+    if mask_mode == "auto" and mask_path is not None:
+        result.maps["mask"] = Path(mask_path)
+    if gapfill:
+        result.maps["uncertainty"] = side["uncertainty"]
     log.info("declouded %d tiles in %.1f s on %s", tiles, result.seconds, device)
     if maps:
         from .evaluation import error_maps
 
-        result.maps, result.metrics, result.metrics_path = error_maps(
+        maps_written, result.metrics, result.metrics_path = error_maps(
             out, reference if reference is not None else ms, cfg.bands, is_reference=reference is not None,
             reference_scaling=None if reference is not None else scaling,
             reference_order=None if reference is not None else opts.ms_bands,
             overwrite=opts.overwrite, cancel=cancel)
+        result.maps.update(maps_written)
     return result
+
+
+def _detect_mask(stack: RasterStack, scaling: OpticalScaling, path: Path, area: Window, opts: DecloudOptions,
+                 notes: list[str], progress: ProgressFn | None, cancel: CancelFn | None) -> Path | None:
+    """Detect clouds and shadows over ``area`` into ``path``; None (with a warning) when no
+    detector can run, so the run goes on without a mask."""
+    try:
+        from .masks import MaskOptions, detect_raster
+    except ImportError as exc:  # pragma: no cover - masks ships with the library
+        notes.append(f"cloud detection unavailable ({exc}); no mask used")
+        log.warning(notes[-1])
+        return None
+    summary = detect_raster(stack, scaling, path, area=area, options=MaskOptions(method=opts.mask_method),
+                            progress=progress, cancel=cancel, overwrite=opts.overwrite)
+    log.info("cloud mask (%s): %.1f %% cloud, %.1f %% shadow -> %s", summary.method,
+             100 * summary.cloud_fraction, 100 * summary.shadow_fraction, path)
+    for note in summary.notes:
+        log.warning(note)
+    notes.extend(summary.notes)
+    return Path(summary.path)
+
+
+def _clear_mean(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window) -> np.ndarray | None:
+    """Each band's mean reflectance over the clear pixels of a decimated view of ``area``:
+    the prior of tiles that see no clear pixel at all. Over all valid pixels when the view
+    has no clear pixel; None when it has no valid pixel."""
+    refl = scaling.to_reflectance(preview(stacks["ms"], 512, area))  # (C, h, w), NaN nodata
+    ok = np.isfinite(refl).all(axis=0)
+    if "mask" in stacks:
+        m = stacks["mask"].open().read_decimated(area, refl.shape[2], refl.shape[1])[0]
+        clear = ok & (np.nan_to_num(m, nan=1.0) == 0)
+        if clear.any():
+            ok = clear
+    return refl[:, ok].mean(axis=1).astype(np.float32) if ok.any() else None
 

@@ -41,19 +41,20 @@ def _fill_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, x, mean[:, None, None])
 
 
-def _soft_mask(mask: torch.Tensor, feather: float) -> torch.Tensor:
-    """Cloud mask (N, 1, H, W) in [0, 1] -> blending weight of the prediction: 1 on clouds,
-    fading to 0 over about ``feather`` pixels into the clear area."""
+def estimate_weight(mask: torch.Tensor, feather: float) -> torch.Tensor:
+    """Cloud weight (N, 1, H, W) in [0, 1] -> weight of the estimate against the observed
+    pixel. Exactly 0 where the mask is 0, so a clear pixel is never changed; inside the
+    masked area it rises from about half at the border to the mask's value over about
+    ``feather`` pixels, so the estimate meets the observed image without a seam."""
     if feather <= 0:
         return mask
     radius = max(1, round(2 * feather))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=mask.device)
     g = torch.exp(-(x**2) / (2 * feather**2))
     g = g / g.sum()
-    m = F.pad(mask, (radius, radius, radius, radius), mode="replicate")
-    m = F.conv2d(m, g.view(1, 1, 1, -1))
-    m = F.conv2d(m, g.view(1, 1, -1, 1))
-    return torch.maximum((2 * m).clamp(0, 1), mask)
+    clear = F.pad(1 - mask, (radius, radius, radius, radius), mode="replicate")
+    clear = F.conv2d(F.conv2d(clear, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))  # local clear fraction
+    return mask * (1 - clear).clamp(0, 1)
 
 
 def _mask_values(raw: np.ndarray, valid: np.ndarray, dtype: int) -> np.ndarray:
@@ -115,9 +116,10 @@ class _Strips:
 
 class _BlockWriter:
     """Buffers finished rows and writes them in whole 256-row blocks of the output GeoTIFF
-    (optionally on a writer thread), converting reflectance to the output data type."""
+    (optionally on a writer thread), converting reflectance to the output data type (with
+    ``scaling``; without, the values are written as they are)."""
 
-    def __init__(self, writer: GeoTiffWriter, scaling: OpticalScaling, threaded: bool, block: int = 256,
+    def __init__(self, writer: GeoTiffWriter, scaling: OpticalScaling | None, threaded: bool, block: int = 256,
                  col_off: int = 0):
         self.writer, self.scaling, self.block, self.col_off = writer, scaling, block, col_off
         self._rows: list[tuple[np.ndarray, np.ndarray]] = []
@@ -149,7 +151,8 @@ class _BlockWriter:
             self._futures.append(self._pool.submit(self._write, *job))
 
     def _write(self, top: int, refl: np.ndarray, valid: np.ndarray) -> None:
-        dn = self.scaling.from_reflectance(refl)  # float32: integers up to 2^24 are exact
+        # float32: integers up to 2^24 are exact; no scaling: a map written as it is
+        dn = self.scaling.from_reflectance(refl) if self.scaling is not None else refl
         out = to_dtype(dn, self.writer.dtype, valid, self.writer.nodata)
         self.writer.write(Window(self.col_off, top, refl.shape[2], refl.shape[1]), out)
 
@@ -178,10 +181,11 @@ class _Tile:
 
     strip: int
     col: int                          # column of the tile in the area
-    ms: torch.Tensor                  # (C, t, t) network range
+    ms: torch.Tensor                  # (C, t, t) network range (plain generator) or reflectance (mask-aware)
     sar: torch.Tensor                 # (S, t, t) network range
     valid: torch.Tensor               # (t, t) bool
     mask: torch.Tensor | None = None  # (t, t) cloud weight, with a cloud mask
+    weight: torch.Tensor | None = None    # (t, t) weight of the estimate (0 on clear pixels)
     original: torch.Tensor | None = None  # (C, t, t) input reflectance, with a cloud mask
 
 
@@ -197,13 +201,24 @@ class TileStream:
     directions): read strips of tile rows, queue their tiles, run full batches across strip
     boundaries, blend, release finished rows to the writer. Tiles of the global grid that
     straddle two panels are computed for both (each writes only its own columns), so the
-    output is the same as without panels."""
+    output is the same as without panels.
+
+    With a cloud mask, a pixel the mask calls clear keeps its input value exactly; the
+    estimate is used only inside the masked area (:func:`estimate_weight`). A mask-aware
+    model (``kind == "gapfill"``) also gives a variance, written to ``sigma_writer`` as a
+    standard deviation (reflectance, root mean square over the bands; 0 on kept pixels).
+    """
 
     def __init__(self, stacks: dict[str, RasterStack], area: Window, sar_scaling, scaling: OpticalScaling,
                  engine: TileEngine, writer: GeoTiffWriter, opts: DecloudOptions,
-                 progress: ProgressFn | None, cancel: CancelFn | None):
+                 progress: ProgressFn | None, cancel: CancelFn | None,
+                 sigma_writer: GeoTiffWriter | None = None, fallback: np.ndarray | None = None):
         self.stacks, self.area, self.sar_scaling, self.scaling = stacks, area, sar_scaling, scaling
         self.engine, self.writer, self.opts, self.progress, self.cancel = engine, writer, opts, progress, cancel
+        self.sigma_writer = sigma_writer
+        self.gapfill = getattr(engine.model.config, "kind", "unet") == "gapfill"
+        self.fallback = None if fallback is None else torch.as_tensor(fallback, dtype=torch.float32,
+                                                                       device=engine.device)
         self.tile = engine.model.config.tile_size
         self.overlap = self.tile // 4 if opts.overlap is None else opts.overlap
         self.row_offsets = tile_offsets(area.height, self.tile, self.overlap)
@@ -228,14 +243,40 @@ class TileStream:
         if self.cancel and self.cancel():
             raise Cancelled("cancelled; no output was written")
 
+    def _predict(self, batch: list[_Tile]) -> list[torch.Tensor]:
+        """A batch of tiles -> per tile (C_out [+ 1 variance], t, t) reflectance, composed
+        with the observed pixels where there is a mask."""
+        sar = torch.stack([t.sar for t in batch])
+        if self.gapfill:
+            observed = torch.stack([t.ms for t in batch])
+            clear = torch.stack([1 - t.mask if t.mask is not None else torch.ones_like(t.valid, dtype=torch.float32)
+                                 for t in batch])[:, None]
+            estimate, var = self.engine.fill(observed, clear, sar, self.fallback)
+            var = var.mean(dim=1, keepdim=True)
+        else:
+            estimate, var = self.engine(torch.stack([t.ms for t in batch]), sar), None
+        out = []
+        for k, t in enumerate(batch):
+            p = estimate[k]
+            v = var[k] if var is not None else None
+            if t.weight is not None:
+                p = t.weight * p + (1 - t.weight) * t.original
+                v = None if v is None else t.weight**2 * v
+            out.append(p if self.sigma_writer is None else
+                       torch.cat([p, v if v is not None else torch.zeros_like(p[:1])]))
+        return out
+
     def _panel(self, reader: _Strips, p0: int, p1: int, cols: list[int]) -> None:
         engine, tile, rows = self.engine, self.tile, self.row_offsets
         n_out = engine.model.config.out_channels
+        n_pred = n_out + (self.sigma_writer is not None)
         c_min, strip_width = cols[0], cols[-1] + tile - cols[0]
         # rows the blender must hold: the oldest unreleased strip to the newest one a batch reaches
         capacity = tile + (tile - self.overlap) * (-(-engine.batch_size // len(cols)) + 1)
-        blender = StripBlender(n_out + 1, p1 - p0, capacity, engine.device)
-        block_writer = _BlockWriter(self.writer, self.scaling, self.opts.io_threads, col_off=p0)
+        blender = StripBlender(n_pred + 1, p1 - p0, capacity, engine.device)
+        writers = [_BlockWriter(self.writer, self.scaling, self.opts.io_threads, col_off=p0)]
+        if self.sigma_writer is not None:
+            writers.append(_BlockWriter(self.sigma_writer, None, self.opts.io_threads, col_off=p0))
         remaining = [len(cols)] * len(rows)
         queue: deque[_Tile] = deque()
         released = 0
@@ -247,11 +288,7 @@ class TileStream:
             nonlocal released
             self._check_cancel()
             batch = [queue.popleft() for _ in range(min(engine.batch_size, len(queue)))]
-            pred = engine(torch.stack([t.ms for t in batch]), torch.stack([t.sar for t in batch]))
-            for t, p in zip(batch, pred):
-                if t.mask is not None:
-                    soft = _soft_mask(t.mask[None, None], self.opts.mask_feather)[0]
-                    p = soft * p + (1 - soft) * t.original
+            for t, p in zip(batch, self._predict(batch)):
                 blender.add(torch.cat([p, t.valid.to(p.dtype)[None]]), self.weights,
                             Window(t.col - p0, rows[t.strip], tile, tile))
                 remaining[t.strip] -= 1
@@ -261,8 +298,10 @@ class TileStream:
             while released < len(rows) and remaining[released] == 0:  # strips finish in order
                 last = released + 1 == len(rows)
                 _, mean, wsum = blender.release(self.area.height if last else rows[released + 1])
-                out_valid = (mean[n_out] > 0.5) & (wsum > 0)
-                block_writer.add(mean[:n_out].cpu().numpy(), out_valid.cpu().numpy(), final=last)
+                out_valid = ((mean[n_pred] > 0.5) & (wsum > 0)).cpu().numpy()
+                writers[0].add(mean[:n_out].cpu().numpy(), out_valid, final=last)
+                if len(writers) > 1:
+                    writers[1].add(mean[n_out:n_pred].clamp_min(0).sqrt().cpu().numpy(), out_valid, final=last)
                 released += 1
 
         ok = False
@@ -278,31 +317,36 @@ class TileStream:
                     run_batch()
             ok = True
         finally:
-            block_writer.close(wait=ok)
+            for w in writers:
+                w.close(wait=ok)
 
     def _strip_tiles(self, data: dict, k: int, cols: list[int]) -> list[_Tile]:
-        """A strip's rasters (starting at column ``cols[0]``) -> network-range tiles (views,
-        no copies)."""
+        """A strip's rasters (starting at column ``cols[0]``) -> tiles (views, no copies):
+        network range for the plain generator, reflectance for a mask-aware one."""
         device, tile, c_min = self.engine.device, self.tile, cols[0]
         raw, valid = data["ms"]
         refl = self.scaling.to_reflectance(torch.from_numpy(raw).to(device))
         valid_t = torch.from_numpy(valid).to(device)
-        ms_net = _fill_invalid(reflectance_to_network(refl), valid_t)
+        ms_in = _fill_invalid(refl if self.gapfill else reflectance_to_network(refl), valid_t)
         if "sar" in data:
             sar_raw, sar_valid = data["sar"]
             sar_valid_t = torch.from_numpy(sar_valid).to(device)
             sar_net = _fill_invalid(self.sar_scaling.to_network(torch.from_numpy(sar_raw).to(device)), sar_valid_t)
             valid_t = valid_t & sar_valid_t
         else:
-            sar_net = ms_net[:0]
-        mask = original = None
+            sar_net = ms_in[:0]
+        mask = weight = original = None
         if "mask" in data:
             m_raw, m_valid = data["mask"]
             mask = torch.from_numpy(_mask_values(m_raw[0], m_valid, self.stacks["mask"].dtype)).to(device)
+        elif self.gapfill:  # no mask: a mask-aware model keeps every pixel
+            mask = torch.zeros_like(valid_t, dtype=torch.float32)
+        if mask is not None:
+            weight = estimate_weight(mask[None, None], self.opts.mask_feather)[0, 0]
             original = torch.nan_to_num(refl)
         tiles = []
         for c in cols:
             x = slice(c - c_min, c - c_min + tile)
-            tiles.append(_Tile(k, c, ms_net[:, :, x], sar_net[:, :, x], valid_t[:, x],
-                               None if mask is None else mask[:, x], None if original is None else original[:, :, x]))
+            tiles.append(_Tile(k, c, ms_in[:, :, x], sar_net[:, :, x], valid_t[:, x],
+                               *(None if v is None else v[..., x] for v in (mask, weight, original))))
         return tiles
