@@ -36,9 +36,14 @@ class PriorGenerator(torch.nn.Module):
         return prior + 0 * self.dummy, log_var
 
 
+def _prior_model() -> checkpoint.Model:
+    config = _GapFillConfig(**networks.preset("lite").to_dict() | {"sar_db_range": {}})
+    return checkpoint.Model(PriorGenerator(), config)
+
+
 def _cloudy_scene(tmp_path):
     """The clear sea/coast scene with a thick synthetic cloud (reflectance 0.6) and its mask."""
-    clear, ds = read_raster(CLEAR_S2)
+    clear = read_raster(CLEAR_S2)[0]
     cloudy = clear.copy()
     mask = np.zeros(clear.shape[1:], np.uint8)
     mask[70:150, 90:190] = 1
@@ -50,7 +55,7 @@ def _cloudy_scene(tmp_path):
 
 def test_a_mask_aware_model_fills_only_the_hidden_pixels_and_writes_its_uncertainty(tmp_path):
     clear, mask = _cloudy_scene(tmp_path)
-    model = checkpoint.Model(PriorGenerator(), _GapFillConfig(**networks.preset("lite").to_dict() | {"sar_db_range": {}}))
+    model = _prior_model()
     res = inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, model, tmp_path / "out.tif", maps=False,
                             options=inference.DecloudOptions(cloud_mask=str(tmp_path / "mask.tif")))
     out = read_raster(res.output)[0].astype(np.float64)
@@ -71,7 +76,7 @@ def test_a_mask_aware_model_fills_only_the_hidden_pixels_and_writes_its_uncertai
 
 def test_without_a_mask_a_mask_aware_model_keeps_the_input(tmp_path):
     _cloudy_scene(tmp_path)
-    model = checkpoint.Model(PriorGenerator(), _GapFillConfig(**networks.preset("lite").to_dict() | {"sar_db_range": {}}))
+    model = _prior_model()
     res = inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, model, tmp_path / "out.tif", maps=False,
                             options=inference.DecloudOptions(cloud_mask=None))
     out = read_raster(res.output)[0]

@@ -163,7 +163,8 @@ def _decloud(args: argparse.Namespace) -> int:
     model = args.model or default_model()
     opts = DecloudOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
-                          mask_method=args.mask_method, mask_feather=args.mask_feather, ms_bands=args.ms_bands, sar_channels=args.sar_channels,
+                          mask_method=args.mask_method, mask_feather=args.mask_feather, ms_bands=args.ms_bands,
+                          sar_channels=args.sar_channels,
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
                           overwrite=args.overwrite, cog=args.cog, overviews=args.overviews, compress=args.compress)
     bar = _Progress(not args.quiet, "decloud")
