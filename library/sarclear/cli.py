@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-method", choices=("auto", "csmask", "rules"), default="auto",
                    help="detector for --mask auto: ukis-csmask's CNN (csmask), the spectral rules, or auto "
                         "(csmask when installed)")
+    p.add_argument("--adapt", action="store_true",
+                   help="first fit a copy of the model to this scene's clear pixels (synthetic clouds drawn over "
+                        "them), then decloud with it")
+    p.add_argument("--adapt-time", type=float, default=180.0, metavar="SECONDS",
+                   help="time budget of --adapt (default 180)")
     p.add_argument("--mask-feather", type=float, default=0.0, metavar="PX",
                    help="pixels inside the mask over which the reconstruction fades in (default 0)")
     p.add_argument("--aoi", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
@@ -164,7 +169,7 @@ def _decloud(args: argparse.Namespace) -> int:
     opts = DecloudOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
                           mask_method=args.mask_method, mask_feather=args.mask_feather, ms_bands=args.ms_bands,
-                          sar_channels=args.sar_channels,
+                          sar_channels=args.sar_channels, adapt=args.adapt, adapt_seconds=args.adapt_time,
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
                           overwrite=args.overwrite, cog=args.cog, overviews=args.overviews, compress=args.compress)
     bar = _Progress(not args.quiet, "decloud")

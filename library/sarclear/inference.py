@@ -81,6 +81,9 @@ class DecloudOptions:
     compress: str = "deflate"            # deflate (level 1), zstd (level 1), lzw, none
     io_threads: bool = True              # overlap reading, computing and writing
     panel_width: int = 4096              # columns processed at a time: bounds memory on wide rasters
+    adapt: bool = False                  # fine-tune a copy of the model on the scene's clear pixels first
+    adapt_seconds: float = 180.0         # time budget of that fitting
+    adapt_size: int = 1024               # side of the central window (pixels) it learns from
 
 
 @dataclass
@@ -255,6 +258,8 @@ def decloud(
         notes.append("no cloud mask: a mask-aware model changes only masked pixels, so the output equals the input")
         log.warning(notes[-1])
     fallback = _clear_mean(stacks, scaling, area) if gapfill else None
+    if opts.adapt:
+        mdl = _adapt(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
 
     out_grid = ms_stack.grid.subgrid(area)
     nodata = ms_stack.nodata[0] if ms_stack.nodata[0] is not None else default_nodata(ms_stack.dtype)
@@ -325,3 +330,38 @@ def _clear_mean(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
             ok = clear
     return refl[:, ok].mean(axis=1).astype(np.float32) if ok.any() else None
 
+
+
+
+def _adapt(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,
+           opts: DecloudOptions, device: torch.device, notes: list[str], progress: ProgressFn | None,
+           cancel: CancelFn | None) -> Model:
+    """A copy of ``model`` fitted to the scene: its clear pixels in the central window of
+    ``area`` (at most ``adapt_size`` a side), with synthetic clouds drawn over them."""
+    from .adapt import AdaptOptions, adapt_model, estimate_seconds
+
+    side = opts.adapt_size
+    win = Window(area.col_off + max(0, (area.width - side) // 2), area.row_off + max(0, (area.height - side) // 2),
+                 min(side, area.width), min(side, area.height))
+    raw, valid = stacks["ms"].open().read(win)
+    ms = scaling.to_reflectance(raw)
+    sar = None
+    if "sar" in stacks:
+        sar, sar_valid = stacks["sar"].open().read(win)
+        valid &= sar_valid
+    clear = valid.copy()
+    if "mask" in stacks:
+        m, m_valid = stacks["mask"].open().read(win)
+        clear &= m_valid & (np.nan_to_num(m[0], nan=1.0) == 0)
+    options = AdaptOptions(seconds=opts.adapt_seconds)
+    eta = estimate_seconds(model, win.height, win.width, options, device)
+    log.info("fitting the model to this scene (%d x %d px, %.0f %% clear): about %.0f s", win.width, win.height,
+             100 * clear.mean(), eta)
+    if clear.mean() < 0.05:
+        notes.append(f"too few clear pixels to fit the model to this scene ({100 * clear.mean():.1f} %); "
+                     "the model is used as trained")
+        log.warning(notes[-1])
+        return model
+    adapted = adapt_model(model, ms, sar, clear, options, progress=progress, cancel=cancel)
+    notes.append(f"model fitted to this scene for {opts.adapt_seconds:.0f} s on {clear.sum()} clear pixels")
+    return adapted
