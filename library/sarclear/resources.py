@@ -13,6 +13,8 @@ from .errors import CheckpointError
 
 #: File name of the shipped demo model (SAR-Opt-cGAN, lite preset).
 DEMO_MODEL = "sarclear-lite-demo.safetensors"
+#: The default model: the mask-aware SAR model when it is installed, else the demo model.
+DEFAULT_MODELS = ("sarclear-fill.safetensors", DEMO_MODEL)
 
 
 def resources_dir() -> Path | None:
@@ -35,11 +37,12 @@ def bundled_models() -> list[Path]:
 
 
 def default_model() -> Path:
-    """The shipped demo model; raises :class:`CheckpointError` if it is not installed."""
+    """The first of :data:`DEFAULT_MODELS` that is installed; raises
+    :class:`CheckpointError` if none is."""
     root = resources_dir()
-    path = root / "models" / DEMO_MODEL if root else None
-    if path is None or not path.is_file():
-        raise CheckpointError(
-            f"the bundled demo model ({DEMO_MODEL}) is not installed here; pass --model with a "
-            "model file (train one with `sarclear train`)")
-    return path
+    for name in DEFAULT_MODELS:
+        if root is not None and (root / "models" / name).is_file():
+            return root / "models" / name
+    raise CheckpointError(
+        f"no bundled model ({', '.join(DEFAULT_MODELS)}) is installed here; give a model file "
+        "(train one with `sarclear train`)")
