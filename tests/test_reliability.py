@@ -168,7 +168,8 @@ def test_out_of_memory_retries_with_smaller_batches_and_says_so(tmp_path, cloudy
     sar = _write(tmp_path / "wide_sar.tif", np.concatenate([_read(CR_CLOUDY_S1)] * 6, axis=2), like=CR_CLOUDY_S1,
                  dtype=gdal.GDT_Float32)
     model = checkpoint.Model(_FlakyOnBigBatches(), networks.preset("lite"))
-    res = decloud(ms, sar, model, tmp_path / "o.tif", maps=False, options=DecloudOptions(batch_size=8, overlap=0))
+    res = decloud(ms, sar, model, tmp_path / "o.tif", maps=False, options=DecloudOptions(batch_size=8, overlap=0,
+                                                                              cloud_mask=None))
     assert res.batch_size <= 2 and res.notes and all("out of memory" in n and "retrying" in n for n in res.notes)
     assert np.array_equal(_read(res.output), np.clip(big[PAPER_IDX], 1, 10000))
 
