@@ -1,0 +1,150 @@
+"""Band discovery: expand files and folders, name each band (description, file name,
+explicit order, default order) and pick the bands a model reads."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from osgeo import gdal
+
+from ..bands import S1_CHANNELS, S2_PAPER10, default_s2_order, normalise_s1_name, normalise_s2_name
+from ..errors import BandMismatchError, InputError
+from .gdalio import RASTER_SUFFIXES, open_raster
+from .grid import Grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """One band of one file, and the name it was identified as."""
+
+    path: str
+    index: int  # 1-based GDAL band index
+    name: str
+
+
+def _raster_files(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """Expand the user's inputs (file, folder, or list of them) into raster file paths."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise InputError("no input raster given")
+    files: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in RASTER_SUFFIXES
+                           and not f.name.endswith(".aux.xml"))
+            if not found:
+                raise InputError(f"{p}: folder holds no raster files ({', '.join(RASTER_SUFFIXES)})")
+            files.extend(found)
+        else:
+            files.append(str(item))
+    return files
+
+
+def _band_label(ds: gdal.Dataset, index: int, path: str, single: bool) -> str:
+    """The text that may name a band: its description, else (one-band files) the file name."""
+    desc = ds.GetRasterBand(index).GetDescription() or ""
+    return desc if desc.strip() or not single else Path(path).stem
+
+
+def identify_bands(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    wanted: Sequence[str],
+    *,
+    sensor: str,
+    order: Sequence[str] | None = None,
+) -> list[BandRef]:
+    """Find each band of ``wanted`` in ``inputs`` and return them in ``wanted``'s order.
+
+    ``sensor`` is "optical" (Sentinel-2 names) or "sar" (polarisations). Bands are named
+    by description or file name; failing that, by ``order`` (the user's explicit band list,
+    in file order), else by the default order for the file's band count (optical) or the
+    model's channel order (SAR). Where the same band appears at several resolutions (SAFE
+    L2A ``R10m``/``R20m``/``R60m``), the finest wins.
+    """
+    all_refs, files = named_bands(inputs, sensor=sensor, order=order, wanted=wanted)
+    chosen: dict[str, BandRef] = {}
+    for ref in all_refs:
+        if ref.name in wanted:
+            prev = chosen.get(ref.name)
+            if prev is None or _pixel_size(ref.path) < _pixel_size(prev.path):
+                chosen[ref.name] = ref
+    missing = [b for b in wanted if b not in chosen]
+    if missing:
+        found = sorted({r.name for r in all_refs if r.name}, key=_band_sort_key)
+        what = "bands" if sensor == "optical" else "SAR channels"
+        raise BandMismatchError(
+            f"{', '.join(files) if len(files) < 4 else str(len(files)) + ' files'}: the model "
+            f"needs {what} {', '.join(wanted)}, but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing (found: {', '.join(found) or 'none'}). "
+            "Supply the missing bands, name them (--ms-bands / --sar-channels), or use a model "
+            "trained on the bands you have")
+    return [chosen[b] for b in wanted]
+
+
+def named_bands(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    sensor: str,
+    order: Sequence[str] | None = None,
+    wanted: Sequence[str] = (),
+) -> tuple[list[BandRef], list[str]]:
+    """Every band of ``inputs`` with the name it is identified as (see
+    :func:`identify_bands`), and the files they are in."""
+    files = _raster_files(inputs)
+    normalise = normalise_s2_name if sensor == "optical" else normalise_s1_name
+    all_refs: list[BandRef] = []
+    unnamed: list[tuple[str, int]] = []
+    for path in files:
+        ds = open_raster(path)
+        single = ds.RasterCount == 1
+        for i in range(1, ds.RasterCount + 1):
+            name = normalise(_band_label(ds, i, path, single))
+            if name is None:
+                unnamed.append((path, i))
+            all_refs.append(BandRef(path, i, name or ""))
+
+    if order is not None:  # the user's explicit list overrides names
+        if len(order) != len(all_refs):
+            raise BandMismatchError(
+                f"{len(order)} band names given ({', '.join(order)}) for {len(all_refs)} bands "
+                f"in {', '.join(files)}; give one name per band, in file order")
+        canonical = [normalise(o) or o for o in order]
+        all_refs = [replace(r, name=n) for r, n in zip(all_refs, canonical)]
+    elif unnamed and not (wanted and set(wanted) <= {r.name for r in all_refs}):
+        # unnamed bands matter only when the wanted ones are not all found by name
+        default = (default_s2_order(len(all_refs)) if sensor == "optical"
+                   else tuple(wanted) if len(all_refs) == len(wanted) else None)
+        if default is None or (len(files) > 1 and len(unnamed) < len(all_refs)):
+            by_file: dict[str, list[int]] = {}
+            for p, i in unnamed:
+                by_file.setdefault(Path(p).name, []).append(i)
+            where = "; ".join(f"{name} band{'s' if len(ix) > 1 else ''} "
+                              f"{ix[0] if len(ix) == 1 else f'{ix[0]}-{ix[-1]}'}" for name, ix in by_file.items())
+            expected = (f"13 (B1..B12), 12 (L2A, no B10) or 10 ({', '.join(S2_PAPER10)})"
+                        if sensor == "optical" else f"{len(wanted)} ({', '.join(wanted)})")
+            raise BandMismatchError(
+                f"cannot tell which band is which: {where} carry no band name, and "
+                f"{len(all_refs)} unnamed bands match no default order (expected {expected}). "
+                "Name the bands in their descriptions or file names, or give the order "
+                f"explicitly ({'--ms-bands B2,B3,...' if sensor == 'optical' else '--sar-channels VV,VH'})")
+        log.debug("bands without names read in the default order: %s", ", ".join(default))
+        all_refs = [replace(r, name=n) for r, n in zip(all_refs, default)]
+    return all_refs, files
+
+
+def _band_sort_key(name: str) -> tuple[int, str]:
+    from ..bands import S2_BANDS
+
+    order = S2_BANDS + S1_CHANNELS
+    return (order.index(name) if name in order else len(order), name)
+
+
+def _pixel_size(path: str) -> float:
+    return Grid.of(open_raster(path)).pixel_size
