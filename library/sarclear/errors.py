@@ -36,6 +36,10 @@ class AcquisitionError(InputError):
     """A folder holds several acquisitions and none was chosen (``found`` lists them)."""
 
 
+class BandOrderError(BandMismatchError):
+    """Bands without names whose values do not fit the order they were assumed to be in."""
+
+
 class NoOverlapError(InputError):
     """Two rasters (or a raster and an area of interest) share no ground."""
 

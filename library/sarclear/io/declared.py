@@ -48,7 +48,8 @@ def _from_gdal_bands(refs: Sequence[BandRef]) -> Declaration | None:
     values are reflectance; otherwise they are reflectance x 10000."""
     pairs = []
     for ref in refs:
-        band = open_raster(ref.path).GetRasterBand(ref.index)
+        ds = open_raster(ref.path)  # keep the dataset alive while its band is used
+        band = ds.GetRasterBand(ref.index)
         scale, offset = band.GetScale(), band.GetOffset()
         pairs.append((1.0 if scale in (None, 0) else float(scale), 0.0 if offset is None else float(offset)))
     if all(p == (1.0, 0.0) for p in pairs):

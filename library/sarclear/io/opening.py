@@ -8,11 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import GeoreferenceError, InputError, NoOverlapError
+from ..bands import default_s2_order
+from ..errors import BandOrderError, GeoreferenceError, InputError, NoOverlapError
 from ..tiling import Window
 from .discovery import BandRef, _pixel_size, identify_bands
-from .gdalio import numpy_dtype, open_raster
+from .gdalio import gdal_call, numpy_dtype, open_raster
 from .grid import Grid, bounds_in, native_offset, overlap_window
+from .order import BandOrderCheck, check_band_order
 from .stack import RasterStack, _sample
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,15 @@ def open_optical(
     order: Sequence[str] | None = None,
     resampling: str = "bilinear",
     grid: Grid | None = None,
+    acquisition: str | None = None,
+    check_order: bool = True,
 ) -> RasterStack:
     """The Sentinel-2 bands ``bands`` of ``inputs`` on the grid of their finest band, or on
-    ``grid`` (a reference read on a prediction's grid, say)."""
-    refs = identify_bands(inputs, bands, sensor="optical", order=order)
+    ``grid`` (a reference read on a prediction's grid, say). ``acquisition`` picks one
+    acquisition of a folder that holds several. Bands read in an assumed default order are
+    checked for spectral plausibility (:mod:`.order`): an implausible order raises
+    :class:`~sarclear.errors.BandOrderError`, a doubtful one is logged."""
+    refs = identify_bands(inputs, bands, sensor="optical", order=order, acquisition=acquisition)
     finest = min(refs, key=lambda r: _pixel_size(r.path))
     native = Grid.of(open_raster(finest.path))
     if native.width == 0 or native.height == 0:
@@ -59,7 +66,40 @@ def open_optical(
                                     f"{finest.path} has {'no' if not grid.crs_wkt else 'one'}; "
                                     "assign the CRS (gdal_edit.py -a_srs EPSG:...) to all band files")
     dtype, nodata, descs = _stack_meta(refs)
-    return RasterStack("optical", tuple(refs), grid, dtype, nodata, descs, resampling)
+    check = _check_assumed_order(refs) if check_order else None
+    return RasterStack("optical", tuple(refs), grid, dtype, nodata, descs, resampling, order_check=check)
+
+
+def _check_assumed_order(refs: Sequence[BandRef]) -> BandOrderCheck | None:
+    """Check the order of a file whose bands were named by the default order (all its bands,
+    decimated); None when no band's name was assumed."""
+    assumed = [r for r in refs if r.how == "default order"]
+    if not assumed:
+        return None
+    path = assumed[0].path
+    ds = open_raster(path)
+    names = default_s2_order(ds.RasterCount)
+    if names is None:
+        return None
+    scale = max(1, -(-max(ds.RasterXSize, ds.RasterYSize) // 128))
+    values = gdal_call(f"reading {path}", ds.ReadAsArray, buf_xsize=max(1, ds.RasterXSize // scale),
+                       buf_ysize=max(1, ds.RasterYSize // scale)).astype(np.float64)
+    values = values.reshape(ds.RasterCount, -1)
+    for i in range(ds.RasterCount):
+        nodata = ds.GetRasterBand(i + 1).GetNoDataValue()
+        if nodata is not None:
+            values[i][values[i] == nodata] = np.nan
+    check = check_band_order(values, names)
+    log.info("%s: band order %s (%s)", path, check.verdict, check.detail)
+    if check.verdict == "implausible":
+        raise BandOrderError(
+            f"{path}: its bands carry no names and were to be read in the standard order, but {check.detail}. "
+            "Name the bands in file order, or rebuild the stack in the standard order "
+            f"({', '.join(names)})", input="ms", option="ms_bands", expected=tuple(names),
+            found=check.likely, path=path)
+    if check.verdict == "warning":
+        log.warning("%s: %s", path, check.detail)
+    return check
 
 
 def open_sar(
@@ -71,6 +111,7 @@ def open_sar(
     order: Sequence[str] | None = None,
     units: str = "auto",
     resampling: str = "bilinear",
+    acquisition: str | None = None,
 ) -> RasterStack:
     """The SAR ``channels`` of ``inputs``, read on ``grid`` (warped if on another grid).
 
@@ -81,7 +122,7 @@ def open_sar(
     """
     if not channels:
         raise InputError("this model takes no SAR input; leave the SAR raster out")
-    refs = identify_bands(inputs, channels, sensor="sar", order=order)
+    refs = identify_bands(inputs, channels, sensor="sar", order=order, acquisition=acquisition)
     area = area or grid.window
     sar_grid = Grid.of(open_raster(refs[0].path))
     aligned = sar_grid.same_as(grid)
@@ -134,7 +175,8 @@ def _is_linear_power(refs: Sequence[BandRef], units: str) -> bool:
     raise InputError(
         f"{refs[0].path}: SAR values (median {median:.3g}, 99th percentile {p99:.3g}) look "
         "neither like backscatter in dB nor like linear power (uncalibrated amplitude?). "
-        "Calibrate to sigma0, or declare the units with --sar-units db|linear")
+        "Calibrate to sigma0, or declare the units (dB or linear power)", input="sar", option="sar_units",
+        path=refs[0].path)
 
 
 def open_single_band(path: str | os.PathLike, grid: Grid, *, name: str = "mask",

@@ -41,10 +41,16 @@ class RasterStack:
     resampling: str = "bilinear"
     linear_power: bool = False
     covered: Window | None = None
+    order_check: object = None  # io.order.BandOrderCheck of an assumed band order
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.bands)
+
+    def band_mapping(self) -> list[dict]:
+        """Which file and band each stack band is read from, and how it was identified
+        (for the log and the metrics JSON)."""
+        return [{"band": b.name, "file": b.path, "index": b.index, "how": b.how} for b in self.bands]
 
     def open(self) -> StackReader:
         """A reader with its own GDAL handles (use one per thread)."""

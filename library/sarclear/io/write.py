@@ -48,7 +48,8 @@ def check_output_path(path: str | os.PathLike, overwrite: bool, size_hint: int =
     space than ``size_hint`` bytes."""
     target = Path(path).absolute()
     if target.exists() and not overwrite:
-        raise OutputError(f"{target} exists; choose another name, remove it, or pass --overwrite")
+        raise OutputError(f"{target} exists; choose another name, remove it, or allow overwriting",
+                          input="out", option="overwrite", path=str(target))
     if target.is_dir():
         raise OutputError(f"{target} is a folder; give a file name such as {target / 'out.tif'}")
     folder = target.parent
@@ -103,6 +104,7 @@ class GeoTiffWriter:
         cog: bool = False,
         overviews: bool = False,
         compress: str = "deflate",
+        scale_offset: tuple[float, float] | None = None,
     ):
         if compress.upper() not in _COMPRESSION:
             raise InputError(f"unknown compression {compress!r}; use {', '.join(c.lower() for c in _COMPRESSION)}")
@@ -113,6 +115,7 @@ class GeoTiffWriter:
         self.nodata, self.descriptions, self.units = nodata, tuple(descriptions), units
         self.metadata = metadata or {}
         self.cog, self.overviews = cog, overviews
+        self.scale_offset = scale_offset  # GDAL band (scale, offset): physical = value x scale + offset
         self.overwrite = overwrite
         self.part = part_path(self.target)
         self._ds: gdal.Dataset | None = None
@@ -141,6 +144,9 @@ class GeoTiffWriter:
                 band.SetDescription(self.descriptions[i])
             if self.units:
                 band.SetUnitType(self.units)
+            if self.scale_offset is not None:
+                band.SetScale(float(self.scale_offset[0]))
+                band.SetOffset(float(self.scale_offset[1]))
         if self.metadata:
             self._ds.SetMetadata({k: str(v) for k, v in self.metadata.items()})
         return self
