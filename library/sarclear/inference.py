@@ -130,7 +130,7 @@ class TileEngine:
                     torch.cuda.empty_cache()
                 if n == 1:
                     raise DeviceError(f"out of memory on {self.device} even with one tile per batch; "
-                                      "use --device cpu or a smaller model") from None
+                                      "use the CPU or a smaller model", option="device") from None
                 self.batch_size = max(1, n // 2)
                 note = f"out of memory on {self.device} with {n} tiles per batch; retrying with {self.batch_size}"
                 log.warning(note)
