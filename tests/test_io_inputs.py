@@ -254,3 +254,13 @@ def test_ssl4eo_sample_declares_nothing_and_reads_plainly():
     d = optical_scaling(open_optical(SSL4EO_CLEAR, S2_PAPER10))
     assert (d.rule, d.offset, d.warning) == ("dtype", 0.0, None)
     assert SSL4EO.is_dir()
+
+
+@pytest.mark.skipif(not OFFSET_CELL.is_dir(), reason="shared Major TOM data not present")
+def test_training_reader_applies_the_declared_offset():
+    """Training pairs go through the same rule: the N0400 cell trains on (DN - 1000) / 10000."""
+    from sarclear import data
+
+    loaded = data.load_pair(data.Pair((), (str(OFFSET_CELL),)), ("B4",), ())
+    raw = gdal.Open(str(OFFSET_CELL / "B04.tif")).ReadAsArray().astype(np.float64)
+    np.testing.assert_allclose(loaded.clear[0].numpy(), (raw - 1000) / 10_000, atol=1e-6)
