@@ -46,11 +46,13 @@ def test_no_library_message_names_a_command_line_flag():
 
 def test_cli_names_the_flag_for_each_typed_error(tmp_path, lite_model_path, capsys):
     folder = SSL4EO_CLEAR.parent  # two acquisitions
-    args = ["-q", "decloud", "--sar", str(SSL4EO_S1), "--model", str(lite_model_path), "--no-maps"]
+    args = ["-q", "decloud", "--sar", str(SSL4EO_S1), "--model", str(lite_model_path)]
     assert main([*args, "--ms", str(folder), "--out", str(tmp_path / "a.tif")]) == 2
     err = capsys.readouterr().err
     assert "2 acquisitions" in err and "20200604T054639" in err and "--ms-acquisition" in err
-    assert main([*args, "--ms", str(folder), "--ms-acquisition", "20200604", "--out", str(tmp_path / "a.tif")]) == 0
+    assert main([*args, "--ms", str(folder), "--ms-acquisition", "20200604", "--out", str(tmp_path / "a.tif"),
+                 "--figure", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a_change_metrics.json").exists() and (tmp_path / "a.png").exists()
     capsys.readouterr()
     assert main([*args, "--ms", str(folder), "--ms-acquisition", "20200604", "--out", str(tmp_path / "a.tif")]) == 2
     assert "(command line: --overwrite)" in capsys.readouterr().err
