@@ -264,3 +264,12 @@ def test_training_reader_applies_the_declared_offset():
     loaded = data.load_pair(data.Pair((), (str(OFFSET_CELL),)), ("B4",), ())
     raw = gdal.Open(str(OFFSET_CELL / "B04.tif")).ReadAsArray().astype(np.float64)
     np.testing.assert_allclose(loaded.clear[0].numpy(), (raw - 1000) / 10_000, atol=1e-6)
+
+
+def test_gdal_connection_strings_open_like_files():
+    """GDAL dataset names that are not paths (the SENTINEL2 driver's subdatasets, here the
+    GTiff driver's GTIFF_DIR:) reach GDAL instead of failing as a missing file."""
+    stack = open_optical(f"GTIFF_DIR:1:{CR_CLOUDY_S2}", S2_PAPER10)
+    plain = open_optical(CR_CLOUDY_S2, S2_PAPER10)
+    assert stack.grid == plain.grid
+    assert np.array_equal(stack.open().read(WINDOW)[0], plain.open().read(WINDOW)[0])
