@@ -273,3 +273,14 @@ def test_gdal_connection_strings_open_like_files():
     plain = open_optical(CR_CLOUDY_S2, S2_PAPER10)
     assert stack.grid == plain.grid
     assert np.array_equal(stack.open().read(WINDOW)[0], plain.open().read(WINDOW)[0])
+
+
+def test_sar_folder_with_two_acquisitions_is_refused_or_resolved():
+    from conftest import SSL4EO_S1
+
+    folder = SSL4EO_S1.parent  # two Sentinel-1 products
+    with pytest.raises(AcquisitionError, match="2 acquisitions") as exc:
+        open_inputs(SSL4EO_CLEAR, folder, S2_PAPER10, ("VV", "VH"))
+    assert exc.value.input == "sar" and exc.value.found == ["20200607T010800", "20200903T131212"]
+    run = open_inputs(SSL4EO_CLEAR, folder, S2_PAPER10, ("VV", "VH"), options=InputOptions(sar_acquisition="20200903"))
+    assert {Path(b.path).parent.name[17:32] for b in run.sar.bands} == {"20200903T131212"}
