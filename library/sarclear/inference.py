@@ -16,6 +16,7 @@ prediction is blended in smoothly at the mask's borders.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -30,21 +31,21 @@ from osgeo import gdal
 from . import __version__
 from .checkpoint import Model, load_model
 from .devices import autocast, is_out_of_memory, resolve_device
-from .errors import DeviceError, InputError
+from .errors import DeviceError
 from .fill import normalized_convolution
-from .raster import (
+from .io import (
     GeoTiffWriter,
-    Grid,
+    InputOptions,
     RasterStack,
+    area_window,  # noqa: F401  (public here since 0.1)
     check_output_path,
-    detect_optical_scaling,
     numpy_dtype,
-    open_optical,
-    open_sar,
+    open_inputs,
     open_single_band,
     preview,
 )
-from .scaling import OpticalScaling, network_to_reflectance
+from .provenance import run_provenance
+from .radiometry import OpticalScaling, network_to_reflectance
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
 from .tiling import Window
 
@@ -73,8 +74,10 @@ class DecloudOptions:
     ms_bands: Sequence[str] | None = None      # names of unlabelled optical bands, in file order
     sar_channels: Sequence[str] | None = None  # names of unlabelled SAR bands, in file order
     sar_units: str = "auto"              # db, linear, auto
-    ms_scale: float | None = None        # optical DN per unit reflectance; None: detect
-    ms_offset: float = 0.0               # added to DN before scaling (L2A baseline >= 04.00: -1000)
+    ms_scale: float | None = None        # optical DN per unit reflectance; None: declared or detected
+    ms_offset: float | None = None       # added to DN before scaling (baseline >= 04.00: -1000); None: declared
+    ms_acquisition: str | None = None    # date, sensing time or product id: one acquisition of a folder
+    sar_acquisition: str | None = None
     overwrite: bool = False
     cog: bool = False                    # write a Cloud Optimized GeoTIFF
     overviews: bool = False              # internal overviews in a plain GeoTIFF
@@ -114,19 +117,6 @@ def default_nodata(dtype: int) -> float:
     """Nodata for outputs whose input declared none: 0 for integers (Sentinel-2's own fill
     value), NaN for floating point."""
     return float("nan") if numpy_dtype(dtype).kind == "f" else 0.0
-
-
-def area_window(grid: Grid, aoi: Sequence[float] | None, window: Window | None) -> Window:
-    """The pixel window to process: ``window``, else ``aoi`` (bounds in the grid's CRS)
-    snapped outward to whole pixels, else the whole grid."""
-    if window is not None:
-        win = window.intersection(grid.window)
-        if win.empty:
-            raise InputError(f"window {window} lies outside the optical raster ({grid.width} x {grid.height})")
-        return win
-    if aoi is not None:
-        return grid.window_for_bounds(aoi)
-    return grid.window
 
 
 class TileEngine:
@@ -180,7 +170,7 @@ class TileEngine:
                     torch.cuda.empty_cache()
                 if n == 1:
                     raise DeviceError(f"out of memory on {self.device} even with one tile per batch; "
-                                      "use --device cpu or a smaller model") from None
+                                      "use the CPU or a smaller model", option="device") from None
                 self.batch_size = max(1, n // 2)
                 note = f"out of memory on {self.device} with {n} tiles per batch; retrying with {self.batch_size}"
                 log.warning(note)
@@ -228,35 +218,28 @@ def decloud(
     device = resolve_device(opts.device)
     mdl = model if isinstance(model, Model) else load_model(model, device)
     cfg = mdl.config
-    ms_stack = open_optical(ms, cfg.bands, order=opts.ms_bands)
-    declared = OpticalScaling(opts.ms_scale, opts.ms_offset) if opts.ms_scale else None
-    if declared is None and opts.ms_offset:
-        declared = OpticalScaling(offset=opts.ms_offset)
-    scaling = detect_optical_scaling(ms_stack, declared)
-    log.info("optical bands: %s", ", ".join(f"{b.name}={Path(b.path).name}:{b.index}" for b in ms_stack.bands))
-    area = area_window(ms_stack.grid, opts.aoi, opts.window)
-    stacks: dict[str, RasterStack] = {"ms": ms_stack}
-    if cfg.uses_sar:
-        if sar is None:
-            raise InputError(f"this model ({cfg.preset}) fuses SAR: give the Sentinel-1 raster with "
-                             f"channels {', '.join(cfg.sar_channels)} (--sar)")
-        stacks["sar"] = open_sar(sar, cfg.sar_channels, ms_stack.grid, area=area,
-                                 order=opts.sar_channels, units=opts.sar_units)
-    elif sar is not None:
-        log.warning("model %s takes no SAR input; the SAR raster is ignored", cfg.preset)
     side = side_paths(out)
     gapfill = getattr(cfg, "kind", "unet") == "gapfill"
     mask_mode = str(opts.cloud_mask).lower() if opts.cloud_mask in (None, "auto", "none", "AUTO", "NONE") else "file"
+    input_options = dataclasses.replace(InputOptions.of(opts),
+                                        cloud_mask=opts.cloud_mask if mask_mode == "file" else None)
+    inputs = open_inputs(ms, sar, cfg.bands, cfg.sar_channels if cfg.uses_sar else (), reference=reference,
+                         options=input_options, model_name=f"this model ({cfg.preset})")
+    ms = inputs.files("ms")  # the chosen acquisition's files, read again for the change maps
+    ms_stack, area, stacks, scaling = inputs.ms, inputs.area, inputs.stacks, inputs.scaling.scaling
     for key in (["mask"] if mask_mode == "auto" else []) + (["uncertainty"] if gapfill else []):
         check_output_path(side[key], opts.overwrite)
     notes: list[str] = []
-    mask_path = (_detect_mask(ms_stack, scaling, side["mask"], area, opts, notes, progress, cancel)
-                 if mask_mode == "auto" else opts.cloud_mask if mask_mode == "file" else None)
-    if mask_path is not None:
-        stacks["mask"] = open_single_band(mask_path, ms_stack.grid)
-    elif gapfill:
+    if mask_mode == "auto":
+        mask_path = _detect_mask(ms_stack, scaling, side["mask"], area, opts, notes, progress, cancel)
+        if mask_path is not None:
+            stacks["mask"] = open_single_band(mask_path, ms_stack.grid)
+    elif gapfill and mask_mode == "none":
         notes.append("no cloud mask: a mask-aware model changes only masked pixels, so the output equals the input")
         log.warning(notes[-1])
+    provenance = run_provenance(mdl, inputs, opts)
+    if "mask" in stacks:
+        provenance["mask"] = str(stacks["mask"].bands[0].path)
     fallback = _clear_mean(stacks, scaling, area) if gapfill else None
     if opts.adapt:
         mdl = _adapt(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
@@ -265,13 +248,15 @@ def decloud(
     nodata = ms_stack.nodata[0] if ms_stack.nodata[0] is not None else default_nodata(ms_stack.dtype)
     batch = opts.batch_size or (32 if device.type == "cuda" else 4)
     engine = TileEngine(mdl, device, batch, opts.precision)
+    engine.notes.extend(w for w in [inputs.scaling.warning] if w)
     metadata = {"SARCLEAR_VERSION": __version__, "SARCLEAR_MODEL": Path(mdl.path).name or cfg.preset,
                 "SARCLEAR_PRESET": cfg.preset}
     with contextlib.ExitStack() as outputs:
         writer = outputs.enter_context(GeoTiffWriter(
             out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
             descriptions=_output_descriptions(ms_stack), metadata=metadata, overwrite=opts.overwrite,
-            cog=opts.cog, overviews=opts.overviews, compress=opts.compress))
+            scale_offset=scaling.gdal_scale_offset(), cog=opts.cog, overviews=opts.overviews,
+            compress=opts.compress))
         sigma_writer = None if not gapfill else outputs.enter_context(GeoTiffWriter(
             side["uncertainty"], out_grid, 1, gdal.GDT_Float32, nodata=float("nan"),
             descriptions=("sigma (reflectance, RMS over bands)",), metadata=metadata, overwrite=opts.overwrite,
@@ -292,7 +277,7 @@ def decloud(
             out, reference if reference is not None else ms, cfg.bands, is_reference=reference is not None,
             reference_scaling=None if reference is not None else scaling,
             reference_order=None if reference is not None else opts.ms_bands,
-            overwrite=opts.overwrite, cancel=cancel)
+            overwrite=opts.overwrite, cancel=cancel, provenance=provenance)
         result.maps.update(maps_written)
     return result
 

@@ -45,4 +45,4 @@ def default_model() -> Path:
             return root / "models" / name
     raise CheckpointError(
         f"no bundled model ({', '.join(DEFAULT_MODELS)}) is installed here; give a model file "
-        "(train one with `sarclear train`)")
+        "(a sarclear training run writes one)", input="model", option="model")

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import Cancelled
-from .raster import GeoTiffWriter, RasterStack, numpy_dtype, to_dtype
-from .scaling import OpticalScaling, reflectance_to_network
+from .io import GeoTiffWriter, RasterStack, numpy_dtype, to_dtype
+from .radiometry import OpticalScaling, reflectance_to_network
 from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
 if TYPE_CHECKING:
