@@ -193,20 +193,28 @@ def test_dilation_grows_cloud_by_dilate_px_and_no_further():
     assert changed.any() and not (changed & ~dilate(tight != CLEAR, 4)).any()
 
 
-def test_nodata_is_marked_and_never_counted_as_cloud(tmp_path):
-    """A stripe of nodata across real clouds: NODATA exactly there, fractions of the rest."""
+@pytest.mark.parametrize("method", BOTH)
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "undeclared"])
+def test_nodata_is_marked_and_never_counted_as_cloud(tmp_path, declared, method):
+    """A stripe of fill value 0 across real clouds, declared as nodata or not: NODATA exactly
+    there, fractions of the rest, and the clouds around it still found."""
     ds = gdal.Open(str(CR_CLOUDY_S2))
     dn = ds.ReadAsArray()
     dn[:, 100:140, :] = 0
-    path = write_raster(tmp_path / "holed.tif", dn, like=CR_CLOUDY_S2, nodata=0)
+    path = write_raster(tmp_path / "holed.tif", dn, like=CR_CLOUDY_S2, nodata=0 if declared else None)
     stack, scaling = _stack(path)
-    summary = detect_raster(stack, scaling, tmp_path / "mask.tif", options=MaskOptions(method="rules"))
+    summary = detect_raster(stack, scaling, tmp_path / "mask.tif", options=MaskOptions(method, threads=1))
     classes = gdal.Open(str(summary.path)).ReadAsArray()
     assert (classes[100:140] == NODATA).all() and not (np.delete(classes, np.s_[100:140], axis=0) == NODATA).any()
     assert summary.valid_pixels == 256 * 216
     assert summary.cloud_fraction == pytest.approx((classes == CLOUD).sum() / (256 * 216))
     for box in CR_CLOUD_BODIES:
         assert (classes[box] == CLOUD).mean() > 0.8
+    if method == "csmask":
+        prob = gdal.Open(str(summary.probability_path)).ReadAsArray()
+        assert np.isnan(prob[100:140]).all() and np.isfinite(np.delete(prob, np.s_[100:140], axis=0)).all()
+    else:
+        assert summary.probability_path is None
 
 
 def test_auto_falls_back_to_rules_without_csmask_and_says_so(monkeypatch):

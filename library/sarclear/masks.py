@@ -20,7 +20,9 @@ How a mask is made (both detectors):
    from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow.
 4. *Back to the input grid* (nearest for classes, bilinear for the probability), then cloud
    and shadow grow by ``dilate_px`` pixels (cloud wins where both reach), so thin edges are
-   hidden too. Nodata pixels are marked ``NODATA`` last; they never count as cloud.
+   hidden too. Nodata pixels are marked ``NODATA`` last; they never count as cloud. Nodata
+   is what the caller marks invalid, non-finite values, and pixels with no positive band
+   (Sentinel-2's fill value 0, also where a file does not declare it).
 
 Distances are Chebyshev (square neighbourhoods). :func:`detect_raster` streams a raster in
 windows of ``window_px`` with ``overlap_px`` of context on each side: memory is about 70
@@ -214,6 +216,7 @@ def _detect(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, 
     corner; no notes."""
     h, w = valid.shape
     factor = max(1, round(opts.working_resolution_m / pixel_size_m))
+    valid = valid & (x > 0).any(axis=0)
     if not valid.any():
         prob = np.full((h, w), np.nan, np.float32) if runner else None
         return MaskResult(np.full((h, w), NODATA, np.uint8), prob, runner.label if runner else RULES_LABEL)
@@ -364,4 +367,4 @@ def _scene_reference(reader, area: Window, scaling: OpticalScaling, names: Seque
     scale = max(factor, -(-max(area.width, area.height) // 1024))
     w, h = max(1, area.width // scale), max(1, area.height // scale)
     x = scaling.to_reflectance(reader.read_decimated(area, w, h))
-    return shadow_reference(x, names, np.isfinite(x).all(axis=0), level)
+    return shadow_reference(x, names, np.isfinite(x).all(axis=0) & (x > 0).any(axis=0), level)
