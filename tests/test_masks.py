@@ -246,6 +246,17 @@ def test_product_level_is_guessed_from_b10_and_said():
     assert not any("read as" in n for n in detect_array(x, bands, ok, "l1c", options=MaskOptions("rules")).notes)
 
 
+@needs_shared
+def test_detect_raster_takes_the_product_level_from_sentinel2_file_names(tmp_path):
+    """BigEarthNet's L2A chips without B10 in the stack: MSIL2A in the name settles it."""
+    chip = _ben_pairs("cloud_or_shadow")[0]
+    assert "MSIL2A" in chip.name
+    stack = open_optical(chip, ["B2", "B3", "B4", "B8", "B11", "B12"])
+    summary = detect_raster(stack, detect_optical_scaling(stack), tmp_path / "m.tif", options=MaskOptions("rules"))
+    assert not any("read as" in n for n in summary.notes)
+    assert summary.cloud_fraction > 0.3
+
+
 # --------------------------------------------------------------------------- rasters
 
 

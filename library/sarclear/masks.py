@@ -306,7 +306,7 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     area = (area or stack.grid.window).intersection(stack.grid.window)
     if area.empty:
         raise InputError("the area to mask does not overlap the optical raster")
-    level, notes = guess_product_level(product_level, stack.names)
+    level, notes = guess_product_level(product_level or _level_in_names(stack), stack.names)
     pixel_m, more = grid_pixel_size_m(stack.grid)
     factor = max(1, round(opts.working_resolution_m / pixel_m))
     margin = -(-opts.overlap_px // factor) * factor
@@ -358,6 +358,17 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     cloud_f, shadow_f, valid = _fractions(*counts.tolist())
     notes = notes + more + _announce(label, why + scene_notes(cloud_f, shadow_f, valid, opts))
     return MaskSummary(out_path, label, cloud_f, shadow_f, valid, notes, prob_path)
+
+
+def _level_in_names(stack: RasterStack) -> str | None:
+    """"l1c" or "l2a" when the band files' paths name one product level only (Sentinel-2
+    product names carry MSIL1C or MSIL2A), else None."""
+    found = {level for ref in stack.bands for level in ("l1c", "l2a") if f"MSI{level.upper()}" in ref.path.upper()}
+    if len(found) == 1:
+        level = found.pop()
+        log.info("product level %s, from the file names", level.upper())
+        return level
+    return None
 
 
 def _scene_reference(reader, area: Window, scaling: OpticalScaling, names: Sequence[str], level: str,
