@@ -290,14 +290,15 @@ def test_detect_raster_keeps_the_grid_and_windows_change_nothing(tmp_path):
 @needs_shared
 @pytest.mark.slow
 def test_detect_raster_with_csmask_streams_windows_and_writes_probability(tmp_path):
-    """The overcast cell (1068 px) in 2 x 2 windows of 534 px with 384 px of context: the
-    CNN sees other context near window edges, so classes may differ there, but little."""
+    """The overcast cell (1068 px) in 2 x 2 windows with 320 px of context: the CNN sees
+    other context near window edges, so classes may differ there, but little."""
     stack, scaling = _stack(OVERCAST, L2A_OFFSET)
     one = detect_raster(stack, scaling, tmp_path / "one.tif", options=MaskOptions("csmask", threads=1))
     four = detect_raster(stack, scaling, tmp_path / "four.tif",
                          options=MaskOptions("csmask", threads=1, window_px=534))
     a, b = gdal.Open(str(one.path)).ReadAsArray(), gdal.Open(str(four.path)).ReadAsArray()
-    assert (a == b).mean() > 0.9
+    assert ((a != CLEAR) == (b != CLEAR)).mean() > 0.99  # hidden or not: the same
+    assert (a == b).mean() > 0.85  # its cloud/shadow split of this overcast depends on context
     assert one.method.startswith("ukis-csmask") and one.method.endswith("l2a 6-band")
     prob = gdal.Open(str(one.probability_path))
     assert Grid.of(prob).same_as(stack.grid)

@@ -51,7 +51,8 @@ CSMASK_BANDS = {"blue": ("B2",), "green": ("B3",), "red": ("B4",), "nir": ("B8",
 #: Bands the detectors read (anything else in a stack is ignored).
 USEFUL_BANDS = ("B2", "B3", "B4", "B8", "B8A", "B10", "B11", "B12")
 
-_TILE, _TILE_OVERLAP = 256, 64
+#: the CNN's tile and the overlap of neighbouring tiles, in working-resolution pixels
+CSMASK_TILE, CSMASK_OVERLAP = 256, 64
 #: shadow: NIR and SWIR below this fraction of the scene's clear median
 SHADOW_DARKNESS = 0.6
 #: cloud objects are kept when they hold a 3 x 3 core, grown back through cloud pixels at most this far
@@ -212,6 +213,16 @@ def spectral_rules(x: np.ndarray, bands: Sequence[str], product_level: str,
 # --------------------------------------------------------------------------- ukis-csmask
 
 
+def csmask_core(window: int, margin: int) -> int:
+    """The core size (working pixels) near ``window`` for which a core plus ``margin`` on
+    each side is a whole number of CNN tiles (256 + n x 192): no tile is spent on slack."""
+    stride = CSMASK_TILE - CSMASK_OVERLAP
+    n = max(0, round((window + 2 * margin - CSMASK_TILE) / stride))
+    while CSMASK_TILE + n * stride - 2 * margin < stride:
+        n += 1
+    return CSMASK_TILE + n * stride - 2 * margin
+
+
 def csmask_available() -> bool:
     """Whether ukis-csmask and onnxruntime can be imported."""
     try:
@@ -274,7 +285,7 @@ class CsmaskRunner:
             img = img[:, idx[0], idx[1]]
         img = (img - self.mean) / self.std
         _, h, w = img.shape
-        ph, pw = max(0, _TILE - h), max(0, _TILE - w)
+        ph, pw = max(0, CSMASK_TILE - h), max(0, CSMASK_TILE - w)
         if ph or pw:  # smaller than one tile: mirror (the CNN then sees much padding)
             img = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
         return self._tiled(img)[:, :h, :w]
@@ -283,17 +294,18 @@ class CsmaskRunner:
         from .tiling import blend_weights, tile_offsets
 
         _, h, w = img.shape
-        weight = blend_weights(_TILE, _TILE_OVERLAP).numpy()
+        weight = blend_weights(CSMASK_TILE, CSMASK_OVERLAP).numpy()
         acc = np.zeros((3, h, w), np.float32)
         wsum = np.zeros((h, w), np.float32)
-        offsets = [(r, c) for r in tile_offsets(h, _TILE, _TILE_OVERLAP) for c in tile_offsets(w, _TILE, _TILE_OVERLAP)]
+        rows, cols = (tile_offsets(n, CSMASK_TILE, CSMASK_OVERLAP) for n in (h, w))
+        offsets = [(r, c) for r in rows for c in cols]
         for k in range(0, len(offsets), 4):
             chunk = offsets[k: k + 4]
-            tiles = np.stack([img[:, r: r + _TILE, c: c + _TILE] for r, c in chunk])
+            tiles = np.stack([img[:, r: r + CSMASK_TILE, c: c + CSMASK_TILE] for r, c in chunk])
             logits = self.session.run(None, {self.input: tiles})[0]  # (n, 3, 256, 256)
             prob = np.exp(logits - logits.max(axis=1, keepdims=True))
             prob /= prob.sum(axis=1, keepdims=True)
             for (r, c), p in zip(chunk, prob):
-                acc[:, r: r + _TILE, c: c + _TILE] += p * weight
-                wsum[r: r + _TILE, c: c + _TILE] += weight
+                acc[:, r: r + CSMASK_TILE, c: c + CSMASK_TILE] += p * weight
+                wsum[r: r + CSMASK_TILE, c: c + CSMASK_TILE] += weight
         return acc / wsum

@@ -54,6 +54,7 @@ from .mask_detectors import (
     block_mean,
     csmask_available,
     csmask_band_order,
+    csmask_core,
     dilate,
     rules_bands,
     rules_missing,
@@ -310,9 +311,12 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     pixel_m, more = grid_pixel_size_m(stack.grid)
     factor = max(1, round(opts.working_resolution_m / pixel_m))
     margin = -(-opts.overlap_px // factor) * factor
-    step = max(factor, opts.window_px // factor * factor)
     seen = min(min(stack.grid.width, area.width + 2 * margin), min(stack.grid.height, area.height + 2 * margin))
     method, why = choose_method(opts, stack.names, seen * pixel_m)
+    if method == "csmask":  # whole CNN tiles per window
+        step = csmask_core(opts.window_px // factor, margin // factor) * factor
+    else:
+        step = max(factor, opts.window_px // factor * factor)
     names = csmask_band_order(stack.names)[1] if method == "csmask" else rules_bands(stack.names)
     keep = [stack.names.index(b) for b in names]
     sub = replace(stack, bands=tuple(stack.bands[i] for i in keep),
