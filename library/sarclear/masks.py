@@ -14,7 +14,7 @@ How a mask is made (both detectors):
    10 m data), over valid pixels only; the CNN was measured to put false cloud and shadow on
    farmland, sea and beaches at native 10 m, and to be right at 30 m.
 2. *Detection* at 30 m. The CNN needs context: at least 256 px at 30 m (7.68 km, i.e.
-   768 px of 10 m data) on each side. Smaller chips (BigEarthNet's 120 px, say) get the
+   768 px of 10 m data) in each direction. Smaller chips (BigEarthNet's 120 px, say) get the
    spectral rules under ``auto``; forcing the CNN on them is allowed, with a note.
 3. *Shadow near cloud only.* Shadow pixels farther than ``shadow_max_distance_m`` (1.5 km)
    from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow.
