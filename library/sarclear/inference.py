@@ -292,7 +292,8 @@ def _detect_mask(stack: RasterStack, scaling: OpticalScaling, path: Path, area: 
         notes.append(f"cloud detection unavailable ({exc}); no mask used")
         log.warning(notes[-1])
         return None
-    summary = detect_raster(stack, scaling, path, area=area, options=MaskOptions(method=opts.mask_method),
+    summary = detect_raster(stack, scaling, path, area=area, product_level=_product_level(stack, scaling),
+                            options=MaskOptions(method=opts.mask_method),
                             progress=progress, cancel=cancel, overwrite=opts.overwrite)
     log.info("cloud mask (%s): %.1f %% cloud, %.1f %% shadow -> %s", summary.method,
              100 * summary.cloud_fraction, 100 * summary.shadow_fraction, path)
@@ -300,6 +301,19 @@ def _detect_mask(stack: RasterStack, scaling: OpticalScaling, path: Path, area: 
         log.warning(note)
     notes.extend(summary.notes)
     return Path(summary.path)
+
+
+def _product_level(stack: RasterStack, scaling: OpticalScaling) -> str | None:
+    """"l2a" for a +1000-offset product; "l1c" / "l2a" for a single file with 13 / 12
+    bands (L1C has the cirrus band B10, L2A has not), whichever bands the model reads; None
+    (the detector guesses) otherwise."""
+    if scaling.offset:
+        return "l2a"
+    files = {b.path for b in stack.bands}
+    if len(files) == 1:
+        count = gdal.OpenEx(next(iter(files)), gdal.OF_RASTER).RasterCount
+        return {13: "l1c", 12: "l2a"}.get(count)
+    return None
 
 
 def _clear_mean(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window) -> np.ndarray | None:
