@@ -173,7 +173,8 @@ def test_ms_only_twin_declouds_without_sar(tmp_path):
 
     cfg = networks.preset("lite-ms")
     model = checkpoint.Model(networks.build(cfg)[0], cfg)
-    res = inference.decloud(CR_CLOUDY_S2, None, model, tmp_path / "ms_only.tif", maps=False)
+    res = inference.decloud(CR_CLOUDY_S2, None, model, tmp_path / "ms_only.tif", maps=False,
+                            options=inference.DecloudOptions(cloud_mask=None))
     out = _read(res.output)[0].astype(np.float64)
     assert out.shape == (10, 256, 256)
     # one 256-pixel tile: the output is the generator applied to the scaled input, scaled back
@@ -220,7 +221,7 @@ def test_error_maps_against_a_reference(tmp_path, identity_model):
 
 def test_demo_model_shows_no_seams_at_tile_borders(tmp_path):
     from sarclear import tiling
-    from sarclear.resources import default_model
+    from sarclear.resources import DEMO_MODEL, resources_dir
 
     ms, sar = tmp_path / "ms.tif", tmp_path / "sar.tif"
     cut = (slice(0, 512), slice(100, 612))
@@ -229,8 +230,8 @@ def test_demo_model_shows_no_seams_at_tile_borders(tmp_path):
 
     def jumps(overlap):
         """Mean jump between neighbouring columns and rows: at tile edges, and elsewhere."""
-        res = inference.decloud(ms, sar, default_model(), tmp_path / f"o{overlap}.tif", maps=False,
-                                options=inference.DecloudOptions(overlap=overlap))
+        res = inference.decloud(ms, sar, resources_dir() / "models" / DEMO_MODEL, tmp_path / f"o{overlap}.tif",
+                                maps=False, options=inference.DecloudOptions(overlap=overlap, cloud_mask=None))
         out = _read(res.output)[0].astype(np.float64)
         offs = tiling.tile_offsets(512, 256, overlap)
         edges = sorted({o - 1 for o in offs[1:]} | {o + 255 for o in offs[:-1]})

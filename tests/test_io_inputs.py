@@ -41,7 +41,8 @@ def ms_only_model():
 
 
 def _decloud(ms, sar, model, out, **options):
-    opts = DecloudOptions(window=options.pop("window", WINDOW), **options)
+    """Decloud without a cloud mask (the network's path: these tests are about what it reads)."""
+    opts = DecloudOptions(window=options.pop("window", WINDOW), cloud_mask=options.pop("cloud_mask", None), **options)
     return decloud(ms, sar, model, out, maps=False, options=opts)
 
 
@@ -245,7 +246,7 @@ def test_metrics_json_records_provenance(tmp_path, lite_model_path):
     assert prov["ms_scaling"] == {"rule": "dtype", "dn_per_reflectance": 10000.0, "offset": 0.0,
                                   "reason": "integer data: DN = reflectance x 10000", "source": "", "warning": None}
     assert [m["band"] for m in prov["ms_bands"]] == list(S2_PAPER10)
-    assert prov["options"]["window"] is not None and prov["mask"] is None
+    assert prov["options"]["window"] is not None and prov["mask"] == str(res.maps["mask"])  # detected by default
     assert prov["sarclear_version"] and prov["inputs"]["ms"] == str(CR_CLOUDY_S2)
 
 
