@@ -294,11 +294,12 @@ def grid_pixel_size_m(grid) -> tuple[float, list[str]]:
 def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | os.PathLike,
                   area: Window | None = None, product_level: str | None = None,
                   options: MaskOptions | None = None, progress: ProgressFn | None = None,
-                  cancel: CancelFn | None = None, overwrite: bool = False) -> MaskSummary:
+                  cancel: CancelFn | None = None, overwrite: bool = False,
+                  probability_path: str | os.PathLike | None = None) -> MaskSummary:
     """Detect cloud and shadow over ``area`` (default: all) of an optical stack and write the
     classes as a tiled uint8 GeoTIFF on the area's grid (band "class", nodata 255), and the
-    cloud probability, where the detector gives one, beside it as ``<name>_probability.tif``
-    (float32, band "cloud_probability", nodata NaN). Windows of ``window_px`` are read with
+    cloud probability, where the detector gives one, to ``probability_path`` (default: beside it
+    as ``<name>_probability.tif``; float32, band "cloud_probability", nodata NaN). Windows of ``window_px`` are read with
     ``overlap_px`` of context on each side, so memory does not grow with the raster. Both
     files appear complete or not at all."""
     from osgeo import gdal
@@ -327,7 +328,8 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     reference = None if runner else _scene_reference(reader, area, scaling, names, level, factor)
 
     out_path = Path(out_path)
-    prob_path = out_path.with_name(f"{out_path.stem}_probability.tif") if runner else None
+    prob_path = (Path(probability_path) if probability_path else out_path.with_name(f"{out_path.stem}_probability.tif")
+                 ) if runner else None
     grid = stack.grid.subgrid(area)
     label = runner.label if runner else RULES_LABEL
     meta = {"CLASSES": f"{CLEAR}=clear,{CLOUD}=cloud,{SHADOW}=shadow,{NODATA}=nodata", "METHOD": label}
