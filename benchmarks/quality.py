@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import resource
 import shutil
 import sys
 import time
@@ -86,40 +87,48 @@ def options_fields() -> set[str]:
 
 
 class Scorer:
-    """Pools metrics per (group, kind, method, mask) and keeps per-scene records."""
+    """Per-scene metrics of each (group, kind, method, mask), pooled over scenes at the end."""
 
     def __init__(self, bands):
         self.bands = tuple(bands)
-        self.acc: dict[tuple, dict[str, MetricAccumulator]] = {}
-        self.corr: dict[tuple, list[float]] = defaultdict(list)
         self.records: list[dict] = []
 
     def add(self, key: tuple, scene: str, out: torch.Tensor, ref: torch.Tensor, valid: torch.Tensor,
             cloud: torch.Tensor) -> dict:
-        accs = self.acc.setdefault(key, {"all": MetricAccumulator(self.bands), "cloud": MetricAccumulator(self.bands)})
         xs, ys = torch.where(valid, out, 0), torch.where(valid, ref, 0)
         ssim = ssim_map(xs[None], ys[None])[0]
-        one = {r: MetricAccumulator(self.bands) for r in ("all", "cloud")}
+        res = {}
         for region, m in (("all", valid), ("cloud", valid & cloud)):
-            accs[region].update(out, ref, m, ssim=ssim)
-            one[region].update(out, ref, m, ssim=ssim)
-        r = float(np.nanmean(correlation(out, ref, valid).numpy()))
-        self.corr[key].append(r)
-        a, c = one["all"].result(), one["cloud"].result()
+            acc = MetricAccumulator(self.bands)
+            acc.update(out, ref, m, ssim=ssim)
+            res[region] = acc.result()
+        a, c = res["all"], res["cloud"]
         rec = {"scene": scene, "group": key[0], "kind": key[1], "method": key[2], "mask": key[3],
                "rmse_cloud": c["rmse"], "rmse_all": a["rmse"], "sam_deg": a["sam_deg"], "psnr": a["psnr"],
-               "ssim": a["ssim"], "corr": r, "cloud_fraction": float((valid & cloud).sum() / valid.sum())}
+               "ssim": a["ssim"], "corr": float(np.nanmean(correlation(out, ref, valid).numpy())),
+               "pixels": a["pixels"], "cloud_pixels": c["pixels"]}
         self.records.append(rec)
         return rec
 
     def rows(self) -> list[dict]:
+        """Pooled over scenes: RMSE from the summed squared errors (pixel-weighted MSE), SAM
+        and SSIM pixel-weighted, PSNR from the pooled MSE, correlation the mean of scenes."""
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        for r in self.records:
+            groups[(r["group"], r["kind"], r["method"], r["mask"])].append(r)
         out = []
-        for key, accs in self.acc.items():
-            a, c = accs["all"].result(), accs["cloud"].result()
-            out.append({"group": key[0], "kind": key[1], "method": key[2], "mask": key[3],
-                        "scenes": len(self.corr[key]), "rmse_cloud": c["rmse"], "rmse_all": a["rmse"],
-                        "sam_deg": a["sam_deg"], "psnr": a["psnr"], "ssim": a["ssim"],
-                        "corr": float(np.nanmean(self.corr[key])), "pixels": a["pixels"], "cloud_pixels": c["pixels"]})
+        for key, recs in groups.items():
+            n = sum(r["pixels"] for r in recs)
+            nc = sum(r["cloud_pixels"] for r in recs)
+            mse = sum(r["rmse_all"] ** 2 * r["pixels"] for r in recs) / n
+            mse_c = sum(r["rmse_cloud"] ** 2 * r["cloud_pixels"] for r in recs if r["cloud_pixels"]) / nc \
+                if nc else float("nan")
+            out.append({"group": key[0], "kind": key[1], "method": key[2], "mask": key[3], "scenes": len(recs),
+                        "rmse_cloud": math.sqrt(mse_c), "rmse_all": math.sqrt(mse),
+                        "sam_deg": sum(r["sam_deg"] * r["pixels"] for r in recs) / n,
+                        "psnr": 10 * math.log10(1 / mse) if mse > 0 else float("inf"),
+                        "ssim": sum(r["ssim"] * r["pixels"] for r in recs) / n,
+                        "corr": float(np.nanmean([r["corr"] for r in recs])), "pixels": n, "cloud_pixels": nc})
         return out
 
 
@@ -154,12 +163,14 @@ class Runner:
                 extra["adapt_time"] = self.args.adapt_time
             yield " + adapt", extra
 
-    def try_auto(self, model, ms_path, sar_path, out) -> np.ndarray | None:
+    def try_auto(self, model, ms_path, sar_path, out, **extra) -> np.ndarray | None:
+        """The model with the library's own detection (``cloud_mask="auto"``); None where
+        decloud does not support it yet (found out on the first call)."""
         if self.auto_ok is False:
             return None
         try:
-            result = self.decloud(model, ms_path, sar_path, out, cloud_mask="auto")
-        except Exception as exc:
+            result = self.decloud(model, ms_path, sar_path, out, cloud_mask="auto", **extra)
+        except Exception as exc:  # any failure means: not supported here
             if self.auto_ok is None:
                 self.auto_ok = False
                 self.notes.append(f"decloud does not take cloud_mask='auto' yet ({type(exc).__name__}: "
@@ -210,12 +221,9 @@ class Runner:
                 out = self.decloud(model, ms_path, sar_path, d / "out_true.tif", cloud_mask=str(mask_path), **extra)
                 score(label, "true", torch.from_numpy(out))
                 outputs[f"{label} (true mask)"] = torch.from_numpy(out)
-                out = self.try_auto(model, ms_path, sar_path, d / "out_auto.tif")
-                if out is None:
-                    continue
-                if extra:
-                    out = self.decloud(model, ms_path, sar_path, d / "out_auto.tif", cloud_mask="auto", **extra)
-                score(label, "detected", torch.from_numpy(out))
+                out = self.try_auto(model, ms_path, sar_path, d / "out_auto.tif", **extra)
+                if out is not None:
+                    score(label, "detected", torch.from_numpy(out))
         if figure is not None:
             figure.update(outputs)
         shutil.rmtree(d, ignore_errors=True)
@@ -312,7 +320,9 @@ def main(argv=None) -> int:
         real = real_cloud_scenes(args.data, args.quick, args.crop)
         figures += figures_real(args.out, real, models, runner, work)
     seconds = time.perf_counter() - t0
-    result = {"args": {k: str(v) for k, v in vars(args).items()}, "scenes": chosen,
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result = {"cpu_seconds": usage.ru_utime + usage.ru_stime,
+              "args": {k: str(v) for k, v in vars(args).items()}, "scenes": chosen,
               "kinds": {k: dataclasses.asdict(c) for k, c in KIND_CONFIGS.items()},
               "mask_rule": f"opacity at 490 nm >= {MASK_OPACITY} or shadow darkening >= {MASK_OPACITY}",
               "rows": scorer.rows(), "per_scene": scorer.records, "clear_check": clear_rows,

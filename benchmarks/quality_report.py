@@ -146,7 +146,10 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
            f"- command: `{env['command']}`",
            f"- date: {env['date']}, git revision `{env['git_revision']}`",
            f"- machine: {env['device']}, torch {env['torch']}, GDAL {env['gdal']}",
-           f"- run time: {doc['seconds']:.0f} s (synthetic clouds {doc['seconds_synthetic']:.0f} s)",
+           f"- run time: {doc['seconds']:.0f} s wall, {doc['cpu_seconds']:.0f} CPU-s (synthetic clouds "
+           f"{doc['seconds_synthetic']:.0f} s wall)",
+           f"- scenes: every clear test-split scene under `--data` ({len(doc['scenes'])}), large ones centre-cropped "
+           f"to {doc['args']['crop']} px; cloud seed {doc['args']['seed']}; the same clouds for every method",
            f"- raw results: `{rel(json_path)}`", "",
            "Metrics are on reflectance. *RMSE cloud*: over the true mask (" + doc["mask_rule"] + "); *RMSE all*, "
            "SAM (degrees), PSNR, SSIM: over every valid pixel; *corr*: Pearson correlation with the reference per "
