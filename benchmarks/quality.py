@@ -8,9 +8,9 @@ Cloud kinds (:mod:`sarclear.clouds`, one seed per scene and kind, the same for e
 * ``haze``: a thin veil only (opacity 0.25-0.5 at 490 nm), no thick cloud;
 * ``thick+shadow``: thick cloud over 25 % with its shadow (darkening 0.4-0.7).
 
-The *true mask* is every pixel the clouds changed visibly: combined opacity at 490 nm >= 0.1
-or shadow darkening >= 0.1. Under-cloud metrics are over the true mask, whole-image metrics
-over every valid pixel.
+The *true mask* is every pixel the clouds changed: combined opacity at 490 nm >= 0.02 or
+shadow darkening >= 0.02 (soft cloud edges included). Under-cloud metrics are over the true
+mask, whole-image metrics over every valid pixel.
 
 Methods: the cloudy input; mean fill and normalized-convolution fill (:mod:`sarclear.fill`)
 inside the mask; each model (``--model NAME=PATH``, default every model in resources/models)
@@ -66,7 +66,7 @@ from sarclear.metrics import MetricAccumulator, correlation, ssim_map
 
 log = logging.getLogger("quality")
 CHANGE_TOL = 0.002  # reflectance: a pixel "changed" when any band moved more than this
-MASK_OPACITY = 0.1
+MASK_OPACITY = 0.02  # opacity (and shadow darkening) from which a pixel counts as cloud-affected
 
 
 def _seed(*parts: object) -> int:
