@@ -155,13 +155,16 @@ class Runner:
         return read_output(out)
 
     def model_variants(self):
-        """(label suffix, extra options) per model run: plain, and + adapt where available."""
-        yield "", {}
-        if self.adapt:
-            extra = {"adapt": True}
-            if self.adapt_time:
-                extra["adapt_time"] = self.args.adapt_time
-            yield " + adapt", extra
+        """(label suffix, extra options) per model run: without and, where decloud has it,
+        with scene adaptation (explicitly off in the plain rows, whatever the default)."""
+        if not self.adapt:
+            yield "", {}
+            return
+        yield "", {"adapt": False}
+        extra = {"adapt": True}
+        if self.adapt_time:
+            extra["adapt_time"] = self.args.adapt_time
+        yield " + adapt", extra
 
     def try_auto(self, model, ms_path, sar_path, out, **extra) -> np.ndarray | None:
         """The model with the library's own detection (``cloud_mask="auto"``); None where
