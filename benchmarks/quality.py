@@ -41,6 +41,7 @@ import shutil
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ from sarclear.metrics import MetricAccumulator, correlation, ssim_map
 
 log = logging.getLogger("quality")
 CHANGE_TOL = 0.002  # reflectance: a pixel "changed" when any band moved more than this
+ADAPT_GROUP = "adapt subset (S1+S2)"
 MASK_OPACITY = 0.02  # opacity (and shadow darkening) from which a pixel counts as cloud-affected
 
 
@@ -93,8 +95,9 @@ class Scorer:
         self.bands = tuple(bands)
         self.records: list[dict] = []
 
-    def add(self, key: tuple, scene: str, out: torch.Tensor, ref: torch.Tensor, valid: torch.Tensor,
-            cloud: torch.Tensor) -> dict:
+    def add(self, groups: Sequence[str], key: tuple, scene: str, out: torch.Tensor, ref: torch.Tensor,
+            valid: torch.Tensor, cloud: torch.Tensor) -> None:
+        """Score ``out`` once; record it under each of ``groups`` with ``key`` (kind, method, mask)."""
         xs, ys = torch.where(valid, out, 0), torch.where(valid, ref, 0)
         ssim = ssim_map(xs[None], ys[None])[0]
         res = {}
@@ -103,12 +106,11 @@ class Scorer:
             acc.update(out, ref, m, ssim=ssim)
             res[region] = acc.result()
         a, c = res["all"], res["cloud"]
-        rec = {"scene": scene, "group": key[0], "kind": key[1], "method": key[2], "mask": key[3],
+        rec = {"scene": scene, "kind": key[0], "method": key[1], "mask": key[2],
                "rmse_cloud": c["rmse"], "rmse_all": a["rmse"], "sam_deg": a["sam_deg"], "psnr": a["psnr"],
                "ssim": a["ssim"], "corr": float(np.nanmean(correlation(out, ref, valid).numpy())),
                "pixels": a["pixels"], "cloud_pixels": c["pixels"]}
-        self.records.append(rec)
-        return rec
+        self.records += [{"group": g, **rec} for g in groups]
 
     def rows(self) -> list[dict]:
         """Pooled over scenes: RMSE from the summed squared errors (pixel-weighted MSE), SAM
@@ -154,13 +156,15 @@ class Runner:
         decloud(ms_path, sar_path if model.config.uses_sar else None, model, out, maps=False, options=options)
         return read_output(out)
 
-    def model_variants(self):
+    def model_variants(self, adapt_subset: bool):
         """(label suffix, extra options) per model run: without and, where decloud has it,
         with scene adaptation (explicitly off in the plain rows, whatever the default)."""
         if not self.adapt:
             yield "", {}
             return
         yield "", {"adapt": False}
+        if not adapt_subset:
+            return
         extra = {"adapt": True}
         if self.adapt_time:
             extra["adapt_time"] = self.args.adapt_time
@@ -183,7 +187,10 @@ class Runner:
         self.auto_ok = True
         return result
 
-    def run(self, scene, kind: str, scorer: Scorer, figure: dict | None = None) -> None:
+    def run(self, scene, kind: str, scorer: Scorer, figure: dict | None = None, adapt_subset: bool = False) -> None:
+        """Clouds of ``kind`` on ``scene``, every method, scored; ``figure`` receives the
+        outputs; scenes of the ``adapt_subset`` are scored again, with ``+ adapt`` rows, in
+        a group of their own (so with and without adaptation compare on the same scenes)."""
         bands = scene.bands
         ref = torch.from_numpy(scene.ms)
         valid = torch.isfinite(ref).all(0)
@@ -196,9 +203,9 @@ class Runner:
         cloudy = torch.where(valid, cloudy, torch.nan)
         ref_q = torch.round(ref * 10000) / 10000
         true_mask = (res.opacity[0, 0] >= MASK_OPACITY) | (res.shadow[0, 0] >= MASK_OPACITY)
-        group = "S1+S2" if scene.sar is not None else "S2 only"
-        score = lambda method, mask, out: scorer.add((group, kind, method, mask), scene.name,  # noqa: E731
-                                                     out, ref_q, valid, true_mask)
+        groups = ["S1+S2" if scene.sar is not None else "S2 only"] + ([ADAPT_GROUP] if adapt_subset else [])
+        score = lambda method, mask, out, gs=groups: scorer.add(gs, (kind, method, mask), scene.name,  # noqa: E731
+                                                                out, ref_q, valid, true_mask)
         outputs = {"reference": ref_q, "cloudy input": cloudy}
         score("cloudy input", "-", cloudy)
         masks = {"true": true_mask}
@@ -219,14 +226,15 @@ class Runner:
         for name, model in self.models.items():
             if model.config.uses_sar and scene.sar is None:
                 continue
-            for suffix, extra in self.model_variants():
+            for suffix, extra in self.model_variants(adapt_subset):
                 label = name + suffix
+                gs = [ADAPT_GROUP] if suffix else groups
                 out = self.decloud(model, ms_path, sar_path, d / "out_true.tif", cloud_mask=str(mask_path), **extra)
-                score(label, "true", torch.from_numpy(out))
+                score(label, "true", torch.from_numpy(out), gs)
                 outputs[f"{label} (true mask)"] = torch.from_numpy(out)
                 out = self.try_auto(model, ms_path, sar_path, d / "out_auto.tif", **extra)
                 if out is not None:
-                    score(label, "detected", torch.from_numpy(out))
+                    score(label, "detected", torch.from_numpy(out), gs)
         if figure is not None:
             figure.update(outputs)
         shutil.rmtree(d, ignore_errors=True)
@@ -271,7 +279,10 @@ def main(argv=None) -> int:
                    help="a model to compare (repeatable; default: every model in resources/models)")
     p.add_argument("--crop", type=int, default=384, help="size of the crop taken from large test scenes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--adapt-time", type=float, default=60.0, help="seconds of --adapt per scene, where supported")
+    p.add_argument("--adapt-time", type=float, default=15.0,
+                   help="seconds of scene adaptation per run, where decloud supports it")
+    p.add_argument("--adapt-scenes", type=int, default=2,
+                   help="the largest S1+S2 test scenes that also run with adaptation (its own table)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=common.ROOT / "docs" / "quality", help="JSON and figures")
     p.add_argument("--report", type=Path, default=None, help="Markdown report (default docs/QUALITY.md; "
@@ -281,6 +292,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.quick:  # CI: adaptation (where supported) on one scene, briefly
+        args.adapt_scenes, args.adapt_time = min(args.adapt_scenes, 1), min(args.adapt_time, 5.0)
     common.setup_logging(args.verbose)
     logging.getLogger("quality").setLevel(logging.INFO)
     t0 = time.perf_counter()
@@ -305,11 +318,13 @@ def main(argv=None) -> int:
     runner = Runner(args, models, work)
     scorer = Scorer(scenes[0].bands)
     fig_scene = max((s for s in scenes if s.sar is not None), key=lambda s: s.ms.shape[1] * s.ms.shape[2])
+    by_size = sorted((s for s in scenes if s.sar is not None), key=lambda s: -s.ms.shape[1] * s.ms.shape[2])
+    adapt_names = {s.name for s in by_size[:args.adapt_scenes]} if runner.adapt else set()
     synthetic_views = {}
     for i, scene in enumerate(scenes):
         for kind in KIND_CONFIGS:
             views = {} if scene is fig_scene and (kind == "thick" or not args.quick) else None
-            runner.run(scene, kind, scorer, views)
+            runner.run(scene, kind, scorer, views, adapt_subset=scene.name in adapt_names)
             if views:
                 synthetic_views[kind] = views
         log.info("[%d/%d] %s done (%.0f s)", i + 1, len(scenes), scene.name, time.perf_counter() - t0)
@@ -328,7 +343,8 @@ def main(argv=None) -> int:
               "args": {k: str(v) for k, v in vars(args).items()}, "scenes": chosen,
               "kinds": {k: dataclasses.asdict(c) for k, c in KIND_CONFIGS.items()},
               "mask_rule": f"opacity at 490 nm >= {MASK_OPACITY} or shadow darkening >= {MASK_OPACITY}",
-              "rows": scorer.rows(), "per_scene": scorer.records, "clear_check": clear_rows,
+              "adapt_scenes": sorted(adapt_names), "rows": scorer.rows(), "per_scene": scorer.records,
+              "clear_check": clear_rows,
               "figures": [str(f) for f in figures], "notes": runner.notes,
               "seconds": seconds, "seconds_synthetic": t_synth}
     path = common.save_results("quality", result, args.out, args.device)

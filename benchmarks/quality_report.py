@@ -137,7 +137,7 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
     doc = json.loads(json_path.read_text())
     env, rows = doc["env"], doc["rows"]
     rel = lambda p: os.path.relpath(p, report.parent)  # noqa: E731
-    groups = [g for g in ("S1+S2", "S2 only") if any(r["group"] == g for r in rows)]
+    groups = [g for g in ("S1+S2", "S2 only", "adapt subset (S1+S2)") if any(r["group"] == g for r in rows)]
     n = {g: len({r["scene"] for r in doc["per_scene"] if r["group"] == g}) for g in groups}
     out = ["# Quality benchmark", "",
            "Real clear scenes held out from training (test split by place, `sarclear.datasets`), with "
