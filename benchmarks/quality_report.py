@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def _panels(path: Path, views: dict[str, np.ndarray], bands, stretch_from: str, 
     n = len(views)
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows + 0.4), squeeze=False)
+    h, w = np.asarray(next(iter(views.values()))).shape[-2:]
+    panel_h = 3.2 * h / w + 0.3  # panels keep the scene's aspect ratio
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, panel_h * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (label, img) in zip(axes.flat, views.items()):
@@ -84,7 +87,9 @@ def figures_real(out_dir: Path, scenes, models: dict, runner, work: Path) -> lis
             if model.config.uses_sar and scene.sar is None:
                 continue
             views[f"{name} (default decloud)"] = runner.decloud(model, ms_path, sar_path, d / "out.tif")
-        safe = scene.name.replace("/", "_").replace("@", "_").replace(",", "_")
+        parts = scene.name.split("@")[0].split("/")
+        key = parts[1] if scene.source == "majortom" else parts[-1][-16:]
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{scene.source}_{key}")
         paths.append(_panels(out_dir / f"real_{safe}.png", views, scene.bands, "input (real clouds)",
                              f"Real clouds: {scene.name} ({scene.source}, split {scene.split})"))
         shutil.rmtree(d, ignore_errors=True)
