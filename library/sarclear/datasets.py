@@ -153,6 +153,11 @@ def _dirs(root: Path, name: str) -> list[Path]:
     return found + sorted(p for p in root.rglob(name) if p.is_dir())
 
 
+#: BENv1 pairs flagged ``suspect_bright`` that are not snow (SOURCE.md: 73_24 and 74_79 are
+#: snow): 90_7 is 11 % bright forest, likely cloud, so it is no clear target.
+_BRIGHT_UNEXPLAINED = {"S2A_MSIL2A_20180413T95032_90_7"}
+
+
 def _configilm(root: Path) -> Iterator[_Spec]:
     for version in ("BENv1", "BENv2"):
         for d in _dirs(root, version):
@@ -160,9 +165,7 @@ def _configilm(root: Path) -> Iterator[_Spec]:
                 if (d / "pairs.json").exists() else {}
             for s2 in sorted((d / "s2").glob("*.tif")):
                 p = info.get(s2.stem, {})
-                cloudy = bool(p.get("cloud_or_shadow")) or (bool(p.get("suspect_bright"))
-                                                            and not p.get("seasonal_snow")
-                                                            and s2.stem.endswith("_90_7"))  # 11 % bright, no snow
+                cloudy = bool(p.get("cloud_or_shadow")) or s2.stem in _BRIGHT_UNEXPLAINED
                 s1 = d / "s1" / s2.name
                 yield _Spec(f"{version}/{s2.stem}", _ben_place(s2.stem), version.lower(), "l2a", (str(s2),),
                             (str(s1),) if s1.exists() else None, cloudy)
