@@ -340,6 +340,8 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {"cpu_seconds": usage.ru_utime + usage.ru_stime,
+              "models": {name: {"path": m.path, "preset": m.config.preset, "uses_sar": m.config.uses_sar,
+                                "bands": list(m.config.bands)} for name, m in models.items()},
               "args": {k: str(v) for k, v in vars(args).items()}, "scenes": chosen,
               "kinds": {k: dataclasses.asdict(c) for k, c in KIND_CONFIGS.items()},
               "mask_rule": f"opacity at 490 nm >= {MASK_OPACITY} or shadow darkening >= {MASK_OPACITY}",

@@ -137,6 +137,44 @@ def _kind_table(rows, group: str, kind: str) -> str:
     return "\n".join(lines)
 
 
+def _targets(doc) -> list[str]:
+    """Issue 11's targets, checked on the S1+S2 scenes (where every model runs)."""
+    by = {(r["kind"], r["method"], r["mask"]): r for r in doc["rows"] if r["group"] == "S1+S2"}
+    clear = {r["model"]: r for r in doc["clear_check"]}
+    ok = lambda b: "**met**" if b else "**missed**"  # noqa: E731
+    lines = ["| model | mask | haze: corr >= input, RMSE and SAM < input | thick: RMSE cloud <= 0.8 x "
+             "normalized convolution, SAM <= input | clear scene: <= 0.5 % changed, RMSE <= 0.002 |",
+             "|---|---|---|---|---|"]
+    models = doc.get("models", {})
+    for (kind, method, mask), r in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        if kind != "haze" or method.split(" + ")[0] not in models:
+            continue
+        hi, th = by[("haze", "cloudy input", "-")], by.get(("thick", method, mask))
+        ti, nc = by[("thick", "cloudy input", "-")], by.get(("thick", "normalized convolution", mask))
+        haze = (f"{ok(r['corr'] >= hi['corr'] and r['rmse_all'] < hi['rmse_all'] and r['sam_deg'] < hi['sam_deg'])}"
+                f" corr {fmt(r['corr'])} vs {fmt(hi['corr'])}, RMSE {fmt(r['rmse_all'])} vs {fmt(hi['rmse_all'])}, "
+                f"SAM {fmt(r['sam_deg'])} vs {fmt(hi['sam_deg'])}")
+        thick = "-" if th is None or nc is None else (
+            f"{ok(th['rmse_cloud'] <= 0.8 * nc['rmse_cloud'] and th['sam_deg'] <= ti['sam_deg'])} RMSE "
+            f"{fmt(th['rmse_cloud'])} vs {fmt(nc['rmse_cloud'])} "
+            f"({100 * (th['rmse_cloud'] / nc['rmse_cloud'] - 1):+.0f} %), "
+            f"SAM {fmt(th['sam_deg'])} vs {fmt(ti['sam_deg'])}")
+        c = clear.get(method)
+        cl = "-" if c is None else (f"{ok(c['changed_pct'] <= 0.5 and c['rmse_vs_input'] <= 0.002)} "
+                                    f"{fmt(c['changed_pct'])} %, RMSE {fmt(c['rmse_vs_input'])}")
+        lines.append(f"| {method} | {mask} | {haze} | {thick} | {cl} |")
+    sar = [n for n, m in models.items() if m["uses_sar"]]
+    twins = [n for n, m in models.items() if not m["uses_sar"]]
+    for a in sar:
+        for b in twins:
+            ra, rb = by.get(("thick", a, "true")), by.get(("thick", b, "true"))
+            if ra and rb:
+                lines += ["", f"SAR model {a} vs MS-only {b}, thick cloud, true mask: RMSE cloud "
+                          f"{fmt(ra['rmse_cloud'])} vs {fmt(rb['rmse_cloud'])}: "
+                          f"{ok(ra['rmse_cloud'] < rb['rmse_cloud'])}"]
+    return lines
+
+
 def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
     """docs/QUALITY.md from the benchmark's JSON."""
     doc = json.loads(json_path.read_text())
@@ -159,9 +197,14 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
            "Metrics are on reflectance. *RMSE cloud*: over the true mask (" + doc["mask_rule"] + "); *RMSE all*, "
            "SAM (degrees), PSNR, SSIM: over every valid pixel; *corr*: Pearson correlation with the reference per "
            "band over the whole image, averaged over bands and scenes. RMSE, SAM, PSNR and SSIM pool pixels over "
-           "scenes. Mask *true*: the synthetic clouds' own mask; *detected*: the library's cloud detection.", ""]
+           "scenes. Mask *true*: the synthetic clouds' own mask; *detected*: the library's cloud detection. "
+           "Models that fuse SAR run only on the S1+S2 scenes and figures (the S2-only table and the Major TOM "
+           "figure show the baselines and MS-only models). Models: "
+           + ", ".join(f"`{n}` ({m['preset']}, {'S1+S2' if m['uses_sar'] else 'MS only'}, {Path(m['path']).name})"
+                       for n, m in doc.get("models", {}).items()) + ".", ""]
     for g in groups:
         out += [f"## {g} test scenes ({n[g]})", "", _main_table(rows, g), ""]
+    out += ["## Targets (issue 11), S1+S2 scenes", "", *_targets(doc), ""]
     out += ["## Clear scenes through default decloud", "",
             "Each clear test scene, without synthetic clouds, through `decloud` with default options. "
             "Changed: share of valid pixels where any band moved by more than 0.002 reflectance. "
