@@ -142,7 +142,7 @@ class Runner:
         self.detect = detector()
         fields = options_fields()
         self.adapt = "adapt" in fields
-        self.adapt_time = "adapt_time" in fields
+        self.adapt_time = "adapt_seconds" in fields
         self.auto_ok: bool | None = None  # cloud_mask="auto" supported? (found by trying)
         self.notes: list[str] = []
         if self.detect is None:
@@ -167,7 +167,7 @@ class Runner:
             return
         extra = {"adapt": True}
         if self.adapt_time:
-            extra["adapt_time"] = self.args.adapt_time
+            extra["adapt_seconds"] = self.args.adapt_time
         yield " + adapt", extra
 
     def try_auto(self, model, ms_path, sar_path, out, **extra) -> np.ndarray | None:
