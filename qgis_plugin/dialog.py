@@ -318,19 +318,36 @@ class SarclearDialog(QDialog):
             self.sar_list.addItem(item)
         self.sar_list.blockSignals(False)
 
+    def selected_layers(self) -> list[QgsMapLayer]:
+        """The layers selected in the Layers panel (the active one first)."""
+        chosen = [self.iface.activeLayer()]
+        view = getattr(self.iface, "layerTreeView", None)
+        if callable(view) and view() is not None:
+            chosen += view().selectedLayers()
+        return [layer for layer in chosen if layer is not None]
+
     def _guess_layers(self) -> None:
+        """Propose inputs: the selected, visible layer that covers the map view before any
+        other; SAR layers that cover the MS layer."""
         if self.missing or self.model_config is None:
             return
-        candidates = self.raster_layers()
+        view, view_crs = self.canvas.extent(), self.canvas.mapSettings().destinationCrs()
+        candidates = layers.rank_layers(self.raster_layers(), self.selected_layers(), view, view_crs)
         ms = self.ms_combo.currentLayer()
-        if ms is None or not layers.match_bands([ms], "optical", self.model_config.bands).ok:
-            guess = layers.guess_ms_layer(candidates, self.model_config.bands)
-            if guess is not None:
-                self.ms_combo.setLayer(guess)  # -> _ms_changed
+        guess = layers.guess_ms_layer(candidates, self.model_config.bands)
+        selected = {layer.id() for layer in self.selected_layers()}
+        if guess is not None and guess is not ms and (
+                ms is None or not layers.match_bands([ms], "optical", self.model_config.bands).ok
+                or not layers.intersects(ms, view, view_crs)
+                or (guess.id() in selected and layers.intersects(guess, view, view_crs))):
+            self.ms_combo.setLayer(guess)  # -> _ms_changed
+            self.set_sar_layers([])
         if not self.sar_layer_ids():
             ms = self.ms_combo.currentLayer()
-            sar = layers.guess_sar_layers([c for c in candidates if c is not ms], self.model_config.sar_channels)
-            self.set_sar_layers(sar)
+            others = [c for c in candidates if c is not ms]
+            if ms is not None:  # those that cover the MS layer first
+                others.sort(key=lambda c: not layers.intersects(c, ms.extent(), ms.crs()))
+            self.set_sar_layers(layers.guess_sar_layers(others, self.model_config.sar_channels))
 
     def sar_layer_ids(self) -> list[str]:
         return [self.sar_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.sar_list.count())
@@ -428,6 +445,10 @@ class SarclearDialog(QDialog):
         self.reference_match = (layers.match_bands([reference], "optical", cfg.bands)
                                 if reference is not None and cfg is not None else None)
         self._fill_band_table()
+        self._update_status()
+
+    def _update_status(self) -> None:
+        """Show what blocks the run (bands, coverage) or the band summary; enable Run."""
         problems = self.band_problems()
         self.band_status.setText(problems or self._band_summary())
         self.band_status.setStyleSheet(_ERROR_STYLE if problems else _OK_STYLE)
@@ -486,7 +507,34 @@ class SarclearDialog(QDialog):
                 problems.append(f"Sentinel-1: {self.sar_match.problem}")
         if self.reference_match is not None and not self.reference_match.ok:
             problems.append(f"Reference: {self.reference_match.problem}")
+        problems += self.coverage_problems()
         return "\n".join(problems) or None
+
+    def coverage_problems(self) -> list[str]:
+        """The chosen layers that do not cover the area, and where they lie, in words."""
+        ms = self.ms_combo.currentLayer()
+        if ms is None:
+            return []
+        problems = []
+        mode = self.area_mode()
+        if mode == AREA_CANVAS:
+            area, crs, what = self.canvas.extent(), self.canvas.mapSettings().destinationCrs(), "the map extent"
+        elif mode == AREA_DRAWN and self.drawn is not None:
+            (area, crs), what = self.drawn, "the drawn rectangle"
+        else:
+            area, crs, what = ms.extent(), ms.crs(), "the Sentinel-2 layer"
+        if mode != AREA_LAYER and not layers.intersects(ms, area, crs):
+            problems.append(f"Area: the Sentinel-2 layer '{ms.name()}' does not cover {what}; it lies "
+                            f"{layers.where_is(ms.extent(), ms.crs(), area, crs)}. Zoom to the layer, or "
+                            "choose Whole MS layer.")
+            return problems
+        if self.model_config is None or self.model_config.uses_sar:
+            for sar in self.sar_layers():
+                if not layers.intersects(sar, area, crs):
+                    problems.append(f"Sentinel-1: the layer '{sar.name()}' does not cover {what}; it lies "
+                                    f"{layers.where_is(sar.extent(), sar.crs(), area, crs)}. Tick a SAR layer "
+                                    "that covers the Sentinel-2 area.")
+        return problems
 
     def _band_summary(self) -> str:
         cfg = self.model_config
@@ -550,14 +598,17 @@ class SarclearDialog(QDialog):
         try:
             width, height = layers.area_pixels(layers.layer_paths(ms)[0], self.aoi())
         except SarclearError as exc:
-            self.area_info.setText(str(exc))
+            where = [p for p in self.coverage_problems() if p.startswith("Area:")]
+            self.area_info.setText(where[0] if where else str(exc))
             self.area_info.setStyleSheet(_ERROR_STYLE)
+            self._update_status()
             return
         what = {AREA_CANVAS: "the current map extent", AREA_LAYER: "the whole layer",
                 AREA_DRAWN: "the drawn rectangle"}[self.area_mode()]
         self.area_info.setText(f"{width} x {height} pixels of {ms.name()} ({what}, snapped to its pixel grid, "
                                f"{ms.crs().authid() or 'layer CRS'})")
         self.area_info.setStyleSheet("")
+        self._update_status()
 
     # ------------------------------------------------------------------ run
 

@@ -9,6 +9,7 @@ torch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,3 +293,73 @@ def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str,
             node.setExpanded(True)
         added.append(layer)
     return group, added
+
+
+# --------------------------------------------------------------------------- which layer, where
+
+
+_COMPASS = ("north", "north-east", "east", "south-east", "south", "south-west", "west", "north-west")
+
+
+def layer_rect_in(layer: QgsMapLayer, crs: QgsCoordinateReferenceSystem,
+                  project: QgsProject | None = None) -> QgsRectangle:
+    """``layer``'s extent as a rectangle in ``crs``."""
+    return QgsRectangle(*extent_in_crs(layer.extent(), layer.crs(), crs, project))
+
+
+def intersects(layer: QgsMapLayer, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> bool:
+    """True if ``layer`` covers some of ``rect`` (in ``crs``)."""
+    try:
+        return layer_rect_in(layer, crs).intersects(rect)
+    except Exception:  # a transform that fails: treat as not overlapping
+        return False
+
+
+def where_is(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem, area: QgsRectangle,
+             area_crs: QgsCoordinateReferenceSystem) -> str:
+    """Where ``rect`` lies seen from ``area``, in words: "40 km to the east" (the gap between
+    their nearest edges on the WGS84 ellipsoid, and the compass direction from the area's
+    centre to the rectangle's)."""
+    from qgis.core import QgsDistanceArea, QgsPointXY
+
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    project = QgsProject.instance()
+    other = QgsRectangle(*extent_in_crs(rect, crs, area_crs))
+    # nearest points of the two rectangles, in the area's CRS
+    ax = min(max(other.xMinimum(), area.xMinimum()), area.xMaximum())
+    ay = min(max(other.yMinimum(), area.yMinimum()), area.yMaximum())
+    bx = min(max(ax, other.xMinimum()), other.xMaximum())
+    by = min(max(ay, other.yMinimum()), other.yMaximum())
+    to_wgs84 = QgsCoordinateTransform(area_crs, wgs84, project)
+    a, b = to_wgs84.transform(QgsPointXY(ax, ay)), to_wgs84.transform(QgsPointXY(bx, by))
+    c1, c2 = to_wgs84.transform(area.center()), to_wgs84.transform(other.center())
+    distance = QgsDistanceArea()
+    distance.setEllipsoid("WGS84")
+    metres = distance.measureLine(a, b)
+    bearing = math.degrees(distance.bearing(c1, c2)) % 360.0
+    direction = _COMPASS[int((bearing + 22.5) // 45) % 8]
+    far = f"{metres:,.0f} m" if metres < 1000 else f"{metres / 1000:,.0f} km"
+    return f"{far} to the {direction}"
+
+
+def is_visible(layer: QgsMapLayer, project: QgsProject | None = None) -> bool:
+    """True if ``layer`` is ticked in the layer tree (and its groups are)."""
+    node = (project or QgsProject.instance()).layerTreeRoot().findLayer(layer.id())
+    return node is not None and node.isVisible()
+
+
+def rank_layers(candidates: Sequence[QgsRasterLayer], selected: Sequence[QgsMapLayer], view: QgsRectangle,
+                view_crs: QgsCoordinateReferenceSystem) -> list[QgsRasterLayer]:
+    """``candidates`` best first for a run on the map view: selected, visible and covering
+    the view first; then visible and covering it; then covering it; then the rest, each
+    group in layer-tree order."""
+    chosen = {layer.id() for layer in selected if layer is not None}
+
+    def key(item):
+        k, layer = item
+        covers = intersects(layer, view, view_crs)
+        visible = is_visible(layer)
+        picked = layer.id() in chosen
+        return (not (covers and picked), not (covers and visible), not covers, not picked, not visible, k)
+
+    return [layer for _, layer in sorted(enumerate(candidates), key=key)]

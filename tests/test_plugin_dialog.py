@@ -4,11 +4,13 @@ layer's CRS."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import CR_CLOUDY_S2
 from osgeo import gdal
 from plugin_helpers import *  # noqa: F403 (fixtures)
-from plugin_helpers import add_raster
+from plugin_helpers import add_raster, wait_until
 from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QMessageBox
@@ -61,7 +63,8 @@ def test_one_layer_per_polarisation_is_matched_by_file_name(dialog, sample_proje
     dialog.set_sar_layers([sample_project["ben_vh"], sample_project["ben_vv"]])
     rows = [r for r in _table(dialog) if r[0].startswith("BigEarthNet")]
     assert sorted((r[0], r[2], r[3]) for r in rows) == [("BigEarthNet VH", "VH", "#2"), ("BigEarthNet VV", "VV", "#1")]
-    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+    assert dialog.sar_match.ok  # the bands match; only the place is wrong (Ireland, the S2 is elsewhere)
+    assert all(p.startswith("Sentinel-1: the layer 'BigEarthNet") for p in dialog.band_problems().splitlines())
 
 
 def test_wrong_band_count_is_explained_before_the_run_and_names_can_be_edited(dialog, tmp_path):
@@ -184,3 +187,59 @@ def test_a_pickle_model_file_is_refused_with_the_reason(dialog, tmp_path):
     dialog.model_widget.setFilePath(str(pickle))
     assert "this is a pickle checkpoint (torch.save)" in dialog.model_info.text()
     assert dialog.model_config is None and not dialog.run_button.isEnabled()
+
+
+def _shifted_copy(tmp_path, name: str, dx: float, dy: float = 0.0):
+    """The cloudy S2 sample moved by (dx, dy) metres: the same bands, elsewhere."""
+    src = gdal.Open(str(CR_CLOUDY_S2))
+    x0, px, _, y0, _, py = src.GetGeoTransform()
+    path = tmp_path / f"{name}.tif"
+    gdal.Translate(str(path), src, outputBounds=[x0 + dx, y0 + dy, x0 + dx + px * src.RasterXSize,
+                                                 y0 + dy + py * src.RasterYSize])
+    return path
+
+
+def test_the_selected_layer_covering_the_map_is_proposed_not_the_first(plugin, sample_project, lite_model_path,
+                                                                        qgis_iface, tmp_path):
+    # a second S2 layer 40 km east of the cloudy one (gap between edges), listed first in the tree
+    width = sample_project["cloudy"].extent().width()
+    far = add_raster(_shifted_copy(tmp_path, "far", 40_000 + width), "far S2")
+    root = QgsProject.instance().layerTreeRoot()
+    node = root.findLayer(far.id())
+    root.insertChildNode(0, node.clone())
+    root.removeChildNode(node)
+    assert root.layerOrder()[0] is far
+    dialog = plugin.show_dialog()
+    dialog.model_widget.setFilePath(str(lite_model_path))
+    wait_until(lambda: dialog.model_config is not None)
+    # the canvas shows the cloudy layer: it is proposed, not the first raster of the tree
+    assert dialog.ms_combo.currentLayer() is sample_project["cloudy"]
+    assert [layer.name() for layer in dialog.sar_layers()] == ["S1 VV VH"]
+
+    # the analyst selects the far layer and zooms to it: reopening the dialog proposes it
+    qgis_iface.setActiveLayer(far)
+    qgis_iface.mapCanvas().setExtent(far.extent())
+    dialog = plugin.show_dialog()
+    assert dialog.ms_combo.currentLayer() is far
+
+    # back on the cloudy scene's view with the far layer chosen: the run is blocked, in words
+    qgis_iface.mapCanvas().setExtent(sample_project["cloudy"].extent())
+    dialog.ms_combo.setLayer(far)
+    text = dialog.area_info.text()
+    gap_km = (far.extent().xMinimum() - qgis_iface.mapCanvas().extent().xMaximum()) / 1000  # the view is wider
+    assert 30 < gap_km <= 40
+    found = re.match(r"Area: the Sentinel-2 layer 'far S2' does not cover the map extent; it lies (\d+) km to "
+                     r"the east\.", text)
+    assert found and abs(int(found.group(1)) - gap_km) <= 1, text  # UTM metres vs the ellipsoid: within 0.1 %
+    assert "Zoom to the layer, or choose Whole MS layer" in text and not dialog.run_button.isEnabled()
+    dialog.close()
+
+
+def test_sar_that_does_not_cover_the_area_is_explained_before_the_run(dialog, sample_project):
+    dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])  # Ireland; the S2 is elsewhere
+    status = dialog.band_status.text()
+    assert re.search(r"Sentinel-1: the layer 'BigEarthNet VV' does not cover the map extent; it lies "
+                     r"[\d,]+ km to the (north|south|east|west|north-west|north-east|south-west|south-east)\.",
+                     status), status
+    assert "Tick a SAR layer that covers the Sentinel-2 area" in status
+    assert not dialog.run_button.isEnabled()

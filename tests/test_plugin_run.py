@@ -118,9 +118,14 @@ def test_run_with_a_reference_makes_error_maps_and_reports_metrics(plugin, dialo
     assert output.extent().toString(3) == sample_project["cloudy"].extent().toString(3)  # whole layer
 
 
-def test_sar_that_does_not_overlap_is_a_clear_message_and_no_layer(plugin, dialog, sample_project, qgis_iface):
+def test_sar_that_does_not_overlap_is_a_clear_message_and_no_layer(plugin, dialog, sample_project, qgis_iface,
+                                                                   monkeypatch):
     dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])  # Ireland; the S2 is elsewhere
-    assert dialog.run_button.isEnabled()  # the bands match: only the run can tell
+    assert not dialog.run_button.isEnabled()  # the dialog already says where it lies (test_plugin_dialog)
+    # a run started anyway (the check bypassed) fails with the library's message, no traceback, no layer
+    monkeypatch.setattr(dialog, "coverage_problems", lambda: [])
+    dialog._update_status()
+    assert dialog.run_button.isEnabled()
     before = QgsProject.instance().layerTreeRoot().children()
     dialog.run()
     out = dialog.task.params.out
