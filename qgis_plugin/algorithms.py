@@ -16,6 +16,7 @@ user is replaced (the file dialog asks first); the maps beside the reconstructio
 
 from __future__ import annotations
 
+import math
 import re
 from typing import ClassVar
 
@@ -342,19 +343,34 @@ class SyntheticClouds(_SarclearAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("MEAN_OPACITY", "Mean cloud and haze opacity"))
         self.addOutput(QgsProcessingOutputNumber("THICK_CLOUD_FRACTION", "Fraction under thick cloud"))
 
+    #: range parameter -> its name in sarclear.clouds.CloudConfig and its label in messages
+    RANGES: ClassVar[dict[str, tuple[str, str]]] = {
+        "COVERAGE": ("coverage", "Cloud coverage range"), "HAZE": ("haze", "Haze opacity range"),
+        "SHADOW": ("shadow", "Shadow darkening range")}
+
+    def ranges(self, parameters: dict, context: QgsProcessingContext, defaults) -> dict:
+        """The ranges the user gave; an empty range (the toolbox sends "None,None", NaN
+        here) or an empty bound takes the library's default (``defaults``, a CloudConfig)."""
+        ranges = {}
+        for name, (key, label) in self.RANGES.items():
+            lo, hi = self.parameterAsRange(parameters, name, context)
+            if math.isnan(lo) and math.isnan(hi):
+                continue
+            default = getattr(defaults, key)
+            lo, hi = (default[0] if math.isnan(lo) else lo), (default[1] if math.isnan(hi) else hi)
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise QgsProcessingException(f"{label} {lo:g} to {hi:g}: give 0 <= minimum <= maximum <= 1, "
+                                             "or leave it empty for the default")
+            ranges[key] = (lo, hi)
+        return ranges
+
     def compute(self, parameters, context, feedback) -> dict:
         from sarclear.clouds import CloudConfig
         from sarclear.synthetic import cloud_raster
 
         clear = layers.layer_paths(self.parameterAsRasterLayer(parameters, "INPUT", context))
-        ranges = {}
-        for name in ("COVERAGE", "HAZE", "SHADOW"):
-            if parameters.get(name) not in (None, ""):
-                lo, hi = self.parameterAsRange(parameters, name, context)
-                if not 0.0 <= lo <= hi <= 1.0:
-                    raise QgsProcessingException(f"{name.lower()} range {lo}..{hi}: give 0 <= min <= max <= 1")
-                ranges[name.lower()] = (lo, hi)
-        config = CloudConfig(cell_px=self.parameterAsDouble(parameters, "CELL_PX", context), **ranges)
+        config = CloudConfig(cell_px=self.parameterAsDouble(parameters, "CELL_PX", context),
+                             **self.ranges(parameters, context, CloudConfig()))
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         opacity = self.parameterAsOutputLayer(parameters, "OPACITY", context) or None
         stats = cloud_raster(clear, out, opacity_out=opacity, config=config,

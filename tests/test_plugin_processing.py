@@ -202,3 +202,22 @@ def test_algorithms_chain_in_a_graphical_model(provider, sea_clear, tmp_path):
                                     "scores:SAM_MAP": str(tmp_path / "sam.tif")},
                             context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
     assert Path(result["scores:RMSE_MAP"]).is_file() and np.nanmean(_array(tmp_path / "rmse.tif")) > 0
+
+
+@pytest.mark.parametrize("empty", [None, "None,None", ""], ids=["absent", "toolbox-empty", "blank"])
+def test_synthetic_clouds_with_the_default_empty_ranges(provider, sea_clear, tmp_path, empty):
+    cloudy = tmp_path / "cloudy.tif"
+    params = {"INPUT": str(sea_clear), "SEED": 1, "OUTPUT": str(cloudy)}
+    if empty is not None:
+        params.update({"COVERAGE": empty, "HAZE": empty, "SHADOW": empty})
+    made = _run("sarclear:syntheticclouds", params)
+    dirty = _array(cloudy).astype(float)
+    assert np.isfinite(made["MEAN_OPACITY"]) and 0 < made["MEAN_OPACITY"] < 1
+    assert 0.0 <= made["THICK_CLOUD_FRACTION"] <= 0.8 + 0.1  # the library's default coverage range: 0.05..0.8
+    assert np.isfinite(dirty).all() and dirty.mean() > _array(sea_clear).mean()
+
+
+def test_synthetic_clouds_refuses_a_range_outside_0_1(provider, sea_clear, tmp_path):
+    with pytest.raises(QgsProcessingException, match=r"Haze opacity range 0.2 to 1.5: give 0 <= minimum"):
+        _run("sarclear:syntheticclouds", {"INPUT": str(sea_clear), "HAZE": "0.2,1.5",
+                                          "OUTPUT": str(tmp_path / "c.tif")})
