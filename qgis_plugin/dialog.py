@@ -58,8 +58,9 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from . import layers
-from .environment import missing_dependencies, plugin_icon
-from .task import RunParameters
+from .environment import dependencies_found, plugin_icon
+from .models import bundled_entries, card_summary, model_label
+from .task import STAGE_LOADING, ProbeTask, RunParameters
 
 AREA_CANVAS, AREA_LAYER, AREA_DRAWN = "canvas", "layer", "drawn"
 _ERROR_STYLE = "color: #b00020;"
@@ -104,7 +105,11 @@ class SarclearDialog(QDialog):
         self.start_run = start_run
         self.task = None
         self.model_config = None  # sarclear.networks.ModelConfig of the chosen model
-        self.missing = missing_dependencies()
+        self.missing = dependencies_found()  # no import here: torch loads in a background task
+        self.probe: ProbeTask | None = None
+        self.probes: list[ProbeTask] = []  # keep the Python wrappers alive while they run
+        self.cuda: tuple[bool, str] | None = None
+        self.models = bundled_entries()
         self.ms_order: list[str] | None = None   # band names the user typed, file order
         self.sar_order: list[str] | None = None
         self.ms_match: layers.BandMatch | None = None
@@ -154,11 +159,21 @@ class SarclearDialog(QDialog):
 
         model_box = QGroupBox("Model and device")
         form = QFormLayout(model_box)
+        self.model_combo = QComboBox()
+        for entry in self.models:
+            self.model_combo.addItem(model_label(entry.path), str(entry.path))
+            self.model_combo.setItemData(self.model_combo.count() - 1, card_summary(entry.card, entry.name),
+                                         Qt.ItemDataRole.ToolTipRole)
+        self.model_combo.addItem("Other model file…", "")
+        self.model_combo.setToolTip("The bundled models (hover for each model card) or a model file of your own")
+        form.addRow("Model", self.model_combo)
         self.model_widget = QgsFileWidget()
         self.model_widget.setFilter("sarclear models (*.safetensors)")
         self.model_widget.setDialogTitle("Choose a sarclear model")
-        form.addRow("Model", self.model_widget)
+        self.model_widget.setToolTip("A sarclear model file (.safetensors, never a pickle)")
+        form.addRow("", self.model_widget)
         self.model_info = _info_label()
+        self.model_info.setOpenExternalLinks(True)
         form.addRow("", self.model_info)
         self.device_combo = QComboBox()
         self.device_combo.addItem("Auto (GPU if usable, else CPU)", "auto")
@@ -245,6 +260,7 @@ class SarclearDialog(QDialog):
         self.sar_list.itemChanged.connect(self._sar_changed)
         self.reference_combo.layerChanged.connect(self._update_bands)
         self.model_widget.fileChanged.connect(self._model_changed)
+        self.model_combo.activated.connect(self._model_chosen)
         self.area_group.buttonToggled.connect(lambda *_: self._update_area())
         self.draw_button.clicked.connect(self.start_drawing)
         self.extent_tool.extentChanged.connect(self._drawn)
@@ -285,14 +301,9 @@ class SarclearDialog(QDialog):
     def prepare(self) -> None:
         """Fill the dialog from the project: model, device, SAR list; guess the MS and SAR
         layers when none is chosen yet."""
-        if not self.model_widget.filePath():
-            from sarclear.resources import bundled_models
-
-            models = bundled_models()
-            if models:
-                self.model_widget.setFilePath(str(models[0]))
-        self._update_device_info()
-        if self.model_config is None:
+        if not self.model_widget.filePath() and self.models:
+            self.model_widget.setFilePath(str(self.models[0].path))  # -> _model_changed
+        elif self.model_config is None and self.probe is None:
             self._model_changed(self.model_widget.filePath())
         self._fill_sar_list()
         self._guess_layers()
@@ -320,7 +331,8 @@ class SarclearDialog(QDialog):
 
     def selected_layers(self) -> list[QgsMapLayer]:
         """The layers selected in the Layers panel (the active one first)."""
-        chosen = [self.iface.activeLayer()]
+        active = getattr(self.iface, "activeLayer", None)
+        chosen = [active()] if callable(active) else []
         view = getattr(self.iface, "layerTreeView", None)
         if callable(view) and view() is not None:
             chosen += view().selectedLayers()
@@ -380,42 +392,89 @@ class SarclearDialog(QDialog):
         self.sar_order = None
         self._update_bands()
 
+    def _model_chosen(self, index: int) -> None:
+        path = self.model_combo.itemData(index)
+        if path:
+            self.model_widget.setFilePath(path)
+        else:
+            self.model_widget.setFocus()
+        self.model_widget.setEnabled(not path)
+
+    def _select_model_entry(self, path: str) -> None:
+        index = self.model_combo.findData(path)
+        self.model_combo.setCurrentIndex(index if index >= 0 else self.model_combo.count() - 1)
+        self.model_widget.setEnabled(index < 0)
+
+    def ready(self) -> bool:
+        """True once the model's header has been read (the background probe ended)."""
+        return self.probe is None
+
     def _model_changed(self, path: str) -> None:
+        """A model was chosen: read its header in the background (torch loads there)."""
         self.model_config = None
+        self._select_model_entry(path)
         if self.missing:
             self.model_info.setText("The model cannot be read until PyTorch is installed (see above).")
-            self._update_run_button()
+            self._update_bands()
             return
         if not path:
-            self.model_info.setText("Choose a model file (.safetensors); no demo model is installed here.")
+            self.model_info.setText("Choose a model file (.safetensors); no model is installed here.")
             self.model_info.setStyleSheet(_ERROR_STYLE)
             self._update_bands()
             return
-        from sarclear.checkpoint import read_header
-        from sarclear.errors import SarclearError
+        self.model_info.setText(STAGE_LOADING)
+        self.model_info.setStyleSheet("")
+        self.probe = ProbeTask(path, [str(e.path) for e in self.models], self._probed)
+        self.probes.append(self.probe)
+        from qgis.core import QgsApplication
 
-        try:
-            config, _info = read_header(path)
-        except SarclearError as exc:
-            self.model_info.setText(str(exc))
+        QgsApplication.taskManager().addTask(self.probe)
+        self._update_bands()
+
+    def _probed(self, probe: ProbeTask) -> None:
+        """Main thread: the probe ended; show the model, the device, and match the bands."""
+        if probe in self.probes:
+            self.probes.remove(probe)
+        if probe is not self.probe:
+            return  # another model was chosen meanwhile
+        self.probe = None
+        if probe.missing:
+            self.missing = probe.missing
+            self.dependency_label.setText(probe.missing)
+            self.dependency_label.setVisible(True)
+            self.model_info.setText("The model cannot be read until PyTorch is installed (see above).")
+            self._update_bands()
+            return
+        self.cuda = probe.cuda
+        for path, channels in probe.sar_channels.items():
+            index = self.model_combo.findData(path)
+            if index >= 0:
+                self.model_combo.setItemText(index, model_label(path, channels))
+        self._update_device_info()
+        if probe.error:
+            self.model_info.setText(probe.error)
             self.model_info.setStyleSheet(_ERROR_STYLE)
         else:
-            self.model_config = config
-            sar = ", ".join(config.sar_channels) or "none (MS-only model)"
-            self.model_info.setText(f"{config.preset} model, tiles of {config.tile_size} px; reads bands "
-                                    f"{', '.join(config.bands)} and SAR {sar}")
+            config = self.model_config = probe.config
+            sar = ", ".join(config.sar_channels) or "none (MS-only model: the SAR list is not used)"
+            entry = next((e for e in self.models if str(e.path) == probe.model), None)
+            card = (f' <a href="{entry.card.as_uri()}">model card</a>' if entry is not None and entry.card
+                    else "")
+            demo = ("<b>Demo model</b> (trained on a few scenes to show the pipeline; not for analysis). "
+                    if "demo model" in model_label(probe.model) else "")
+            self.model_info.setText(f"{demo}{config.preset} model, tiles of {config.tile_size} px; reads bands "
+                                    f"{', '.join(config.bands)} and SAR {sar}.{card}")
             self.model_info.setStyleSheet("")
+        self.sar_list.setEnabled(self.model_config is None or self.model_config.uses_sar)
         self._guess_layers()
         self._update_bands()
         self.fit()
 
     def _update_device_info(self) -> None:
-        if self.missing:
+        if self.missing or self.cuda is None:
             self.device_info.setText("")
             return
-        from sarclear.devices import cuda_status
-
-        usable, description = cuda_status()
+        usable, description = self.cuda
         self.device_combo.model().item(1).setEnabled(usable)
         if usable:
             self.device_info.setText(f"GPU detected: {description}")
@@ -523,7 +582,9 @@ class SarclearDialog(QDialog):
             (area, crs), what = self.drawn, "the drawn rectangle"
         else:
             area, crs, what = ms.extent(), ms.crs(), "the Sentinel-2 layer"
-        if mode != AREA_LAYER and not layers.intersects(ms, area, crs):
+        if area.isEmpty() or not crs.isValid():  # a canvas that shows nothing yet
+            area, crs, what = ms.extent(), ms.crs(), "the Sentinel-2 layer"
+        elif mode != AREA_LAYER and not layers.intersects(ms, area, crs):
             problems.append(f"Area: the Sentinel-2 layer '{ms.name()}' does not cover {what}; it lies "
                             f"{layers.where_is(ms.extent(), ms.crs(), area, crs)}. Zoom to the layer, or "
                             "choose Whole MS layer.")
@@ -539,7 +600,7 @@ class SarclearDialog(QDialog):
     def _band_summary(self) -> str:
         cfg = self.model_config
         if cfg is None:
-            return "Choose a model to match the bands against."
+            return STAGE_LOADING if self.probe is not None else "Choose a model to match the bands against."
         text = f"All {len(cfg.bands)} bands the model reads were found"
         if cfg.uses_sar:
             text += f", and the SAR channels {', '.join(cfg.sar_channels)}"
@@ -642,7 +703,8 @@ class SarclearDialog(QDialog):
         return RunParameters(
             name=name,
             ms=layers.layer_paths(ms),
-            sar=layers.layers_paths(self.sar_layers()),
+            sar=layers.layers_paths(self.sar_layers()) if self.model_config is None or self.model_config.uses_sar
+            else [],
             model=self.model_widget.filePath(),
             out=str(self.output_folder() / f"{safe_file_name(name)}.tif"),
             reference=layers.layer_paths(reference) if reference is not None else None,
@@ -651,6 +713,8 @@ class SarclearDialog(QDialog):
             aoi=self.aoi(),
             ms_bands=self.ms_order,
             sar_channels=self.sar_order,
+            model_label=model_label(self.model_widget.filePath(),
+                                    self.model_config.sar_channels if self.model_config else None),
         )
 
     def confirm_overwrite(self, existing: list[Path]) -> bool:
@@ -684,6 +748,9 @@ class SarclearDialog(QDialog):
         self.task = self.start_run(params)
         if self.task is not None:
             self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+            stage = getattr(self.task, "stageChanged", None)
+            if stage is not None:
+                stage.connect(lambda text, name=params.name: self.show_status(f"{name}: {text}"))
         self._update_run_button()
 
     def cancel(self) -> None:

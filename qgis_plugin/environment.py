@@ -7,6 +7,7 @@ only when asked (dialog opened, algorithm run), so the plugin always loads.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -47,6 +48,24 @@ def missing_dependencies() -> str | None:
     if not problems:
         return None
     return (f"sarclear needs {' and '.join(problems)} in the Python that QGIS uses "
+            f"(Python {sys.version_info.major}.{sys.version_info.minor}). {install_instructions()}")
+
+
+def dependencies_found() -> str | None:
+    """Like :func:`missing_dependencies` but without importing anything (a 4-7 s torch
+    import must not freeze the GUI): None when torch and safetensors are installed, else
+    the message. Whether they also import is checked in a background task."""
+    missing = []
+    for name in REQUIRED:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a module entry set to None, a broken package
+            found = False
+        if not found:
+            missing.append(name)
+    if not missing:
+        return None
+    return (f"sarclear needs {' and '.join(missing)} in the Python that QGIS uses "
             f"(Python {sys.version_info.major}.{sys.version_info.minor}). {install_instructions()}")
 
 

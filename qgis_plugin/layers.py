@@ -257,24 +257,24 @@ def style_result(layer: QgsRasterLayer, key: str) -> None:
         style_map(layer, map_units(layer_paths(layer)[0]))
 
 
-def result_layer_names(kind: str) -> dict[str, str]:
+def result_layer_names(kind: str, model: str = "") -> dict[str, str]:
     """Layer names of a run's outputs; ``kind`` is the metrics' kind, "error" (against a
-    reference) or "change" (input vs output)."""
+    reference) or "change" (input vs output); ``model``: the model's label ("... (demo
+    model)"), so a demo's output is never taken for a real one."""
+    output = f"reconstruction (true colour, {model})" if model else "reconstruction (true colour)"
     if kind == "error":
-        return {"output": "reconstruction (true colour)", "rmse": "RMSE error vs reference",
-                "sam": "SAM error vs reference"}
-    return {"output": "reconstruction (true colour)", "rmse": "RMSE change, input vs output",
-            "sam": "SAM change, input vs output"}
+        return {"output": output, "rmse": "RMSE error vs reference", "sam": "SAM error vs reference"}
+    return {"output": output, "rmse": "RMSE change, input vs output", "sam": "SAM change, input vs output"}
 
 
-def result_layer_name(key: str, kind: str, path: str) -> str:
+def result_layer_name(key: str, kind: str, path: str, model: str = "") -> str:
     """The name of one output ("output", "rmse", "sam") with the map's units."""
     units = "" if key == "output" else map_units(str(path))
-    return result_layer_names(kind).get(key, key) + (f" ({units})" if units else "")
+    return result_layer_names(kind, model).get(key, key) + (f" ({units})" if units else "")
 
 
-def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str,
-                      project: QgsProject | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
+def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str, project: QgsProject | None = None,
+                      model: str = "") -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
     """Add a run's reconstruction and maps in a new group ``name`` at the top of the layer
     tree: the reconstruction in true colour (visible), the RMSE and SAM maps in
     pseudocolour with their units in the name and legend (hidden, below it)."""
@@ -282,7 +282,7 @@ def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str,
     group = project.layerTreeRoot().insertGroup(0, name)
     added = []
     for key, path in [("output", output), *sorted(maps.items(), key=lambda kv: kv[0] != "rmse")]:
-        layer = QgsRasterLayer(str(path), result_layer_name(key, kind, path), "gdal")
+        layer = QgsRasterLayer(str(path), result_layer_name(key, kind, path, model), "gdal")
         if not layer.isValid():
             continue
         style_result(layer, key)
@@ -337,6 +337,8 @@ def where_is(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem, area: QgsRec
     distance.setEllipsoid("WGS84")
     metres = distance.measureLine(a, b)
     bearing = math.degrees(distance.bearing(c1, c2)) % 360.0
+    if not (math.isfinite(metres) and math.isfinite(bearing)):
+        return "outside it (the two places cannot be compared: check both CRSs)"
     direction = _COMPASS[int((bearing + 22.5) // 45) % 8]
     far = f"{metres:,.0f} m" if metres < 1000 else f"{metres / 1000:,.0f} km"
     return f"{far} to the {direction}"

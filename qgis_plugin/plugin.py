@@ -109,7 +109,7 @@ class SarclearPlugin:
             res = task.result
             maps = {k: str(v) for k, v in res.maps.items()}
             kind = (res.metrics or {}).get("kind", "error" if task.params.reference else "change")
-            layers.add_result_layers(name, str(res.output), maps, kind)
+            layers.add_result_layers(name, str(res.output), maps, kind, model=task.params.model_label)
             summary = metrics_summary(res.metrics)
             message = (f"{name}: {res.window.width} x {res.window.height} px, {res.tiles} tiles in "
                        f"{res.seconds:.1f} s on {res.device}" + (f"; {summary}" if summary else ""))

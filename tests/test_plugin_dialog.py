@@ -24,6 +24,7 @@ pytestmark = pytest.mark.qgis
 def dialog(plugin, sample_project, lite_model_path):
     dlg = plugin.show_dialog()
     dlg.model_widget.setFilePath(str(lite_model_path))
+    wait_until(dlg.ready)  # the model's header is read in a background task
     yield dlg
     dlg.close()
 
@@ -185,6 +186,7 @@ def test_a_pickle_model_file_is_refused_with_the_reason(dialog, tmp_path):
     pickle = tmp_path / "model.pt"
     pickle.write_bytes(b"PK\x03\x04 a torch.save zip")
     dialog.model_widget.setFilePath(str(pickle))
+    wait_until(dialog.ready)
     assert "this is a pickle checkpoint (torch.save)" in dialog.model_info.text()
     assert dialog.model_config is None and not dialog.run_button.isEnabled()
 
@@ -211,7 +213,7 @@ def test_the_selected_layer_covering_the_map_is_proposed_not_the_first(plugin, s
     assert root.layerOrder()[0] is far
     dialog = plugin.show_dialog()
     dialog.model_widget.setFilePath(str(lite_model_path))
-    wait_until(lambda: dialog.model_config is not None)
+    wait_until(dialog.ready)
     # the canvas shows the cloudy layer: it is proposed, not the first raster of the tree
     assert dialog.ms_combo.currentLayer() is sample_project["cloudy"]
     assert [layer.name() for layer in dialog.sar_layers()] == ["S1 VV VH"]

@@ -12,9 +12,11 @@ import pytest
 from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2
 from osgeo import gdal
 from plugin_helpers import *  # noqa: F403 (fixtures)
-from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs
+from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs, wait_until
 from qgis.core import QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import Qt
+
+from qgis_plugin.task import STAGE_LOADING, STAGE_MAPS
 
 pytestmark = pytest.mark.qgis
 
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.qgis
 def dialog(plugin, sample_project, lite_model_path):
     dlg = plugin.show_dialog()
     dlg.model_widget.setFilePath(str(lite_model_path))
+    wait_until(dlg.ready)  # the model's header is read in a background task
     dlg.device_combo.setCurrentIndex(dlg.device_combo.findData("cpu"))
     yield dlg
     dlg.close()
@@ -71,7 +74,9 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
     group = _group("extent run")
     assert QgsProject.instance().layerTreeRoot().children()[0] is group  # on top
     output, rmse, sam = (node.layer() for node in group.findLayers())
-    assert output.name() == "reconstruction (true colour)"
+    assert output.name() == "reconstruction (true colour, lite)"  # the model's name (a demo says so)
+    # the stages the dialog showed: loading (torch and the model, in the task), tiles, maps
+    assert task.stages == [STAGE_LOADING, "1/1 tiles", STAGE_MAPS]
     assert rmse.name() == "RMSE change, input vs output (reflectance)"
     assert sam.name() == "SAM change, input vs output (degrees)"
     for layer in (output, rmse, sam):
@@ -112,7 +117,7 @@ def test_run_with_a_reference_makes_error_maps_and_reports_metrics(plugin, dialo
     (success,) = messages(qgis_iface, LEVELS["success"])
     assert "error against the reference: RMSE" in success and "SSIM" in success
     names = [node.layer().name() for node in _group("with reference").findLayers()]
-    assert names == ["reconstruction (true colour)", "RMSE error vs reference (reflectance)",
+    assert names == ["reconstruction (true colour, lite)", "RMSE error vs reference (reflectance)",
                      "SAM error vs reference (degrees)"]
     output = _group("with reference").findLayers()[0].layer()
     assert output.extent().toString(3) == sample_project["cloudy"].extent().toString(3)  # whole layer
