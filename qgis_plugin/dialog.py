@@ -39,6 +39,8 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -111,6 +113,9 @@ class SarclearDialog(QDialog):
         self.cuda: tuple[bool, str] | None = None
         self.models = bundled_entries()
         self.ms_order: list[str] | None = None   # band names the user typed, file order
+        self.ms_files: list[str] | None = None   # band files, a folder or a .SAFE instead of a layer
+        self._ms_file_layer: QgsRasterLayer | None = None
+        self.offset: layers.OffsetDecision | None = None
         self.sar_order: list[str] | None = None
         self.ms_match: layers.BandMatch | None = None
         self.sar_match: layers.BandMatch | None = None
@@ -142,7 +147,26 @@ class SarclearDialog(QDialog):
         inputs = QGroupBox("Inputs")
         form = QFormLayout(inputs)
         self.ms_combo = _raster_combo("The cloudy Sentinel-2 layer (one multi-band raster)")
-        form.addRow("Cloudy Sentinel-2 (MS)", self.ms_combo)
+        ms_row = QHBoxLayout()
+        ms_row.addWidget(self.ms_combo, 1)
+        self.ms_files_button = QPushButton("Band files…")
+        self.ms_files_button.setToolTip("Pick the per-band files of one product (JP2 or GeoTIFF, e.g. *_B02.jp2 ..."
+                                        " *_B12.jp2); each band is named from its file name")
+        self.ms_folder_button = QPushButton("Folder / .SAFE…")
+        self.ms_folder_button.setToolTip("Pick a folder of per-band files or a Sentinel-2 .SAFE folder; its band "
+                                         "files are found and named from their file names")
+        ms_row.addWidget(self.ms_files_button)
+        ms_row.addWidget(self.ms_folder_button)
+        form.addRow("Cloudy Sentinel-2 (MS)", ms_row)
+        files_row = QHBoxLayout()
+        self.ms_files_label = _info_label(selectable=True)
+        self.ms_layer_button = QPushButton("Use a layer instead")
+        files_row.addWidget(self.ms_files_label, 1)
+        files_row.addWidget(self.ms_layer_button)
+        self.ms_files_box = QWidget()
+        self.ms_files_box.setLayout(files_row)
+        self.ms_files_box.setVisible(False)
+        form.addRow("", self.ms_files_box)
         self.sar_list = QListWidget()
         self.sar_list.setToolTip("Sentinel-1 layer(s): one multi-band layer (VV, VH) or one layer per polarisation. "
                                  "SAR on another grid or CRS is warped onto the MS grid.")
@@ -205,19 +229,38 @@ class SarclearDialog(QDialog):
 
         bands_box = QGroupBox("Band matching")
         bands = QVBoxLayout(bands_box)
-        self.band_table = QTableWidget(0, 4)
-        self.band_table.setHorizontalHeaderLabels(["Layer", "Band", "Name", "Model input"])
+        self.band_table = QTableWidget(0, 5)
+        self.band_table.setHorizontalHeaderLabels(["Layer", "Band", "Name", "Model input", "Source file"])
         self.band_table.verticalHeader().setVisible(False)
         self.band_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.band_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         header = self.band_table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in (1, 2, 3):
+        for col in (1, 2, 3, 4):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.band_table.setMinimumHeight(240)
         bands.addWidget(self.band_table)
         self.band_status = _info_label(selectable=True)
         bands.addWidget(self.band_status)
+        offset_row = QHBoxLayout()
+        offset_row.addWidget(QLabel("L2A offset"))
+        self.offset_combo = QComboBox()
+        for text, value in (("Automatic", "auto"), ("None (0)", "none"), ("-1000 (baseline 04.00 and later)", "-1000"),
+                            ("Custom", "custom")):
+            self.offset_combo.addItem(text, value)
+        self.offset_combo.setToolTip("Sentinel-2 products of processing baseline 04.00 and later (from 25 January "
+                                     "2022) add 1000 to every value; the offset removes it. Automatic: as the "
+                                     "product declares it")
+        self.offset_spin = QDoubleSpinBox()
+        self.offset_spin.setRange(-10000.0, 10000.0)
+        self.offset_spin.setDecimals(0)
+        self.offset_spin.setValue(-1000.0)
+        self.offset_spin.setEnabled(False)
+        offset_row.addWidget(self.offset_combo, 1)
+        offset_row.addWidget(self.offset_spin)
+        bands.addLayout(offset_row)
+        self.offset_info = _info_label(selectable=True)
+        bands.addWidget(self.offset_info)
         right.addWidget(bands_box, 1)
 
         out_box = QGroupBox("Output")
@@ -257,6 +300,11 @@ class SarclearDialog(QDialog):
 
     def _connect(self) -> None:
         self.ms_combo.layerChanged.connect(self._ms_changed)
+        self.ms_files_button.clicked.connect(self.pick_band_files)
+        self.ms_folder_button.clicked.connect(self.pick_band_folder)
+        self.ms_layer_button.clicked.connect(lambda: self.set_ms_files(None))
+        self.offset_combo.currentIndexChanged.connect(self._offset_changed)
+        self.offset_spin.valueChanged.connect(self._offset_changed)
         self.sar_list.itemChanged.connect(self._sar_changed)
         self.reference_combo.layerChanged.connect(self._update_bands)
         self.model_widget.fileChanged.connect(self._model_changed)
@@ -346,7 +394,7 @@ class SarclearDialog(QDialog):
         view, view_crs = self.canvas.extent(), self.canvas.mapSettings().destinationCrs()
         candidates = layers.rank_layers(self.raster_layers(), self.selected_layers(), view, view_crs)
         ms = self.ms_combo.currentLayer()
-        guess = layers.guess_ms_layer(candidates, self.model_config.bands)
+        guess = layers.guess_ms_layer(candidates, self.model_config.bands) if self.ms_files is None else None
         selected = {layer.id() for layer in self.selected_layers()}
         if guess is not None and guess is not ms and (
                 ms is None or not layers.match_bands([ms], "optical", self.model_config.bands).ok
@@ -355,11 +403,56 @@ class SarclearDialog(QDialog):
             self.ms_combo.setLayer(guess)  # -> _ms_changed
             self.set_sar_layers([])
         if not self.sar_layer_ids():
-            ms = self.ms_combo.currentLayer()
+            ms = self.ms_layer()
             others = [c for c in candidates if c is not ms]
             if ms is not None:  # those that cover the MS layer first
                 others.sort(key=lambda c: not layers.intersects(c, ms.extent(), ms.crs()))
             self.set_sar_layers(layers.guess_sar_layers(others, self.model_config.sar_channels))
+
+    # ------------------------------------------------------------------ MS source
+
+    def ms_layer(self) -> QgsRasterLayer | None:
+        """The MS input as a layer: the chosen layer or, for band files / a folder / a SAFE, a
+        layer of its finest band file (for the extent and CRS; not added to the project)."""
+        if self.ms_files is None:
+            return self.ms_combo.currentLayer()
+        return self._ms_file_layer
+
+    def ms_sources(self) -> list[tuple[str, str]]:
+        """(label, path) of the MS input: the layer's file, or the picked files / folder."""
+        if self.ms_files is not None:
+            return [(Path(p).name, p) for p in self.ms_files]
+        ms = self.ms_combo.currentLayer()
+        return [(ms.name(), p) for p in layers.layer_paths(ms)] if ms is not None else []
+
+    def ms_paths(self) -> list[str]:
+        return [p for _, p in self.ms_sources()]
+
+    def set_ms_files(self, paths: list[str] | None) -> None:
+        """Read the MS input from band files, a folder or a SAFE (None: from the layer)."""
+        self.ms_files = list(paths) if paths else None
+        self._ms_file_layer = None
+        if self.ms_files:
+            finest = layers.finest_file(self.ms_files)
+            if finest is not None:
+                self._ms_file_layer = QgsRasterLayer(finest, Path(finest).name, "gdal")
+            what = (f"{len(self.ms_files)} band files in {Path(self.ms_files[0]).parent}" if len(self.ms_files) > 1
+                    else str(self.ms_files[0]))
+            self.ms_files_label.setText(f"Reading {what}")
+        self.ms_files_box.setVisible(self.ms_files is not None)
+        self.ms_combo.setEnabled(self.ms_files is None)
+        self._ms_changed()
+
+    def pick_band_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Per-band files of one Sentinel-2 product", "",
+                                                "Rasters (*.jp2 *.tif *.tiff *.vrt);;All files (*)")
+        if files:
+            self.set_ms_files(files)
+
+    def pick_band_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A folder of band files or a Sentinel-2 .SAFE")
+        if folder:
+            self.set_ms_files([folder])
 
     def sar_layer_ids(self) -> list[str]:
         return [self.sar_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.sar_list.count())
@@ -494,9 +587,14 @@ class SarclearDialog(QDialog):
             self._update_run_button()
             return
         cfg = self.model_config
-        ms = self.ms_combo.currentLayer()
-        if ms is not None:
-            self.ms_match = layers.match_bands([ms], "optical", cfg.bands if cfg else None, self.ms_order)
+        from sarclear.errors import SarclearError
+
+        try:
+            sources = self.ms_sources()
+        except SarclearError as exc:
+            sources, self.ms_match = [], layers.BandMatch(problem=str(exc), named=False)
+        if sources:
+            self.ms_match = layers.match_paths(sources, "optical", cfg.bands if cfg else None, self.ms_order)
         sar = self.sar_layers()
         if sar and (cfg is None or cfg.uses_sar):
             self.sar_match = layers.match_bands(sar, "sar", cfg.sar_channels if cfg else None, self.sar_order)
@@ -504,7 +602,42 @@ class SarclearDialog(QDialog):
         self.reference_match = (layers.match_bands([reference], "optical", cfg.bands)
                                 if reference is not None and cfg is not None else None)
         self._fill_band_table()
+        self._update_offset()
         self._update_status()
+
+    def offset_choice(self) -> float | None:
+        """The offset the user chose (None: automatic, the library's rule)."""
+        value = self.offset_combo.currentData()
+        if value == "auto":
+            return None
+        if value == "custom":
+            return float(self.offset_spin.value())
+        return 0.0 if value == "none" else float(value)
+
+    def _offset_changed(self, *_args) -> None:
+        self.offset_spin.setEnabled(self.offset_combo.currentData() == "custom")
+        self._update_offset()
+
+    def _update_offset(self) -> None:
+        """Show how the optical values will become reflectance (the library's decision)."""
+        self.offset = None
+        cfg = self.model_config
+        if cfg is None or self.ms_match is None or not self.ms_match.ok:
+            self.offset_info.setText("")
+            return
+        from sarclear.errors import SarclearError
+
+        try:
+            self.offset = layers.offset_decision(self.ms_paths(), cfg.bands, self.ms_order, self.offset_choice())
+        except SarclearError as exc:
+            self.offset_info.setText(str(exc))
+            self.offset_info.setStyleSheet(_ERROR_STYLE)
+            return
+        text = self.offset.text
+        if self.offset.warning:
+            text += f"\nWarning: {self.offset.warning}"
+        self.offset_info.setText(text)
+        self.offset_info.setStyleSheet(_ERROR_STYLE if self.offset.warning else "")
 
     def _update_status(self) -> None:
         """Show what blocks the run (bands, coverage) or the band summary; enable Run."""
@@ -536,6 +669,9 @@ class SarclearDialog(QDialog):
                 if band.use is None and match.ok and self.model_config is not None and band.name:
                     used = "not used"
                 self.band_table.setItem(r, 3, QTableWidgetItem(used))
+                source = QTableWidgetItem(Path(band.source).name)
+                source.setToolTip(band.source or "the band is read from the layer's own file")
+                self.band_table.setItem(r, 4, source)
         self.band_table.blockSignals(False)
 
     def _names_edited(self, sensor: str) -> None:
@@ -554,8 +690,8 @@ class SarclearDialog(QDialog):
     def band_problems(self) -> str | None:
         """Why the chosen layers cannot feed the model (the library's words), or None."""
         cfg = self.model_config
-        if self.ms_combo.currentLayer() is None:
-            return "Choose the cloudy Sentinel-2 layer."
+        if self.ms_layer() is None and not self.ms_files:
+            return "Choose the cloudy Sentinel-2 layer, its band files, or its folder or .SAFE."
         problems = []
         if self.ms_match is not None and not self.ms_match.ok:
             problems.append(f"Sentinel-2: {self.ms_match.problem}")
@@ -571,7 +707,7 @@ class SarclearDialog(QDialog):
 
     def coverage_problems(self) -> list[str]:
         """The chosen layers that do not cover the area, and where they lie, in words."""
-        ms = self.ms_combo.currentLayer()
+        ms = self.ms_layer()
         if ms is None:
             return []
         problems = []
@@ -639,7 +775,7 @@ class SarclearDialog(QDialog):
     def aoi(self) -> tuple[float, float, float, float] | None:
         """The area in the MS layer's CRS (None: all of it). The library snaps it to the
         layer's pixel grid."""
-        ms = self.ms_combo.currentLayer()
+        ms = self.ms_layer()
         mode = self.area_mode()
         if mode == AREA_LAYER or ms is None:
             return None
@@ -650,7 +786,7 @@ class SarclearDialog(QDialog):
         return layers.extent_in_crs(rect, crs, ms.crs())
 
     def _update_area(self, *_args) -> None:
-        ms = self.ms_combo.currentLayer()
+        ms = self.ms_layer()
         if ms is None or self.missing:
             self.area_info.setText("")
             return
@@ -680,7 +816,7 @@ class SarclearDialog(QDialog):
         self.cancel_button.setEnabled(running)
 
     def default_name(self) -> str:
-        ms = self.ms_combo.currentLayer()
+        ms = self.ms_layer()
         return f"{ms.name() if ms else 'sarclear'} declouded {time.strftime('%Y-%m-%d %H-%M-%S')}"
 
     def output_folder(self) -> Path:
@@ -692,7 +828,7 @@ class SarclearDialog(QDialog):
         """The run the dialog describes; raises the library's InputError for a bad choice."""
         from sarclear.errors import InputError
 
-        ms = self.ms_combo.currentLayer()
+        ms = self.ms_layer()
         if ms is None:
             raise InputError("choose the cloudy Sentinel-2 layer")
         if self.area_mode() == AREA_DRAWN and self.drawn is None:
@@ -702,7 +838,7 @@ class SarclearDialog(QDialog):
         mask = self.mask_combo.currentLayer()
         return RunParameters(
             name=name,
-            ms=layers.layer_paths(ms),
+            ms=self.ms_paths(),
             sar=layers.layers_paths(self.sar_layers()) if self.model_config is None or self.model_config.uses_sar
             else [],
             model=self.model_widget.filePath(),
@@ -715,6 +851,7 @@ class SarclearDialog(QDialog):
             sar_channels=self.sar_order,
             model_label=model_label(self.model_widget.filePath(),
                                     self.model_config.sar_channels if self.model_config else None),
+            extra={} if self.offset_choice() is None else {"ms_offset": self.offset_choice()},
         )
 
     def confirm_overwrite(self, existing: list[Path]) -> bool:

@@ -62,6 +62,34 @@ def layers_paths(layers: Iterable[QgsMapLayer]) -> list[str]:
     return [p for layer in layers for p in layer_paths(layer)]
 
 
+def raster_files(paths: Sequence[str]) -> list[str]:
+    """The raster files of band files, folders or a .SAFE (the library's listing)."""
+    from sarclear.raster import RASTER_SUFFIXES
+
+    files = []
+    for path in paths:
+        p = Path(path)
+        files += (sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in RASTER_SUFFIXES) if p.is_dir()
+                  else [str(p)])
+    return files
+
+
+def finest_file(paths: Sequence[str]) -> str | None:
+    """The raster file with the smallest pixels among band files, folders or a SAFE: the
+    grid a run on them uses (the library reads every band on its finest band's grid)."""
+    from osgeo import gdal
+
+    best, size = None, float("inf")
+    for path in raster_files(paths):
+        ds = gdal.Open(path)
+        if ds is None:
+            continue
+        pixel = abs(ds.GetGeoTransform()[1])
+        if pixel < size:
+            best, size = path, pixel
+    return best
+
+
 # --------------------------------------------------------------------------- band matching
 
 
@@ -69,11 +97,12 @@ def layers_paths(layers: Iterable[QgsMapLayer]) -> list[str]:
 class BandRow:
     """One band of an input as the dialog shows it."""
 
-    layer: str          # layer name
+    layer: str          # layer name (or file name for files picked outside the project)
     path: str
     index: int          # 1-based band number in its file
     name: str           # name identified by the library ("" if none)
     use: int | None = None  # position among the model's inputs (0-based), None if unused
+    source: str = ""    # the file a virtual raster's band reads (its name often names the band)
 
 
 @dataclass
@@ -89,6 +118,36 @@ class BandMatch:
         return self.problem is None
 
 
+def band_source(path: str, index: int) -> str:
+    """The file a band of a virtual raster (VRT) reads, "" for other rasters."""
+    from osgeo import gdal
+
+    if not path.lower().endswith(".vrt"):
+        return ""
+    ds = gdal.Open(path)
+    info = ds.GetRasterBand(index).GetMetadataItem("Pixel_0_0", "LocationInfo") if ds is not None else None
+    if not info or "<File>" not in info:
+        return ""
+    return info.split("<File>", 1)[1].split("</File>", 1)[0]
+
+
+def order_problem(rows: Sequence[BandRow], sensor: str) -> str | None:
+    """A band whose name disagrees with the band its source file names (a virtual raster of
+    per-band files lists them in file-name order, B1, B10, B11, ..., not band order)."""
+    from sarclear.bands import normalise_s1_name, normalise_s2_name
+
+    normalise = normalise_s2_name if sensor == "optical" else normalise_s1_name
+    wrong = [(r, normalise(Path(r.source).stem)) for r in rows if r.source and r.name]
+    wrong = [(r, other) for r, other in wrong if other and other != r.name]
+    if not wrong:
+        return None
+    listing = ", ".join(f"band {r.index} read as {r.name} comes from {Path(r.source).name} ({other})"
+                        for r, other in wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+    return (f"the bands are not in the order their names assume: {listing}. A virtual raster of per-band "
+            "files lists them in file-name order. Correct the names in the Name column, or pick the band "
+            "files themselves (Band files… or Folder / .SAFE…).")
+
+
 def match_bands(layers: Sequence[QgsMapLayer], sensor: str, wanted: Sequence[str] | None,
                 order: Sequence[str] | None = None) -> BandMatch:
     """Identify the bands of ``layers`` ("optical" or "sar") the way a run will, and say
@@ -96,32 +155,90 @@ def match_bands(layers: Sequence[QgsMapLayer], sensor: str, wanted: Sequence[str
     gave, one per band in file order. Never raises for a band problem: the library's
     message is in ``problem``."""
     from sarclear.errors import SarclearError
+
+    try:
+        sources = [(layer.name(), path) for layer in layers for path in layer_paths(layer)]
+    except SarclearError as exc:
+        return BandMatch(problem=str(exc), named=False)
+    return match_paths(sources, sensor, wanted, order)
+
+
+def match_paths(sources: Sequence[tuple[str, str]], sensor: str, wanted: Sequence[str] | None,
+                order: Sequence[str] | None = None) -> BandMatch:
+    """:func:`match_bands` for files: ``sources`` are (label, path) pairs; a path may be a
+    folder or a .SAFE (the library lists its band files)."""
+    from osgeo import gdal
+
+    from sarclear.errors import SarclearError
     from sarclear.raster import identify_bands, named_bands
 
     match = BandMatch()
     try:
-        paths = []
-        for layer in layers:
-            for path in layer_paths(layer):
-                paths.append(path)
-                count = layer.bandCount()
-                match.rows.extend(BandRow(layer.name(), path, i, "") for i in range(1, count + 1))
+        paths = [path for _, path in sources]
         if not paths:
             match.problem = "no layer chosen"
             return match
         refs, _ = named_bands(paths, sensor=sensor, order=order, wanted=tuple(wanted or ()))
-        names = {(r.path, r.index): r.name for r in refs}
-        for row in match.rows:
-            row.name = names.get((row.path, row.index), "")
+        label = {path: name for name, path in sources}
+        for ref in refs:
+            match.rows.append(BandRow(label.get(ref.path, Path(ref.path).name), ref.path, ref.index, ref.name,
+                                      source=band_source(ref.path, ref.index)))
         if wanted:
             used = identify_bands(paths, wanted, sensor=sensor, order=order)
             position = {(r.path, r.index): k for k, r in enumerate(used)}
             for row in match.rows:
                 row.use = position.get((row.path, row.index))
+        match.problem = order_problem(match.rows, sensor) if order is None else None
     except SarclearError as exc:
         match.problem = str(exc)
         match.named = any(r.name for r in match.rows)
+        if not match.rows:  # show the bands, unnamed, so they can be named
+            for name, path in sources:
+                ds = gdal.Open(path) if Path(path).is_file() else None
+                count = ds.RasterCount if ds is not None else 0
+                match.rows.extend(BandRow(name, path, i, "", source=band_source(path, i))
+                                  for i in range(1, count + 1))
     return match
+
+
+@dataclass
+class OffsetDecision:
+    """The optical radiometry a run will use, as the dialog shows it."""
+
+    offset: float
+    dn_per_reflectance: float
+    text: str                     # what was decided and why (the library's words)
+    warning: str | None = None    # the data contradict it (e.g. look offset, none declared)
+    suggested: float | None = None
+
+
+def offset_decision(paths: Sequence[str], bands: Sequence[str], order: Sequence[str] | None = None,
+                    offset: float | None = None) -> OffsetDecision:
+    """How the library will turn the optical values into reflectance, with ``offset``
+    (None: its automatic rule). Uses the library's decision object where it has one
+    (``sarclear.io.declared.optical_scaling``), else its older detection, which has no
+    automatic offset rule."""
+    try:
+        from sarclear.io import open_optical
+        from sarclear.io.declared import optical_scaling
+    except ImportError:
+        from sarclear.raster import detect_optical_scaling, open_optical
+        from sarclear.scaling import OpticalScaling
+
+        stack = open_optical(list(paths), bands, order=order)
+        declared = OpticalScaling(offset=offset) if offset else None
+        s = detect_optical_scaling(stack, declared)
+        how = (f"offset {s.offset:+g} as chosen" if offset is not None else
+               "no offset: this sarclear version does not read the processing baseline; choose -1000 for "
+               "products of baseline 04.00 or later (acquired from 25 January 2022)")
+        return OffsetDecision(s.offset, s.dn_per_reflectance,
+                              f"reflectance = (value {s.offset:+g}) / {s.dn_per_reflectance:g}: {how}")
+    stack = open_optical(list(paths), bands, order=order)
+    d = optical_scaling(stack, offset=offset, what="the Sentinel-2 input")
+    where = f" ({d.source})" if getattr(d, "source", "") else ""
+    return OffsetDecision(d.offset, d.dn_per_reflectance,
+                          f"reflectance = (value {d.offset:+g}) / {d.dn_per_reflectance:g}: {d.reason}{where}",
+                          d.warning, d.suggested_offset)
 
 
 def guess_ms_layer(layers: Sequence[QgsRasterLayer], bands: Sequence[str]) -> QgsRasterLayer | None:

@@ -5,15 +5,16 @@ layer's CRS."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-from conftest import CR_CLOUDY_S2
+from conftest import BEN_S2, CR_CLOUDY_S2
 from osgeo import gdal
 from plugin_helpers import *  # noqa: F403 (fixtures)
 from plugin_helpers import add_raster, wait_until
 from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QMessageBox
+from qgis.PyQt.QtWidgets import QFileDialog, QMessageBox
 
 from sarclear.bands import S2_BANDS, S2_PAPER10
 
@@ -245,3 +246,74 @@ def test_sar_that_does_not_cover_the_area_is_explained_before_the_run(dialog, sa
                      status), status
     assert "Tick a SAR layer that covers the Sentinel-2 area" in status
     assert not dialog.run_button.isEnabled()
+
+
+def _ireland(dialog, sample_project):
+    """The BigEarthNet S1 pair of the same patch, and the whole MS layer as the area."""
+    dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])
+    dialog.area_layer.setChecked(True)
+
+
+def test_a_virtual_raster_of_band_files_in_file_name_order_is_refused_with_the_mapping(dialog, sample_project,
+                                                                                       tmp_path):
+    # what QGIS's "Build virtual raster (separate)" makes of a product's band files: file-name order
+    files = sorted(str(f) for f in BEN_S2.glob("*_B*.tif"))
+    assert [f[-7:-4] for f in files][-4:] == ["B09", "B11", "B12", "B8A"]
+    vrt = tmp_path / "stack.vrt"
+    gdal.BuildVRT(str(vrt), files, separate=True)
+    dialog.ms_combo.setLayer(add_raster(vrt, "QGIS virtual raster"))
+    _ireland(dialog, sample_project)
+    rows = [r for r in _table(dialog) if r[0] == "QGIS virtual raster"]
+    assert len(rows) == 12
+    # the mapping is shown: the source file of each band next to the name it would be read as
+    sources = [dialog.band_table.item(r, 4).text() for r in range(12)]
+    assert sources == [Path(f).name for f in files]
+    status = dialog.band_status.text()
+    assert "the bands are not in the order their names assume" in status, status
+    assert "band 9 read as B8A comes from S2A_MSIL2A_20170617T113321_4_55_B09.tif (B9)" in status
+    assert not dialog.run_button.isEnabled()
+    # the analyst names the bands after their files: accepted, each band used by its name
+    for row, f in enumerate(files):
+        dialog.band_table.cellWidget(row, 2).setCurrentText(f[-7:-4].replace("B0", "B"))
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+    used = {r[2]: r[3] for r in _table(dialog) if r[0] == "QGIS virtual raster"}
+    assert [used[b] for b in S2_PAPER10] == [f"#{k + 1}" for k in range(10)]
+
+
+@pytest.mark.parametrize("how", ["band files", "folder"])
+def test_per_band_products_can_be_picked_as_files_or_a_folder(dialog, sample_project, how, monkeypatch):
+    files = sorted(str(f) for f in BEN_S2.glob("*_B*.tif"))
+    if how == "band files":
+        monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (files, ""))
+        dialog.ms_files_button.click()
+    else:
+        monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(BEN_S2))
+        dialog.ms_folder_button.click()
+    _ireland(dialog, sample_project)
+    assert dialog.ms_files_box.isVisibleTo(dialog) and not dialog.ms_combo.isEnabled()
+    rows = _table(dialog)[:12]
+    assert [r[0] for r in rows] == [Path(f).name for f in files] and all(r[1] == "1" for r in rows)
+    assert [r[2] for r in rows] == [Path(f).stem[-3:].replace("B0", "B") for f in files]  # named by file name
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled(), dialog.band_status.text()
+    # the area is the finest (10 m) band's grid: 120 x 120 pixels
+    assert dialog.area_info.text().startswith("120 x 120 pixels of S2A_MSIL2A_20170617T113321_4_55_B0")
+    params = dialog.parameters()
+    assert params.ms == (files if how == "band files" else [str(BEN_S2)])
+    dialog.ms_layer_button.click()  # back to a layer
+    assert dialog.ms_files is None and dialog.ms_combo.isEnabled() and not dialog.ms_files_box.isVisibleTo(dialog)
+
+
+def test_the_offset_decision_is_shown_and_can_be_overridden(dialog, sample_project):
+    text = dialog.offset_info.text()
+    assert text.startswith("reflectance = (value +0) / 10000: "), text  # a 2017 L1C: no offset
+    assert "offset" not in dialog.parameters().extra
+    dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("-1000"))
+    assert dialog.offset_info.text().startswith("reflectance = (value -1000) / 10000")
+    assert dialog.parameters().extra == {"ms_offset": -1000.0}
+    dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("custom"))
+    assert dialog.offset_spin.isEnabled()
+    dialog.offset_spin.setValue(-500)
+    assert dialog.offset_info.text().startswith("reflectance = (value -500) / 10000")
+    assert dialog.parameters().extra == {"ms_offset": -500.0}
+    dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("none"))
+    assert dialog.parameters().extra == {"ms_offset": 0.0} and not dialog.offset_spin.isEnabled()

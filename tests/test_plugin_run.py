@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2
+from conftest import BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2
 from osgeo import gdal
 from plugin_helpers import *  # noqa: F403 (fixtures)
 from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs, wait_until
@@ -194,3 +194,20 @@ def test_cancel_leaves_nothing_behind(plugin, dialog, sample_project, qgis_iface
     assert _files(folder) == []  # no output, no map, no metrics, no temporary part
     assert QgsProject.instance().layerTreeRoot().children() == before
     assert dialog.run_button.isEnabled() and not dialog.cancel_button.isEnabled()
+
+
+def test_run_on_a_folder_of_band_files(plugin, dialog, sample_project, qgis_iface):
+    """A BigEarthNet L2A product as its per-band files (10, 20 and 60 m), with its S1 pair."""
+    dialog.set_ms_files([str(BEN_S2)])
+    dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])
+    dialog.area_layer.setChecked(True)
+    dialog.name_edit.setText("band files")
+    assert dialog.run_button.isEnabled(), dialog.band_status.text()
+    dialog.run()
+    task = dialog.task
+    wait_for_runs(plugin)
+    assert task.error is None, task.error
+    output = _group("band files").findLayers()[0].layer()
+    ds = gdal.Open(output.source())
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (120, 120, 10)  # the 10 m grid
+    assert [ds.GetRasterBand(i).GetDescription() for i in (1, 9, 10)] == ["B2", "B11", "B12"]
