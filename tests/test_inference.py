@@ -172,10 +172,13 @@ def test_ms_only_twin_declouds_without_sar(tmp_path):
 
 
 def test_inputs_that_cannot_work_fail_before_any_output(tmp_path, lite_model_path):
-    with pytest.raises(InputError, match="fuses SAR"):
+    with pytest.raises(InputError, match="fuses SAR") as no_sar:
         inference.decloud(CR_CLOUDY_S2, None, lite_model_path, tmp_path / "o.tif")
-    with pytest.raises(BandMismatchError, match=r"13 unnamed bands.*--sar-channels"):  # MS given as SAR
+    assert (no_sar.value.input, no_sar.value.option, no_sar.value.expected) == ("sar", "sar", ("VV", "VH"))
+    with pytest.raises(BandMismatchError, match=r"13 unnamed bands.*\(VV, VH\)") as as_sar:  # MS given as SAR
         inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S2, lite_model_path, tmp_path / "o.tif")
+    assert (as_sar.value.input, as_sar.value.option) == ("sar", "sar_channels")
+    assert "--" not in str(as_sar.value)  # the library's text names no command-line flag
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA is not available"):
             inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, lite_model_path, tmp_path / "o.tif",

@@ -48,8 +48,9 @@ def cloudy():
 def test_uint8_optical_data_needs_a_declared_scale(tmp_path, identity, cloudy):
     ms = _write(tmp_path / "ms8.tif", np.clip(cloudy / 40, 0, 255).astype(np.uint8), like=CR_CLOUDY_S2,
                 dtype=gdal.GDT_Byte)
-    with pytest.raises(InputError, match=r"8-bit.*--ms-scale"):
+    with pytest.raises(InputError, match=r"8-bit.*DN per unit reflectance") as exc:
         decloud(ms, CR_CLOUDY_S1, identity, tmp_path / "o.tif")
+    assert exc.value.option == "ms_scale"
     res = decloud(ms, CR_CLOUDY_S1, identity, tmp_path / "o.tif", maps=False, options=DecloudOptions(ms_scale=250))
     out = _read(res.output)
     assert out.dtype == np.uint8

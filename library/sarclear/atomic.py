@@ -74,7 +74,8 @@ def commit(part: str | os.PathLike, target: str | os.PathLike, *, overwrite: boo
         os.link(part, target)  # fails if target exists: no window between check and move
     except FileExistsError:
         raise OutputError(f"{target} appeared while this run was writing (another run?); it was "
-                          "kept. Choose another name or pass --overwrite") from None
+                          "kept. Choose another name or allow overwriting", input="out", option="overwrite",
+                          path=str(target)) from None
     except OSError:  # file systems without hard links: fall back to a checked rename
         if target.exists():
             raise OutputError(f"{target} appeared while this run was writing; it was kept") from None

@@ -66,7 +66,8 @@ def read_header(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
     metadata = _safetensors_metadata(path)
     if CONFIG_KEY not in metadata:
         raise CheckpointError(f"{path}: a safetensors file, but not a sarclear model (no "
-                              f"'{CONFIG_KEY}' in its metadata); export it with sarclear")
+                              f"'{CONFIG_KEY}' in its metadata); use a model written by sarclear (a training run, or "
+                              "sarclear.checkpoint.save_model)", input="model", option="model")
     try:
         raw = json.loads(metadata[CONFIG_KEY])
         info = json.loads(metadata.get(INFO_KEY, "{}"))
@@ -115,7 +116,8 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
             raise CheckpointError(
                 f"{path}: this is a pickle checkpoint (torch.save). Loading it could run code "
                 "hidden in the file, so sarclear never opens pickles. Ask for a .safetensors "
-                "model, or convert a checkpoint you trust with `sarclear export`")
+                "model, or convert a checkpoint you trust yourself: load it with torch and write its "
+                "generator with sarclear.checkpoint.save_model", input="model", option="model")
         if len(head) < 8:
             raise CheckpointError(f"{path}: file is too short to be a model ({size} bytes)")
         (n,) = struct.unpack("<Q", head)

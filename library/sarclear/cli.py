@@ -55,8 +55,9 @@ def _add_io_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ms-scale", type=float, metavar="DN",
                    help="optical digital numbers per unit reflectance (default: 10000 for integer data, "
                         "1 for floating-point data that is already reflectance)")
-    p.add_argument("--ms-offset", type=float, default=0.0, metavar="DN",
-                   help="added to the digital numbers before scaling (L2A baseline >= 04.00: -1000)")
+    p.add_argument("--ms-offset", type=float, metavar="DN",
+                   help="added to the digital numbers before scaling (processing baseline >= 04.00: -1000; "
+                        "default: as the input declares it (GDAL offset, SAFE metadata, product id), else 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="area of interest in the optical raster's CRS")
     p.add_argument("--sar-channels", type=_csv, metavar="VV,VH",
                    help="names of the SAR bands in file order, for rasters whose bands carry no names")
+    p.add_argument("--ms-acquisition", metavar="DATE|ID",
+                   help="for a --ms folder holding several acquisitions: the one to use (date, sensing time or "
+                        "product id, as in its path)")
+    p.add_argument("--sar-acquisition", metavar="DATE|ID", help="the same for a --sar folder")
     p.add_argument("--sar-units", choices=("auto", "db", "linear"), default="auto",
                    help="SAR values in dB or linear power (default: detected)")
     p.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
@@ -132,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", metavar="PNG", help="also write a figure")
     p.add_argument("--cloudy", nargs="+", metavar="PATH", help="the cloudy input, for the figure")
     p.add_argument("--sar", nargs="+", metavar="PATH", help="the SAR input, for the figure")
+    p.add_argument("--sar-channels", type=_csv, metavar="VV,VH",
+                   help="names of the SAR bands in file order (default: found as decloud finds them)")
     _add_io_options(p)
 
     p = sub.add_parser("models", help="list model presets (parameter counts) and bundled models",
@@ -160,6 +167,7 @@ def _decloud(args: argparse.Namespace) -> int:
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
                           mask_feather=args.mask_feather, ms_bands=args.ms_bands, sar_channels=args.sar_channels,
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
+                          ms_acquisition=args.ms_acquisition, sar_acquisition=args.sar_acquisition,
                           overwrite=args.overwrite, cog=args.cog, overviews=args.overviews, compress=args.compress)
     bar = _Progress(not args.quiet, "decloud")
     try:
@@ -167,6 +175,8 @@ def _decloud(args: argparse.Namespace) -> int:
                          options=opts, progress=bar)
     finally:
         bar.close()
+    for note in result.notes:
+        print(f"note: {note}{_note_hint(note)}", file=sys.stderr)
     print(f"reconstruction: {result.output}  ({result.window.width} x {result.window.height} px, "
           f"{result.tiles} tiles, {result.seconds:.1f} s on {result.device})")
     for name, path in result.maps.items():
@@ -199,7 +209,8 @@ def _clouds(args: argparse.Namespace) -> int:
     bar = _Progress(not args.quiet, "clouds")
     try:
         stats = cloud_raster(args.clear, args.out, opacity_out=opacity, config=config, seed=args.seed,
-                             overwrite=args.overwrite, progress=bar)
+                             overwrite=args.overwrite, progress=bar, order=args.ms_bands, scale=args.ms_scale,
+                             offset=args.ms_offset)
     finally:
         bar.close()
     print(f"cloudy raster: {args.out}\nopacity: {opacity}\nthick cloud over {100 * stats['thick_cloud_fraction']:.1f} %"
@@ -210,15 +221,13 @@ def _clouds(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .bands import S2_PAPER10
     from .evaluation import evaluate
-    from .scaling import OpticalScaling
 
     bands = tuple(args.bands or S2_PAPER10)
     prefix = args.out_prefix
     paths = {"rmse": f"{prefix}_rmse.tif", "sam": f"{prefix}_sam.tif", "metrics": f"{prefix}_metrics.json"}
-    declared = OpticalScaling(args.ms_scale, args.ms_offset) if args.ms_scale else None
     metrics = evaluate(args.prediction, args.reference, bands, rmse_path=paths["rmse"], sam_path=paths["sam"],
-                       metrics_path=paths["metrics"], prediction_scaling=declared, reference_order=args.ms_bands,
-                       overwrite=args.overwrite)
+                       metrics_path=paths["metrics"], scale=args.ms_scale, offset=args.ms_offset,
+                       reference_order=args.ms_bands, overwrite=args.overwrite)
     print(json.dumps({k: metrics[k] for k in ("rmse", "sam_deg", "mae", "psnr", "ssim", "pixels")}, indent=1))
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -226,8 +235,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         from .figures import decloud_figure
 
         decloud_figure(args.figure, cloudy=args.cloudy or args.prediction, output=args.prediction[0], bands=bands,
-                       sar=args.sar, reference=args.reference, rmse_map=paths["rmse"], sam_map=paths["sam"],
-                       metrics=metrics, title="sarclear evaluate")
+                       sar=args.sar, sar_channels=args.sar_channels, reference=args.reference,
+                       rmse_map=paths["rmse"], sam_map=paths["sam"], metrics=metrics, title="sarclear evaluate")
         print(f"figure: {args.figure}")
     return 0
 
@@ -295,7 +304,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
     if not config.data and not args.resume:
-        raise InputError("give the training data with --data (or in --config)")
+        raise InputError("give the training data with --data (or in --config)")  # the CLI's own message
     compare = {}
     for run in args.compare_with:
         hist = Path(run) / "history.json"
@@ -320,6 +329,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: library option (the ``option`` field of a SarclearError) -> the flag that sets it.
+_FLAGS = {
+    "ms_bands": "--ms-bands B2,B3,...", "sar_channels": "--sar-channels VV,VH", "sar_units": "--sar-units db|linear",
+    "ms_scale": "--ms-scale", "ms_offset": "--ms-offset", "overwrite": "--overwrite", "sar": "--sar",
+    "aoi": "--aoi", "window": "--aoi", "model": "--model", "cloud_mask": "--mask", "device": "--device",
+    "batch_size": "--batch-size", "reference": "--reference",
+}
+
+
+def flag_for(exc: SarclearError) -> str | None:
+    """The command-line flag that fixes ``exc``, from its structured fields."""
+    option = getattr(exc, "option", None)
+    if option == "acquisition":
+        return {"ms": "--ms-acquisition", "sar": "--sar-acquisition"}.get(getattr(exc, "input", None) or "",
+                                                                        "--ms-acquisition / --sar-acquisition")
+    if option == "ms_bands" and getattr(exc, "input", None) == "reference":
+        return None
+    return _FLAGS.get(option or "")
+
+
+def _note_hint(note: str) -> str:
+    """Flag hint for a run's notes (the library's notes name no flag)."""
+    return " (command line: --ms-offset -1000)" if "give the offset" in note else ""
+
+
+def error_text(exc: SarclearError) -> str:
+    """The library's message plus the flag that fixes it."""
+    flag = flag_for(exc)
+    return f"{exc} (command line: {flag})" if flag else str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
@@ -336,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sarclear: interrupted; no partial output was left", file=sys.stderr)
         return 130
     except SarclearError as exc:
-        print(f"sarclear: error: {exc}", file=sys.stderr)
+        print(f"sarclear: error: {error_text(exc)}", file=sys.stderr)
         return 2
 
 

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import InputError, SarclearError
-from .raster import detect_optical_scaling, open_optical, open_sar
+from .io import detect_optical_scaling, open_optical, open_sar
 from .tiling import Window
 
 log = logging.getLogger(__name__)

@@ -35,9 +35,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda":
         ok, why = cuda_status()
         if not ok:
-            raise DeviceError(f"--device {name}: CUDA is not available here ({why}); use --device cpu")
+            raise DeviceError(f"device {name}: CUDA is not available here ({why}); use the CPU",
+                              option="device", found=name)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) here")
+            raise DeviceError(f"device {name}: only {torch.cuda.device_count()} GPU(s) here", option="device",
+                              found=name)
     elif dev.type != "cpu":
         raise DeviceError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     return dev

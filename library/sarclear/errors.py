@@ -5,7 +5,19 @@ from __future__ import annotations
 
 
 class SarclearError(Exception):
-    """Base class: a problem with the user's inputs, files or environment."""
+    """Base class: a problem with the user's inputs, files or environment.
+
+    Besides the neutral message, errors carry structured fields so that each front end can
+    name its own control: ``input`` is the input concerned ("ms", "sar", "reference",
+    "mask", "model", "out", "aoi"...), ``option`` the library option that fixes it (a field
+    of :class:`~sarclear.inference.DecloudOptions` or a parameter name: "ms_bands",
+    "ms_offset", "overwrite"...), ``expected``/``found`` what was needed and what was there.
+    """
+
+    def __init__(self, message: str = "", *, input: str | None = None, option: str | None = None,
+                 expected: object = None, found: object = None, path: str | None = None):
+        super().__init__(message)
+        self.input, self.option, self.expected, self.found, self.path = input, option, expected, found, path
 
 
 class InputError(SarclearError, ValueError):
@@ -14,6 +26,18 @@ class InputError(SarclearError, ValueError):
 
 class BandMismatchError(InputError):
     """The raster's bands do not match the bands the model reads."""
+
+
+class ScalingError(InputError):
+    """Optical values whose mapping to reflectance is ambiguous or invalid."""
+
+
+class AcquisitionError(InputError):
+    """A folder holds several acquisitions and none was chosen (``found`` lists them)."""
+
+
+class BandOrderError(BandMismatchError):
+    """Bands without names whose values do not fit the order they were assumed to be in."""
 
 
 class NoOverlapError(InputError):

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from osgeo import gdal
 
+from . import __version__
 from .atomic import atomic_path
 from .errors import Cancelled, InputError
+from .io import GeoTiffWriter, check_output_path, open_optical, optical_scaling
 from .metrics import MetricAccumulator, rmse_map, sam_map, ssim_map
-from .raster import GeoTiffWriter, check_output_path, detect_optical_scaling, open_optical
-from .scaling import OpticalScaling
+from .radiometry import OpticalScaling, ScalingDecision
 from .tiling import Window
 
 log = logging.getLogger(__name__)
@@ -51,22 +52,28 @@ def evaluate(
     prediction_scaling: OpticalScaling | None = None,
     reference_scaling: OpticalScaling | None = None,
     reference_order: Sequence[str] | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
     kind: str = "error",
     window: Window | None = None,
     block_rows: int = 256,
     overwrite: bool = False,
     cancel=None,
+    provenance: dict | None = None,
 ) -> dict:
     """Compare ``prediction`` with ``reference`` on ``bands`` (reflectance); the reference is
     read on the prediction's grid (warped if it is on another). ``window``: only this pixel
-    window of the prediction. Writes the RMSE and SAM maps (float32, NaN nodata) and the
+    window of the prediction. ``scale``/``offset``: explicit radiometry for both rasters where
+    ``prediction_scaling``/``reference_scaling`` are not given (else declared or detected).
+    Writes the RMSE and SAM maps (float32, NaN nodata) and the
     metrics JSON where paths are given; returns the metrics."""
     if metrics_path is not None:
         check_output_path(metrics_path, overwrite)
     pred = open_optical(prediction, bands)
     ref = open_optical(reference, bands, grid=pred.grid, order=reference_order)
-    ps = detect_optical_scaling(pred, prediction_scaling)
-    rs = detect_optical_scaling(ref, reference_scaling)
+    ps_decision = _decision(pred, prediction_scaling, "prediction", scale, offset)
+    rs_decision = _decision(ref, reference_scaling, "reference", scale, offset)
+    ps, rs = ps_decision.scaling, rs_decision.scaling
     area = pred.grid.window if window is None else window.intersection(pred.grid.window)
     if area.empty:
         raise InputError(f"window {window} lies outside {prediction}")
@@ -102,21 +109,39 @@ def evaluate(
                 w.write(Window(0, top, grid.width, n), m)
     metrics = acc.result()
     metrics.update({"kind": kind, "bands": list(bands)})
+    metrics["provenance"] = {
+        "sarclear_version": __version__, "prediction": _paths(prediction), "reference": _paths(reference),
+        "prediction_bands": pred.band_mapping(), "reference_bands": ref.band_mapping(),
+        "prediction_scaling": ps_decision.to_dict(), "reference_scaling": rs_decision.to_dict(),
+        **(provenance or {})}
     if metrics_path is not None:
         _write_json(Path(metrics_path), metrics)
     return metrics
 
 
+def _decision(stack, declared: OpticalScaling | None, what: str, scale: float | None = None,
+              offset: float | None = None) -> ScalingDecision:
+    """``declared`` (an OpticalScaling) if given, else the rule with the caller's scale/offset."""
+    if declared is None:
+        return optical_scaling(stack, scale=scale, offset=offset, what=what)
+    return optical_scaling(stack, scale=declared.dn_per_reflectance, offset=declared.offset, what=what)
+
+
+def _paths(value) -> str | list[str]:
+    return str(value) if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
+
+
 def error_maps(out: str | os.PathLike, reference, bands: Sequence[str], *, is_reference: bool,
                reference_scaling: OpticalScaling | None = None,
                reference_order: Sequence[str] | None = None,
-               overwrite: bool = False, cancel=None) -> tuple[dict[str, Path], dict, Path]:
+               overwrite: bool = False, cancel=None,
+               provenance: dict | None = None) -> tuple[dict[str, Path], dict, Path]:
     """The maps and metrics written after a decloud (see :func:`map_paths`)."""
     paths = map_paths(out, is_reference)
     metrics = evaluate(out, reference, bands, rmse_path=paths["rmse"], sam_path=paths["sam"],
                        metrics_path=paths["metrics"], reference_scaling=reference_scaling,
                        reference_order=reference_order, kind="error" if is_reference else "change",
-                       overwrite=overwrite, cancel=cancel)
+                       overwrite=overwrite, cancel=cancel, provenance=provenance)
     return {"rmse": paths["rmse"], "sam": paths["sam"]}, metrics, paths["metrics"]
 
 

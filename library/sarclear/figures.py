@@ -74,7 +74,7 @@ def decloud_figure(
     output: str | os.PathLike,
     bands: Sequence[str],
     sar: str | os.PathLike | Sequence | None = None,
-    sar_channels: Sequence[str] = ("VV",),
+    sar_channels: Sequence[str] | None = None,
     reference: str | os.PathLike | Sequence | None = None,
     rmse_map: str | os.PathLike | None = None,
     sam_map: str | os.PathLike | None = None,
@@ -99,6 +99,10 @@ def decloud_figure(
     fig, axes = plt.subplots(2, 4, figsize=(17, 8.6))
     panels = list(views.items())
     if sar is not None:
+        if not sar_channels:  # as a run names them (descriptions, file names, VV/VH order)
+            from .io import sar_channel_names
+
+            sar_channels = sar_channel_names(sar) or ("VV",)
         sar_stack = open_sar(sar, sar_channels, grid)
         panels.insert(1, (f"SAR {sar_channels[0]} (dB)", preview(sar_stack, size)[0]))
     for ax, (name, img) in zip(axes[0], panels):

@@ -32,20 +32,18 @@ import torch.nn.functional as F
 from . import __version__
 from .checkpoint import Model, load_model
 from .devices import autocast, is_out_of_memory, resolve_device
-from .errors import Cancelled, DeviceError, InputError
-from .raster import (
+from .errors import Cancelled, DeviceError
+from .io import (
     GeoTiffWriter,
-    Grid,
+    InputOptions,
     RasterStack,
+    area_window,  # noqa: F401  (public here since 0.1)
     check_output_path,
-    detect_optical_scaling,
     numpy_dtype,
-    open_optical,
-    open_sar,
-    open_single_band,
+    open_inputs,
     to_dtype,
 )
-from .scaling import OpticalScaling, network_to_reflectance, reflectance_to_network
+from .radiometry import OpticalScaling, network_to_reflectance, reflectance_to_network
 from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
 log = logging.getLogger(__name__)
@@ -71,8 +69,10 @@ class DecloudOptions:
     ms_bands: Sequence[str] | None = None      # names of unlabelled optical bands, in file order
     sar_channels: Sequence[str] | None = None  # names of unlabelled SAR bands, in file order
     sar_units: str = "auto"              # db, linear, auto
-    ms_scale: float | None = None        # optical DN per unit reflectance; None: detect
-    ms_offset: float = 0.0               # added to DN before scaling (L2A baseline >= 04.00: -1000)
+    ms_scale: float | None = None        # optical DN per unit reflectance; None: declared or detected
+    ms_offset: float | None = None       # added to DN before scaling (baseline >= 04.00: -1000); None: declared
+    ms_acquisition: str | None = None    # date, sensing time or product id: one acquisition of a folder
+    sar_acquisition: str | None = None
     overwrite: bool = False
     cog: bool = False                    # write a Cloud Optimized GeoTIFF
     overviews: bool = False              # internal overviews in a plain GeoTIFF
@@ -103,19 +103,6 @@ def default_nodata(dtype: int) -> float:
     return float("nan") if numpy_dtype(dtype).kind == "f" else 0.0
 
 
-def area_window(grid: Grid, aoi: Sequence[float] | None, window: Window | None) -> Window:
-    """The pixel window to process: ``window``, else ``aoi`` (bounds in the grid's CRS)
-    snapped outward to whole pixels, else the whole grid."""
-    if window is not None:
-        win = window.intersection(grid.window)
-        if win.empty:
-            raise InputError(f"window {window} lies outside the optical raster ({grid.width} x {grid.height})")
-        return win
-    if aoi is not None:
-        return grid.window_for_bounds(aoi)
-    return grid.window
-
-
 class TileEngine:
     """Runs batches of tiles through a generator on one device, halving the batch on
     out-of-memory and remembering the size that fits."""
@@ -143,7 +130,7 @@ class TileEngine:
                     torch.cuda.empty_cache()
                 if n == 1:
                     raise DeviceError(f"out of memory on {self.device} even with one tile per batch; "
-                                      "use --device cpu or a smaller model") from None
+                                      "use the CPU or a smaller model", option="device") from None
                 self.batch_size = max(1, n // 2)
                 note = f"out of memory on {self.device} with {n} tiles per batch; retrying with {self.batch_size}"
                 log.warning(note)
@@ -303,6 +290,39 @@ def _output_descriptions(stack: RasterStack) -> tuple[str, ...]:
                  for d, b in zip(stack.descriptions, stack.bands))
 
 
+def input_options(opts: DecloudOptions) -> InputOptions:
+    """The input-reading part of ``opts``."""
+    return InputOptions(ms_bands=opts.ms_bands, sar_channels=opts.sar_channels, sar_units=opts.sar_units,
+                        ms_scale=opts.ms_scale, ms_offset=opts.ms_offset, ms_acquisition=opts.ms_acquisition,
+                        sar_acquisition=opts.sar_acquisition, aoi=opts.aoi, window=opts.window,
+                        cloud_mask=opts.cloud_mask)
+
+
+def declared_scale_offset(scaling: OpticalScaling) -> tuple[float, float] | None:
+    """GDAL band (scale, offset) that make an output in the input's DN convention read as
+    reflectance, when that convention carries an offset (so the output declares it as the
+    input did); None otherwise."""
+    if not scaling.offset:
+        return None
+    return 1.0 / scaling.dn_per_reflectance, scaling.offset / scaling.dn_per_reflectance
+
+
+def run_provenance(model: Model, inputs, opts: DecloudOptions) -> dict:
+    """What a run used, for its metrics JSON: model file and sha256, inputs, band mappings,
+    radiometry decisions, mask source, options, library version."""
+    import dataclasses
+
+    from .provenance import file_sha256
+
+    options = {k: (list(v) if isinstance(v, (tuple, list)) else v if isinstance(v, (int, float, str, bool,
+               type(None))) else str(v)) for k, v in dataclasses.asdict(opts).items()}
+    return {"sarclear_version": __version__,
+            "model": {"file": str(model.path) or None, "sha256": file_sha256(model.path) if model.path else None,
+                      "preset": model.config.preset, "bands": list(model.config.bands),
+                      "sar_channels": list(model.config.sar_channels)},
+            **inputs.provenance(), "options": options}
+
+
 def decloud(
     ms: str | os.PathLike | Sequence[str | os.PathLike],
     sar: str | os.PathLike | Sequence[str | os.PathLike] | None,
@@ -335,33 +355,21 @@ def decloud(
     device = resolve_device(opts.device)
     mdl = model if isinstance(model, Model) else load_model(model, device)
     cfg = mdl.config
-    ms_stack = open_optical(ms, cfg.bands, order=opts.ms_bands)
-    declared = OpticalScaling(opts.ms_scale, opts.ms_offset) if opts.ms_scale else None
-    if declared is None and opts.ms_offset:
-        declared = OpticalScaling(offset=opts.ms_offset)
-    scaling = detect_optical_scaling(ms_stack, declared)
-    log.info("optical bands: %s", ", ".join(f"{b.name}={Path(b.path).name}:{b.index}" for b in ms_stack.bands))
-    area = area_window(ms_stack.grid, opts.aoi, opts.window)
-    stacks: dict[str, RasterStack] = {"ms": ms_stack}
-    if cfg.uses_sar:
-        if sar is None:
-            raise InputError(f"this model ({cfg.preset}) fuses SAR: give the Sentinel-1 raster with "
-                             f"channels {', '.join(cfg.sar_channels)} (--sar)")
-        stacks["sar"] = open_sar(sar, cfg.sar_channels, ms_stack.grid, area=area,
-                                 order=opts.sar_channels, units=opts.sar_units)
-    elif sar is not None:
-        log.warning("model %s takes no SAR input; the SAR raster is ignored", cfg.preset)
-    if opts.cloud_mask:
-        stacks["mask"] = open_single_band(opts.cloud_mask, ms_stack.grid)
+    inputs = open_inputs(ms, sar, cfg.bands, cfg.sar_channels if cfg.uses_sar else (), options=input_options(opts),
+                         model_name=f"this model ({cfg.preset})")
+    ms_stack, area, stacks, scaling = inputs.ms, inputs.area, inputs.stacks, inputs.scaling.scaling
+    provenance = run_provenance(mdl, inputs, opts)
 
     out_grid = ms_stack.grid.subgrid(area)
     nodata = ms_stack.nodata[0] if ms_stack.nodata[0] is not None else default_nodata(ms_stack.dtype)
     batch = opts.batch_size or (32 if device.type == "cuda" else 4)
     engine = TileEngine(mdl, device, batch, opts.precision)
+    engine.notes.extend(w for w in [inputs.scaling.warning] if w)
     metadata = {"SARCLEAR_VERSION": __version__, "SARCLEAR_MODEL": Path(mdl.path).name or cfg.preset,
                 "SARCLEAR_PRESET": cfg.preset}
     with GeoTiffWriter(out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
                        descriptions=_output_descriptions(ms_stack), metadata=metadata,
+                       scale_offset=declared_scale_offset(scaling),
                        overwrite=opts.overwrite, cog=opts.cog, overviews=opts.overviews,
                        compress=opts.compress) as writer:
         tiles = _Stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
@@ -376,7 +384,7 @@ def decloud(
             out, reference if reference is not None else ms, cfg.bands, is_reference=reference is not None,
             reference_scaling=None if reference is not None else scaling,
             reference_order=None if reference is not None else opts.ms_bands,
-            overwrite=opts.overwrite, cancel=cancel)
+            overwrite=opts.overwrite, cancel=cancel, provenance=provenance)
     return result
 
 

@@ -40,6 +40,6 @@ def default_model() -> Path:
     path = root / "models" / DEMO_MODEL if root else None
     if path is None or not path.is_file():
         raise CheckpointError(
-            f"the bundled demo model ({DEMO_MODEL}) is not installed here; pass --model with a "
-            "model file (train one with `sarclear train`)")
+            f"the bundled demo model ({DEMO_MODEL}) is not installed here; give a model file "
+            "(a sarclear training run writes one)", input="model", option="model")
     return path

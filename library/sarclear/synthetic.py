@@ -17,15 +17,7 @@ from .bands import S2_BANDS
 from .clouds import CloudConfig, CloudField
 from .errors import Cancelled
 from .inference import CancelFn, ProgressFn, default_nodata
-from .raster import (
-    GeoTiffWriter,
-    check_output_path,
-    detect_optical_scaling,
-    named_bands,
-    open_optical,
-    preview,
-    to_dtype,
-)
+from .io import GeoTiffWriter, check_output_path, named_bands, open_optical, optical_scaling, preview, to_dtype
 from .tiling import Window
 
 
@@ -41,16 +33,21 @@ def cloud_raster(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    order: Sequence[str] | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
 ) -> dict[str, float]:
     """Write ``out``: the Sentinel-2 bands of ``clear`` (all it has, or ``bands``) with
-    clouds, haze and shadows added; and ``opacity_out``: the cloud + haze opacity (float32,
-    0..1). Returns summary statistics (mean opacity, fraction under thick cloud)."""
+    clouds, haze and shadows added (``order``: names of unlabelled bands in file order;
+    ``scale``/``offset``: explicit radiometry, else declared or detected); and
+    ``opacity_out``: the cloud + haze opacity (float32, 0..1). Returns summary statistics
+    (mean opacity, fraction under thick cloud)."""
     if bands is None:
-        refs, _ = named_bands(clear, sensor="optical")
+        refs, _ = named_bands(clear, sensor="optical", order=order)
         found = {r.name for r in refs}
         bands = [b for b in S2_BANDS if b in found]
-    stack = open_optical(clear, bands)
-    scaling = detect_optical_scaling(stack)
+    stack = open_optical(clear, bands, order=order)
+    scaling = optical_scaling(stack, scale=scale, offset=offset).scaling
     grid = stack.grid
     if opacity_out is not None:
         check_output_path(opacity_out, overwrite)
@@ -63,7 +60,9 @@ def cloud_raster(
     with ExitStack() as files:
         writer = files.enter_context(GeoTiffWriter(
             out, grid, len(bands), stack.dtype, nodata=nodata, descriptions=bands, overwrite=overwrite,
-            metadata={"SARCLEAR_SYNTHETIC_CLOUDS_SEED": str(seed)}))
+            metadata={"SARCLEAR_SYNTHETIC_CLOUDS_SEED": str(seed)},
+            scale_offset=(1 / scaling.dn_per_reflectance, scaling.offset / scaling.dn_per_reflectance)
+            if scaling.offset else None))
         opacity_writer = None if opacity_out is None else files.enter_context(GeoTiffWriter(
             opacity_out, grid, 1, gdal.GDT_Float32, nodata=float("nan"), overwrite=overwrite,
             descriptions=["cloud and haze opacity at 490 nm (0..1)"]))
