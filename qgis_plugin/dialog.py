@@ -230,7 +230,7 @@ class SarclearDialog(QDialog):
         bands_box = QGroupBox("Band matching")
         bands = QVBoxLayout(bands_box)
         self.band_table = QTableWidget(0, 5)
-        self.band_table.setHorizontalHeaderLabels(["Layer", "Band", "Name", "Model input", "Source file"])
+        self.band_table.setHorizontalHeaderLabels(["Layer", "Band", "Name", "Model input", "Named from"])
         self.band_table.verticalHeader().setVisible(False)
         self.band_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.band_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
@@ -669,8 +669,9 @@ class SarclearDialog(QDialog):
                 if band.use is None and match.ok and self.model_config is not None and band.name:
                     used = "not used"
                 self.band_table.setItem(r, 3, QTableWidgetItem(used))
-                source = QTableWidgetItem(Path(band.source).name)
-                source.setToolTip(band.source or "the band is read from the layer's own file")
+                named = f"{band.how}: {Path(band.source).name}" if band.source else band.how
+                source = QTableWidgetItem(named)
+                source.setToolTip(band.source or "how the band's name was found")
                 self.band_table.setItem(r, 4, source)
         self.band_table.blockSignals(False)
 
@@ -734,6 +735,11 @@ class SarclearDialog(QDialog):
         return problems
 
     def _band_summary(self) -> str:
+        text = self._band_found()
+        doubts = [m.warning for m in (self.ms_match, self.reference_match) if m is not None and m.warning]
+        return "\n".join([text, *doubts])
+
+    def _band_found(self) -> str:
         cfg = self.model_config
         if cfg is None:
             return STAGE_LOADING if self.probe is not None else "Choose a model to match the bands against."

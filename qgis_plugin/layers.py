@@ -64,7 +64,7 @@ def layers_paths(layers: Iterable[QgsMapLayer]) -> list[str]:
 
 def raster_files(paths: Sequence[str]) -> list[str]:
     """The raster files of band files, folders or a .SAFE (the library's listing)."""
-    from sarclear.raster import RASTER_SUFFIXES
+    from sarclear.io import RASTER_SUFFIXES
 
     files = []
     for path in paths:
@@ -103,6 +103,7 @@ class BandRow:
     name: str           # name identified by the library ("" if none)
     use: int | None = None  # position among the model's inputs (0-based), None if unused
     source: str = ""    # the file a virtual raster's band reads (its name often names the band)
+    how: str = ""       # how the library named it: description, file name, VRT source, given, default order
 
 
 @dataclass
@@ -112,6 +113,7 @@ class BandMatch:
     rows: list[BandRow] = field(default_factory=list)
     problem: str | None = None   # the library's message when they do not match
     named: bool = True           # False: the library could not name the bands at all
+    warning: str | None = None   # the library's doubt (e.g. a band order that may be wrong)
 
     @property
     def ok(self) -> bool:
@@ -129,23 +131,6 @@ def band_source(path: str, index: int) -> str:
     if not info or "<File>" not in info:
         return ""
     return info.split("<File>", 1)[1].split("</File>", 1)[0]
-
-
-def order_problem(rows: Sequence[BandRow], sensor: str) -> str | None:
-    """A band whose name disagrees with the band its source file names (a virtual raster of
-    per-band files lists them in file-name order, B1, B10, B11, ..., not band order)."""
-    from sarclear.bands import normalise_s1_name, normalise_s2_name
-
-    normalise = normalise_s2_name if sensor == "optical" else normalise_s1_name
-    wrong = [(r, normalise(Path(r.source).stem)) for r in rows if r.source and r.name]
-    wrong = [(r, other) for r, other in wrong if other and other != r.name]
-    if not wrong:
-        return None
-    listing = ", ".join(f"band {r.index} read as {r.name} comes from {Path(r.source).name} ({other})"
-                        for r, other in wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
-    return (f"the bands are not in the order their names assume: {listing}. A virtual raster of per-band "
-            "files lists them in file-name order. Correct the names in the Name column, or pick the band "
-            "files themselves (Band files… or Folder / .SAFE…).")
 
 
 def match_bands(layers: Sequence[QgsMapLayer], sensor: str, wanted: Sequence[str] | None,
@@ -170,7 +155,7 @@ def match_paths(sources: Sequence[tuple[str, str]], sensor: str, wanted: Sequenc
     from osgeo import gdal
 
     from sarclear.errors import SarclearError
-    from sarclear.raster import identify_bands, named_bands
+    from sarclear.io import identify_bands, named_bands, open_optical
 
     match = BandMatch()
     try:
@@ -182,13 +167,19 @@ def match_paths(sources: Sequence[tuple[str, str]], sensor: str, wanted: Sequenc
         label = {path: name for name, path in sources}
         for ref in refs:
             match.rows.append(BandRow(label.get(ref.path, Path(ref.path).name), ref.path, ref.index, ref.name,
-                                      source=band_source(ref.path, ref.index)))
+                                      source=band_source(ref.path, ref.index), how=getattr(ref, "how", "")))
         if wanted:
-            used = identify_bands(paths, wanted, sensor=sensor, order=order)
+            if sensor == "optical":  # as a run opens it: with the library's band-order check
+                stack = open_optical(paths, wanted, order=order)
+                used = list(stack.bands)
+                check = getattr(stack, "order_check", None)
+                if check is not None and check.verdict == "warning":
+                    match.warning = f"the band order may be wrong: {check.detail}"
+            else:
+                used = identify_bands(paths, wanted, sensor=sensor, order=order)
             position = {(r.path, r.index): k for k, r in enumerate(used)}
             for row in match.rows:
                 row.use = position.get((row.path, row.index))
-        match.problem = order_problem(match.rows, sensor) if order is None else None
     except SarclearError as exc:
         match.problem = str(exc)
         match.named = any(r.name for r in match.rows)
@@ -215,27 +206,14 @@ class OffsetDecision:
 def offset_decision(paths: Sequence[str], bands: Sequence[str], order: Sequence[str] | None = None,
                     offset: float | None = None) -> OffsetDecision:
     """How the library will turn the optical values into reflectance, with ``offset``
-    (None: its automatic rule). Uses the library's decision object where it has one
-    (``sarclear.io.declared.optical_scaling``), else its older detection, which has no
-    automatic offset rule."""
-    try:
-        from sarclear.io import open_optical
-        from sarclear.io.declared import optical_scaling
-    except ImportError:
-        from sarclear.raster import detect_optical_scaling, open_optical
-        from sarclear.scaling import OpticalScaling
+    (None: its automatic rule: declared by the product, else detected), as its decision
+    object (:func:`sarclear.io.declared.optical_scaling`) says."""
+    from sarclear.io import open_optical
+    from sarclear.io.declared import optical_scaling
 
-        stack = open_optical(list(paths), bands, order=order)
-        declared = OpticalScaling(offset=offset) if offset else None
-        s = detect_optical_scaling(stack, declared)
-        how = (f"offset {s.offset:+g} as chosen" if offset is not None else
-               "no offset: this sarclear version does not read the processing baseline; choose -1000 for "
-               "products of baseline 04.00 or later (acquired from 25 January 2022)")
-        return OffsetDecision(s.offset, s.dn_per_reflectance,
-                              f"reflectance = (value {s.offset:+g}) / {s.dn_per_reflectance:g}: {how}")
-    stack = open_optical(list(paths), bands, order=order)
+    stack = open_optical(list(paths), bands, order=order, check_order=False)
     d = optical_scaling(stack, offset=offset, what="the Sentinel-2 input")
-    where = f" ({d.source})" if getattr(d, "source", "") else ""
+    where = f" ({d.source})" if d.source else ""
     return OffsetDecision(d.offset, d.dn_per_reflectance,
                           f"reflectance = (value {d.offset:+g}) / {d.dn_per_reflectance:g}: {d.reason}{where}",
                           d.warning, d.suggested_offset)

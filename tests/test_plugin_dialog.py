@@ -254,8 +254,8 @@ def _ireland(dialog, sample_project):
     dialog.area_layer.setChecked(True)
 
 
-def test_a_virtual_raster_of_band_files_in_file_name_order_is_refused_with_the_mapping(dialog, sample_project,
-                                                                                       tmp_path):
+def test_a_virtual_raster_of_band_files_is_read_by_its_source_names_and_the_mapping_shown(dialog, sample_project,
+                                                                                           tmp_path):
     # what QGIS's "Build virtual raster (separate)" makes of a product's band files: file-name order
     files = sorted(str(f) for f in BEN_S2.glob("*_B*.tif"))
     assert [f[-7:-4] for f in files][-4:] == ["B09", "B11", "B12", "B8A"]
@@ -264,20 +264,31 @@ def test_a_virtual_raster_of_band_files_in_file_name_order_is_refused_with_the_m
     dialog.ms_combo.setLayer(add_raster(vrt, "QGIS virtual raster"))
     _ireland(dialog, sample_project)
     rows = [r for r in _table(dialog) if r[0] == "QGIS virtual raster"]
-    assert len(rows) == 12
-    # the mapping is shown: the source file of each band next to the name it would be read as
-    sources = [dialog.band_table.item(r, 4).text() for r in range(12)]
-    assert sources == [Path(f).name for f in files]
-    status = dialog.band_status.text()
-    assert "the bands are not in the order their names assume" in status, status
-    assert "band 9 read as B8A comes from S2A_MSIL2A_20170617T113321_4_55_B09.tif (B9)" in status
-    assert not dialog.run_button.isEnabled()
-    # the analyst names the bands after their files: accepted, each band used by its name
-    for row, f in enumerate(files):
-        dialog.band_table.cellWidget(row, 2).setCurrentText(f[-7:-4].replace("B0", "B"))
-    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
-    used = {r[2]: r[3] for r in _table(dialog) if r[0] == "QGIS virtual raster"}
+    # each band named after the file it reads (not by the 12-band default order, which would
+    # read band 9, B09, as B8A), and the mapping shown with its source
+    assert [r[2] for r in rows] == [Path(f).stem[-3:].replace("B0", "B") for f in files]
+    assert [dialog.band_table.item(r, 4).text() for r in range(12)] == [f"VRT source: {Path(f).name}" for f in files]
+    used = {r[2]: r[3] for r in rows}
     assert [used[b] for b in S2_PAPER10] == [f"#{k + 1}" for k in range(10)]
+    assert used["B1"] == used["B9"] == "not used"
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+
+
+def test_an_unnamed_stack_in_alphabetical_band_order_is_refused_with_the_library_reason(dialog, tmp_path):
+    alphabetical = sorted(S2_BANDS)  # B1, B10, B11, B12, B2, ...: a stack built from sorted file names
+    stack = tmp_path / "alphabetical.tif"
+    gdal.Translate(str(stack), str(CR_CLOUDY_S2), bandList=[S2_BANDS.index(b) + 1 for b in alphabetical])
+    dialog.ms_combo.setLayer(add_raster(stack, "alphabetical stack"))
+    status = dialog.band_status.text()
+    assert status.startswith("Sentinel-2: ") and "fit the alphabetical order" in status, status
+    assert not dialog.run_button.isEnabled()
+    rows = [r for r in _table(dialog) if r[0] == "alphabetical stack"]
+    assert len(rows) == 13
+    # the analyst names the bands in file order in the table: accepted
+    for row, name in enumerate(alphabetical):
+        dialog.band_table.cellWidget(row, 2).setCurrentText(name)
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+    assert dialog.parameters().ms_bands == alphabetical
 
 
 @pytest.mark.parametrize("how", ["band files", "folder"])

@@ -103,7 +103,8 @@ def test_zip_installs_into_a_fresh_profile_and_registers_its_provider(plugin_zip
     if torch_available:
         assert report["dialog"]["dependencies"] == ""
         assert report["dialog"]["model"] == report["bundled_models"][0]  # the demo model preselected
-        assert report["dialog"]["model_info"].startswith("lite model")
+        info = report["dialog"]["model_info"]
+        assert info.startswith("<b>Demo model</b>") and "lite model" in info
         assert gdal.Open(report["processing"]["output"]).RasterCount == 13
     else:
         assert "sarclear needs torch" in report["dialog"]["dependencies"] and not report["dialog"]["run_enabled"]
