@@ -630,7 +630,9 @@ class SarclearDialog(QDialog):
         try:
             self.offset = layers.offset_decision(self.ms_paths(), cfg.bands, self.ms_order, self.offset_choice())
         except SarclearError as exc:
-            self.offset_info.setText(str(exc))
+            from .messages import describe
+
+            self.offset_info.setText(describe(exc))
             self.offset_info.setStyleSheet(_ERROR_STYLE)
             return
         text = self.offset.text
@@ -802,7 +804,9 @@ class SarclearDialog(QDialog):
             width, height = layers.area_pixels(layers.layer_paths(ms)[0], self.aoi())
         except SarclearError as exc:
             where = [p for p in self.coverage_problems() if p.startswith("Area:")]
-            self.area_info.setText(where[0] if where else str(exc))
+            from .messages import describe
+
+            self.area_info.setText(where[0] if where else describe(exc))
             self.area_info.setStyleSheet(_ERROR_STYLE)
             self._update_status()
             return
@@ -878,7 +882,9 @@ class SarclearDialog(QDialog):
         try:
             params = self.parameters()
         except SarclearError as exc:
-            self.show_status(str(exc), error=True)
+            from .messages import describe
+
+            self.show_status(describe(exc), error=True)
             return
         existing = [p for p in output_files(params.out, params.reference is not None) if p.exists()]
         if existing:

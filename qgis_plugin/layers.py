@@ -181,7 +181,9 @@ def match_paths(sources: Sequence[tuple[str, str]], sensor: str, wanted: Sequenc
             for row in match.rows:
                 row.use = position.get((row.path, row.index))
     except SarclearError as exc:
-        match.problem = str(exc)
+        from .messages import describe
+
+        match.problem = describe(exc)
         match.named = any(r.name for r in match.rows)
         if not match.rows:  # show the bands, unnamed, so they can be named
             for name, path in sources:

@@ -152,7 +152,9 @@ class DecloudTask(QgsTask):
             self.cancelled = True
             return False
         except SarclearError as exc:
-            self.error = str(exc)
+            from .messages import describe
+
+            self.error = describe(exc, "dialog")
             return False
         except ImportError as exc:  # e.g. a torch that imports but misses a piece
             self.error = f"a Python package failed to import: {exc}"
@@ -205,7 +207,9 @@ class ProbeTask(QgsTask):
             try:
                 self.config = read_header(self.model)[0]
             except SarclearError as exc:
-                self.error = str(exc)
+                from .messages import describe
+
+                self.error = describe(exc)
         return True
 
     def finished(self, ok: bool) -> None:  # main thread
