@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from qgis.PyQt.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -53,6 +55,8 @@ from qgis.PyQt.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -111,11 +115,15 @@ class SarclearDialog(QDialog):
         self.probe: ProbeTask | None = None
         self.probes: list[ProbeTask] = []  # keep the Python wrappers alive while they run
         self.cuda: tuple[bool, str] | None = None
+        # the library imports torch (seconds, the first time): no library call in this
+        # thread until a background task has imported it
+        self.library_ready = "torch" in sys.modules
         self.models = bundled_entries()
         self.ms_order: list[str] | None = None   # band names the user typed, file order
         self.ms_files: list[str] | None = None   # band files, a folder or a .SAFE instead of a layer
         self._ms_file_layer: QgsRasterLayer | None = None
         self.offset: layers.OffsetDecision | None = None
+        self._output_chosen = False  # the user picked where to save: keep it
         self.sar_order: list[str] | None = None
         self.ms_match: layers.BandMatch | None = None
         self.sar_match: layers.BandMatch | None = None
@@ -138,11 +146,18 @@ class SarclearDialog(QDialog):
         self.dependency_label.setVisible(bool(self.missing))
         self.dependency_label.setText(self.missing or "")
         root.addWidget(self.dependency_label)
-        columns = QHBoxLayout()  # left: what and where; right: the band matching
+        # left: what and where; right: the band matching; in a scroll area, so the dialog
+        # can be small (a laptop screen) without squeezing rows onto each other
+        body = QWidget()
+        columns = QHBoxLayout(body)
         left, right = QVBoxLayout(), QVBoxLayout()
         columns.addLayout(left, 5)
         columns.addLayout(right, 4)
-        root.addLayout(columns, 1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(body)
+        root.addWidget(self.scroll, 1)
 
         inputs = QGroupBox("Inputs")
         form = QFormLayout(inputs)
@@ -170,8 +185,8 @@ class SarclearDialog(QDialog):
         self.sar_list = QListWidget()
         self.sar_list.setToolTip("Sentinel-1 layer(s): one multi-band layer (VV, VH) or one layer per polarisation. "
                                  "SAR on another grid or CRS is warped onto the MS grid.")
-        self.sar_list.setMinimumHeight(92)
-        self.sar_list.setMaximumHeight(120)
+        self.sar_list.setFixedHeight(96)  # a fixed height: the form gives it exactly that, no overlap
+        self.sar_list.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         form.addRow("Sentinel-1 SAR", self.sar_list)
         self.reference_combo = _raster_combo("A cloud-free Sentinel-2 image of the same place: the maps become "
                                              "errors against it and the metrics are reported", optional=True)
@@ -238,7 +253,7 @@ class SarclearDialog(QDialog):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in (1, 2, 3, 4):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        self.band_table.setMinimumHeight(240)
+        self.band_table.setMinimumHeight(160)
         bands.addWidget(self.band_table)
         self.band_status = _info_label(selectable=True)
         bands.addWidget(self.band_status)
@@ -269,16 +284,25 @@ class SarclearDialog(QDialog):
         self.name_edit.setPlaceholderText("layer group and file name (default: MS layer name and time)")
         form.addRow("Run name", self.name_edit)
         where = QHBoxLayout()
+        self.out_project = QRadioButton("Project folder")
+        self.out_project.setToolTip("A 'sarclear' folder next to the project file (save the project first)")
         self.out_temp = QRadioButton("Temporary folder")
+        self.out_temp.setToolTip("QGIS deletes its temporary folder when it exits")
         self.out_folder = QRadioButton("Folder:")
         self.out_temp.setChecked(True)
         self.folder_widget = QgsFileWidget()
         self.folder_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.folder_widget.setEnabled(False)
+        where.addWidget(self.out_project)
         where.addWidget(self.out_temp)
         where.addWidget(self.out_folder)
         where.addWidget(self.folder_widget, 1)
         form.addRow("Save to", where)
+        self.out_info = _info_label()
+        form.addRow("", self.out_info)
+        self.out_group = QButtonGroup(self)
+        for button in (self.out_project, self.out_temp, self.out_folder):
+            self.out_group.addButton(button)
         left.addWidget(out_box)
         left.addStretch(1)
 
@@ -294,7 +318,7 @@ class SarclearDialog(QDialog):
         self.cancel_button = self.buttons.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
         self.cancel_button.setEnabled(False)
         root.addWidget(self.buttons)
-        self.resize(self.sizeHint().expandedTo(QSize(1180, 660)))
+        self.resize(self.compact_size())
 
         self.extent_tool = QgsMapToolExtent(self.canvas)
 
@@ -314,6 +338,8 @@ class SarclearDialog(QDialog):
         self.extent_tool.extentChanged.connect(self._drawn)
         self.canvas.extentsChanged.connect(self._update_area)
         self.out_folder.toggled.connect(self.folder_widget.setEnabled)
+        self.out_group.buttonToggled.connect(lambda *_: self._update_output_info())
+        self.out_group.buttonClicked.connect(lambda *_: setattr(self, "_output_chosen", True))
         self.buttons.rejected.connect(self.close)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -323,6 +349,9 @@ class SarclearDialog(QDialog):
 
     def cleanup(self) -> None:
         """Disconnect from the project and the canvas (the plugin calls this on unload)."""
+        for probe in self.probes:
+            probe.on_finished = None
+        self.probe = None
         project = QgsProject.instance()
         for signal, slot in ((project.layersAdded, self._layers_changed),
                              (project.layersRemoved, self._layers_changed),
@@ -353,16 +382,24 @@ class SarclearDialog(QDialog):
             self.model_widget.setFilePath(str(self.models[0].path))  # -> _model_changed
         elif self.model_config is None and self.probe is None:
             self._model_changed(self.model_widget.filePath())
+        self._choose_output()
         self._fill_sar_list()
         self._guess_layers()
         self._update_bands()
         self._update_area()
         self.fit()
 
+    def compact_size(self) -> QSize:
+        """The dialog's size: what its contents prefer, within 90 % of the screen (the
+        contents scroll when it is smaller)."""
+        wanted = self.scroll.widget().sizeHint() + QSize(40, 160)
+        screen = self.screen().availableGeometry().size() if self.screen() is not None else QSize(1280, 720)
+        return wanted.boundedTo(QSize(int(screen.width() * 0.9), int(screen.height() * 0.9)))
+
     def fit(self) -> None:
-        """Grow to the preferred size: wrapped labels need more height than Qt's minimum
-        size accounts for."""
-        self.resize(self.size().expandedTo(self.sizeHint()))
+        """Grow to the preferred size (wrapped labels need more height than Qt's minimum
+        size accounts for), never beyond the screen: the contents scroll instead."""
+        self.resize(self.size().expandedTo(self.compact_size()))
 
     def _fill_sar_list(self) -> None:
         checked = set(self.sar_layer_ids())
@@ -531,6 +568,7 @@ class SarclearDialog(QDialog):
         if probe is not self.probe:
             return  # another model was chosen meanwhile
         self.probe = None
+        self.library_ready = not probe.missing
         if probe.missing:
             self.missing = probe.missing
             self.dependency_label.setText(probe.missing)
@@ -561,6 +599,7 @@ class SarclearDialog(QDialog):
         self.sar_list.setEnabled(self.model_config is None or self.model_config.uses_sar)
         self._guess_layers()
         self._update_bands()
+        self._update_area()
         self.fit()
 
     def _update_device_info(self) -> None:
@@ -584,6 +623,11 @@ class SarclearDialog(QDialog):
         self.ms_match = self.sar_match = self.reference_match = None
         if self.missing:
             self.band_status.setText("Band matching needs PyTorch (see above).")
+            self._update_run_button()
+            return
+        if not self.library_ready:
+            self.band_status.setText(STAGE_LOADING)
+            self.band_status.setStyleSheet("")
             self._update_run_button()
             return
         cfg = self.model_config
@@ -795,7 +839,7 @@ class SarclearDialog(QDialog):
 
     def _update_area(self, *_args) -> None:
         ms = self.ms_layer()
-        if ms is None or self.missing:
+        if ms is None or self.missing or not self.library_ready:
             self.area_info.setText("")
             return
         from sarclear.errors import SarclearError
@@ -829,10 +873,56 @@ class SarclearDialog(QDialog):
         ms = self.ms_layer()
         return f"{ms.name() if ms else 'sarclear'} declouded {time.strftime('%Y-%m-%d %H-%M-%S')}"
 
+    @staticmethod
+    def project_folder() -> Path | None:
+        """``sarclear`` beside the project file; None while the project is not saved."""
+        project = QgsProject.instance()
+        return Path(project.absolutePath()) / "sarclear" if project.fileName() else None
+
+    def _choose_output(self) -> None:
+        """Offer the project folder once the project is saved, and prefer it to the
+        temporary folder unless the user chose where to save."""
+        folder = self.project_folder()
+        self.out_project.setEnabled(folder is not None)
+        if folder is None and self.out_project.isChecked():
+            self.out_temp.setChecked(True)
+        elif folder is not None and self.out_temp.isChecked() and not self._output_chosen:
+            self.out_project.setChecked(True)
+        self._update_output_info()
+
+    def _update_output_info(self) -> None:
+        """Where the outputs go; a warning that the temporary folder does not last."""
+        folder = self.project_folder()
+        if self.out_temp.isChecked():
+            self.out_info.setText("The temporary folder is deleted when QGIS exits: export the layers you keep "
+                                  "(right-click > Export > Save As…), or save the project to write next to it.")
+            self.out_info.setStyleSheet(_ERROR_STYLE)
+        elif self.out_project.isChecked():
+            self.out_info.setText(f"Written to {folder}")
+            self.out_info.setStyleSheet("")
+        else:
+            self.out_info.setText("")
+
     def output_folder(self) -> Path:
         if self.out_folder.isChecked() and self.folder_widget.filePath():
             return Path(self.folder_widget.filePath())
+        if self.out_project.isChecked() and self.project_folder() is not None:
+            folder = self.project_folder()
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
         return Path(tempfile.mkdtemp(prefix="sarclear-", dir=QgsProcessingUtils.tempFolder()))
+
+    @staticmethod
+    def numbered(name: str) -> str:
+        """``name``, numbered " (2)", " (3)"... if a layer group of that name exists (a
+        repeated run): each run keeps its own group, layers and files."""
+        root = QgsProject.instance().layerTreeRoot()
+        if root.findGroup(name) is None:
+            return name
+        n = 2
+        while root.findGroup(f"{name} ({n})") is not None:
+            n += 1
+        return f"{name} ({n})"
 
     def parameters(self) -> RunParameters:
         """The run the dialog describes; raises the library's InputError for a bad choice."""
@@ -843,7 +933,7 @@ class SarclearDialog(QDialog):
             raise InputError("choose the cloudy Sentinel-2 layer")
         if self.area_mode() == AREA_DRAWN and self.drawn is None:
             raise InputError("draw the area on the map first (Draw on map…), or choose another area")
-        name = self.name_edit.text().strip() or self.default_name()
+        name = self.numbered(self.name_edit.text().strip() or self.default_name())
         reference = self.reference_combo.currentLayer()
         mask = self.mask_combo.currentLayer()
         return RunParameters(

@@ -379,7 +379,8 @@ def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str, p
     group = project.layerTreeRoot().insertGroup(0, name)
     added = []
     for key, path in [("output", output), *sorted(maps.items(), key=lambda kv: kv[0] != "rmse")]:
-        layer = QgsRasterLayer(str(path), result_layer_name(key, kind, path, model), "gdal")
+        layer_name = unique_layer_name(result_layer_name(key, kind, path, model), project)
+        layer = QgsRasterLayer(str(path), layer_name, "gdal")
         if not layer.isValid():
             continue
         style_result(layer, key)
@@ -462,3 +463,99 @@ def rank_layers(candidates: Sequence[QgsRasterLayer], selected: Sequence[QgsMapL
         return (not (covers and picked), not (covers and visible), not covers, not picked, not visible, k)
 
     return [layer for _, layer in sorted(enumerate(candidates), key=key)]
+
+
+# --------------------------------------------------------------------------- display
+
+
+#: Blue reflectance under which a pixel counts as clear for the display stretch (thick cloud and
+#: haze brighten the blue band above it; clear land and water stay below it, even top of atmosphere)
+CLEAR_BLUE_REFLECTANCE = 0.18
+
+
+def _read_on(path: str, index: int, bounds: tuple[float, float, float, float], size: tuple[int, int]):
+    """Band ``index`` of ``path`` resampled onto ``bounds`` (xmin, ymin, xmax, ymax, in its
+    CRS) at ``size`` (columns, rows), as float64 with nodata as NaN."""
+    import numpy as np
+    from osgeo import gdal
+
+    xmin, ymin, xmax, ymax = bounds
+    ds = gdal.Translate("", path, format="MEM", bandList=[index], projWin=[xmin, ymax, xmax, ymin],
+                        width=size[0], height=size[1], resampleAlg="nearest")
+    band = ds.GetRasterBand(1)
+    values = band.ReadAsArray().astype(np.float64)
+    if band.GetNoDataValue() is not None:
+        values[values == band.GetNoDataValue()] = np.nan
+    return values
+
+
+def clear_stretch(ms_paths: Sequence[str], output: str, order: Sequence[str] | None = None,
+                  cloud_mask: str | None = None, offset: float | None = None,
+                  ) -> tuple[tuple[float, float], ...] | None:
+    """The display range (2nd and 98th percentiles) of red, green and blue, taken from the
+    input's clear pixels over the output's area: where ``cloud_mask`` is 0, else where the
+    input's blue reflectance is below :data:`CLEAR_BLUE_REFLECTANCE` (all valid pixels if
+    fewer than 1 % are clear). In the input's values, which the output shares (same data
+    type and scaling), so both can be drawn alike. None if the input lacks a colour band."""
+    import numpy as np
+    from osgeo import gdal
+
+    from sarclear.bands import S2_RGB
+    from sarclear.errors import SarclearError
+    from sarclear.io import identify_bands
+
+    try:
+        refs = identify_bands(list(ms_paths), S2_RGB, sensor="optical", order=order)  # red, green, blue
+        decision = offset_decision(ms_paths, S2_RGB, order, offset)
+    except SarclearError:
+        return None
+    ds = gdal.Open(output)
+    gt = ds.GetGeoTransform()
+    bounds = (gt[0], gt[3] + gt[5] * ds.RasterYSize, gt[0] + gt[1] * ds.RasterXSize, gt[3])
+    scale = max(1, -(-max(ds.RasterXSize, ds.RasterYSize) // 512))  # at most 512 px a side
+    size = (max(1, ds.RasterXSize // scale), max(1, ds.RasterYSize // scale))
+    rgb = np.stack([_read_on(r.path, r.index, bounds, size) for r in refs])
+    valid = np.isfinite(rgb).all(axis=0)
+    if cloud_mask:
+        clear = valid & (np.nan_to_num(_read_on(cloud_mask, 1, bounds, size), nan=1.0) == 0)
+    else:
+        blue = (rgb[2] + decision.offset) / decision.dn_per_reflectance
+        clear = valid & (blue < CLEAR_BLUE_REFLECTANCE)
+    if clear.sum() < 0.01 * max(valid.sum(), 1):
+        clear = valid
+    if not clear.any():
+        return None
+    return tuple((float(np.percentile(b[clear], 2)), float(np.percentile(b[clear], 98))) for b in rgb)
+
+
+def apply_stretch(layer: QgsRasterLayer, ranges: Sequence[tuple[float, float]]) -> bool:
+    """Draw ``layer`` in true colour with ``ranges`` (red, green, blue min/max) as its
+    display stretch; the data are untouched."""
+    bands = rgb_band_numbers(layer_paths(layer)[0])
+    if bands is None:
+        return False
+    provider = layer.dataProvider()
+    renderer = QgsMultiBandColorRenderer(provider, *bands)
+    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+               renderer.setBlueContrastEnhancement)
+    for band, (low, high), setter in zip(bands, ranges, setters):
+        enhancement = QgsContrastEnhancement(provider.dataType(band))
+        enhancement.setContrastEnhancementAlgorithm(
+            QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(low)
+        enhancement.setMaximumValue(high)
+        setter(enhancement)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return True
+
+
+def unique_layer_name(name: str, project: QgsProject | None = None) -> str:
+    """``name``, numbered " (2)", " (3)"... if the project has a layer of that name."""
+    taken = {layer.name() for layer in (project or QgsProject.instance()).mapLayers().values()}
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} ({n})" in taken:
+        n += 1
+    return f"{name} ({n})"

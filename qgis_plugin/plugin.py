@@ -20,7 +20,7 @@ def metrics_summary(metrics: dict | None) -> str:
     values = metrics_text(metrics)
     if metrics.get("kind") == "error":
         return f"error against the reference: {values}"
-    return f"change between cloudy input and output: {values}"
+    return f"change between cloudy input and output (not a quality score: no reference given): {values}"
 
 
 class SarclearPlugin:
@@ -97,6 +97,25 @@ class SarclearPlugin:
         QgsApplication.taskManager().addTask(task)
         return task
 
+    @staticmethod
+    def _same_stretch(params: RunParameters, output) -> None:
+        """Draw the input layer and the reconstruction with one stretch, from the input's
+        clear pixels (so a difference on screen is a difference in the data)."""
+        from qgis.core import QgsProject
+
+        from . import layers
+
+        if output is None:
+            return
+        ranges = layers.clear_stretch(params.ms, output.source(), params.ms_bands, params.cloud_mask,
+                                      params.extra.get("ms_offset"))
+        if ranges is None:
+            return
+        layers.apply_stretch(output, ranges)
+        for layer in QgsProject.instance().mapLayers().values():  # the input, where it is a layer
+            if layer is not output and layer.source() in params.ms and layer.bandCount() > 1:
+                layers.apply_stretch(layer, ranges)
+
     def _finished(self, task: DecloudTask) -> None:
         """Main thread: add the layers, or say why there are none."""
         if task in self.tasks:
@@ -109,7 +128,9 @@ class SarclearPlugin:
             res = task.result
             maps = {k: str(v) for k, v in res.maps.items()}
             kind = (res.metrics or {}).get("kind", "error" if task.params.reference else "change")
-            layers.add_result_layers(name, str(res.output), maps, kind, model=task.params.model_label)
+            _group, added = layers.add_result_layers(name, str(res.output), maps, kind,
+                                                     model=task.params.model_label)
+            self._same_stretch(task.params, added[0] if added else None)
             summary = metrics_summary(res.metrics)
             message = (f"{name}: {res.window.width} x {res.window.height} px, {res.tiles} tiles in "
                        f"{res.seconds:.1f} s on {res.device}" + (f"; {summary}" if summary else ""))

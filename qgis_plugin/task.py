@@ -213,5 +213,9 @@ class ProbeTask(QgsTask):
         return True
 
     def finished(self, ok: bool) -> None:  # main thread
-        if self.on_finished is not None:
+        if self.on_finished is None:
+            return
+        try:
             self.on_finished(self)
+        except Exception:  # never let an exception out of a Qt virtual (it aborts QGIS)
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)

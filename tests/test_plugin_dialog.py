@@ -328,3 +328,49 @@ def test_the_offset_decision_is_shown_and_can_be_overridden(dialog, sample_proje
     assert dialog.parameters().extra == {"ms_offset": -500.0}
     dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("none"))
     assert dialog.parameters().extra == {"ms_offset": 0.0} and not dialog.offset_spin.isEnabled()
+
+
+def test_the_reference_row_is_below_the_sar_list_and_the_dialog_fits_a_laptop_screen(dialog):
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QPoint
+
+    dialog.show()
+    QgsApplication.processEvents()
+    sar_bottom = dialog.sar_list.mapTo(dialog, QPoint(0, dialog.sar_list.height())).y()
+    reference_top = dialog.reference_combo.mapTo(dialog, QPoint(0, 0)).y()
+    assert sar_bottom <= reference_top, (sar_bottom, reference_top)
+    minimum = dialog.minimumSizeHint()
+    assert minimum.width() <= 1280 and minimum.height() <= 600  # the contents scroll on a small screen
+    screen = dialog.screen().availableGeometry()
+    assert dialog.width() <= screen.width() and dialog.height() <= screen.height()
+
+
+def test_output_goes_next_to_a_saved_project_and_the_temporary_folder_is_announced(dialog, tmp_path):
+    assert dialog.out_temp.isChecked() and not dialog.out_project.isEnabled()  # an unsaved project
+    assert "deleted when QGIS exits" in dialog.out_info.text()
+    QgsProject.instance().setFileName(str(tmp_path / "analysis.qgz"))
+    try:
+        dialog.prepare()
+        assert dialog.out_project.isChecked() and dialog.out_info.text() == f"Written to {tmp_path / 'sarclear'}"
+        dialog.name_edit.setText("my run")
+        assert dialog.parameters().out == str(tmp_path / "sarclear" / "my_run.tif")
+        # a repeated run gets its own number, group and files
+        QgsProject.instance().layerTreeRoot().addGroup("my run")
+        params = dialog.parameters()
+        assert params.name == "my run (2)" and params.out == str(tmp_path / "sarclear" / "my_run_2.tif")
+        # the user's own choice of folder is kept when the dialog is reopened
+        dialog.out_temp.click()
+        dialog.prepare()
+        assert dialog.out_temp.isChecked()
+    finally:
+        QgsProject.instance().setFileName("")
+
+
+def test_result_layer_names_are_numbered_when_repeated(sample_project):
+    from qgis_plugin.layers import add_result_layers
+
+    for _ in range(2):
+        add_result_layers("run", str(CR_CLOUDY_S2), {}, "change", model="demo")
+    names = sorted(layer.name() for layer in QgsProject.instance().mapLayers().values()
+                   if layer.name().startswith("reconstruction"))
+    assert names == ["reconstruction (true colour, demo)", "reconstruction (true colour, demo) (2)"]

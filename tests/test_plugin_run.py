@@ -16,6 +16,7 @@ from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs, wait_unt
 from qgis.core import QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import Qt
 
+from qgis_plugin.layers import CLEAR_BLUE_REFLECTANCE
 from qgis_plugin.task import STAGE_LOADING, STAGE_MAPS
 
 pytestmark = pytest.mark.qgis
@@ -70,7 +71,8 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
 
     assert task.error is None and task.result is not None
     (success,) = messages(qgis_iface, LEVELS["success"])
-    assert "extent run:" in success and "change between cloudy input and output: RMSE" in success
+    assert "extent run:" in success and "change between cloudy input and output (not a quality score: no " \
+        "reference given): RMSE" in success
     group = _group("extent run")
     assert QgsProject.instance().layerTreeRoot().children()[0] is group  # on top
     output, rmse, sam = (node.layer() for node in group.findLayers())
@@ -84,11 +86,24 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
         assert layer.extent().toString(3) == expected.toString(3)
         assert layer.rasterUnitsPerPixelX() == pytest.approx(10.0)
     assert (output.bandCount(), rmse.bandCount(), sam.bandCount()) == (10, 1, 1)
+    assert [output.bandName(i) for i in (1, 3, 10)] == ["Band 01: B2", "Band 03: B4", "Band 10: B12"]  # names kept
     # true colour B4/B3/B2 (bands 3, 2, 1 of the paper10 output) with a display stretch only
     renderer = output.renderer()
     assert renderer.type() == "multibandcolor"
     assert (renderer.redBand(), renderer.greenBand(), renderer.blueBand()) == (3, 2, 1)
     assert renderer.redContrastEnhancement() is not None
+    # input and output drawn with one stretch: 2-98 % of the input's clear pixels (blue < 0.18) in the area
+    src = gdal.Translate("", str(CR_CLOUDY_S2), format="MEM", projWin=[expected.xMinimum(), expected.yMaximum(),
+                                                                       expected.xMaximum(), expected.yMinimum()])
+    rgb = src.ReadAsArray()[[3, 2, 1]].astype(float)  # B4, B3, B2 of the 13-band L1C order
+    clear = rgb[2] / 10000 < CLEAR_BLUE_REFLECTANCE
+    assert 0.01 < clear.mean() < 1  # some clouds, some clear ground
+    cloudy_renderer = ms.renderer()
+    for get, band in zip(("redContrastEnhancement", "greenContrastEnhancement", "blueContrastEnhancement"), rgb):
+        out_ce, in_ce = getattr(renderer, get)(), getattr(cloudy_renderer, get)()
+        assert (out_ce.minimumValue(), out_ce.maximumValue()) == (in_ce.minimumValue(), in_ce.maximumValue())
+        assert out_ce.minimumValue() == pytest.approx(np.percentile(band[clear], 2), abs=1)
+        assert out_ce.maximumValue() == pytest.approx(np.percentile(band[clear], 98), abs=1)
     ds = gdal.Open(output.source())
     assert ds.GetRasterBand(1).DataType == gdal.GDT_UInt16  # the input's type: data not stretched
     assert [ds.GetRasterBand(i).GetDescription() for i in (1, 2, 3)] == ["B2", "B3", "B4"]
