@@ -37,6 +37,7 @@ from qgis.PyQt.QtCore import QObject, QSize, Qt
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -146,6 +147,19 @@ class SarclearDialog(QDialog):
         self.dependency_label.setVisible(bool(self.missing))
         self.dependency_label.setText(self.missing or "")
         root.addWidget(self.dependency_label)
+        install_row = QHBoxLayout()
+        self.install_button = QPushButton("Install dependencies…")
+        self.install_button.setToolTip("Install PyTorch, safetensors and the cloud mask into the Python that QGIS "
+                                       "runs, with pip, keeping QGIS's numpy; the commands are shown first")
+        self.install_cuda = QCheckBox("PyTorch for an NVIDIA GPU (CUDA; larger download)")
+        install_row.addWidget(self.install_button)
+        install_row.addWidget(self.install_cuda)
+        install_row.addStretch(1)
+        self.install_box = QWidget()
+        self.install_box.setLayout(install_row)
+        self.install_box.setVisible(bool(self.missing))
+        root.addWidget(self.install_box)
+        self.install_task = None
         # left: what and where; right: the band matching; in a scroll area, so the dialog
         # can be small (a laptop screen) without squeezing rows onto each other
         body = QWidget()
@@ -325,6 +339,7 @@ class SarclearDialog(QDialog):
     def _connect(self) -> None:
         self.ms_combo.layerChanged.connect(self._ms_changed)
         self.ms_files_button.clicked.connect(self.pick_band_files)
+        self.install_button.clicked.connect(self.install_dependencies)
         self.ms_folder_button.clicked.connect(self.pick_band_folder)
         self.ms_layer_button.clicked.connect(lambda: self.set_ms_files(None))
         self.offset_combo.currentIndexChanged.connect(self._offset_changed)
@@ -445,6 +460,44 @@ class SarclearDialog(QDialog):
             if ms is not None:  # those that cover the MS layer first
                 others.sort(key=lambda c: not layers.intersects(c, ms.extent(), ms.crs()))
             self.set_sar_layers(layers.guess_sar_layers(others, self.model_config.sar_channels))
+
+    # ------------------------------------------------------------------ dependencies
+
+    def install_dependencies(self) -> None:
+        """Show the pip commands, and on the user's yes run them in a background task."""
+        from .install import InstallTask, install_plan, qgis_python
+
+        python = qgis_python()
+        if python is None:
+            self.show_status("The Python that QGIS runs was not found next to QGIS; install the packages by hand "
+                             "(see above).", error=True)
+            return
+        plan = install_plan(python, "cuda" if self.install_cuda.isChecked() else "cpu")
+        answer = QMessageBox.question(
+            self, "sarclear: install dependencies?",
+            f"These commands will run (a download of several hundred MB):\n\n{plan.text()}\n\n"
+            + "\n".join(plan.notes) + "\n\nRun them now?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.install_task = InstallTask(plan, self._installed)
+        self.install_task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        self.install_button.setEnabled(False)
+        self.show_status("Installing PyTorch and the other dependencies with pip…")
+        from qgis.core import QgsApplication
+
+        QgsApplication.taskManager().addTask(self.install_task)
+
+    def _installed(self, task) -> None:
+        """Main thread: the installation ended."""
+        self.install_task = None
+        self.install_button.setEnabled(True)
+        if task.error:
+            self.show_status(f"Installing the dependencies failed: {task.error}", error=True)
+            self.progress.setValue(0)
+        else:
+            self.show_status("Dependencies installed. Restart QGIS to use them.")
+            self.progress.setValue(100)
 
     # ------------------------------------------------------------------ MS source
 
@@ -573,6 +626,7 @@ class SarclearDialog(QDialog):
             self.missing = probe.missing
             self.dependency_label.setText(probe.missing)
             self.dependency_label.setVisible(True)
+            self.install_box.setVisible(True)
             self.model_info.setText("The model cannot be read until PyTorch is installed (see above).")
             self._update_bands()
             return

@@ -70,24 +70,37 @@ def dependencies_found() -> str | None:
 
 
 def install_instructions(platform: str | None = None) -> str:
-    """How to install torch and safetensors into QGIS's own Python on this platform."""
+    """How to install the dependencies into QGIS's own Python on this platform, by hand
+    (the dialog's "Install dependencies" button runs the same commands). numpy is held at
+    the installed version: QGIS's GDAL was built against it."""
+    from .install import OTHER_PACKAGES, TORCH_INDEX, TORCH_PIN
+
     platform = platform or sys.platform
-    packages = " ".join(REQUIRED)
-    cpu = "--index-url https://download.pytorch.org/whl/cpu"
+    others = " ".join(f'"{p}"' for p in OTHER_PACKAGES)
+    torch = f"{TORCH_PIN} --index-url {TORCH_INDEX['cpu']}"
+    pin = "-c \"import numpy; print('numpy==' + numpy.__version__)\""
     if platform.startswith("win"):
-        how = ("Close QGIS, open the \"OSGeo4W Shell\" from the Start menu (QGIS's own shell) and run:\n"
-               f"    python -m pip install {packages}\n"
-               f"(CPU-only, smaller download: python -m pip install torch {cpu} and then "
-               "python -m pip install safetensors). Then restart QGIS.")
+        how = ("Close QGIS, open the \"OSGeo4W Shell\" from the Start menu (as administrator for an "
+               "all-users install) and run:\n"
+               f"    python {pin} > %TEMP%\\numpy.txt\n"
+               f"    python -m pip install -c %TEMP%\\numpy.txt {torch}\n"
+               f"    python -m pip install -c %TEMP%\\numpy.txt {others}\n")
     elif platform == "darwin":
-        how = ("Close QGIS, open Terminal and run QGIS's own Python:\n"
-               f"    /Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user {packages}\n"
-               "(use QGIS-LTR.app if that is the one you run). Then restart QGIS.")
+        py = "/Applications/QGIS.app/Contents/MacOS/bin/python3"
+        how = ("Close QGIS, open Terminal and run QGIS's own Python (QGIS-LTR.app if that is the one you "
+               "run):\n"
+               f"    {py} {pin} > /tmp/numpy.txt\n"
+               f"    {py} -m pip install --user -c /tmp/numpy.txt {torch}\n"
+               f"    {py} -m pip install --user -c /tmp/numpy.txt {others}\n")
     else:
-        how = ("Close QGIS and run, with the Python QGIS uses (usually the system python3):\n"
-               f"    python3 -m pip install --user {packages}\n"
-               f"(CPU-only, smaller download: add {cpu} for torch; on distributions that refuse "
-               "user installs, add --break-system-packages or install the distribution's "
-               "python3-torch package). Then restart QGIS.")
-    return ("To install them: " + how + "\nYou can check from the QGIS Python console (Plugins > Python "
-            "Console): import torch; print(torch.__version__)")
+        how = ("Close QGIS and run, with the Python QGIS uses (the system python3 for distribution "
+               "packages; Debian 12 and Ubuntu 23.04+ need --break-system-packages, which writes only "
+               "to your ~/.local):\n"
+               f"    python3 {pin} > /tmp/numpy.txt\n"
+               f"    python3 -m pip install --user --break-system-packages -c /tmp/numpy.txt {torch}\n"
+               f"    python3 -m pip install --user --break-system-packages -c /tmp/numpy.txt {others}\n"
+               "(for an NVIDIA GPU, use --index-url " + TORCH_INDEX["cuda"] + " for torch).")
+    return ("To install them, use the \"Install dependencies\" button of the sarclear dialog (Raster menu > "
+            "sarclear), or by hand: " + how +
+            " Then restart QGIS. You can check from the QGIS Python console (Plugins > Python Console): "
+            "import torch; print(torch.__version__)")

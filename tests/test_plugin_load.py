@@ -57,7 +57,9 @@ def test_plugin_loads_without_torch_and_says_how_to_install_it(no_torch, plugin_
         dialog = plugin.show_dialog()
         text = dialog.dependency_label.text()
         assert dialog.dependency_label.isVisibleTo(dialog)
-        assert "sarclear needs torch" in text and "-m pip install --user torch safetensors" in text
+        assert "sarclear needs torch" in text and "-m pip install --user --break-system-packages -c" in text
+        assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text
+        assert dialog.install_box.isVisibleTo(dialog)
         assert "restart QGIS" in text
         assert not dialog.run_button.isEnabled()
         assert "PyTorch" in dialog.band_status.text()

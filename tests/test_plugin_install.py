@@ -1,0 +1,134 @@
+"""The "Install dependencies" button: the pip commands (QGIS's own Python, PyTorch CPU or
+CUDA from PyTorch's index, numpy held at the installed version, user site on an externally
+managed Python) and a failing pip reported clearly. No real download: a fake interpreter."""
+
+from __future__ import annotations
+
+import stat
+import sys
+
+import numpy
+import pytest
+from plugin_helpers import *  # noqa: F403 (fixtures)
+from plugin_helpers import wait_until
+from qgis.core import QgsApplication
+from qgis.PyQt.QtWidgets import QMessageBox
+
+from qgis_plugin import install
+from qgis_plugin.install import InstallTask, install_plan, qgis_python
+
+pytestmark = pytest.mark.qgis
+
+
+def test_pip_commands_pin_torch_and_hold_numpy(tmp_path):
+    plan = install_plan("/usr/bin/python3", "cpu", numpy_version="1.24.2", user=True, break_system=True,
+                        folder=tmp_path)
+    base = ["/usr/bin/python3", "-m", "pip", "install", "--upgrade-strategy", "only-if-needed", "--user",
+            "--break-system-packages", "--constraint", str(tmp_path / "constraints.txt")]
+    assert plan.commands == [
+        [*base, "torch==2.13.0", "--index-url", "https://download.pytorch.org/whl/cpu"],
+        [*base, "safetensors>=0.4", "ukis-csmask[cpu]"],
+    ]
+    assert (tmp_path / "constraints.txt").read_text() == "numpy==1.24.2\n"
+    assert "numpy stays at 1.24.2" in plan.notes[0]
+    # a CUDA build; a Python pip may write to (OSGeo4W as administrator): no --user, no flag
+    cuda = install_plan("C:/OSGeo4W/bin/python.exe", "cuda", user=False, break_system=False, folder=tmp_path)
+    assert cuda.commands[0][4:] == ["--upgrade-strategy", "only-if-needed", "--constraint",
+                                    str(tmp_path / "constraints.txt"), "torch==2.13.0", "--index-url",
+                                    "https://download.pytorch.org/whl/cu128"]
+    assert (tmp_path / "constraints.txt").read_text() == f"numpy=={numpy.__version__}\n"  # the installed one
+    with pytest.raises(ValueError, match="unknown PyTorch build 'rocm'"):
+        install_plan("python", "rocm", folder=tmp_path)
+
+
+def test_debian_python_is_externally_managed_and_gets_the_user_site():
+    """This machine is Debian 12: its system Python refuses plain pip installs (PEP 668)."""
+    import sysconfig
+    from pathlib import Path
+
+    marker = Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED"
+    assert install.externally_managed() == (marker.is_file() and sys.prefix == sys.base_prefix)
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path
+
+
+def test_the_python_of_qgis_is_found_next_to_the_qgis_binary(tmp_path):
+    assert qgis_python("/usr/bin/python3.11") == "/usr/bin/python3.11"  # already a Python
+    win = tmp_path / "OSGeo4W"
+    python = _touch(win / "apps" / "Python312" / "python.exe")
+    assert qgis_python(str(win / "bin" / "qgis-ltr-bin.exe"), "win32", (3, 12)) == str(python)
+    python = _touch(win / "bin" / "python.exe")
+    assert qgis_python(str(win / "bin" / "qgis-ltr-bin.exe"), "win32", (3, 12)) == str(python)
+    mac = tmp_path / "QGIS.app" / "Contents" / "MacOS"
+    python = _touch(mac / "bin" / "python3")
+    assert qgis_python(str(mac / "QGIS"), "darwin", (3, 9)) == str(python)
+    linux = tmp_path / "usr" / "bin"
+    python = _touch(linux / "python3.11")
+    assert qgis_python(str(linux / "qgis"), "linux", (3, 11)) == str(python)
+    assert qgis_python(str(tmp_path / "nowhere" / "qgis.exe"), "win32", (3, 12)) is None
+
+
+def _fake_python(tmp_path, script: str):
+    fake = tmp_path / "python3"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return str(fake)
+
+
+def _run_task(plan) -> InstallTask:
+    ended = []
+    task = InstallTask(plan, ended.append)
+    QgsApplication.taskManager().addTask(task)
+    wait_until(lambda: ended, 60)
+    return task
+
+
+def test_a_failing_pip_is_reported_with_its_error_and_the_commands(qgis_app, tmp_path):
+    fake = _fake_python(tmp_path, 'echo "Collecting torch==2.13.0"\n'
+                                  'echo "ERROR: No matching distribution found for torch==2.13.0" >&2\nexit 1\n')
+    task = _run_task(install_plan(fake, "cpu", user=True, break_system=True, folder=tmp_path))
+    assert task.error.startswith("pip failed with exit status 1 at step 1 of 2 (PyTorch): ")
+    assert "ERROR: No matching distribution found for torch==2.13.0" in task.error
+    assert "To install them by hand, close QGIS and run:" in task.error and "--break-system-packages" in task.error
+    assert task.log == ["Collecting torch==2.13.0", "ERROR: No matching distribution found for torch==2.13.0"]
+
+
+def test_a_successful_install_runs_both_steps(qgis_app, tmp_path):
+    calls = tmp_path / "calls.txt"
+    fake = _fake_python(tmp_path, f'echo "$@" >> {calls}\necho "Successfully installed x"\nexit 0\n')
+    task = _run_task(install_plan(fake, "cpu", user=False, break_system=False, folder=tmp_path))
+    assert task.error is None and task.progress() == pytest.approx(100)
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 2 and "torch==2.13.0" in lines[0] and "ukis-csmask[cpu]" in lines[1]
+
+
+def test_the_dialog_button_shows_the_commands_and_reports_the_failure(no_torch, plugin_iface, sample_project,
+                                                                     tmp_path, monkeypatch):
+    import qgis_plugin
+
+    plugin = qgis_plugin.classFactory(plugin_iface)
+    plugin.initGui()
+    try:
+        dialog = plugin.show_dialog()
+        assert dialog.install_box.isVisibleTo(dialog)
+        fake = _fake_python(tmp_path, 'echo "ERROR: Could not install packages: disk full" >&2\nexit 1\n')
+        monkeypatch.setattr("qgis_plugin.install.qgis_python", lambda: fake)
+        asked = []
+
+        def question(parent, title, text, *args):
+            asked.append(text)
+            return QMessageBox.StandardButton.Yes
+
+        monkeypatch.setattr(QMessageBox, "question", question)
+        dialog.install_button.click()
+        assert fake in asked[0] and "numpy stays at" in asked[0]
+        wait_until(lambda: dialog.install_task is None, 60)
+        status = dialog.status_label.text()
+        assert status.startswith("Installing the dependencies failed: pip failed with exit status 1"), status
+        assert "disk full" in status and dialog.install_button.isEnabled()
+    finally:
+        plugin.unload()
