@@ -65,7 +65,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from . import layers
-from .environment import dependencies_found, plugin_icon
+from .environment import dependencies_found, plugin_icon, python_problem
 from .models import bundled_entries, card_summary, model_label
 from .task import STAGE_LOADING, ProbeTask, RunParameters
 
@@ -157,7 +157,7 @@ class SarclearDialog(QDialog):
         install_row.addStretch(1)
         self.install_box = QWidget()
         self.install_box.setLayout(install_row)
-        self.install_box.setVisible(bool(self.missing))
+        self.install_box.setVisible(bool(self.missing) and python_problem() is None)
         root.addWidget(self.install_box)
         self.install_task = None
         # left: what and where; right: the band matching; in a scroll area, so the dialog
@@ -626,7 +626,7 @@ class SarclearDialog(QDialog):
             self.missing = probe.missing
             self.dependency_label.setText(probe.missing)
             self.dependency_label.setVisible(True)
-            self.install_box.setVisible(True)
+            self.install_box.setVisible(python_problem() is None)
             self.model_info.setText("The model cannot be read until PyTorch is installed (see above).")
             self._update_bands()
             return

@@ -17,6 +17,22 @@ _HERE = Path(__file__).resolve().parent
 
 #: The packages a run needs beyond what QGIS ships (numpy and GDAL come with QGIS).
 REQUIRED = ("torch", "safetensors")
+#: The oldest Python the library and its PyTorch (2.13) run on. QGIS's metadata cannot say
+#: this (QGIS 3.22 runs Python 3.8 on macOS but 3.10/3.11 on Ubuntu 22.04/Debian 12), so
+#: the plugin loads everywhere and says so here instead of failing on import.
+MIN_PYTHON = (3, 10)
+
+
+def python_problem(version: tuple[int, int] | None = None) -> str | None:
+    """None on a Python the library runs on; otherwise why not and what to do."""
+    major, minor = version or sys.version_info[:2]
+    if (major, minor) >= MIN_PYTHON:
+        return None
+    return (f"sarclear needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or later (its library and PyTorch 2.13 do), "
+            f"but this QGIS runs Python {major}.{minor}. Use a QGIS build whose Python is "
+            f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} or later (see its version in Plugins > Python Console: "
+            "import sys; print(sys.version)), e.g. a current OSGeo4W QGIS on Windows or the QGIS of Debian 12 or "
+            "Ubuntu 22.04 and later.")
 
 
 def icon_path() -> Path:
@@ -36,6 +52,9 @@ def plugin_icon() -> QIcon:
 def missing_dependencies() -> str | None:
     """None when torch and safetensors import; otherwise a message saying which one is
     missing (or broken) and exactly how to install it into QGIS's Python."""
+    too_old = python_problem()
+    if too_old:
+        return too_old
     problems = []
     for name in REQUIRED:
         try:
@@ -55,6 +74,9 @@ def dependencies_found() -> str | None:
     """Like :func:`missing_dependencies` but without importing anything (a 4-7 s torch
     import must not freeze the GUI): None when torch and safetensors are installed, else
     the message. Whether they also import is checked in a background task."""
+    too_old = python_problem()
+    if too_old:
+        return too_old
     missing = []
     for name in REQUIRED:
         try:
