@@ -249,11 +249,14 @@ class SarclearDialog(QDialog):
         for button in (self.area_canvas, self.area_layer, self.area_drawn):
             self.area_group.addButton(button)
             row.addWidget(button)
-        self.draw_button = QPushButton("Draw on map…")
-        row.addWidget(self.draw_button)
         area.addLayout(row)
+        row = QHBoxLayout()
+        self.draw_button = QPushButton("Draw on map…")
+        self.draw_button.setToolTip("Hide this dialog and drag a rectangle on the map")
+        row.addWidget(self.draw_button)
         self.area_info = _info_label()
-        area.addWidget(self.area_info)
+        row.addWidget(self.area_info, 1)
+        area.addLayout(row)
         left.addWidget(area_box)
 
         bands_box = QGroupBox("Band matching")
@@ -264,9 +267,12 @@ class SarclearDialog(QDialog):
         self.band_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.band_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         header = self.band_table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in (1, 2, 3, 4):
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(0, 110)
+        for col in (1, 2, 3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)  # long source names elide
+        self.band_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.band_table.setMinimumHeight(160)
         bands.addWidget(self.band_table)
         self.band_status = _info_label(selectable=True)
@@ -310,8 +316,9 @@ class SarclearDialog(QDialog):
         where.addWidget(self.out_project)
         where.addWidget(self.out_temp)
         where.addWidget(self.out_folder)
-        where.addWidget(self.folder_widget, 1)
+        where.addStretch(1)
         form.addRow("Save to", where)
+        form.addRow("", self.folder_widget)
         self.out_info = _info_label()
         form.addRow("", self.out_info)
         self.out_group = QButtonGroup(self)
