@@ -13,7 +13,6 @@ are untouched).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,29 +33,30 @@ OTHER_PACKAGES = ("safetensors>=0.4", "ukis-csmask[cpu]")
 
 
 def qgis_python(executable: str | None = None, platform: str | None = None,
-                version: tuple[int, int] | None = None) -> str | None:
-    """The Python interpreter of this QGIS: ``executable`` (default ``sys.executable``) when
-    it is a Python, else the one beside the QGIS binary (OSGeo4W: ``bin/python.exe`` or
-    ``apps/PythonXY/python.exe``; macOS: ``Contents/MacOS/bin/python3``), else the
-    ``pythonX.Y`` on the PATH (Linux). None when none is found."""
-    exe = Path(executable or sys.executable)
+                version: tuple[int, int] | None = None, exec_prefix: str | None = None) -> str | None:
+    """The Python interpreter of this QGIS, the one whose standard library QGIS embeds: the
+    interpreter under ``exec_prefix`` (default ``sys.exec_prefix``: ``/usr`` on Linux,
+    ``apps/PythonXY`` in OSGeo4W, the app bundle's Python framework on macOS), else one
+    beside the QGIS binary (``executable``, default ``sys.executable``). Not a ``python3``
+    found on the PATH: that may be another Python (pyenv, conda) whose packages QGIS never
+    sees. None when none is found."""
+    exe = Path(executable or sys.executable or "")
     platform = platform or sys.platform
     major, minor = version or sys.version_info[:2]
-    if exe.name.lower().startswith("python"):
-        return str(exe)
-    here = exe.parent
+    prefix = Path(exec_prefix or sys.exec_prefix)
     if platform.startswith("win"):
-        candidates = [here / "python.exe", here / "python3.exe",
-                      here.parent / "apps" / f"Python{major}{minor}" / "python.exe"]
+        candidates = [prefix / "python.exe", exe.parent / "python.exe", exe.parent / "python3.exe",
+                      exe.parent.parent / "apps" / f"Python{major}{minor}" / "python.exe"]
     elif platform == "darwin":
-        candidates = [here / "bin" / "python3", here / "bin" / f"python{major}.{minor}", here / "python3"]
+        candidates = [prefix / "bin" / f"python{major}.{minor}", prefix / "bin" / "python3",
+                      exe.parent / "bin" / "python3", exe.parent / "bin" / f"python{major}.{minor}"]
     else:
-        candidates = [here / f"python{major}.{minor}", here / "python3"]
+        candidates = [prefix / "bin" / f"python{major}.{minor}", prefix / "bin" / "python3",
+                      exe.parent / f"python{major}.{minor}"]
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
-    found = shutil.which(f"python{major}.{minor}") if not platform.startswith("win") else None
-    return found
+    return None
 
 
 def externally_managed() -> bool:
@@ -97,8 +97,9 @@ def install_plan(python: str, build: str = "cpu", numpy_version: str | None = No
         import numpy
 
         numpy_version = numpy.__version__
-    user = needs_user_site() if user is None else user
     break_system = externally_managed() if break_system is None else break_system
+    # an externally managed Python: never write the system's folders, only the user's
+    user = (needs_user_site() or break_system) if user is None else user
     folder = Path(folder or tempfile.mkdtemp(prefix="sarclear-pip-"))
     constraints = folder / "constraints.txt"
     constraints.write_text(f"numpy=={numpy_version}\n")

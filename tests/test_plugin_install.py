@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import stat
 import sys
+from pathlib import Path
 
 import numpy
 import pytest
@@ -56,20 +57,33 @@ def _touch(path):
     return path
 
 
-def test_the_python_of_qgis_is_found_next_to_the_qgis_binary(tmp_path):
-    assert qgis_python("/usr/bin/python3.11") == "/usr/bin/python3.11"  # already a Python
+def test_the_python_of_qgis_is_the_one_it_embeds_not_one_on_the_path(tmp_path):
+    # Linux: QGIS's sys.executable is whatever "python3" the PATH gives (here a pyenv shim,
+    # found in the real QGIS under Xvfb); the interpreter QGIS embeds is under sys.exec_prefix
+    usr = tmp_path / "usr"
+    python = _touch(usr / "bin" / "python3.11")
+    assert qgis_python("/root/.pyenv/shims/python3", "linux", (3, 11), str(usr)) == str(python)
+    # OSGeo4W: exec_prefix is apps/Python312; sys.executable is bin/qgis-ltr-bin.exe
     win = tmp_path / "OSGeo4W"
     python = _touch(win / "apps" / "Python312" / "python.exe")
-    assert qgis_python(str(win / "bin" / "qgis-ltr-bin.exe"), "win32", (3, 12)) == str(python)
-    python = _touch(win / "bin" / "python.exe")
-    assert qgis_python(str(win / "bin" / "qgis-ltr-bin.exe"), "win32", (3, 12)) == str(python)
-    mac = tmp_path / "QGIS.app" / "Contents" / "MacOS"
-    python = _touch(mac / "bin" / "python3")
-    assert qgis_python(str(mac / "QGIS"), "darwin", (3, 9)) == str(python)
-    linux = tmp_path / "usr" / "bin"
-    python = _touch(linux / "python3.11")
-    assert qgis_python(str(linux / "qgis"), "linux", (3, 11)) == str(python)
-    assert qgis_python(str(tmp_path / "nowhere" / "qgis.exe"), "win32", (3, 12)) is None
+    assert qgis_python(str(win / "bin" / "qgis-ltr-bin.exe"), "win32", (3, 12), str(win / "apps" / "Python312")) \
+        == str(python)
+    assert qgis_python(str(win / "bin" / "qgis-ltr-bin.exe"), "win32", (3, 12), str(tmp_path / "x")) == str(python)
+    # macOS: the app bundle's Python framework
+    framework = tmp_path / "QGIS.app" / "Contents" / "Frameworks" / "Python.framework" / "Versions" / "3.12"
+    python = _touch(framework / "bin" / "python3.12")
+    assert qgis_python(str(tmp_path / "QGIS.app" / "Contents" / "MacOS" / "QGIS"), "darwin", (3, 12),
+                       str(framework)) == str(python)
+    assert qgis_python(str(tmp_path / "nowhere" / "qgis.exe"), "win32", (3, 12), str(tmp_path / "none")) is None
+    # this Python: the interpreter under its own exec_prefix
+    assert Path(qgis_python()).parent == Path(sys.exec_prefix) / "bin"
+
+
+def test_an_externally_managed_python_always_installs_to_the_user_site(tmp_path, monkeypatch):
+    monkeypatch.setattr(install, "externally_managed", lambda: True)
+    monkeypatch.setattr(install, "needs_user_site", lambda: False)  # root may write /usr/local: still not
+    plan = install_plan("/usr/bin/python3.11", "cpu", numpy_version="1.24.2", folder=tmp_path)
+    assert all("--user" in cmd and "--break-system-packages" in cmd for cmd in plan.commands)
 
 
 def _fake_python(tmp_path, script: str):
