@@ -70,6 +70,7 @@ from .models import bundled_entries, card_summary, model_label
 from .task import STAGE_LOADING, ProbeTask, RunParameters
 
 AREA_CANVAS, AREA_LAYER, AREA_DRAWN = "canvas", "layer", "drawn"
+HELP_URL = "https://github.com/sarclear/sarclear#qgis-plugin"
 _ERROR_STYLE = "color: #b00020;"
 _OK_STYLE = "color: #1b5e20;"
 
@@ -334,7 +335,7 @@ class SarclearDialog(QDialog):
         self.status_label = _info_label(selectable=True)
         root.addWidget(self.status_label)
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close | QDialogButtonBox.StandardButton.Help)
         self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.ActionRole)
         self.cancel_button = self.buttons.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
         self.cancel_button.setEnabled(False)
@@ -363,11 +364,19 @@ class SarclearDialog(QDialog):
         self.out_group.buttonToggled.connect(lambda *_: self._update_output_info())
         self.out_group.buttonClicked.connect(lambda *_: setattr(self, "_output_chosen", True))
         self.buttons.rejected.connect(self.close)
+        self.buttons.helpRequested.connect(self.show_help)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         project = QgsProject.instance()
         project.layersAdded.connect(self._layers_changed)
         project.layersRemoved.connect(self._layers_changed)
+
+    def show_help(self) -> bool:
+        """Open the plugin's help page (the README's QGIS plugin section) in the browser."""
+        from qgis.PyQt.QtCore import QUrl
+        from qgis.PyQt.QtGui import QDesktopServices
+
+        return QDesktopServices.openUrl(QUrl(HELP_URL))
 
     def cleanup(self) -> None:
         """Disconnect from the project and the canvas (the plugin calls this on unload)."""
@@ -463,7 +472,7 @@ class SarclearDialog(QDialog):
             self.set_sar_layers([])
         if not self.sar_layer_ids():
             ms = self.ms_layer()
-            others = [c for c in candidates if c is not ms]
+            others = layers.by_date([c for c in candidates if c is not ms], ms)  # nearest in time first
             if ms is not None:  # those that cover the MS layer first
                 others.sort(key=lambda c: not layers.intersects(c, ms.extent(), ms.crs()))
             self.set_sar_layers(layers.guess_sar_layers(others, self.model_config.sar_channels))

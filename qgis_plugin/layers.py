@@ -9,9 +9,12 @@ torch.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from qgis.core import (
@@ -227,6 +230,33 @@ def guess_ms_layer(layers: Sequence[QgsRasterLayer], bands: Sequence[str]) -> Qg
         if match_bands([layer], "optical", bands).ok:
             return layer
     return None
+
+
+_DATE = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?:T\d{6})?(?!\d)")
+
+
+def acquisition_date(layer: QgsMapLayer) -> date | None:
+    """The acquisition date in a Sentinel product or file name (..._20200607T010800_...),
+    from the layer's file path, else its name."""
+    for text in (layer.source(), layer.name()):
+        for match in _DATE.finditer(Path(text).name if text == layer.source() else text):
+            with contextlib.suppress(ValueError):
+                return date(*(int(g) for g in match.groups()))
+    return None
+
+
+def by_date(candidates: Sequence[QgsRasterLayer], ms: QgsMapLayer | None) -> list[QgsRasterLayer]:
+    """``candidates`` with those acquired closest to ``ms``'s date first (stable otherwise):
+    the SAR pass nearest in time shows the ground the clouds hide."""
+    when = acquisition_date(ms) if ms is not None else None
+    if when is None:
+        return list(candidates)
+
+    def gap(layer):
+        other = acquisition_date(layer)
+        return abs((other - when).days) if other is not None else 10**6
+
+    return sorted(candidates, key=gap)
 
 
 def guess_sar_layers(layers: Sequence[QgsRasterLayer], channels: Sequence[str]) -> list[QgsRasterLayer]:

@@ -374,3 +374,24 @@ def test_result_layer_names_are_numbered_when_repeated(sample_project):
     names = sorted(layer.name() for layer in QgsProject.instance().mapLayers().values()
                    if layer.name().startswith("reconstruction"))
     assert names == ["reconstruction (true colour, demo)", "reconstruction (true colour, demo) (2)"]
+
+
+def test_of_several_sar_scenes_the_one_nearest_in_date_is_proposed(plugin, sample_project, lite_model_path, tmp_path):
+    # the same S1 file under three product names; the S2 (SEN12MS-CR summer 2018) dated 2018-06-15
+    for day in ("20180301", "20180613", "20180901"):
+        (tmp_path / f"S1B_IW_GRDH_{day}T054321_VV_VH.tif").write_bytes(Path(sample_project["s1"].source()).read_bytes())
+    s2 = tmp_path / "S2A_MSIL1C_20180615T103021_cloudy.tif"
+    s2.write_bytes(Path(sample_project["cloudy"].source()).read_bytes())
+    QgsProject.instance().removeMapLayers([layer.id() for layer in sample_project.values()])
+    added = {day: add_raster(tmp_path / f"S1B_IW_GRDH_{day}T054321_VV_VH.tif", f"S1 {day}")
+             for day in ("20180301", "20180901", "20180613")}
+    add_raster(s2, "S2 2018-06-15")
+    from qgis_plugin.layers import acquisition_date
+
+    assert str(acquisition_date(added["20180613"])) == "2018-06-13"
+    dialog = plugin.show_dialog()
+    dialog.model_widget.setFilePath(str(lite_model_path))
+    wait_until(dialog.ready)
+    assert dialog.ms_combo.currentLayer().name() == "S2 2018-06-15"
+    assert [layer.name() for layer in dialog.sar_layers()] == ["S1 20180613"]  # 2 days apart, not 3 months
+    dialog.close()
