@@ -36,6 +36,7 @@ from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMapToolExtent
 from qgis.PyQt.QtCore import QObject, QSize, Qt
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -164,7 +165,7 @@ class SarclearDialog(QDialog):
         # left: what and where; right: the band matching; in a scroll area, so the dialog
         # can be small (a laptop screen) without squeezing rows onto each other
         body = QWidget()
-        columns = QHBoxLayout(body)
+        columns = self.columns = QHBoxLayout(body)
         left, right = QVBoxLayout(), QVBoxLayout()
         columns.addLayout(left, 5)
         columns.addLayout(right, 4)
@@ -176,6 +177,8 @@ class SarclearDialog(QDialog):
 
         inputs = QGroupBox("Inputs")
         form = QFormLayout(inputs)
+        form.setVerticalSpacing(8)  # rows never touch (the SAR list has a fixed height)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.ms_combo = _raster_combo("The cloudy Sentinel-2 layer (one multi-band raster)")
         ms_row = QHBoxLayout()
         ms_row.addWidget(self.ms_combo, 1)
@@ -338,6 +341,10 @@ class SarclearDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close | QDialogButtonBox.StandardButton.Help)
         self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.ActionRole)
         self.cancel_button = self.buttons.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
+        self.dock_button = self.buttons.addButton("Dock", QDialogButtonBox.ButtonRole.ActionRole)
+        self.dock_button.setCheckable(True)
+        self.dock_button.setToolTip("Dock this panel beside the map (one column), or float it again")
+        self.on_dock: Callable[[bool], None] | None = None  # set by the plugin
         self.cancel_button.setEnabled(False)
         root.addWidget(self.buttons)
         self.resize(self.compact_size())
@@ -364,12 +371,21 @@ class SarclearDialog(QDialog):
         self.out_group.buttonToggled.connect(lambda *_: self._update_output_info())
         self.out_group.buttonClicked.connect(lambda *_: setattr(self, "_output_chosen", True))
         self.buttons.rejected.connect(self.close)
+        self.dock_button.toggled.connect(lambda docked: self.on_dock(docked) if self.on_dock else None)
         self.buttons.helpRequested.connect(self.show_help)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         project = QgsProject.instance()
         project.layersAdded.connect(self._layers_changed)
         project.layersRemoved.connect(self._layers_changed)
+
+    def set_docked(self, docked: bool) -> None:
+        """Lay the panel out for a dock beside the map (one column) or as a window."""
+        self.columns.setDirection(QBoxLayout.Direction.TopToBottom if docked else QBoxLayout.Direction.LeftToRight)
+        self.dock_button.blockSignals(True)
+        self.dock_button.setChecked(docked)
+        self.dock_button.setText("Float" if docked else "Dock")
+        self.dock_button.blockSignals(False)
 
     def show_help(self) -> bool:
         """Open the plugin's help page (the README's QGIS plugin section) in the browser."""
@@ -843,11 +859,16 @@ class SarclearDialog(QDialog):
                             "choose Whole MS layer.")
             return problems
         if self.model_config is None or self.model_config.uses_sar:
+            # the run reads the part of the MS layer inside the area: the SAR must cover that
+            covered = QgsRectangle(ms.extent())
+            if mode != AREA_LAYER:
+                covered = covered.intersect(QgsRectangle(*layers.extent_in_crs(area, crs, ms.crs())))
             for sar in self.sar_layers():
-                if not layers.intersects(sar, area, crs):
-                    problems.append(f"Sentinel-1: the layer '{sar.name()}' does not cover {what}; it lies "
-                                    f"{layers.where_is(sar.extent(), sar.crs(), area, crs)}. Tick a SAR layer "
-                                    "that covers the Sentinel-2 area.")
+                if not layers.intersects(sar, covered, ms.crs()):
+                    where = layers.where_is(sar.extent(), sar.crs(), covered, ms.crs())
+                    problems.append(f"Sentinel-1: the layer '{sar.name()}' does not cover the Sentinel-2 layer "
+                                    f"within {what}; it lies {where}. Tick a SAR layer that covers the Sentinel-2 "
+                                    "area.")
         return problems
 
     def _band_summary(self) -> str:

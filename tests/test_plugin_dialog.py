@@ -241,7 +241,8 @@ def test_the_selected_layer_covering_the_map_is_proposed_not_the_first(plugin, s
 def test_sar_that_does_not_cover_the_area_is_explained_before_the_run(dialog, sample_project):
     dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])  # Ireland; the S2 is elsewhere
     status = dialog.band_status.text()
-    assert re.search(r"Sentinel-1: the layer 'BigEarthNet VV' does not cover the map extent; it lies "
+    assert re.search(r"Sentinel-1: the layer 'BigEarthNet VV' does not cover the Sentinel-2 layer within the map "
+                     r"extent; it lies "
                      r"[\d,]+ km to the (north|south|east|west|north-west|north-east|south-west|south-east)\.",
                      status), status
     assert "Tick a SAR layer that covers the Sentinel-2 area" in status
@@ -338,7 +339,7 @@ def test_the_reference_row_is_below_the_sar_list_and_the_dialog_fits_a_laptop_sc
     QgsApplication.processEvents()
     sar_bottom = dialog.sar_list.mapTo(dialog, QPoint(0, dialog.sar_list.height())).y()
     reference_top = dialog.reference_combo.mapTo(dialog, QPoint(0, 0)).y()
-    assert sar_bottom <= reference_top, (sar_bottom, reference_top)
+    assert sar_bottom < reference_top, (sar_bottom, reference_top)  # at least one pixel between them
     minimum = dialog.minimumSizeHint()
     assert minimum.width() <= 1280 and minimum.height() <= 600  # the contents scroll on a small screen
     screen = dialog.screen().availableGeometry()
@@ -395,3 +396,18 @@ def test_of_several_sar_scenes_the_one_nearest_in_date_is_proposed(plugin, sampl
     assert dialog.ms_combo.currentLayer().name() == "S2 2018-06-15"
     assert [layer.name() for layer in dialog.sar_layers()] == ["S1 20180613"]  # 2 days apart, not 3 months
     dialog.close()
+
+
+def test_sar_must_cover_the_ms_layer_not_just_the_view(dialog, sample_project, qgis_iface, tmp_path):
+    """A wide view over two scenes 40 km apart: the S1 of the first does not serve the second."""
+    width = sample_project["cloudy"].extent().width()
+    far = add_raster(_shifted_copy(tmp_path, "far", 40_000 + width), "far S2")
+    view = QgsRectangle(sample_project["cloudy"].extent())
+    view.combineExtentWith(far.extent())
+    qgis_iface.mapCanvas().setExtent(view)
+    dialog.ms_combo.setLayer(far)
+    dialog.set_sar_layers([sample_project["s1"]])
+    status = dialog.band_status.text()
+    assert "Sentinel-1: the layer 'S1 VV VH' does not cover the Sentinel-2 layer within the map extent; it lies " \
+           "40 km to the west" in status, status
+    assert not dialog.run_button.isEnabled()
