@@ -94,10 +94,13 @@ def phase_run() -> None:
     cloudy = iface.addRasterLayer(str(SAMPLE / "ROIs1868_summer_s2_cloudy_19_p30.tif"), "cloudy S2")
     iface.addRasterLayer(str(SAMPLE / "ROIs1868_summer_s1_19_p30.tif"), "S1 VV VH")
     far_layer = iface.addRasterLayer(str(far), "far S2 (40 km east)")
-    iface.setActiveLayer(far_layer)
+    iface.setActiveLayer(far_layer)  # selected, but not on the map view
+    wait(lambda: False, 2)  # QGIS zooms to the new layers first
+    iface.mapCanvas().setDestinationCrs(cloudy.crs())
     iface.mapCanvas().setExtent(cloudy.extent())
     iface.mapCanvas().refresh()
     wait(lambda: False, 2)
+    report["view"] = iface.mapCanvas().extent().toString(0)
 
     ticks: list[float] = []
     timer = QTimer()
@@ -119,6 +122,10 @@ def phase_run() -> None:
     report["offset_info"] = dialog.offset_info.text()
     report["output_info"] = dialog.out_info.text()
     shot("dialog")
+    dialog.dock_button.click()  # beside the map, one column
+    report["docked"] = plugins["sarclear_qgis"].dock is not None
+    wait(lambda: False, 1)
+    shot("docked")
 
     dialog.ms_combo.setLayer(far_layer)  # the wrong scene: said in words
     report["far_layer_area_info"] = dialog.area_info.text()
@@ -146,8 +153,9 @@ def phase_run() -> None:
         report["band_names"] = [output.bandName(i) for i in range(1, output.bandCount() + 1)]
         iface.mapCanvas().setExtent(cloudy.extent())
         iface.mapCanvas().refresh()
-        wait(lambda: False, 2)
+        wait(lambda: False, 3)
     shot("after_run")
+    dialog.dock_button.click()  # float again (the setting is remembered per profile)
     dialog.close()
 
     import processing
