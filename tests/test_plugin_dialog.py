@@ -411,3 +411,15 @@ def test_sar_must_cover_the_ms_layer_not_just_the_view(dialog, sample_project, q
     assert "Sentinel-1: the layer 'S1 VV VH' does not cover the Sentinel-2 layer within the map extent; it lies " \
            "40 km to the west" in status, status
     assert not dialog.run_button.isEnabled()
+
+
+def test_the_automatic_offset_follows_the_product_baseline_and_can_be_overridden(dialog, tmp_path):
+    # a baseline 05.09 product (from 2022 on): its values carry +1000, which the rule removes
+    product = tmp_path / "S2B_MSIL1C_20230101T100311_N0509_R122_T33UUP_20230101T120000.tif"
+    product.write_bytes(CR_CLOUDY_S2.read_bytes())
+    dialog.ms_combo.setLayer(add_raster(product, "L1C baseline 05.09"))
+    assert dialog.offset_info.text().startswith("reflectance = (value -1000) / 10000: baseline N0509")
+    assert "ms_offset" not in dialog.parameters().extra  # automatic: the library decides the same way
+    dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("none"))  # the analyst knows better
+    assert dialog.offset_info.text().startswith("reflectance = (value +0) / 10000")
+    assert dialog.parameters().extra == {"ms_offset": 0.0}
