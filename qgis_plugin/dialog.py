@@ -127,6 +127,7 @@ class SarclearDialog(QDialog):
         self._ms_file_layer: QgsRasterLayer | None = None
         self.offset: layers.OffsetDecision | None = None
         self._output_chosen = False  # the user picked where to save: keep it
+        self.seconds_per_tile: dict[tuple[str, str], float] = {}  # (model, device) -> measured
         self.sar_order: list[str] | None = None
         self.ms_match: layers.BandMatch | None = None
         self.sar_match: layers.BandMatch | None = None
@@ -236,6 +237,7 @@ class SarclearDialog(QDialog):
         self.device_combo.addItem("Auto (GPU if usable, else CPU)", "auto")
         self.device_combo.addItem("CUDA GPU", "cuda")
         self.device_combo.addItem("CPU", "cpu")
+        self.device_combo.currentIndexChanged.connect(lambda *_: self._update_area())
         form.addRow("Device", self.device_combo)
         self.device_info = _info_label()
         form.addRow("", self.device_info)
@@ -948,9 +950,25 @@ class SarclearDialog(QDialog):
         what = {AREA_CANVAS: "the current map extent", AREA_LAYER: "the whole layer",
                 AREA_DRAWN: "the drawn rectangle"}[self.area_mode()]
         self.area_info.setText(f"{width} x {height} pixels of {ms.name()} ({what}, snapped to its pixel grid, "
-                               f"{ms.crs().authid() or 'layer CRS'})")
+                               f"{ms.crs().authid() or 'layer CRS'}){self.estimate(width, height)}")
         self.area_info.setStyleSheet("")
         self._update_status()
+
+    def estimate(self, width: int, height: int) -> str:
+        """The run's size in tiles and, once a run with this model and device has been
+        timed on this machine, its duration at that speed."""
+        cfg = self.model_config
+        if cfg is None:
+            return ""
+        from sarclear.tiling import tile_offsets
+
+        overlap = cfg.tile_size // 4  # the library's default overlap
+        tiles = len(tile_offsets(width, cfg.tile_size, overlap)) * len(tile_offsets(height, cfg.tile_size, overlap))
+        text = f"; {tiles} tile{'s' if tiles != 1 else ''} of {cfg.tile_size} px"
+        rate = self.seconds_per_tile.get((self.model_widget.filePath(), self.device_combo.currentData()))
+        if rate is not None:
+            text += f", about {max(1, round(rate * tiles))} s at the speed of the last run"
+        return text
 
     # ------------------------------------------------------------------ run
 
@@ -1092,7 +1110,10 @@ class SarclearDialog(QDialog):
         """Called by the plugin when the task ends (main thread)."""
         if task is self.task:
             self.task = None
-            self.progress.setValue(100 if task.result is not None else 0)
+            result = task.result
+            if result is not None and result.tiles:  # this machine's speed, for the next estimate
+                self.seconds_per_tile[(task.params.model, task.params.device)] = result.seconds / result.tiles
+            self.progress.setValue(100 if result is not None else 0)
             self.show_status(message, error=error)
             self._update_run_button()
 

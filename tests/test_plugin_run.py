@@ -121,6 +121,11 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
                               "extent_run_change_sam.tif"]
     assert dialog.progress.value() == 100 and dialog.run_button.isEnabled()
     assert "extent run:" in dialog.status_label.text()
+    # the next run's estimate: its tiles, at the speed this run measured
+    dialog.area_layer.setChecked(True)
+    rate = task.result.seconds / task.result.tiles
+    assert dialog.area_info.text().endswith(f"; 1 tile of 256 px, about {max(1, round(rate))} s at the speed of "
+                                            "the last run")
 
 
 def test_run_with_a_reference_makes_error_maps_and_reports_metrics(plugin, dialog, sample_project, qgis_iface):
