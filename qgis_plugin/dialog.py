@@ -343,6 +343,10 @@ class SarclearDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close | QDialogButtonBox.StandardButton.Help)
         self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.ActionRole)
         self.cancel_button = self.buttons.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
+        self.compare_button = self.buttons.addButton("Before / after", QDialogButtonBox.ButtonRole.ActionRole)
+        self.compare_button.setToolTip("Hide or show the last reconstruction over the cloudy input (same stretch)")
+        self.compare_button.setEnabled(False)
+        self.result_layer_id: str | None = None
         self.dock_button = self.buttons.addButton("Dock", QDialogButtonBox.ButtonRole.ActionRole)
         self.dock_button.setCheckable(True)
         self.dock_button.setToolTip("Dock this panel beside the map (one column), or float it again")
@@ -375,11 +379,27 @@ class SarclearDialog(QDialog):
         self.buttons.rejected.connect(self.close)
         self.dock_button.toggled.connect(lambda docked: self.on_dock(docked) if self.on_dock else None)
         self.buttons.helpRequested.connect(self.show_help)
+        self.compare_button.clicked.connect(self.flip_result)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         project = QgsProject.instance()
         project.layersAdded.connect(self._layers_changed)
         project.layersRemoved.connect(self._layers_changed)
+
+    def set_result(self, layer: QgsMapLayer | None) -> None:
+        """The last run's reconstruction, for the before/after flip."""
+        self.result_layer_id = layer.id() if layer is not None else None
+        self.compare_button.setEnabled(layer is not None)
+
+    def flip_result(self) -> bool:
+        """Hide the reconstruction (the cloudy input shows: before) or show it again (after);
+        True when the reconstruction is shown."""
+        node = QgsProject.instance().layerTreeRoot().findLayer(self.result_layer_id or "")
+        if node is None:
+            self.set_result(None)
+            return False
+        node.setItemVisibilityChecked(not node.itemVisibilityChecked())
+        return node.itemVisibilityChecked()
 
     def set_docked(self, docked: bool) -> None:
         """Lay the panel out for a dock beside the map (one column) or as a window."""

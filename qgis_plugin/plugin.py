@@ -165,6 +165,8 @@ class SarclearPlugin:
             _group, added = layers.add_result_layers(name, str(res.output), maps, kind,
                                                      model=task.params.model_label)
             self._same_stretch(task.params, added[0] if added else None)
+            if self.dialog is not None and added:
+                self.dialog.set_result(added[0])
             summary = metrics_summary(res.metrics)
             message = (f"{name}: {res.window.width} x {res.window.height} px, {res.tiles} tiles in "
                        f"{res.seconds:.1f} s on {res.device}" + (f"; {summary}" if summary else ""))

@@ -115,6 +115,10 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
         assert function.legendSettings().suffix() == suffix
     nodes = group.findLayers()
     assert nodes[0].itemVisibilityChecked() and not nodes[1].itemVisibilityChecked()
+    # before / after: the reconstruction hidden (the cloudy input shows through), then shown
+    assert dialog.compare_button.isEnabled()
+    assert dialog.flip_result() is False and not nodes[0].itemVisibilityChecked()
+    assert dialog.flip_result() is True and nodes[0].itemVisibilityChecked()
     # files: the reconstruction, its two maps and the metrics, nothing half-written
     folder = task.result.output.parent
     assert _files(folder) == ["extent_run.tif", "extent_run_change_metrics.json", "extent_run_change_rmse.tif",
