@@ -79,3 +79,40 @@ def test_linear_power_and_db_are_inverse():
     p = np.array([1e-4, 0.01, 0.5, 2.0], np.float32)
     np.testing.assert_allclose(scaling.db_to_linear(scaling.linear_to_db(p)), p, rtol=1e-5)
     assert scaling.linear_to_db(np.array([0.1], np.float32))[0] == pytest.approx(-10.0)
+
+
+def test_processing_baseline_implies_the_offset():
+    from sarclear.radiometry import baseline_offset
+
+    assert [baseline_offset(b) for b in ("04.00", "N0400", "N0509", "02.09", "N0206")] == [-1000, -1000, -1000, 0, 0]
+    assert baseline_offset("N9999") is None and baseline_offset(None) is None and baseline_offset("x") is None
+
+
+def test_the_offset_rule_prefers_user_then_declared_then_data_type():
+    from sarclear.radiometry import Declaration, decide_optical_scaling
+
+    u16 = np.dtype("uint16")
+    declared = Declaration("MTD_MSIL2A.xml", offset=-1000.0, dn_per_reflectance=10_000.0)
+    d = decide_optical_scaling(u16, declared=declared)
+    assert (d.rule, d.offset, d.source) == ("declared", -1000.0, "MTD_MSIL2A.xml")
+    d = decide_optical_scaling(u16, offset=0.0, declared=declared)  # the user's explicit 0 wins
+    assert (d.rule, d.offset) == ("user", 0.0)
+    d = decide_optical_scaling(u16, scale=5000.0, declared=declared)  # scale given: declared offset kept
+    assert (d.rule, d.offset, d.dn_per_reflectance) == ("user", -1000.0, 5000.0)
+    d = decide_optical_scaling(u16, declared=Declaration("id", baseline="N0400"))
+    assert (d.rule, d.offset, d.reason) == ("declared", -1000.0, "baseline N0400")
+    d = decide_optical_scaling(np.dtype("float32"), first_band=np.array([0.01, 0.2, 0.9] * 50))
+    assert (d.rule, d.dn_per_reflectance) == ("values", 1.0)
+
+
+def test_offset_look_warns_only_when_almost_nothing_is_below_1000():
+    from sarclear.radiometry import decide_optical_scaling, offset_look
+
+    rng = np.random.default_rng(0)
+    shifted = rng.uniform(1000, 4000, 10_000)  # an offset product: nothing below 1000
+    plain = rng.uniform(100, 3000, 10_000)     # a dark-vegetation scene: a third below 1000
+    assert offset_look(shifted, 0.0) and not offset_look(plain, 0.0) and not offset_look(shifted[:50], 0.0)
+    warned = decide_optical_scaling(np.dtype("uint16"), visible=shifted)
+    assert warned.offset == 0 and warned.suggested_offset == -1000 and "-1000" in warned.warning
+    assert decide_optical_scaling(np.dtype("uint16"), visible=plain).warning is None
+    assert decide_optical_scaling(np.dtype("uint16"), offset=0.0, visible=shifted).warning is None  # the user decided

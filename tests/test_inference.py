@@ -119,13 +119,20 @@ def test_area_of_interest_is_snapped_to_the_pixel_grid(tmp_path, identity_model)
                           options=inference.DecloudOptions(aoi=(0, 0, 10, 10)))
 
 
-def test_rasters_smaller_than_a_tile_and_one_pixel_wide_areas(tmp_path, lite_model_path):
+def test_rasters_smaller_than_a_tile_and_one_pixel_wide_areas(tmp_path, lite_model_path, identity_model):
     res = inference.decloud(BEN_S2, BEN_S1, lite_model_path, tmp_path / "small.tif", maps=False)
     out, _ = _read(res.output)
     assert out.shape == (10, 120, 120) and (out > 0).all()
     res = inference.decloud(BEN_S2, BEN_S1, lite_model_path, tmp_path / "line.tif", maps=False,
                             options=inference.DecloudOptions(window=raster.Window(5, 0, 1, 120)))
-    assert _read(res.output)[0].shape == (10, 120, 1)
+    line = _read(res.output)[0]
+    assert line.shape == (10, 120, 1) and (line > 0).all() and line.std() > 0
+    # the identity model returns the input exactly, also on a one-pixel-wide area
+    res = inference.decloud(BEN_S2, BEN_S1, identity_model, tmp_path / "line_id.tif", maps=False,
+                            options=inference.DecloudOptions(window=raster.Window(5, 0, 1, 120)))
+    stack = raster.open_optical(BEN_S2, S2_PAPER10)
+    expected, _ = stack.open().read(raster.Window(5, 0, 1, 120))
+    assert np.array_equal(_read(res.output)[0], expected.astype(np.uint16))
 
 
 def test_cloud_mask_keeps_clear_pixels_exactly(tmp_path, lite_model_path):
@@ -168,7 +175,15 @@ def test_ms_only_twin_declouds_without_sar(tmp_path):
     cfg = networks.preset("lite-ms")
     model = checkpoint.Model(networks.build(cfg)[0], cfg)
     res = inference.decloud(CR_CLOUDY_S2, None, model, tmp_path / "ms_only.tif", maps=False)
-    assert _read(res.output)[0].shape == (10, 256, 256)
+    out = _read(res.output)[0].astype(np.float64)
+    assert out.shape == (10, 256, 256)
+    # one 256-pixel tile: the output is the generator applied to the scaled input, scaled back
+    raw = raster.open_optical(CR_CLOUDY_S2, S2_PAPER10).open().read(raster.Window(0, 0, 256, 256))[0]
+    with torch.no_grad():
+        x = torch.from_numpy((raw / 10_000).clip(0, 1) * 2 - 1)[None]
+        y = model.generator(x, x[:, :0])[0].numpy()
+    expected = np.clip(np.rint((y + 1) / 2 * 10_000), 0, 65535)
+    assert np.abs(out - expected).max() <= 1
 
 
 def test_inputs_that_cannot_work_fail_before_any_output(tmp_path, lite_model_path):

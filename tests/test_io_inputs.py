@@ -254,3 +254,33 @@ def test_ssl4eo_sample_declares_nothing_and_reads_plainly():
     d = optical_scaling(open_optical(SSL4EO_CLEAR, S2_PAPER10))
     assert (d.rule, d.offset, d.warning) == ("dtype", 0.0, None)
     assert SSL4EO.is_dir()
+
+
+@pytest.mark.skipif(not OFFSET_CELL.is_dir(), reason="shared Major TOM data not present")
+def test_training_reader_applies_the_declared_offset():
+    """Training pairs go through the same rule: the N0400 cell trains on (DN - 1000) / 10000."""
+    from sarclear import data
+
+    loaded = data.load_pair(data.Pair((), (str(OFFSET_CELL),)), ("B4",), ())
+    raw = gdal.Open(str(OFFSET_CELL / "B04.tif")).ReadAsArray().astype(np.float64)
+    np.testing.assert_allclose(loaded.clear[0].numpy(), (raw - 1000) / 10_000, atol=1e-6)
+
+
+def test_gdal_connection_strings_open_like_files():
+    """GDAL dataset names that are not paths (the SENTINEL2 driver's subdatasets, here the
+    GTiff driver's GTIFF_DIR:) reach GDAL instead of failing as a missing file."""
+    stack = open_optical(f"GTIFF_DIR:1:{CR_CLOUDY_S2}", S2_PAPER10)
+    plain = open_optical(CR_CLOUDY_S2, S2_PAPER10)
+    assert stack.grid == plain.grid
+    assert np.array_equal(stack.open().read(WINDOW)[0], plain.open().read(WINDOW)[0])
+
+
+def test_sar_folder_with_two_acquisitions_is_refused_or_resolved():
+    from conftest import SSL4EO_S1
+
+    folder = SSL4EO_S1.parent  # two Sentinel-1 products
+    with pytest.raises(AcquisitionError, match="2 acquisitions") as exc:
+        open_inputs(SSL4EO_CLEAR, folder, S2_PAPER10, ("VV", "VH"))
+    assert exc.value.input == "sar" and exc.value.found == ["20200607T010800", "20200903T131212"]
+    run = open_inputs(SSL4EO_CLEAR, folder, S2_PAPER10, ("VV", "VH"), options=InputOptions(sar_acquisition="20200903"))
+    assert {Path(b.path).parent.name[17:32] for b in run.sar.bands} == {"20200903T131212"}

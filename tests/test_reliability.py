@@ -3,10 +3,12 @@ result, and never leaves a half-written output (docs/RELIABILITY.md lists them).
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,17 +233,60 @@ def test_too_little_free_space_is_refused_before_any_work(tmp_path, identity, mo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_output_folder_is_refused_before_any_work(tmp_path, identity):
-    locked = tmp_path / "locked"
+def _in_unprivileged_child(fn) -> int:
+    """Run ``fn`` (returns an exit code) in a forked child that dropped root to the user
+    nobody, so that file permissions apply to it; its exit code (4: could not drop root)."""
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 3
+        try:
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+            except OSError:
+                code = 4
+            else:
+                code = fn()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(identity):
+    """A read-only folder is refused before any work. As root, who ignores permissions, the
+    run happens in a child process that dropped root, so the check is exercised for real."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="sarclear-ro-"))
+    base.chmod(0o755)  # traversable by the unprivileged child
+    locked = base / "locked"
     locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user that ignores permissions")  # root without CAP_DAC override
-        with pytest.raises(OutputError, match="not writable"):
+    locked.chmod(0o555)
+
+    def attempt() -> int:
+        try:
+            (locked / "probe").write_text("x")
+            return 1  # the folder is writable after all: the test would prove nothing
+        except PermissionError:
+            pass
+        try:
             decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, identity, locked / "o.tif")
+        except OutputError as exc:
+            return 0 if "not writable" in str(exc) and exc.input == "out" else 2
+        return 2
+
+    try:
+        if os.geteuid() == 0:
+            code = _in_unprivileged_child(attempt)
+            if code == 4:
+                pytest.skip("cannot drop root privileges here (no CAP_SETUID)")
+        else:
+            code = attempt()
+        assert code == 0
+        assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
+        shutil.rmtree(base)
 
 
 @pytest.mark.slow

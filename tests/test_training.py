@@ -35,9 +35,16 @@ def _assert_same_state(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_short_run_writes_checkpoints_history_curves_and_a_model(tmp_path):
-    summary = training.train(_config(tmp_path / "run"))
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """One uninterrupted short run (2 epochs of 4 steps), trained once and shared: the run
+    that every interrupted-and-resumed run must reproduce exactly."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    return out, training.train(_config(out))
+
+
+def test_short_run_writes_checkpoints_history_curves_and_a_model(straight_run):
+    run, summary = straight_run
     assert summary["step"] == 8 and (run / "curves.png").stat().st_size > 10_000
     history = json.loads((run / "history.json").read_text())
     assert [(r["epoch"], r["split"]) for r in history] == [(1, "train"), (1, "test"), (2, "train"), (2, "test")]
@@ -51,18 +58,18 @@ def test_short_run_writes_checkpoints_history_curves_and_a_model(tmp_path):
                if v.is_floating_point())
 
 
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
-    training.train(_config(tmp_path / "straight"))
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, straight_run):
+    straight = straight_run[0]
     training.train(_config(tmp_path / "broken"), stop_after_steps=3)  # mid-epoch: 4 steps per epoch
     resumed = training.train(_config(tmp_path / "broken"), resume=True)
     assert resumed["step"] == 8
-    _assert_same_state(_final_state(tmp_path / "straight"), _final_state(tmp_path / "broken"))
+    _assert_same_state(_final_state(straight), _final_state(tmp_path / "broken"))
     assert json.loads((tmp_path / "broken" / "history.json").read_text()) == json.loads(
-        (tmp_path / "straight" / "history.json").read_text())
+        (straight / "history.json").read_text())
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, straight_run):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({**training.dataclasses.asdict(_config(tmp_path / "killed")),
                                "sar_channels": ["VV", "VH"]}))
@@ -78,8 +85,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.stderr.close()
     assert 2 <= len(list(ckpts.glob("step-*.safetensors"))) < 9  # killed mid-run, 8 steps + the epoch ends
     subprocess.run([*cmd, "--resume"], env=env, check=True, capture_output=True)
-    training.train(_config(tmp_path / "straight"))
-    _assert_same_state(_final_state(tmp_path / "straight"), _final_state(tmp_path / "killed"))
+    _assert_same_state(_final_state(straight_run[0]), _final_state(tmp_path / "killed"))
 
 
 @pytest.mark.slow

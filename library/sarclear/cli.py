@@ -189,10 +189,13 @@ def _decloud(args: argparse.Namespace) -> int:
     if args.figure:
         from .checkpoint import read_header
         from .figures import decloud_figure
+        from .io import raster_files
 
         cfg = read_header(model)[0]
-        decloud_figure(args.figure, cloudy=args.ms, output=result.output, bands=cfg.bands,
-                       sar=args.sar if cfg.uses_sar else None, sar_channels=cfg.sar_channels or ("VV",),
+        sar_files = raster_files(args.sar, args.sar_acquisition) if args.sar and cfg.uses_sar else None
+        decloud_figure(args.figure, cloudy=raster_files(args.ms, args.ms_acquisition), output=result.output,
+                       bands=cfg.bands,
+                       sar=sar_files, sar_channels=cfg.sar_channels or ("VV",),
                        reference=args.reference, rmse_map=result.maps.get("rmse"), sam_map=result.maps.get("sam"),
                        metrics=result.metrics, title=f"sarclear decloud: {Path(args.out).name}")
         print(f"figure: {args.figure}")

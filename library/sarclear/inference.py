@@ -43,6 +43,7 @@ from .io import (
     open_inputs,
     to_dtype,
 )
+from .provenance import run_provenance
 from .radiometry import OpticalScaling, network_to_reflectance, reflectance_to_network
 from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
@@ -290,39 +291,6 @@ def _output_descriptions(stack: RasterStack) -> tuple[str, ...]:
                  for d, b in zip(stack.descriptions, stack.bands))
 
 
-def input_options(opts: DecloudOptions) -> InputOptions:
-    """The input-reading part of ``opts``."""
-    return InputOptions(ms_bands=opts.ms_bands, sar_channels=opts.sar_channels, sar_units=opts.sar_units,
-                        ms_scale=opts.ms_scale, ms_offset=opts.ms_offset, ms_acquisition=opts.ms_acquisition,
-                        sar_acquisition=opts.sar_acquisition, aoi=opts.aoi, window=opts.window,
-                        cloud_mask=opts.cloud_mask)
-
-
-def declared_scale_offset(scaling: OpticalScaling) -> tuple[float, float] | None:
-    """GDAL band (scale, offset) that make an output in the input's DN convention read as
-    reflectance, when that convention carries an offset (so the output declares it as the
-    input did); None otherwise."""
-    if not scaling.offset:
-        return None
-    return 1.0 / scaling.dn_per_reflectance, scaling.offset / scaling.dn_per_reflectance
-
-
-def run_provenance(model: Model, inputs, opts: DecloudOptions) -> dict:
-    """What a run used, for its metrics JSON: model file and sha256, inputs, band mappings,
-    radiometry decisions, mask source, options, library version."""
-    import dataclasses
-
-    from .provenance import file_sha256
-
-    options = {k: (list(v) if isinstance(v, (tuple, list)) else v if isinstance(v, (int, float, str, bool,
-               type(None))) else str(v)) for k, v in dataclasses.asdict(opts).items()}
-    return {"sarclear_version": __version__,
-            "model": {"file": str(model.path) or None, "sha256": file_sha256(model.path) if model.path else None,
-                      "preset": model.config.preset, "bands": list(model.config.bands),
-                      "sar_channels": list(model.config.sar_channels)},
-            **inputs.provenance(), "options": options}
-
-
 def decloud(
     ms: str | os.PathLike | Sequence[str | os.PathLike],
     sar: str | os.PathLike | Sequence[str | os.PathLike] | None,
@@ -355,8 +323,9 @@ def decloud(
     device = resolve_device(opts.device)
     mdl = model if isinstance(model, Model) else load_model(model, device)
     cfg = mdl.config
-    inputs = open_inputs(ms, sar, cfg.bands, cfg.sar_channels if cfg.uses_sar else (), options=input_options(opts),
-                         model_name=f"this model ({cfg.preset})")
+    inputs = open_inputs(ms, sar, cfg.bands, cfg.sar_channels if cfg.uses_sar else (), reference=reference,
+                         options=InputOptions.of(opts), model_name=f"this model ({cfg.preset})")
+    ms = inputs.files("ms")  # the chosen acquisition's files, read again for the change maps
     ms_stack, area, stacks, scaling = inputs.ms, inputs.area, inputs.stacks, inputs.scaling.scaling
     provenance = run_provenance(mdl, inputs, opts)
 
@@ -369,7 +338,7 @@ def decloud(
                 "SARCLEAR_PRESET": cfg.preset}
     with GeoTiffWriter(out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
                        descriptions=_output_descriptions(ms_stack), metadata=metadata,
-                       scale_offset=declared_scale_offset(scaling),
+                       scale_offset=scaling.gdal_scale_offset(),
                        overwrite=opts.overwrite, cog=opts.cog, overviews=opts.overviews,
                        compress=opts.compress) as writer:
         tiles = _Stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,

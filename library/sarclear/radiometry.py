@@ -59,6 +59,14 @@ class OpticalScaling:
         the unclipped domain, reflectance in [0, 1])."""
         return self.from_reflectance(network_to_reflectance(x))
 
+    def gdal_scale_offset(self) -> tuple[float, float] | None:
+        """GDAL band (scale, offset) that declare this mapping in a file (reflectance = value x
+        scale + offset), when it carries an offset; None otherwise (plain DN x 10000 needs no
+        declaration). Outputs written in the input's convention declare it so."""
+        if not self.offset:
+            return None
+        return 1.0 / self.dn_per_reflectance, self.offset / self.dn_per_reflectance
+
 
 @dataclass(frozen=True)
 class SarScaling:

@@ -61,8 +61,7 @@ def cloud_raster(
         writer = files.enter_context(GeoTiffWriter(
             out, grid, len(bands), stack.dtype, nodata=nodata, descriptions=bands, overwrite=overwrite,
             metadata={"SARCLEAR_SYNTHETIC_CLOUDS_SEED": str(seed)},
-            scale_offset=(1 / scaling.dn_per_reflectance, scaling.offset / scaling.dn_per_reflectance)
-            if scaling.offset else None))
+            scale_offset=scaling.gdal_scale_offset()))
         opacity_writer = None if opacity_out is None else files.enter_context(GeoTiffWriter(
             opacity_out, grid, 1, gdal.GDT_Float32, nodata=float("nan"), overwrite=overwrite,
             descriptions=["cloud and haze opacity at 490 nm (0..1)"]))

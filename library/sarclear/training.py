@@ -360,13 +360,13 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
     if resume:
         ckpt = latest_checkpoint(out)
         if ckpt is None:
-            log.warning("--resume: no checkpoint in %s; starting from scratch", ckpt_dir)
+            log.warning("resume: no checkpoint in %s; starting from scratch", ckpt_dir)
         else:
             tensors, state = load_training_state(ckpt, torch.device("cpu"))
             stored = dataclasses.replace(TrainConfig.from_dict(state["config"]), epochs=config.epochs, out=config.out)
             if stored != config:
-                log.warning("resuming with the configuration stored in %s (command-line options other "
-                            "than --epochs are ignored)", ckpt.name)
+                log.warning("resuming with the configuration stored in %s (options other than the number "
+                            "of epochs are ignored)", ckpt.name)
             config = stored
             log.info("resuming from %s (step %d)", ckpt.name, state["step"])
 

@@ -15,7 +15,7 @@ order, stack, warp onto the optical grid, read windows, write GeoTIFFs atomicall
 """
 
 from .declared import detect_optical_scaling, optical_scaling, read_declaration
-from .discovery import BandRef, identify_bands, named_bands, sar_channel_names
+from .discovery import BandRef, identify_bands, named_bands, raster_files, sar_channel_names
 from .gdalio import RASTER_SUFFIXES, gdal_call, gdal_dtype_name, limit_gdal_cache, numpy_dtype, open_raster
 from .grid import Grid, bounds_in, native_offset, overlap_window, same_crs
 from .inputs import InputOptions, RunInputs, area_window, open_inputs
@@ -54,6 +54,7 @@ __all__ = [
     "optical_scaling",
     "overlap_window",
     "preview",
+    "raster_files",
     "read_declaration",
     "same_crs",
     "sar_channel_names",

@@ -93,6 +93,12 @@ def _raster_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], acqui
     return files
 
 
+def raster_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], acquisition: str | None = None,
+                 input_name: str | None = None) -> list[str]:
+    """The raster files ``inputs`` stand for (folders expanded, one acquisition chosen)."""
+    return _raster_files(inputs, acquisition, input_name)
+
+
 def vrt_source_names(ds: gdal.Dataset, index: int) -> list[str]:
     """The files a VRT band reads (empty for other formats)."""
     if ds.GetDriver().ShortName != "VRT":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,15 @@ def gdal_call(what: str, fn, *args, error: type[Exception] = InputError, **kwarg
     return result
 
 
+_CONNECTION = re.compile(r"^[A-Z][A-Z0-9_]+:")
+
+
+def is_connection_string(path: str) -> bool:
+    """True for GDAL dataset names that are not file paths: ``DRIVER:...`` (the SENTINEL2
+    driver's ``SENTINEL2_L2A:.../MTD_MSIL2A.xml:10m:EPSG_32633``, ``GTIFF_DIR:2:file.tif``...)."""
+    return bool(_CONNECTION.match(path))
+
+
 def open_raster(path: str | os.PathLike, *, update: bool = False) -> gdal.Dataset:
     """Open a raster with GDAL, with an error that says which file and why.
 
@@ -59,8 +69,8 @@ def open_raster(path: str | os.PathLike, *, update: bool = False) -> gdal.Datase
     (open option NUM_THREADS) returns corrupted values for some many-band files (seen with
     the 13-band Sen1Floods11 sample: "Bad value 12 for ExtraSamples"), so it is not used."""
     path = str(path)
-    if not path.startswith("/vsi") and not Path(path).exists():
-        raise InputError(f"{path}: no such file; check the path")
+    if not path.startswith("/vsi") and not is_connection_string(path) and not Path(path).exists():
+        raise InputError(f"{path}: no such file; check the path", path=path)
     flags = gdal.OF_RASTER | (gdal.OF_UPDATE if update else gdal.OF_READONLY)
     ds = gdal_call(f"{path}: not a raster GDAL can read", gdal.OpenEx, path, flags)
     if ds.RasterCount == 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import InputError
@@ -43,6 +43,11 @@ class InputOptions:
     window: Window | None = None               # or a pixel window of the optical raster
     cloud_mask: str | os.PathLike | None = None
 
+    @classmethod
+    def of(cls, options: object) -> InputOptions:
+        """The input-reading fields of any options object that has them (DecloudOptions)."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(cls) if hasattr(options, f.name)})
+
 
 @dataclass
 class RunInputs:
@@ -65,6 +70,12 @@ class RunInputs:
     @property
     def grid(self) -> Grid:
         return self.ms.grid
+
+    def files(self, key: str = "ms") -> list[str]:
+        """The files read for ``key`` ("ms", "sar", "mask", "reference"), in band order,
+        each once: what a later step should read again (a folder's chosen acquisition)."""
+        stack = {"ms": self.ms, "sar": self.sar, "mask": self.mask, "reference": self.reference}[key]
+        return [] if stack is None else list(dict.fromkeys(b.path for b in stack.bands))
 
     @property
     def stacks(self) -> dict[str, RasterStack]:

@@ -202,11 +202,19 @@ def warp_to_grid(ds: gdal.Dataset, grid: Grid, resampling: str, bands: Sequence[
 
 
 def _sample(ds: gdal.Dataset, index: int, size: int = 512) -> np.ndarray:
-    """A decimated view of one band (at most ``size`` pixels a side), finite values only."""
+    """Finite, non-nodata values of one band, about ``size`` x ``size`` of them: a decimated
+    view of small rasters or rasters with overviews; on large rasters without overviews
+    (where a decimated read would decode every block) a 4 x 4 grid of windows instead."""
     band = ds.GetRasterBand(index)
-    scale = max(1, int(np.ceil(max(ds.RasterXSize, ds.RasterYSize) / size)))
-    arr = band.ReadAsArray(buf_xsize=max(1, ds.RasterXSize // scale),
-                           buf_ysize=max(1, ds.RasterYSize // scale)).astype(np.float64)
+    w, h = ds.RasterXSize, ds.RasterYSize
+    if max(w, h) <= 4 * size or band.GetOverviewCount() > 0:
+        scale = max(1, int(np.ceil(max(w, h) / size)))
+        arr = band.ReadAsArray(buf_xsize=max(1, w // scale), buf_ysize=max(1, h // scale)).astype(np.float64)
+    else:
+        n, side = 4, size // 4
+        parts = [band.ReadAsArray(int((i + 0.5) * w / n - side / 2), int((j + 0.5) * h / n - side / 2), side, side)
+                 for j in range(n) for i in range(n)]
+        arr = np.stack(parts).astype(np.float64)
     nodata = band.GetNoDataValue()
     good = np.isfinite(arr) & ((arr != nodata) if nodata is not None else True)
     return arr[good]

@@ -51,12 +51,15 @@ def check_output_path(path: str | os.PathLike, overwrite: bool, size_hint: int =
         raise OutputError(f"{target} exists; choose another name, remove it, or allow overwriting",
                           input="out", option="overwrite", path=str(target))
     if target.is_dir():
-        raise OutputError(f"{target} is a folder; give a file name such as {target / 'out.tif'}")
+        raise OutputError(f"{target} is a folder; give a file name such as {target / 'out.tif'}",
+                          input="out", path=str(target))
     folder = target.parent
     if not folder.is_dir():
-        raise OutputError(f"output folder {folder} does not exist; create it first")
+        raise OutputError(f"output folder {folder} does not exist; create it first", input="out",
+                          path=str(target))
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {folder} is not writable; choose another folder")
+        raise OutputError(f"output folder {folder} is not writable; choose another folder", input="out",
+                          path=str(target))
     free = shutil.disk_usage(folder).free
     if size_hint and free < size_hint:
         raise OutputError(f"{folder}: {free / 2**20:.0f} MiB free, the output may need up to "
