@@ -16,6 +16,7 @@ user is replaced (the file dialog asks first); the maps beside the reconstructio
 
 from __future__ import annotations
 
+import math
 import re
 from typing import ClassVar
 
@@ -46,6 +47,7 @@ from qgis.core import (
 
 from . import layers
 from .environment import missing_dependencies, plugin_icon
+from .models import model_label
 from .task import RunParameters, metrics_text, run_decloud
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -137,7 +139,9 @@ class _SarclearAlgorithm(QgsProcessingAlgorithm):
         except Cancelled:
             raise QgsProcessingException("cancelled; nothing was written") from None
         except SarclearError as exc:
-            raise QgsProcessingException(str(exc)) from None
+            from .messages import describe
+
+            raise QgsProcessingException(describe(exc, "processing")) from None
 
     def compute(self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> dict:
         raise NotImplementedError
@@ -179,7 +183,8 @@ class RemoveClouds(_SarclearAlgorithm):
         models = bundled_models()
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Cloudy Sentinel-2 (MS) layer"))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            "SAR", "Sentinel-1 SAR layer(s)", QgsProcessing.SourceType.TypeRaster, optional=True))
+            "SAR", "Sentinel-1 SAR layer(s) (required unless the model is MS-only)",
+            QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterFile(
             "MODEL", "Model file (empty: the bundled demo model)", extension="safetensors",
             defaultValue=str(models[0]) if models else None, optional=True))
@@ -205,8 +210,8 @@ class RemoveClouds(_SarclearAlgorithm):
             "MS_SCALE", "MS digital numbers per unit reflectance (0: detect)",
             QgsProcessingParameterNumber.Type.Double, defaultValue=0.0, minValue=0.0)))
         self.addParameter(_advanced(QgsProcessingParameterNumber(
-            "MS_OFFSET", "Offset added to MS digital numbers (L2A baseline 04.00 and later: -1000)",
-            QgsProcessingParameterNumber.Type.Double, defaultValue=0.0)))
+            "MS_OFFSET", "Offset added to MS digital numbers (empty: as the product declares it; L2A baseline "
+            "04.00 and later: -1000)", QgsProcessingParameterNumber.Type.Double, optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterBoolean(
             "COG", "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Reconstruction"))
@@ -214,6 +219,34 @@ class RemoveClouds(_SarclearAlgorithm):
         self.addOutput(QgsProcessingOutputRasterLayer("SAM_MAP", "SAM map (degrees)"))
         self.addOutput(QgsProcessingOutputFile("METRICS", "Metrics (JSON)"))
         self.add_metric_outputs()
+
+    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext) -> tuple[bool, str]:
+        """SAR is required unless the chosen model reads none (an MS-only model)."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok or self.parameterAsLayerList(parameters, "SAR", context):
+            return ok, message
+        model = self.parameterAsFile(parameters, "MODEL", context)
+        channels = self._sar_channels(model)
+        if channels:
+            return False, (f"Sentinel-1 SAR layer(s): the model {model_label(model)} fuses SAR and needs "
+                           f"{', '.join(channels)}; add the SAR layer(s), or choose an MS-only model under "
+                           "Model file")
+        return True, ""
+
+    @staticmethod
+    def _sar_channels(model: str) -> tuple[str, ...]:
+        """The SAR channels ``model`` reads (the bundled demo model when empty); () if its
+        header cannot be read here (the run then says why)."""
+        if missing_dependencies():
+            return ()
+        from sarclear.checkpoint import read_header
+        from sarclear.errors import SarclearError
+        from sarclear.resources import default_model
+
+        try:
+            return tuple(read_header(model or default_model())[0].sar_channels)
+        except SarclearError:
+            return ()
 
     def compute(self, parameters, context, feedback) -> dict:
         from sarclear.resources import default_model
@@ -227,8 +260,9 @@ class RemoveClouds(_SarclearAlgorithm):
         aoi = None if rect.isNull() or rect.isEmpty() else (
             rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         extra = {"sar_units": SAR_UNITS[self.parameterAsEnum(parameters, "SAR_UNITS", context)],
-                 "ms_offset": self.parameterAsDouble(parameters, "MS_OFFSET", context),
                  "cog": self.parameterAsBoolean(parameters, "COG", context)}
+        if parameters.get("MS_OFFSET") not in (None, ""):  # empty: the library's rule (declared, else none)
+            extra["ms_offset"] = self.parameterAsDouble(parameters, "MS_OFFSET", context)
         batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)
         overlap = self.parameterAsInt(parameters, "OVERLAP", context)
         scale = self.parameterAsDouble(parameters, "MS_SCALE", context)
@@ -259,8 +293,10 @@ class RemoveClouds(_SarclearAlgorithm):
         if result.metrics:
             feedback.pushInfo(f"{result.metrics['kind']} metrics: {metrics_text(result.metrics)}")
         _style_on_load(context, out, "output")
-        if context.willLoadLayerOnCompletion(out):  # the maps too, beside the reconstruction
+        if context.willLoadLayerOnCompletion(out):  # named for its model (a demo says so); the maps too
             kind = (result.metrics or {}).get("kind", "change")
+            context.layerToLoadOnCompletionDetails(out).name = layers.result_layer_name(
+                "output", kind, out, model_label(params.model))
             for key, path in sorted(result.maps.items()):
                 details = QgsProcessingContext.LayerDetails(layers.result_layer_name(key, kind, str(path)),
                                                             context.project(), f"{key.upper()}_MAP")
@@ -342,19 +378,34 @@ class SyntheticClouds(_SarclearAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("MEAN_OPACITY", "Mean cloud and haze opacity"))
         self.addOutput(QgsProcessingOutputNumber("THICK_CLOUD_FRACTION", "Fraction under thick cloud"))
 
+    #: range parameter -> its name in sarclear.clouds.CloudConfig and its label in messages
+    RANGES: ClassVar[dict[str, tuple[str, str]]] = {
+        "COVERAGE": ("coverage", "Cloud coverage range"), "HAZE": ("haze", "Haze opacity range"),
+        "SHADOW": ("shadow", "Shadow darkening range")}
+
+    def ranges(self, parameters: dict, context: QgsProcessingContext, defaults) -> dict:
+        """The ranges the user gave; an empty range (the toolbox sends "None,None", NaN
+        here) or an empty bound takes the library's default (``defaults``, a CloudConfig)."""
+        ranges = {}
+        for name, (key, label) in self.RANGES.items():
+            lo, hi = self.parameterAsRange(parameters, name, context)
+            if math.isnan(lo) and math.isnan(hi):
+                continue
+            default = getattr(defaults, key)
+            lo, hi = (default[0] if math.isnan(lo) else lo), (default[1] if math.isnan(hi) else hi)
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise QgsProcessingException(f"{label} {lo:g} to {hi:g}: give 0 <= minimum <= maximum <= 1, "
+                                             "or leave it empty for the default")
+            ranges[key] = (lo, hi)
+        return ranges
+
     def compute(self, parameters, context, feedback) -> dict:
         from sarclear.clouds import CloudConfig
         from sarclear.synthetic import cloud_raster
 
         clear = layers.layer_paths(self.parameterAsRasterLayer(parameters, "INPUT", context))
-        ranges = {}
-        for name in ("COVERAGE", "HAZE", "SHADOW"):
-            if parameters.get(name) not in (None, ""):
-                lo, hi = self.parameterAsRange(parameters, name, context)
-                if not 0.0 <= lo <= hi <= 1.0:
-                    raise QgsProcessingException(f"{name.lower()} range {lo}..{hi}: give 0 <= min <= max <= 1")
-                ranges[name.lower()] = (lo, hi)
-        config = CloudConfig(cell_px=self.parameterAsDouble(parameters, "CELL_PX", context), **ranges)
+        config = CloudConfig(cell_px=self.parameterAsDouble(parameters, "CELL_PX", context),
+                             **self.ranges(parameters, context, CloudConfig()))
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         opacity = self.parameterAsOutputLayer(parameters, "OPACITY", context) or None
         stats = cloud_raster(clear, out, opacity_out=opacity, config=config,

@@ -4,7 +4,7 @@ are added as layers when they end."""
 
 from __future__ import annotations
 
-from qgis.core import Qgis, QgsApplication, QgsMessageLog
+from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsSettings
 from qgis.PyQt.QtWidgets import QAction
 
 from .environment import plugin_icon
@@ -20,7 +20,7 @@ def metrics_summary(metrics: dict | None) -> str:
     values = metrics_text(metrics)
     if metrics.get("kind") == "error":
         return f"error against the reference: {values}"
-    return f"change between cloudy input and output: {values}"
+    return f"change between cloudy input and output (not a quality score: no reference given): {values}"
 
 
 class SarclearPlugin:
@@ -32,6 +32,7 @@ class SarclearPlugin:
         self.toolbar = None
         self.provider = None
         self.dialog = None
+        self.dock = None  # the QgsDockWidget holding the dialog, when docked
         self.tasks: list[DecloudTask] = []  # keep the Python wrappers alive while they run
 
     # ------------------------------------------------------------------ life cycle
@@ -59,6 +60,8 @@ class SarclearPlugin:
             task.on_finished = None
             task.cancel()
         self.tasks.clear()
+        if self.dock is not None:
+            self.dock_dialog(False)
         if self.dialog is not None:
             self.dialog.cleanup()
             self.dialog.close()
@@ -83,12 +86,43 @@ class SarclearPlugin:
             from .dialog import SarclearDialog
 
             self.dialog = SarclearDialog(self.iface, self.start_run)
+            self.dialog.on_dock = self.dock_dialog
+            if QgsSettings().value("sarclear/docked", False, type=bool):
+                self.dock_dialog(True)
         else:
             self.dialog.prepare()
+        if self.dock is not None:
+            self.dock.show()
+            self.dock.raise_()
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()
         return self.dialog
+
+    def dock_dialog(self, docked: bool) -> None:
+        """Move the dialog into a dock beside the map (remembered for next time), or back
+        into a window of its own."""
+        from qgis.gui import QgsDockWidget
+        from qgis.PyQt.QtCore import Qt
+
+        dialog = self.dialog
+        if docked and self.dock is None:
+            self.dock = QgsDockWidget("sarclear: remove clouds", self.iface.mainWindow())
+            self.dock.setObjectName("sarclearDock")
+            dialog.setWindowFlags(Qt.WindowType.Widget)
+            self.dock.setWidget(dialog)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+            self.dock.show()
+        elif not docked and self.dock is not None:
+            dock, self.dock = self.dock, None
+            dialog.setParent(self.iface.mainWindow(), Qt.WindowType.Dialog)
+            remove = getattr(self.iface, "removeDockWidget", None)
+            if remove is not None:
+                remove(dock)
+            dock.deleteLater()
+        dialog.set_docked(self.dock is not None)
+        QgsSettings().setValue("sarclear/docked", self.dock is not None)
+        dialog.show()
 
     def start_run(self, params: RunParameters) -> DecloudTask:
         """Start a background run; its layers are added when it ends."""
@@ -96,6 +130,25 @@ class SarclearPlugin:
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
         return task
+
+    @staticmethod
+    def _same_stretch(params: RunParameters, output) -> None:
+        """Draw the input layer and the reconstruction with one stretch, from the input's
+        clear pixels (so a difference on screen is a difference in the data)."""
+        from qgis.core import QgsProject
+
+        from . import layers
+
+        if output is None:
+            return
+        ranges = layers.clear_stretch(params.ms, output.source(), params.ms_bands, params.cloud_mask,
+                                      params.extra.get("ms_offset"))
+        if ranges is None:
+            return
+        layers.apply_stretch(output, ranges)
+        for layer in QgsProject.instance().mapLayers().values():  # the input, where it is a layer
+            if layer is not output and layer.source() in params.ms and layer.bandCount() > 1:
+                layers.apply_stretch(layer, ranges)
 
     def _finished(self, task: DecloudTask) -> None:
         """Main thread: add the layers, or say why there are none."""
@@ -109,7 +162,11 @@ class SarclearPlugin:
             res = task.result
             maps = {k: str(v) for k, v in res.maps.items()}
             kind = (res.metrics or {}).get("kind", "error" if task.params.reference else "change")
-            layers.add_result_layers(name, str(res.output), maps, kind)
+            _group, added = layers.add_result_layers(name, str(res.output), maps, kind,
+                                                     model=task.params.model_label)
+            self._same_stretch(task.params, added[0] if added else None)
+            if self.dialog is not None and added:
+                self.dialog.set_result(added[0])
             summary = metrics_summary(res.metrics)
             message = (f"{name}: {res.window.width} x {res.window.height} px, {res.tiles} tiles in "
                        f"{res.seconds:.1f} s on {res.device}" + (f"; {summary}" if summary else ""))

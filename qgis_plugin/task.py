@@ -11,6 +11,7 @@ QGIS log (for bug reports).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import traceback
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
 
 from .environment import missing_dependencies
 
@@ -43,6 +45,7 @@ class RunParameters:
     ms_bands: list[str] | None = None           # the user's band names, in file order
     sar_channels: list[str] | None = None
     overwrite: bool = False                     # the user agreed to replace existing files
+    model_label: str = ""                       # how the model is named in the output layer names
     extra: dict = field(default_factory=dict)   # other DecloudOptions fields (batch_size...)
 
 
@@ -68,7 +71,7 @@ def _signature(path: Path) -> tuple[int, int] | None:
 
 
 def run_decloud(params: RunParameters, progress: Callable[[int, int, str], None] | None = None,
-                cancel: Callable[[], bool] | None = None):
+                cancel: Callable[[], bool] | None = None, model=None):
     """Call :func:`sarclear.inference.decloud` with ``params``; returns its DecloudResult.
 
     On cancel the library leaves no half-written file; a cancel that comes after the
@@ -84,7 +87,7 @@ def run_decloud(params: RunParameters, progress: Callable[[int, int, str], None]
                              ms_bands=params.ms_bands, sar_channels=params.sar_channels,
                              overwrite=params.overwrite, **params.extra)
     try:
-        result = decloud(params.ms, params.sar or None, params.model, params.out, reference=params.reference,
+        result = decloud(params.ms, params.sar or None, model or params.model, params.out, reference=params.reference,
                          maps=True, options=options, progress=progress, cancel=cancel)
         if cancel is not None and cancel():  # cancelled after the library's last check
             raise Cancelled("cancelled; nothing was kept")
@@ -96,9 +99,17 @@ def run_decloud(params: RunParameters, progress: Callable[[int, int, str], None]
         raise
 
 
+#: the stages a run reports (DecloudTask.stageChanged), besides "n/N tiles"
+STAGE_LOADING = "loading PyTorch and the model…"
+STAGE_MAPS = "writing the RMSE and SAM maps…"
+
+
 class DecloudTask(QgsTask):
     """Runs :func:`run_decloud` in the background; cancellable from the task manager or the
-    dialog. After it ends, exactly one of ``result``, ``error`` or ``cancelled`` is set."""
+    dialog. After it ends, exactly one of ``result``, ``error`` or ``cancelled`` is set.
+    ``stageChanged`` says what it is doing (loading the model, n/N tiles, writing maps)."""
+
+    stageChanged = pyqtSignal(str)
 
     def __init__(self, params: RunParameters, on_finished: Callable[[DecloudTask], None] | None = None):
         super().__init__(f"sarclear: {params.name}", QgsTask.Flag.CanCancel)
@@ -108,25 +119,42 @@ class DecloudTask(QgsTask):
         self.error: str | None = None
         self.cancelled = False
         self.stage = ""
+        self.stages: list[str] = []  # every stage reported, in order (shown in the dialog)
+
+    def _report(self, text: str) -> None:
+        self.stages.append(text)
+        self.stageChanged.emit(text)
 
     def _progress(self, done: int, total: int, what: str) -> None:
         self.stage = f"{done}/{total} {what}"
-        self.setProgress(95.0 * done / max(total, 1))  # the last 5 %: RMSE/SAM maps
+        self._report(self.stage)
+        self.setProgress(90.0 * done / max(total, 1))  # the last 10 %: RMSE/SAM maps
+        if done >= total and what == "tiles":
+            self._report(STAGE_MAPS)
 
     def run(self) -> bool:  # worker thread: no GUI here
-        missing = missing_dependencies()
+        self._report(STAGE_LOADING)
+        missing = missing_dependencies()  # the first torch import happens here, not in the GUI thread
         if missing:
             self.error = missing
             return False
         from sarclear.errors import Cancelled, SarclearError
 
         try:
-            self.result = run_decloud(self.params, self._progress, self.isCanceled)
+            from sarclear.checkpoint import load_model
+            from sarclear.devices import resolve_device
+
+            model = load_model(self.params.model, resolve_device(self.params.device))
+            if self.isCanceled():
+                raise Cancelled("cancelled; nothing was written")
+            self.result = run_decloud(self.params, self._progress, self.isCanceled, model=model)
         except Cancelled:
             self.cancelled = True
             return False
         except SarclearError as exc:
-            self.error = str(exc)
+            from .messages import describe
+
+            self.error = describe(exc, "dialog")
             return False
         except ImportError as exc:  # e.g. a torch that imports but misses a piece
             self.error = f"a Python package failed to import: {exc}"
@@ -145,3 +173,49 @@ class DecloudTask(QgsTask):
             self.cancelled = True  # cancelled before run() started
         if self.on_finished is not None:
             self.on_finished(self)
+
+
+class ProbeTask(QgsTask):
+    """Imports torch and reads a model's header and the bundled models' headers in the
+    background (the first torch import takes seconds: never in the GUI thread), and asks
+    whether CUDA is usable. ``on_finished(self)`` runs on the main thread."""
+
+    def __init__(self, model: str, bundled: list[str], on_finished: Callable[[ProbeTask], None]):
+        super().__init__("sarclear: loading model…")
+        self.model = model
+        self.bundled = bundled
+        self.on_finished = on_finished
+        self.missing: str | None = None
+        self.config = None                    # sarclear.networks.ModelConfig of ``model``
+        self.error: str | None = None
+        self.sar_channels: dict[str, tuple[str, ...]] = {}  # bundled model -> its SAR channels
+        self.cuda: tuple[bool, str] | None = None
+
+    def run(self) -> bool:  # worker thread
+        self.missing = missing_dependencies()
+        if self.missing:
+            return True
+        from sarclear.checkpoint import read_header
+        from sarclear.devices import cuda_status
+        from sarclear.errors import SarclearError
+
+        self.cuda = cuda_status()
+        for path in self.bundled:
+            with contextlib.suppress(SarclearError):  # an unreadable one keeps its plain label
+                self.sar_channels[path] = read_header(path)[0].sar_channels
+        if self.model:
+            try:
+                self.config = read_header(self.model)[0]
+            except SarclearError as exc:
+                from .messages import describe
+
+                self.error = describe(exc)
+        return True
+
+    def finished(self, ok: bool) -> None:  # main thread
+        if self.on_finished is None:
+            return
+        try:
+            self.on_finished(self)
+        except Exception:  # never let an exception out of a Qt virtual (it aborts QGIS)
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)

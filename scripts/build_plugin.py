@@ -7,7 +7,8 @@ One top-level folder, ``sarclear_qgis/`` (not ``sarclear``: QGIS puts the plugin
     metadata.txt, LICENSE
     libs/sarclear/                            the library, used when no sarclear is installed
     resources/icons/*.svg
-    resources/models/*.safetensors            the demo model, when it has been trained
+    resources/models/*.safetensors            the bundled models, when they have been trained
+    resources/models/*.md                     their model cards (<name>.md or README.md)
 
 No sample data (tests/data has no licence to redistribute), no caches. The build refuses
 sources that call ``torch.load`` without ``weights_only=True`` (the plugin repository's
@@ -88,6 +89,13 @@ def plugin_files(root: Path, models: Sequence[Path] | None = None) -> list[tuple
     if models is None:
         models = sorted((root / "resources" / "models").glob("*.safetensors"))
     files += [(Path(p), f"{PLUGIN_DIR}/resources/models/{Path(p).name}") for p in models]
+    shipped = root / "resources" / "models"
+    cards = set()  # each model's card (the dialog links to it): beside it, or of the bundled model of its name
+    for p in map(Path, models):
+        folders = [p.parent] + ([shipped] if (shipped / p.name).is_file() else [])
+        found = [c for f in folders for c in (f / f"{p.stem}.md", f / "README.md") if c.is_file()]
+        cards.update(found[:1])
+    files += [(card, f"{PLUGIN_DIR}/resources/models/{card.name}") for card in sorted(cards)]
     return files
 
 

@@ -15,12 +15,19 @@ class HeadlessIface:
         self.menu = QMenu("Raster", self.window)
         self.messages: list[str] = []
         self.echo = echo
+        self.active = None
 
     def mainWindow(self):
         return self.window
 
     def mapCanvas(self):
         return self.canvas
+
+    def activeLayer(self):
+        return self.active
+
+    def setActiveLayer(self, layer) -> None:
+        self.active = layer
 
     def messageBar(self):
         return self

@@ -4,8 +4,9 @@ Loads the real cloudy SEN12MS-CR pair into a QGIS project, opens the plugin's di
 the plugin on the whole layer (the same background task a user starts with Run), then saves:
 
 - ``dialog.png``: the dialog after the run (inputs, model, device, area, band matching);
-- ``canvas.png``: the map, side by side: the cloudy input, the reconstruction (both true
-  colour B4/B3/B2 with the same display stretch) and the SAM change map with its legend;
+- ``canvas.png``: before and after, side by side: the cloudy input and the reconstruction
+  (both true colour B4/B3/B2 with the one display stretch the plugin gives them, from the
+  input's clear pixels) and the SAM change map;
 - ``layers.png``: the layer tree: the run's group with the three layers and their legends.
 
 Usage: ``python scripts/screenshots.py [--model FILE] [--out DIR]``; the model defaults to
@@ -62,16 +63,6 @@ def render(layers: list[QgsRasterLayer], size: int) -> QImage:
     return image
 
 
-def same_stretch(target: QgsRasterLayer, source: QgsRasterLayer) -> None:
-    """Give ``target`` the display stretch (per-channel min/max) of ``source``."""
-    src, dst = source.renderer(), target.renderer()
-    for get in ("redContrastEnhancement", "greenContrastEnhancement", "blueContrastEnhancement"):
-        ce_src, ce_dst = getattr(src, get)(), getattr(dst, get)()
-        ce_dst.setMinimumValue(ce_src.minimumValue())
-        ce_dst.setMaximumValue(ce_src.maximumValue())
-    target.triggerRepaint()
-
-
 def side_by_side(panels: list[tuple[str, QImage]], legend: QImage | None) -> QImage:
     size, pad, title_h = panels[0][1].width(), 16, 34
     width = len(panels) * (size + pad) + pad + (legend.width() + pad if legend else 0)
@@ -118,6 +109,9 @@ def main(argv=None) -> int:
     plugin.initGui()
     dialog = plugin.show_dialog()
     dialog.model_widget.setFilePath(str(model))
+    while not dialog.ready():  # the model's header is read in a background task
+        app.processEvents()
+        time.sleep(0.02)
     dialog.area_layer.setChecked(True)
     dialog.name_edit.setText("SEN12MS-CR cloudy sample")
     dialog.out_folder.setChecked(True)
@@ -128,11 +122,12 @@ def main(argv=None) -> int:
         app.processEvents()
         time.sleep(0.02)
     app.processEvents()
+    dialog.resize(1240, 860)  # a desktop screen (the offscreen one is 800 x 600, where the dialog scrolls)
+    app.processEvents()
     dialog.grab().save(str(args.out / "dialog.png"))
 
     group = project.layerTreeRoot().findGroup("SEN12MS-CR cloudy sample")
-    output, _rmse, sam = (node.layer() for node in group.findLayers())
-    same_stretch(cloudy, output)
+    output, _rmse, sam = (node.layer() for node in group.findLayers())  # one stretch: the plugin's
     size = 420
     model_tree = QgsLayerTreeModel(project.layerTreeRoot())
     model_tree.setFlag(QgsLayerTreeModel.Flag.AllowNodeChangeVisibility)
@@ -144,8 +139,8 @@ def main(argv=None) -> int:
     for _ in range(5):
         app.processEvents()
     legend_view = view.grab()
-    side_by_side([("Cloudy Sentinel-2 (true colour)", render([cloudy], size)),
-                  ("Reconstruction (true colour)", render([output], size)),
+    side_by_side([("Before: cloudy Sentinel-2", render([cloudy], size)),
+                  ("After: reconstruction (demo model)", render([output], size)),
                   ("SAM change, input vs output", render([sam], size))], None).save(str(args.out / "canvas.png"))
     legend_view.save(str(args.out / "layers.png"))
     print(f"wrote {', '.join(p.name for p in sorted(args.out.glob('*.png')))} to {args.out} (model {model})")

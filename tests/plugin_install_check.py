@@ -13,6 +13,7 @@ import importlib.abc
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 # A QGIS Python without sarclear: drop every path entry that provides it (the checkout, the
@@ -74,6 +75,10 @@ def main() -> dict:
 
     plugin = utils.plugins["sarclear_qgis"]
     dialog = plugin.show_dialog()
+    deadline = time.monotonic() + 120
+    while not dialog.ready() and time.monotonic() < deadline:  # the model header is read in a background task
+        app.processEvents()
+        time.sleep(0.01)
     report["dialog"] = {"dependencies": dialog.dependency_label.text(), "model": dialog.model_widget.filePath(),
                         "model_info": dialog.model_info.text(), "run_enabled": dialog.run_button.isEnabled()}
 

@@ -4,14 +4,17 @@ layer's CRS."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
-from conftest import CR_CLOUDY_S2
+from conftest import BEN_S2, CR_CLOUDY_S2
 from osgeo import gdal
 from plugin_helpers import *  # noqa: F403 (fixtures)
-from plugin_helpers import add_raster
+from plugin_helpers import add_raster, wait_until
 from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QMessageBox
+from qgis.PyQt.QtWidgets import QFileDialog, QMessageBox
 
 from sarclear.bands import S2_BANDS, S2_PAPER10
 
@@ -22,6 +25,7 @@ pytestmark = pytest.mark.qgis
 def dialog(plugin, sample_project, lite_model_path):
     dlg = plugin.show_dialog()
     dlg.model_widget.setFilePath(str(lite_model_path))
+    wait_until(dlg.ready)  # the model's header is read in a background task
     yield dlg
     dlg.close()
 
@@ -61,7 +65,8 @@ def test_one_layer_per_polarisation_is_matched_by_file_name(dialog, sample_proje
     dialog.set_sar_layers([sample_project["ben_vh"], sample_project["ben_vv"]])
     rows = [r for r in _table(dialog) if r[0].startswith("BigEarthNet")]
     assert sorted((r[0], r[2], r[3]) for r in rows) == [("BigEarthNet VH", "VH", "#2"), ("BigEarthNet VV", "VV", "#1")]
-    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+    assert dialog.sar_match.ok  # the bands match; only the place is wrong (Ireland, the S2 is elsewhere)
+    assert all(p.startswith("Sentinel-1: the layer 'BigEarthNet") for p in dialog.band_problems().splitlines())
 
 
 def test_wrong_band_count_is_explained_before_the_run_and_names_can_be_edited(dialog, tmp_path):
@@ -182,5 +187,239 @@ def test_a_pickle_model_file_is_refused_with_the_reason(dialog, tmp_path):
     pickle = tmp_path / "model.pt"
     pickle.write_bytes(b"PK\x03\x04 a torch.save zip")
     dialog.model_widget.setFilePath(str(pickle))
+    wait_until(dialog.ready)
     assert "this is a pickle checkpoint (torch.save)" in dialog.model_info.text()
     assert dialog.model_config is None and not dialog.run_button.isEnabled()
+
+
+def _shifted_copy(tmp_path, name: str, dx: float, dy: float = 0.0):
+    """The cloudy S2 sample moved by (dx, dy) metres: the same bands, elsewhere."""
+    src = gdal.Open(str(CR_CLOUDY_S2))
+    x0, px, _, y0, _, py = src.GetGeoTransform()
+    path = tmp_path / f"{name}.tif"
+    gdal.Translate(str(path), src, outputBounds=[x0 + dx, y0 + dy, x0 + dx + px * src.RasterXSize,
+                                                 y0 + dy + py * src.RasterYSize])
+    return path
+
+
+def test_the_selected_layer_covering_the_map_is_proposed_not_the_first(plugin, sample_project, lite_model_path,
+                                                                        qgis_iface, tmp_path):
+    # a second S2 layer 40 km east of the cloudy one (gap between edges), listed first in the tree
+    width = sample_project["cloudy"].extent().width()
+    far = add_raster(_shifted_copy(tmp_path, "far", 40_000 + width), "far S2")
+    root = QgsProject.instance().layerTreeRoot()
+    node = root.findLayer(far.id())
+    root.insertChildNode(0, node.clone())
+    root.removeChildNode(node)
+    assert root.layerOrder()[0] is far
+    dialog = plugin.show_dialog()
+    dialog.model_widget.setFilePath(str(lite_model_path))
+    wait_until(dialog.ready)
+    # the canvas shows the cloudy layer: it is proposed, not the first raster of the tree
+    assert dialog.ms_combo.currentLayer() is sample_project["cloudy"]
+    assert [layer.name() for layer in dialog.sar_layers()] == ["S1 VV VH"]
+
+    # the analyst selects the far layer and zooms to it: reopening the dialog proposes it
+    qgis_iface.setActiveLayer(far)
+    qgis_iface.mapCanvas().setExtent(far.extent())
+    dialog = plugin.show_dialog()
+    assert dialog.ms_combo.currentLayer() is far
+
+    # back on the cloudy scene's view with the far layer chosen: the run is blocked, in words
+    qgis_iface.mapCanvas().setExtent(sample_project["cloudy"].extent())
+    dialog.ms_combo.setLayer(far)
+    text = dialog.area_info.text()
+    gap_km = (far.extent().xMinimum() - qgis_iface.mapCanvas().extent().xMaximum()) / 1000  # the view is wider
+    assert 30 < gap_km <= 40
+    found = re.match(r"Area: the Sentinel-2 layer 'far S2' does not cover the map extent; it lies (\d+) km to "
+                     r"the east\.", text)
+    assert found and abs(int(found.group(1)) - gap_km) <= 1, text  # UTM metres vs the ellipsoid: within 0.1 %
+    assert "Zoom to the layer, or choose Whole MS layer" in text and not dialog.run_button.isEnabled()
+    dialog.close()
+
+
+def test_sar_that_does_not_cover_the_area_is_explained_before_the_run(dialog, sample_project):
+    dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])  # Ireland; the S2 is elsewhere
+    status = dialog.band_status.text()
+    assert re.search(r"Sentinel-1: the layer 'BigEarthNet VV' does not cover the Sentinel-2 layer within the map "
+                     r"extent; it lies "
+                     r"[\d,]+ km to the (north|south|east|west|north-west|north-east|south-west|south-east)\.",
+                     status), status
+    assert "Tick a SAR layer that covers the Sentinel-2 area" in status
+    assert not dialog.run_button.isEnabled()
+
+
+def _ireland(dialog, sample_project):
+    """The BigEarthNet S1 pair of the same patch, and the whole MS layer as the area."""
+    dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])
+    dialog.area_layer.setChecked(True)
+
+
+def test_a_virtual_raster_of_band_files_is_read_by_its_source_names_and_the_mapping_shown(dialog, sample_project,
+                                                                                           tmp_path):
+    # what QGIS's "Build virtual raster (separate)" makes of a product's band files: file-name order
+    files = sorted(str(f) for f in BEN_S2.glob("*_B*.tif"))
+    assert [f[-7:-4] for f in files][-4:] == ["B09", "B11", "B12", "B8A"]
+    vrt = tmp_path / "stack.vrt"
+    gdal.BuildVRT(str(vrt), files, separate=True)
+    dialog.ms_combo.setLayer(add_raster(vrt, "QGIS virtual raster"))
+    _ireland(dialog, sample_project)
+    rows = [r for r in _table(dialog) if r[0] == "QGIS virtual raster"]
+    # each band named after the file it reads (not by the 12-band default order, which would
+    # read band 9, B09, as B8A), and the mapping shown with its source
+    assert [r[2] for r in rows] == [Path(f).stem[-3:].replace("B0", "B") for f in files]
+    assert [dialog.band_table.item(r, 4).text() for r in range(12)] == [f"VRT source: {Path(f).name}" for f in files]
+    used = {r[2]: r[3] for r in rows}
+    assert [used[b] for b in S2_PAPER10] == [f"#{k + 1}" for k in range(10)]
+    assert used["B1"] == used["B9"] == "not used"
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+
+
+def test_an_unnamed_stack_in_alphabetical_band_order_is_refused_with_the_library_reason(dialog, tmp_path):
+    alphabetical = sorted(S2_BANDS)  # B1, B10, B11, B12, B2, ...: a stack built from sorted file names
+    stack = tmp_path / "alphabetical.tif"
+    gdal.Translate(str(stack), str(CR_CLOUDY_S2), bandList=[S2_BANDS.index(b) + 1 for b in alphabetical])
+    dialog.ms_combo.setLayer(add_raster(stack, "alphabetical stack"))
+    status = dialog.band_status.text()
+    assert status.startswith("Sentinel-2: ") and "fit the alphabetical order" in status, status
+    assert not dialog.run_button.isEnabled()
+    rows = [r for r in _table(dialog) if r[0] == "alphabetical stack"]
+    assert len(rows) == 13
+    # the analyst names the bands in file order in the table: accepted
+    for row, name in enumerate(alphabetical):
+        dialog.band_table.cellWidget(row, 2).setCurrentText(name)
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled()
+    assert dialog.parameters().ms_bands == alphabetical
+
+
+@pytest.mark.parametrize("how", ["band files", "folder"])
+def test_per_band_products_can_be_picked_as_files_or_a_folder(dialog, sample_project, how, monkeypatch):
+    files = sorted(str(f) for f in BEN_S2.glob("*_B*.tif"))
+    if how == "band files":
+        monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (files, ""))
+        dialog.ms_files_button.click()
+    else:
+        monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(BEN_S2))
+        dialog.ms_folder_button.click()
+    _ireland(dialog, sample_project)
+    assert dialog.ms_files_box.isVisibleTo(dialog) and not dialog.ms_combo.isEnabled()
+    rows = _table(dialog)[:12]
+    assert [r[0] for r in rows] == [Path(f).name for f in files] and all(r[1] == "1" for r in rows)
+    assert [r[2] for r in rows] == [Path(f).stem[-3:].replace("B0", "B") for f in files]  # named by file name
+    assert dialog.band_problems() is None and dialog.run_button.isEnabled(), dialog.band_status.text()
+    # the area is the finest (10 m) band's grid: 120 x 120 pixels
+    assert dialog.area_info.text().startswith("120 x 120 pixels of S2A_MSIL2A_20170617T113321_4_55_B0")
+    params = dialog.parameters()
+    assert params.ms == (files if how == "band files" else [str(BEN_S2)])
+    dialog.ms_layer_button.click()  # back to a layer
+    assert dialog.ms_files is None and dialog.ms_combo.isEnabled() and not dialog.ms_files_box.isVisibleTo(dialog)
+
+
+def test_the_offset_decision_is_shown_and_can_be_overridden(dialog, sample_project):
+    text = dialog.offset_info.text()
+    assert text.startswith("reflectance = (value +0) / 10000: "), text  # a 2017 L1C: no offset
+    assert "offset" not in dialog.parameters().extra
+    dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("-1000"))
+    assert dialog.offset_info.text().startswith("reflectance = (value -1000) / 10000")
+    assert dialog.parameters().extra == {"ms_offset": -1000.0}
+    dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("custom"))
+    assert dialog.offset_spin.isEnabled()
+    dialog.offset_spin.setValue(-500)
+    assert dialog.offset_info.text().startswith("reflectance = (value -500) / 10000")
+    assert dialog.parameters().extra == {"ms_offset": -500.0}
+    dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("none"))
+    assert dialog.parameters().extra == {"ms_offset": 0.0} and not dialog.offset_spin.isEnabled()
+
+
+def test_the_reference_row_is_below_the_sar_list_and_the_dialog_fits_a_laptop_screen(dialog):
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QPoint
+
+    dialog.show()
+    QgsApplication.processEvents()
+    sar_bottom = dialog.sar_list.mapTo(dialog, QPoint(0, dialog.sar_list.height())).y()
+    reference_top = dialog.reference_combo.mapTo(dialog, QPoint(0, 0)).y()
+    assert sar_bottom < reference_top, (sar_bottom, reference_top)  # at least one pixel between them
+    minimum = dialog.minimumSizeHint()
+    assert minimum.width() <= 1280 and minimum.height() <= 600  # the contents scroll on a small screen
+    screen = dialog.screen().availableGeometry()
+    assert dialog.width() <= screen.width() and dialog.height() <= screen.height()
+
+
+def test_output_goes_next_to_a_saved_project_and_the_temporary_folder_is_announced(dialog, tmp_path):
+    assert dialog.out_temp.isChecked() and not dialog.out_project.isEnabled()  # an unsaved project
+    assert "deleted when QGIS exits" in dialog.out_info.text()
+    QgsProject.instance().setFileName(str(tmp_path / "analysis.qgz"))
+    try:
+        dialog.prepare()
+        assert dialog.out_project.isChecked() and dialog.out_info.text() == f"Written to {tmp_path / 'sarclear'}"
+        dialog.name_edit.setText("my run")
+        assert dialog.parameters().out == str(tmp_path / "sarclear" / "my_run.tif")
+        # a repeated run gets its own number, group and files
+        QgsProject.instance().layerTreeRoot().addGroup("my run")
+        params = dialog.parameters()
+        assert params.name == "my run (2)" and params.out == str(tmp_path / "sarclear" / "my_run_2.tif")
+        # the user's own choice of folder is kept when the dialog is reopened
+        dialog.out_temp.click()
+        dialog.prepare()
+        assert dialog.out_temp.isChecked()
+    finally:
+        QgsProject.instance().setFileName("")
+
+
+def test_result_layer_names_are_numbered_when_repeated(sample_project):
+    from qgis_plugin.layers import add_result_layers
+
+    for _ in range(2):
+        add_result_layers("run", str(CR_CLOUDY_S2), {}, "change", model="demo")
+    names = sorted(layer.name() for layer in QgsProject.instance().mapLayers().values()
+                   if layer.name().startswith("reconstruction"))
+    assert names == ["reconstruction (true colour, demo)", "reconstruction (true colour, demo) (2)"]
+
+
+def test_of_several_sar_scenes_the_one_nearest_in_date_is_proposed(plugin, sample_project, lite_model_path, tmp_path):
+    # the same S1 file under three product names; the S2 (SEN12MS-CR summer 2018) dated 2018-06-15
+    for day in ("20180301", "20180613", "20180901"):
+        (tmp_path / f"S1B_IW_GRDH_{day}T054321_VV_VH.tif").write_bytes(Path(sample_project["s1"].source()).read_bytes())
+    s2 = tmp_path / "S2A_MSIL1C_20180615T103021_cloudy.tif"
+    s2.write_bytes(Path(sample_project["cloudy"].source()).read_bytes())
+    QgsProject.instance().removeMapLayers([layer.id() for layer in sample_project.values()])
+    added = {day: add_raster(tmp_path / f"S1B_IW_GRDH_{day}T054321_VV_VH.tif", f"S1 {day}")
+             for day in ("20180301", "20180901", "20180613")}
+    add_raster(s2, "S2 2018-06-15")
+    from qgis_plugin.layers import acquisition_date
+
+    assert str(acquisition_date(added["20180613"])) == "2018-06-13"
+    dialog = plugin.show_dialog()
+    dialog.model_widget.setFilePath(str(lite_model_path))
+    wait_until(dialog.ready)
+    assert dialog.ms_combo.currentLayer().name() == "S2 2018-06-15"
+    assert [layer.name() for layer in dialog.sar_layers()] == ["S1 20180613"]  # 2 days apart, not 3 months
+    dialog.close()
+
+
+def test_sar_must_cover_the_ms_layer_not_just_the_view(dialog, sample_project, qgis_iface, tmp_path):
+    """A wide view over two scenes 40 km apart: the S1 of the first does not serve the second."""
+    width = sample_project["cloudy"].extent().width()
+    far = add_raster(_shifted_copy(tmp_path, "far", 40_000 + width), "far S2")
+    view = QgsRectangle(sample_project["cloudy"].extent())
+    view.combineExtentWith(far.extent())
+    qgis_iface.mapCanvas().setExtent(view)
+    dialog.ms_combo.setLayer(far)
+    dialog.set_sar_layers([sample_project["s1"]])
+    status = dialog.band_status.text()
+    assert "Sentinel-1: the layer 'S1 VV VH' does not cover the Sentinel-2 layer within the map extent; it lies " \
+           "40 km to the west" in status, status
+    assert not dialog.run_button.isEnabled()
+
+
+def test_the_automatic_offset_follows_the_product_baseline_and_can_be_overridden(dialog, tmp_path):
+    # a baseline 05.09 product (from 2022 on): its values carry +1000, which the rule removes
+    product = tmp_path / "S2B_MSIL1C_20230101T100311_N0509_R122_T33UUP_20230101T120000.tif"
+    product.write_bytes(CR_CLOUDY_S2.read_bytes())
+    dialog.ms_combo.setLayer(add_raster(product, "L1C baseline 05.09"))
+    assert dialog.offset_info.text().startswith("reflectance = (value -1000) / 10000: baseline N0509")
+    assert "ms_offset" not in dialog.parameters().extra  # automatic: the library decides the same way
+    dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("none"))  # the analyst knows better
+    assert dialog.offset_info.text().startswith("reflectance = (value +0) / 10000")
+    assert dialog.parameters().extra == {"ms_offset": 0.0}

@@ -57,7 +57,9 @@ def test_plugin_loads_without_torch_and_says_how_to_install_it(no_torch, plugin_
         dialog = plugin.show_dialog()
         text = dialog.dependency_label.text()
         assert dialog.dependency_label.isVisibleTo(dialog)
-        assert "sarclear needs torch" in text and "-m pip install --user torch safetensors" in text
+        assert "sarclear needs torch" in text and "-m pip install --user --break-system-packages -c" in text
+        assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text
+        assert dialog.install_box.isVisibleTo(dialog)
         assert "restart QGIS" in text
         assert not dialog.run_button.isEnabled()
         assert "PyTorch" in dialog.band_status.text()
@@ -100,3 +102,23 @@ def test_loading_the_plugin_and_its_provider_imports_neither_torch_nor_the_libra
                           env={"PYTHONPATH": f"{ROOT / 'library'}:{ROOT}", "QT_QPA_PLATFORM": "offscreen",
                                "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_dialog_docks_beside_the_map_in_one_column_and_floats_again(plugin, sample_project):
+    from qgis.core import QgsSettings
+    from qgis.gui import QgsDockWidget
+    from qgis.PyQt.QtWidgets import QBoxLayout
+
+    dialog = plugin.show_dialog()
+    try:
+        dialog.dock_button.click()
+        assert isinstance(plugin.dock, QgsDockWidget) and plugin.dock.widget() is dialog
+        assert dialog.columns.direction() == QBoxLayout.Direction.TopToBottom and dialog.dock_button.text() == "Float"
+        assert QgsSettings().value("sarclear/docked", False, type=bool)
+        dialog.dock_button.click()
+        assert plugin.dock is None and dialog.isWindow() and dialog.isVisible()
+        assert dialog.columns.direction() == QBoxLayout.Direction.LeftToRight
+        assert not QgsSettings().value("sarclear/docked", True, type=bool)
+    finally:
+        QgsSettings().remove("sarclear/docked")
+        dialog.close()

@@ -114,10 +114,11 @@ def test_remove_clouds_from_the_toolbox_loads_and_styles_the_three_layers(provid
         "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "MODEL": str(lite_model_path), "DEVICE": 1,
         "OUTPUT": str(tmp_path / "toolbox.tif")}, feedback=QgsProcessingFeedback())
     loaded = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
-    assert set(loaded) == {"Reconstruction", "RMSE change, input vs output (reflectance)",
+    output = "reconstruction (true colour, lite)"  # named for its model, as the dialog's runs
+    assert set(loaded) == {output, "RMSE change, input vs output (reflectance)",
                            "SAM change, input vs output (degrees)"}
-    assert loaded["Reconstruction"].renderer().type() == "multibandcolor"
-    assert loaded["Reconstruction"].renderer().redBand() == 3  # B4 of the paper10 output
+    assert loaded[output].renderer().type() == "multibandcolor"
+    assert loaded[output].renderer().redBand() == 3  # B4 of the paper10 output
     sam = loaded["SAM change, input vs output (degrees)"].renderer()
     assert sam.type() == "singlebandpseudocolor"
     assert sam.shader().rasterShaderFunction().legendSettings().suffix() == "°"
@@ -129,8 +130,8 @@ def test_remove_clouds_reports_the_library_message(provider, lite_model_path, tm
               "OUTPUT": str(tmp_path / "x.tif")}
     with pytest.raises(QgsProcessingException, match="does not overlap the optical area"):
         _run("sarclear:removeclouds", {**params, "SAR": [str(p) for p in sorted(BEN_S1.glob("*_V?.tif"))]})
-    with pytest.raises(QgsProcessingException, match="fuses SAR: give the Sentinel-1 raster"):
-        _run("sarclear:removeclouds", params)
+    with pytest.raises(QgsProcessingException, match="the model lite fuses SAR and needs VV, VH"):
+        _run("sarclear:removeclouds", params)  # checked before the run (test_plugin_messages)
     with pytest.raises(QgsProcessingException, match=r"model needs bands B2.*are missing \(found: B2, B3, B4, X\)"):
         _run("sarclear:removeclouds", {**params, "SAR": [str(CR_CLOUDY_S1)], "MS_BANDS": "B2,B3,B4" + ",X" * 10})
     assert list(tmp_path.iterdir()) == []
@@ -202,3 +203,22 @@ def test_algorithms_chain_in_a_graphical_model(provider, sea_clear, tmp_path):
                                     "scores:SAM_MAP": str(tmp_path / "sam.tif")},
                             context=QgsProcessingContext(), feedback=QgsProcessingFeedback())
     assert Path(result["scores:RMSE_MAP"]).is_file() and np.nanmean(_array(tmp_path / "rmse.tif")) > 0
+
+
+@pytest.mark.parametrize("empty", [None, "None,None", ""], ids=["absent", "toolbox-empty", "blank"])
+def test_synthetic_clouds_with_the_default_empty_ranges(provider, sea_clear, tmp_path, empty):
+    cloudy = tmp_path / "cloudy.tif"
+    params = {"INPUT": str(sea_clear), "SEED": 1, "OUTPUT": str(cloudy)}
+    if empty is not None:
+        params.update({"COVERAGE": empty, "HAZE": empty, "SHADOW": empty})
+    made = _run("sarclear:syntheticclouds", params)
+    dirty = _array(cloudy).astype(float)
+    assert np.isfinite(made["MEAN_OPACITY"]) and 0 < made["MEAN_OPACITY"] < 1
+    assert 0.0 <= made["THICK_CLOUD_FRACTION"] <= 0.8 + 0.1  # the library's default coverage range: 0.05..0.8
+    assert np.isfinite(dirty).all() and dirty.mean() > _array(sea_clear).mean()
+
+
+def test_synthetic_clouds_refuses_a_range_outside_0_1(provider, sea_clear, tmp_path):
+    with pytest.raises(QgsProcessingException, match=r"Haze opacity range 0.2 to 1.5: give 0 <= minimum"):
+        _run("sarclear:syntheticclouds", {"INPUT": str(sea_clear), "HAZE": "0.2,1.5",
+                                          "OUTPUT": str(tmp_path / "c.tif")})

@@ -9,12 +9,15 @@ import re
 
 import numpy as np
 import pytest
-from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2
+from conftest import BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2
 from osgeo import gdal
 from plugin_helpers import *  # noqa: F403 (fixtures)
-from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs
+from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs, wait_until
 from qgis.core import QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import Qt
+
+from qgis_plugin.layers import CLEAR_BLUE_REFLECTANCE
+from qgis_plugin.task import STAGE_LOADING, STAGE_MAPS
 
 pytestmark = pytest.mark.qgis
 
@@ -23,6 +26,7 @@ pytestmark = pytest.mark.qgis
 def dialog(plugin, sample_project, lite_model_path):
     dlg = plugin.show_dialog()
     dlg.model_widget.setFilePath(str(lite_model_path))
+    wait_until(dlg.ready)  # the model's header is read in a background task
     dlg.device_combo.setCurrentIndex(dlg.device_combo.findData("cpu"))
     yield dlg
     dlg.close()
@@ -67,11 +71,14 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
 
     assert task.error is None and task.result is not None
     (success,) = messages(qgis_iface, LEVELS["success"])
-    assert "extent run:" in success and "change between cloudy input and output: RMSE" in success
+    assert "extent run:" in success and "change between cloudy input and output (not a quality score: no " \
+        "reference given): RMSE" in success
     group = _group("extent run")
     assert QgsProject.instance().layerTreeRoot().children()[0] is group  # on top
     output, rmse, sam = (node.layer() for node in group.findLayers())
-    assert output.name() == "reconstruction (true colour)"
+    assert output.name() == "reconstruction (true colour, lite)"  # the model's name (a demo says so)
+    # the stages the dialog showed: loading (torch and the model, in the task), tiles, maps
+    assert task.stages == [STAGE_LOADING, "1/1 tiles", STAGE_MAPS]
     assert rmse.name() == "RMSE change, input vs output (reflectance)"
     assert sam.name() == "SAM change, input vs output (degrees)"
     for layer in (output, rmse, sam):
@@ -79,11 +86,24 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
         assert layer.extent().toString(3) == expected.toString(3)
         assert layer.rasterUnitsPerPixelX() == pytest.approx(10.0)
     assert (output.bandCount(), rmse.bandCount(), sam.bandCount()) == (10, 1, 1)
+    assert [output.bandName(i) for i in (1, 3, 10)] == ["Band 01: B2", "Band 03: B4", "Band 10: B12"]  # names kept
     # true colour B4/B3/B2 (bands 3, 2, 1 of the paper10 output) with a display stretch only
     renderer = output.renderer()
     assert renderer.type() == "multibandcolor"
     assert (renderer.redBand(), renderer.greenBand(), renderer.blueBand()) == (3, 2, 1)
     assert renderer.redContrastEnhancement() is not None
+    # input and output drawn with one stretch: 2-98 % of the input's clear pixels (blue < 0.18) in the area
+    src = gdal.Translate("", str(CR_CLOUDY_S2), format="MEM", projWin=[expected.xMinimum(), expected.yMaximum(),
+                                                                       expected.xMaximum(), expected.yMinimum()])
+    rgb = src.ReadAsArray()[[3, 2, 1]].astype(float)  # B4, B3, B2 of the 13-band L1C order
+    clear = rgb[2] / 10000 < CLEAR_BLUE_REFLECTANCE
+    assert 0.01 < clear.mean() < 1  # some clouds, some clear ground
+    cloudy_renderer = ms.renderer()
+    for get, band in zip(("redContrastEnhancement", "greenContrastEnhancement", "blueContrastEnhancement"), rgb):
+        out_ce, in_ce = getattr(renderer, get)(), getattr(cloudy_renderer, get)()
+        assert (out_ce.minimumValue(), out_ce.maximumValue()) == (in_ce.minimumValue(), in_ce.maximumValue())
+        assert out_ce.minimumValue() == pytest.approx(np.percentile(band[clear], 2), abs=1)
+        assert out_ce.maximumValue() == pytest.approx(np.percentile(band[clear], 98), abs=1)
     ds = gdal.Open(output.source())
     assert ds.GetRasterBand(1).DataType == gdal.GDT_UInt16  # the input's type: data not stretched
     assert [ds.GetRasterBand(i).GetDescription() for i in (1, 2, 3)] == ["B2", "B3", "B4"]
@@ -95,12 +115,21 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
         assert function.legendSettings().suffix() == suffix
     nodes = group.findLayers()
     assert nodes[0].itemVisibilityChecked() and not nodes[1].itemVisibilityChecked()
+    # before / after: the reconstruction hidden (the cloudy input shows through), then shown
+    assert dialog.compare_button.isEnabled()
+    assert dialog.flip_result() is False and not nodes[0].itemVisibilityChecked()
+    assert dialog.flip_result() is True and nodes[0].itemVisibilityChecked()
     # files: the reconstruction, its two maps and the metrics, nothing half-written
     folder = task.result.output.parent
     assert _files(folder) == ["extent_run.tif", "extent_run_change_metrics.json", "extent_run_change_rmse.tif",
                               "extent_run_change_sam.tif"]
     assert dialog.progress.value() == 100 and dialog.run_button.isEnabled()
     assert "extent run:" in dialog.status_label.text()
+    # the next run's estimate: its tiles, at the speed this run measured
+    dialog.area_layer.setChecked(True)
+    rate = task.result.seconds / task.result.tiles
+    assert dialog.area_info.text().endswith(f"; 1 tile of 256 px, about {max(1, round(rate))} s at the speed of "
+                                            "the last run")
 
 
 def test_run_with_a_reference_makes_error_maps_and_reports_metrics(plugin, dialog, sample_project, qgis_iface):
@@ -112,15 +141,20 @@ def test_run_with_a_reference_makes_error_maps_and_reports_metrics(plugin, dialo
     (success,) = messages(qgis_iface, LEVELS["success"])
     assert "error against the reference: RMSE" in success and "SSIM" in success
     names = [node.layer().name() for node in _group("with reference").findLayers()]
-    assert names == ["reconstruction (true colour)", "RMSE error vs reference (reflectance)",
+    assert names == ["reconstruction (true colour, lite)", "RMSE error vs reference (reflectance)",
                      "SAM error vs reference (degrees)"]
     output = _group("with reference").findLayers()[0].layer()
     assert output.extent().toString(3) == sample_project["cloudy"].extent().toString(3)  # whole layer
 
 
-def test_sar_that_does_not_overlap_is_a_clear_message_and_no_layer(plugin, dialog, sample_project, qgis_iface):
+def test_sar_that_does_not_overlap_is_a_clear_message_and_no_layer(plugin, dialog, sample_project, qgis_iface,
+                                                                   monkeypatch):
     dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])  # Ireland; the S2 is elsewhere
-    assert dialog.run_button.isEnabled()  # the bands match: only the run can tell
+    assert not dialog.run_button.isEnabled()  # the dialog already says where it lies (test_plugin_dialog)
+    # a run started anyway (the check bypassed) fails with the library's message, no traceback, no layer
+    monkeypatch.setattr(dialog, "coverage_problems", lambda: [])
+    dialog._update_status()
+    assert dialog.run_button.isEnabled()
     before = QgsProject.instance().layerTreeRoot().children()
     dialog.run()
     out = dialog.task.params.out
@@ -184,3 +218,20 @@ def test_cancel_leaves_nothing_behind(plugin, dialog, sample_project, qgis_iface
     assert _files(folder) == []  # no output, no map, no metrics, no temporary part
     assert QgsProject.instance().layerTreeRoot().children() == before
     assert dialog.run_button.isEnabled() and not dialog.cancel_button.isEnabled()
+
+
+def test_run_on_a_folder_of_band_files(plugin, dialog, sample_project, qgis_iface):
+    """A BigEarthNet L2A product as its per-band files (10, 20 and 60 m), with its S1 pair."""
+    dialog.set_ms_files([str(BEN_S2)])
+    dialog.set_sar_layers([sample_project["ben_vv"], sample_project["ben_vh"]])
+    dialog.area_layer.setChecked(True)
+    dialog.name_edit.setText("band files")
+    assert dialog.run_button.isEnabled(), dialog.band_status.text()
+    dialog.run()
+    task = dialog.task
+    wait_for_runs(plugin)
+    assert task.error is None, task.error
+    output = _group("band files").findLayers()[0].layer()
+    ds = gdal.Open(output.source())
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (120, 120, 10)  # the 10 m grid
+    assert [ds.GetRasterBand(i).GetDescription() for i in (1, 9, 10)] == ["B2", "B11", "B12"]

@@ -51,7 +51,8 @@ def test_zip_has_one_plugin_folder_with_library_icon_and_model(plugin_zip):
     assert {n.split("/")[0] for n in names} == {"sarclear_qgis"}
     for required in ("__init__.py", "metadata.txt", "LICENSE", "plugin.py", "dialog.py", "task.py", "layers.py",
                      "provider.py", "algorithms.py", "libs/sarclear/__init__.py", "libs/sarclear/inference.py",
-                     "resources/icons/sarclear.svg", f"resources/models/{DEMO_MODEL}"):
+                     "resources/icons/sarclear.svg", f"resources/models/{DEMO_MODEL}", "resources/models/README.md",
+                     "install.py", "messages.py", "models.py"):
         assert f"sarclear_qgis/{required}" in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "tests" in n or "samples" in n]
     parser = configparser.ConfigParser(interpolation=None)
@@ -103,7 +104,8 @@ def test_zip_installs_into_a_fresh_profile_and_registers_its_provider(plugin_zip
     if torch_available:
         assert report["dialog"]["dependencies"] == ""
         assert report["dialog"]["model"] == report["bundled_models"][0]  # the demo model preselected
-        assert report["dialog"]["model_info"].startswith("lite model")
+        info = report["dialog"]["model_info"]
+        assert info.startswith("<b>Demo model</b>") and "lite model" in info
         assert gdal.Open(report["processing"]["output"]).RasterCount == 13
     else:
         assert "sarclear needs torch" in report["dialog"]["dependencies"] and not report["dialog"]["run_enabled"]
