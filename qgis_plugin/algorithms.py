@@ -277,7 +277,7 @@ class RemoveClouds(_SarclearAlgorithm):
             model=self.parameterAsFile(parameters, "MODEL", context) or str(default_model()),
             out=out,
             reference=layers.layer_paths(reference) if reference is not None else None,
-            cloud_mask=layers.layer_paths(mask)[0] if mask is not None else None,
+            cloud_mask=layers.layer_paths(mask)[0] if mask is not None else "auto",
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             aoi=aoi,
             ms_bands=_names(self.parameterAsString(parameters, "MS_BANDS", context)),

@@ -1073,7 +1073,7 @@ class SarclearDialog(QDialog):
             model=self.model_widget.filePath(),
             out=str(self.output_folder() / f"{safe_file_name(name)}.tif"),
             reference=layers.layer_paths(reference) if reference is not None else None,
-            cloud_mask=layers.layer_paths(mask)[0] if mask is not None else None,
+            cloud_mask=layers.layer_paths(mask)[0] if mask is not None else "auto",
             device=self.device_combo.currentData(),
             aoi=self.aoi(),
             ms_bands=self.ms_order,

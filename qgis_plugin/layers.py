@@ -380,8 +380,26 @@ def style_result(layer: QgsRasterLayer, key: str) -> None:
     """Style a run's output ("output": true colour) or map (pseudocolour in its units)."""
     if key == "output":
         style_true_colour(layer)
+    elif key == "mask":
+        style_mask(layer)
+    elif key == "uncertainty":
+        style_map(layer, "reflectance")
     else:
         style_map(layer, map_units(layer_paths(layer)[0]))
+
+
+#: how the classes of a detected cloud mask are drawn: (value, colour, label)
+MASK_CLASSES = ((0, QColor(0, 0, 0, 0), "clear (kept as it is)"), (1, QColor(255, 255, 255), "cloud"),
+                (2, QColor(40, 40, 160), "cloud shadow"))
+
+
+def style_mask(layer: QgsRasterLayer) -> None:
+    """A detected cloud mask as classes: clear transparent, cloud white, shadow dark blue."""
+    from qgis.core import QgsPalettedRasterRenderer
+
+    classes = [QgsPalettedRasterRenderer.Class(v, c, label) for v, c, label in MASK_CLASSES]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+    layer.triggerRepaint()
 
 
 def result_layer_names(kind: str, model: str = "") -> dict[str, str]:
@@ -389,14 +407,15 @@ def result_layer_names(kind: str, model: str = "") -> dict[str, str]:
     reference) or "change" (input vs output); ``model``: the model's label ("... (demo
     model)"), so a demo's output is never taken for a real one."""
     output = f"reconstruction (true colour, {model})" if model else "reconstruction (true colour)"
+    side = {"mask": "cloud mask (detected)", "uncertainty": "uncertainty (1 sigma)"}
     if kind == "error":
-        return {"output": output, "rmse": "RMSE error vs reference", "sam": "SAM error vs reference"}
-    return {"output": output, "rmse": "RMSE change, input vs output", "sam": "SAM change, input vs output"}
+        return {"output": output, "rmse": "RMSE error vs reference", "sam": "SAM error vs reference", **side}
+    return {"output": output, "rmse": "RMSE change, input vs output", "sam": "SAM change, input vs output", **side}
 
 
 def result_layer_name(key: str, kind: str, path: str, model: str = "") -> str:
-    """The name of one output ("output", "rmse", "sam") with the map's units."""
-    units = "" if key == "output" else map_units(str(path))
+    """The name of one output ("output", "rmse", "sam", "mask", "uncertainty") with the map's units."""
+    units = "reflectance" if key == "uncertainty" else "" if key in ("output", "mask") else map_units(str(path))
     return result_layer_names(kind, model).get(key, key) + (f" ({units})" if units else "")
 
 
@@ -404,11 +423,14 @@ def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str, p
                       model: str = "") -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
     """Add a run's reconstruction and maps in a new group ``name`` at the top of the layer
     tree: the reconstruction in true colour (visible), the RMSE and SAM maps in
-    pseudocolour with their units in the name and legend (hidden, below it)."""
+    pseudocolour with their units in the name and legend, the detected cloud mask (classes)
+    and the uncertainty map, where the run wrote them (hidden, below it)."""
     project = project or QgsProject.instance()
     group = project.layerTreeRoot().insertGroup(0, name)
     added = []
-    for key, path in [("output", output), *sorted(maps.items(), key=lambda kv: kv[0] != "rmse")]:
+    order = ("rmse", "sam", "mask", "uncertainty")
+    for key, path in [("output", output), *sorted(maps.items(), key=lambda kv: order.index(kv[0])
+                                                  if kv[0] in order else len(order))]:
         layer_name = unique_layer_name(result_layer_name(key, kind, path, model), project)
         layer = QgsRasterLayer(str(path), layer_name, "gdal")
         if not layer.isValid():

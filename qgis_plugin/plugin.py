@@ -132,7 +132,7 @@ class SarclearPlugin:
         return task
 
     @staticmethod
-    def _same_stretch(params: RunParameters, output) -> None:
+    def _same_stretch(params: RunParameters, output, mask: str | None = None) -> None:
         """Draw the input layer and the reconstruction with one stretch, from the input's
         clear pixels (so a difference on screen is a difference in the data)."""
         from qgis.core import QgsProject
@@ -141,7 +141,8 @@ class SarclearPlugin:
 
         if output is None:
             return
-        ranges = layers.clear_stretch(params.ms, output.source(), params.ms_bands, params.cloud_mask,
+        ranges = layers.clear_stretch(params.ms, output.source(), params.ms_bands,
+                                      mask if params.cloud_mask == "auto" else params.cloud_mask,
                                       params.extra.get("ms_offset"))
         if ranges is None:
             return
@@ -164,7 +165,7 @@ class SarclearPlugin:
             kind = (res.metrics or {}).get("kind", "error" if task.params.reference else "change")
             _group, added = layers.add_result_layers(name, str(res.output), maps, kind,
                                                      model=task.params.model_label)
-            self._same_stretch(task.params, added[0] if added else None)
+            self._same_stretch(task.params, added[0] if added else None, maps.get("mask"))
             if self.dialog is not None and added:
                 self.dialog.set_result(added[0])
             summary = metrics_summary(res.metrics)

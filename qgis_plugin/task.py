@@ -39,7 +39,7 @@ class RunParameters:
     model: str                                  # model file (.safetensors)
     out: str                                    # reconstruction GeoTIFF; maps go beside it
     reference: list[str] | None = None          # cloud-free reference file(s)
-    cloud_mask: str | None = None
+    cloud_mask: str | None = "auto"             # "auto": detected by the library; None: no mask; or a file
     device: str = "auto"                        # auto, cpu, cuda
     aoi: tuple[float, float, float, float] | None = None  # in the MS layer's CRS; None: all of it
     ms_bands: list[str] | None = None           # the user's band names, in file order
@@ -50,10 +50,12 @@ class RunParameters:
 
 
 def output_files(out: str | os.PathLike, with_reference: bool) -> list[Path]:
-    """Every file a run on ``out`` writes: the reconstruction, its maps and metrics."""
+    """Every file a run on ``out`` may write: the reconstruction, its maps and metrics, the
+    detected cloud mask and the uncertainty map."""
     from sarclear.evaluation import map_paths
+    from sarclear.inference import side_paths
 
-    return [Path(out), *map_paths(out, with_reference).values()]
+    return [Path(out), *map_paths(out, with_reference).values(), *side_paths(out).values()]
 
 
 def metrics_text(metrics: dict) -> str:
@@ -128,7 +130,9 @@ class DecloudTask(QgsTask):
     def _progress(self, done: int, total: int, what: str) -> None:
         self.stage = f"{done}/{total} {what}"
         self._report(self.stage)
-        self.setProgress(90.0 * done / max(total, 1))  # the last 10 %: RMSE/SAM maps
+        # cloud detection: the first 10 %, tiles: up to 90 %, the last 10 %: RMSE/SAM maps
+        share = 10.0 * done / max(total, 1) if what != "tiles" else 10.0 + 80.0 * done / max(total, 1)
+        self.setProgress(share)
         if done >= total and what == "tiles":
             self._report(STAGE_MAPS)
 

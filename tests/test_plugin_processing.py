@@ -116,7 +116,8 @@ def test_remove_clouds_from_the_toolbox_loads_and_styles_the_three_layers(provid
     loaded = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
     output = "reconstruction (true colour, lite)"  # named for its model, as the dialog's runs
     assert set(loaded) == {output, "RMSE change, input vs output (reflectance)",
-                           "SAM change, input vs output (degrees)"}
+                           "SAM change, input vs output (degrees)", "cloud mask (detected)"}
+    assert loaded["cloud mask (detected)"].renderer().type() == "paletted"
     assert loaded[output].renderer().type() == "multibandcolor"
     assert loaded[output].renderer().redBand() == 3  # B4 of the paper10 output
     sam = loaded["SAM change, input vs output (degrees)"].renderer()

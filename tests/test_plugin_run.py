@@ -16,7 +16,6 @@ from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs, wait_unt
 from qgis.core import QgsProject, QgsRectangle
 from qgis.PyQt.QtCore import Qt
 
-from qgis_plugin.layers import CLEAR_BLUE_REFLECTANCE
 from qgis_plugin.task import STAGE_LOADING, STAGE_MAPS
 
 pytestmark = pytest.mark.qgis
@@ -75,10 +74,11 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
         "reference given): RMSE" in success
     group = _group("extent run")
     assert QgsProject.instance().layerTreeRoot().children()[0] is group  # on top
-    output, rmse, sam = (node.layer() for node in group.findLayers())
+    output, rmse, sam, mask = (node.layer() for node in group.findLayers())
     assert output.name() == "reconstruction (true colour, lite)"  # the model's name (a demo says so)
-    # the stages the dialog showed: loading (torch and the model, in the task), tiles, maps
-    assert task.stages == [STAGE_LOADING, "1/1 tiles", STAGE_MAPS]
+    # the stages the dialog showed: loading (torch and the model, in the task), cloud detection, tiles, maps
+    assert task.stages == [STAGE_LOADING, "1/1 cloud mask windows", "1/1 tiles", STAGE_MAPS]
+    assert mask.name() == "cloud mask (detected)" and mask.renderer().type() == "paletted"
     assert rmse.name() == "RMSE change, input vs output (reflectance)"
     assert sam.name() == "SAM change, input vs output (degrees)"
     for layer in (output, rmse, sam):
@@ -96,7 +96,7 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
     src = gdal.Translate("", str(CR_CLOUDY_S2), format="MEM", projWin=[expected.xMinimum(), expected.yMaximum(),
                                                                        expected.xMaximum(), expected.yMinimum()])
     rgb = src.ReadAsArray()[[3, 2, 1]].astype(float)  # B4, B3, B2 of the 13-band L1C order
-    clear = rgb[2] / 10000 < CLEAR_BLUE_REFLECTANCE
+    clear = gdal.Open(mask.source()).ReadAsArray() == 0  # the detected mask's clear pixels
     assert 0.01 < clear.mean() < 1  # some clouds, some clear ground
     cloudy_renderer = ms.renderer()
     for get, band in zip(("redContrastEnhancement", "greenContrastEnhancement", "blueContrastEnhancement"), rgb):
@@ -122,7 +122,7 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
     # files: the reconstruction, its two maps and the metrics, nothing half-written
     folder = task.result.output.parent
     assert _files(folder) == ["extent_run.tif", "extent_run_change_metrics.json", "extent_run_change_rmse.tif",
-                              "extent_run_change_sam.tif"]
+                              "extent_run_change_sam.tif", "extent_run_mask.tif"]
     assert dialog.progress.value() == 100 and dialog.run_button.isEnabled()
     assert "extent run:" in dialog.status_label.text()
     # the next run's estimate: its tiles, at the speed this run measured
@@ -142,7 +142,7 @@ def test_run_with_a_reference_makes_error_maps_and_reports_metrics(plugin, dialo
     assert "error against the reference: RMSE" in success and "SSIM" in success
     names = [node.layer().name() for node in _group("with reference").findLayers()]
     assert names == ["reconstruction (true colour, lite)", "RMSE error vs reference (reflectance)",
-                     "SAM error vs reference (degrees)"]
+                     "SAM error vs reference (degrees)", "cloud mask (detected)"]
     output = _group("with reference").findLayers()[0].layer()
     assert output.extent().toString(3) == sample_project["cloudy"].extent().toString(3)  # whole layer
 
@@ -202,7 +202,11 @@ def test_cancel_leaves_nothing_behind(plugin, dialog, sample_project, qgis_iface
     else:
         # cancel from the worker thread at the first progress report: after the first batch of
         # tiles (five rows), or after the only tile, while the maps are being computed
-        task.progressChanged.connect(task.cancel, Qt.ConnectionType.DirectConnection)
+        def cancel_after_tiles(_value: float) -> None:  # not during the cloud detection before them
+            if task.stage.endswith(" tiles"):
+                task.cancel()
+
+        task.progressChanged.connect(cancel_after_tiles, Qt.ConnectionType.DirectConnection)
     wait_for_runs(plugin)
 
     assert task.error is None and task.result is None and task.cancelled
