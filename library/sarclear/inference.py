@@ -16,6 +16,7 @@ prediction is blended in smoothly at the mask's borders.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -32,12 +33,13 @@ import torch.nn.functional as F
 from . import __version__
 from .checkpoint import Model, load_model
 from .devices import autocast, is_out_of_memory, resolve_device
-from .errors import Cancelled, DeviceError, InputError
+from .errors import Cancelled, CheckpointError, DeviceError, InputError
+from .evaluation import evaluate, map_paths
+from .outputs import GEOTIFF, JSON, PNG, OutputSet
 from .raster import (
     GeoTiffWriter,
     Grid,
     RasterStack,
-    check_output_path,
     detect_optical_scaling,
     numpy_dtype,
     open_optical,
@@ -95,6 +97,52 @@ class DecloudResult:
     metrics: dict | None = None
     metrics_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    figure: Path | None = None
+
+
+#: a warning when fewer than this share of the area's pixels could be reconstructed
+MIN_VALID_SHARE = 0.01
+
+
+def check_options(opts: DecloudOptions) -> None:
+    """Refuse option values that cannot work, before any input is opened."""
+    def bad(what: str, value: object, need: str) -> InputError:
+        return InputError(f"{what} is {value!r}; it must be {need}")
+
+    if opts.batch_size is not None and (isinstance(opts.batch_size, bool) or opts.batch_size < 1):
+        raise bad("the batch size", opts.batch_size, "a whole number of tiles, 1 or more")
+    if opts.overlap is not None and opts.overlap < 0:
+        raise bad("the tile overlap", opts.overlap, "0 or more pixels")
+    if not math.isfinite(opts.mask_feather) or opts.mask_feather < 0:
+        raise bad("the mask feather", opts.mask_feather, "0 or more pixels")
+    if opts.ms_scale is not None and (not math.isfinite(opts.ms_scale) or opts.ms_scale <= 0):
+        raise bad("the optical scale", opts.ms_scale, "a positive number of digital numbers per unit reflectance")
+    if not math.isfinite(opts.ms_offset):
+        raise bad("the optical offset", opts.ms_offset, "a finite number")
+    if opts.panel_width < 1:
+        raise bad("the panel width", opts.panel_width, "1 or more pixels")
+
+
+def _check_not_empty(valid_pixels: int, area: Window, stacks: dict[str, RasterStack]) -> None:
+    """An output without a single valid pixel is an error that says which input is empty;
+    one with very few valid pixels is kept, with a warning."""
+    total = area.width * area.height
+    if valid_pixels >= MIN_VALID_SHARE * total:
+        return
+    if valid_pixels > 0:
+        log.warning("only %d of %d pixels (%.2f %%) could be reconstructed; the rest of the output is "
+                    "nodata (optical nodata or NaN, or no SAR there)", valid_pixels, total, 100 * valid_pixels / total)
+        return
+    empty = []
+    for key, what in (("ms", "the optical raster"), ("sar", "the SAR raster")):
+        if key in stacks:
+            look = stacks[key].open().read_decimated(area, min(area.width, 512), min(area.height, 512))
+            if not np.isfinite(look).all(axis=0).any():
+                empty.append(f"{what} ({', '.join(sorted({Path(b.path).name for b in stacks[key].bands}))})")
+    why = (" and ".join(empty) + (" holds" if len(empty) == 1 else " hold") + " only nodata or NaN there") if empty \
+        else "no pixel has valid optical and SAR values at once"
+    raise InputError(f"nothing to reconstruct: in the area processed ({area.width} x {area.height} px) {why}; "
+                     "check the inputs and the area, nothing was written")
 
 
 def default_nodata(dtype: int) -> float:
@@ -134,6 +182,11 @@ class TileEngine:
             try:
                 with torch.inference_mode(), autocast(self.device, self.precision):
                     y = self.generator(ms[i:i + n], sar[i:i + n])
+                if not bool(torch.isfinite(y).all()):
+                    raise CheckpointError(
+                        f"{self.model.path or self.model.config.preset}: the model computed NaN or infinite "
+                        "values from valid inputs, so its weights are damaged (or were trained into "
+                        "divergence); nothing was written. Use an intact model file")
                 out.append(network_to_reflectance(y.float()))
                 i += n
             except Exception as exc:
@@ -248,8 +301,10 @@ class _BlockWriter:
         self._pending = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sarclear-write") if threaded else None
         self._futures: list[Future] = []
+        self.valid_pixels = 0  # output pixels written as data (not nodata)
 
     def add(self, reflectance: np.ndarray, valid: np.ndarray, final: bool = False) -> None:
+        self.valid_pixels += int(valid.sum())
         self._rows.append((reflectance, valid))
         self._pending += reflectance.shape[1]
         if final or self._pending >= self.block:
@@ -311,6 +366,7 @@ def decloud(
     *,
     reference: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     maps: bool = True,
+    figure: str | os.PathLike | None = None,
     options: DecloudOptions | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
@@ -322,16 +378,22 @@ def decloud(
     With ``maps``, also write per-pixel RMSE and SAM maps and a metrics JSON beside
     ``out``: against ``reference`` when given (``<out>_rmse.tif``, ``<out>_sam.tif``,
     ``<out>_metrics.json``), else between input and output, named as change maps
-    (``<out>_change_rmse.tif`` ...). Raises :class:`~sarclear.errors.SarclearError`
-    subclasses with a message that names the problem and the fix.
+    (``<out>_change_rmse.tif`` ...). With ``figure``, also a PNG figure of the run.
+    The outputs are one set (:class:`~sarclear.outputs.OutputSet`): all of them appear at the
+    end, or none; no output may be one of the inputs. Raises
+    :class:`~sarclear.errors.SarclearError` subclasses with a message that names the
+    problem and the fix.
     """
     opts = options or DecloudOptions()
     t0 = time.perf_counter()
-    if maps:  # fail before any work if a map cannot be written
-        from .evaluation import map_paths
-
-        for p in map_paths(out, reference is not None).values():
-            check_output_path(p, opts.overwrite)
+    check_options(opts)
+    # every output is checked (never an input, writable, named for its format) before any work
+    outputs = OutputSet([ms, sar, reference, opts.cloud_mask, None if isinstance(model, Model) else model],
+                        overwrite=opts.overwrite)
+    staged_out = outputs.add(out, formats=GEOTIFF)
+    targets = map_paths(out, reference is not None) if maps else {}
+    staged = {name: outputs.add(p, formats=JSON if name == "metrics" else GEOTIFF) for name, p in targets.items()}
+    staged_figure = outputs.add(figure, formats=PNG) if figure else None
     device = resolve_device(opts.device)
     mdl = model if isinstance(model, Model) else load_model(model, device)
     cfg = mdl.config
@@ -360,23 +422,35 @@ def decloud(
     engine = TileEngine(mdl, device, batch, opts.precision)
     metadata = {"SARCLEAR_VERSION": __version__, "SARCLEAR_MODEL": Path(mdl.path).name or cfg.preset,
                 "SARCLEAR_PRESET": cfg.preset}
-    with GeoTiffWriter(out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
-                       descriptions=_output_descriptions(ms_stack), metadata=metadata,
-                       overwrite=opts.overwrite, cog=opts.cog, overviews=opts.overviews,
-                       compress=opts.compress) as writer:
-        tiles = _Stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
-                        writer, opts, progress, cancel).run()
-    result = DecloudResult(Path(out), area, tiles, time.perf_counter() - t0, str(device),
-                           engine.batch_size, notes=engine.notes)
-    log.info("declouded %d tiles in %.1f s on %s", tiles, result.seconds, device)
-    if maps:
-        from .evaluation import error_maps
+    result = DecloudResult(Path(out).absolute(), area, 0, 0.0, str(device), batch, notes=engine.notes)
+    with outputs:  # all outputs appear at the end, or none
+        with GeoTiffWriter(staged_out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
+                           descriptions=_output_descriptions(ms_stack), metadata=metadata,
+                           overwrite=True, cog=opts.cog, overviews=opts.overviews,
+                           compress=opts.compress) as writer:
+            stream = _Stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
+                             writer, opts, progress, cancel)
+            result.tiles = stream.run()
+            _check_not_empty(stream.valid_pixels, area, stacks)
+        result.batch_size = engine.batch_size
+        log.info("declouded %d tiles in %.1f s on %s", result.tiles, time.perf_counter() - t0, device)
+        if maps:
+            metrics = evaluate(staged_out, reference if reference is not None else ms, cfg.bands,
+                               rmse_path=staged["rmse"], sam_path=staged["sam"], metrics_path=staged["metrics"],
+                               reference_scaling=None if reference is not None else scaling,
+                               reference_order=None if reference is not None else opts.ms_bands,
+                               kind="error" if reference is not None else "change", overwrite=True, cancel=cancel)
+            result.maps = {"rmse": targets["rmse"].absolute(), "sam": targets["sam"].absolute()}
+            result.metrics, result.metrics_path = metrics, targets["metrics"].absolute()
+        if staged_figure is not None:
+            from .figures import decloud_figure
 
-        result.maps, result.metrics, result.metrics_path = error_maps(
-            out, reference if reference is not None else ms, cfg.bands, is_reference=reference is not None,
-            reference_scaling=None if reference is not None else scaling,
-            reference_order=None if reference is not None else opts.ms_bands,
-            overwrite=opts.overwrite, cancel=cancel)
+            decloud_figure(staged_figure, cloudy=ms, output=staged_out, bands=cfg.bands,
+                           sar=sar if cfg.uses_sar else None, sar_channels=cfg.sar_channels or ("VV",),
+                           reference=reference, rmse_map=staged.get("rmse"), sam_map=staged.get("sam"),
+                           metrics=result.metrics, title=f"sarclear decloud: {Path(out).name}")
+            result.figure = Path(figure).absolute()
+    result.seconds = time.perf_counter() - t0
     return result
 
 
@@ -421,6 +495,7 @@ class _Stream:
         self.total = len(self.row_offsets) * sum(len(cols) for _, _, cols in self.plan)
         self.weights = blend_weights(self.tile, self.overlap).to(engine.device)
         self.done = 0
+        self.valid_pixels = 0
 
     def run(self) -> int:
         """Decloud the whole area; returns the number of tiles computed."""
@@ -487,6 +562,7 @@ class _Stream:
             ok = True
         finally:
             block_writer.close(wait=ok)
+            self.valid_pixels += block_writer.valid_pixels
 
     def _strip_tiles(self, data: dict, k: int, cols: list[int]) -> list[_Tile]:
         """A strip's rasters (starting at column ``cols[0]``) -> network-range tiles (views,
