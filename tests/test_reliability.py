@@ -202,7 +202,7 @@ def test_sigkill_during_decloud_leaves_no_output_and_a_rerun_cleans_up(tmp_path,
     rerun = _cli("decloud", "--ms", ms, "--sar", sar, "--model", lite_model_path, "--out", out, "--no-maps")
     _, err = rerun.communicate()
     assert rerun.returncode == 0, err
-    assert out.exists() and not list(tmp_path.glob(".out.tif*.part*"))
+    assert out.exists() and not list(tmp_path.glob(".*out.tif*.part*"))
     assert gdal.Open(str(out)).ReadAsArray().shape == (10, 1024, 1024)
 
 
