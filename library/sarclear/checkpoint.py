@@ -279,3 +279,8 @@ def _safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
         raise CheckpointError(f"{path}: file is truncated ({size} bytes, needs {8 + n + max(ends)}); "
                               "download or export it again")
     return meta, table
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    """The safetensors header's metadata (see :func:`_safetensors_header`)."""
+    return _safetensors_header(path)[0]

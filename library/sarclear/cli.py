@@ -318,7 +318,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, train
+    from .training import TrainConfig, read_options, train
 
     options = {k: getattr(args, k) for k in ("data", "out", "preset", "ms_only", "bands", "epochs", "batch_size",
                                              "lr", "crop", "samples_per_epoch", "checkpoint_every", "eval_every",
@@ -327,6 +327,9 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_file(args.config, **options)
     else:
         config = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    # what the user set explicitly: on --resume only these change the run's own settings
+    explicit = {k for k, v in options.items() if v is not None}
+    explicit |= set(read_options(args.config)) if args.config else set()
     if not config.data and not args.resume:
         raise InputError("give the training data with --data (or in --config)")
     compare = {}
@@ -341,7 +344,7 @@ def _train(args: argparse.Namespace) -> int:
                    loss_d=f"{stats['loss_d']:.3f}", samples_s=f"{stats['samples_per_s']:.1f}")
 
     try:
-        summary = train(config, resume=args.resume, progress=progress, compare=compare)
+        summary = train(config, resume=args.resume, progress=progress, compare=compare, overrides=explicit)
     finally:
         bar.close()
     if summary["rank"] == 0:
