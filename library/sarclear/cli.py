@@ -374,6 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SarclearError as exc:
         print(f"sarclear: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file the library did not expect to fail: still one line that names it
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"sarclear: error: {what}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ prediction is blended in smoothly at the mask's borders.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -49,6 +48,7 @@ from .raster import (
 )
 from .scaling import OpticalScaling, network_to_reflectance, reflectance_to_network
 from .tiling import StripBlender, Window, blend_weights, tile_offsets
+from .validation import check_mask_grid, check_not_empty, check_options
 
 log = logging.getLogger(__name__)
 
@@ -98,51 +98,6 @@ class DecloudResult:
     metrics_path: Path | None = None
     notes: list[str] = field(default_factory=list)
     figure: Path | None = None
-
-
-#: a warning when fewer than this share of the area's pixels could be reconstructed
-MIN_VALID_SHARE = 0.01
-
-
-def check_options(opts: DecloudOptions) -> None:
-    """Refuse option values that cannot work, before any input is opened."""
-    def bad(what: str, value: object, need: str) -> InputError:
-        return InputError(f"{what} is {value!r}; it must be {need}")
-
-    if opts.batch_size is not None and (isinstance(opts.batch_size, bool) or opts.batch_size < 1):
-        raise bad("the batch size", opts.batch_size, "a whole number of tiles, 1 or more")
-    if opts.overlap is not None and opts.overlap < 0:
-        raise bad("the tile overlap", opts.overlap, "0 or more pixels")
-    if not math.isfinite(opts.mask_feather) or opts.mask_feather < 0:
-        raise bad("the mask feather", opts.mask_feather, "0 or more pixels")
-    if opts.ms_scale is not None and (not math.isfinite(opts.ms_scale) or opts.ms_scale <= 0):
-        raise bad("the optical scale", opts.ms_scale, "a positive number of digital numbers per unit reflectance")
-    if not math.isfinite(opts.ms_offset):
-        raise bad("the optical offset", opts.ms_offset, "a finite number")
-    if opts.panel_width < 1:
-        raise bad("the panel width", opts.panel_width, "1 or more pixels")
-
-
-def _check_not_empty(valid_pixels: int, area: Window, stacks: dict[str, RasterStack]) -> None:
-    """An output without a single valid pixel is an error that says which input is empty;
-    one with very few valid pixels is kept, with a warning."""
-    total = area.width * area.height
-    if valid_pixels >= MIN_VALID_SHARE * total:
-        return
-    if valid_pixels > 0:
-        log.warning("only %d of %d pixels (%.2f %%) could be reconstructed; the rest of the output is "
-                    "nodata (optical nodata or NaN, or no SAR there)", valid_pixels, total, 100 * valid_pixels / total)
-        return
-    empty = []
-    for key, what in (("ms", "the optical raster"), ("sar", "the SAR raster")):
-        if key in stacks:
-            look = stacks[key].open().read_decimated(area, min(area.width, 512), min(area.height, 512))
-            if not np.isfinite(look).all(axis=0).any():
-                empty.append(f"{what} ({', '.join(sorted({Path(b.path).name for b in stacks[key].bands}))})")
-    why = (" and ".join(empty) + (" holds" if len(empty) == 1 else " hold") + " only nodata or NaN there") if empty \
-        else "no pixel has valid optical and SAR values at once"
-    raise InputError(f"nothing to reconstruct: in the area processed ({area.width} x {area.height} px) {why}; "
-                     "check the inputs and the area, nothing was written")
 
 
 def default_nodata(dtype: int) -> float:
@@ -418,6 +373,11 @@ def decloud(
 
     out_grid = ms_stack.grid.subgrid(area)
     nodata = ms_stack.nodata[0] if ms_stack.nodata[0] is not None else default_nodata(ms_stack.dtype)
+    if opts.cloud_mask:
+        check_mask_grid(opts.cloud_mask, ms_stack.grid, area)
+    if opts.overlap is not None and opts.overlap >= cfg.tile_size:
+        raise InputError(f"the tile overlap ({opts.overlap} px) must be smaller than the model's tiles "
+                         f"({cfg.tile_size} px); the default is a quarter tile")
     batch = opts.batch_size or (32 if device.type == "cuda" else 4)
     engine = TileEngine(mdl, device, batch, opts.precision)
     metadata = {"SARCLEAR_VERSION": __version__, "SARCLEAR_MODEL": Path(mdl.path).name or cfg.preset,
@@ -431,7 +391,7 @@ def decloud(
             stream = _Stream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
                              writer, opts, progress, cancel)
             result.tiles = stream.run()
-            _check_not_empty(stream.valid_pixels, area, stacks)
+            check_not_empty(stream.valid_pixels, area, stacks)
         result.batch_size = engine.batch_size
         log.info("declouded %d tiles in %.1f s on %s", result.tiles, time.perf_counter() - t0, device)
         if maps:

@@ -36,6 +36,7 @@ from .errors import (
     InputError,
     NoOverlapError,
     OutputError,
+    ReadError,
 )
 from .scaling import S2_DN_PER_REFLECTANCE, OpticalScaling, linear_to_db
 from .tiling import Window
@@ -464,8 +465,9 @@ class StackReader:
             raise InputError("a decimated window must lie inside every band")
         bw, bh = buf or (part.width, part.height)
         path = self.stack.bands[src.slots[0]].path
-        arr = gdal_call(f"reading {path}", src.ds.ReadAsArray, part.col_off, part.row_off, part.width,
-                        part.height, buf_xsize=bw, buf_ysize=bh, band_list=src.indices, error=OSError)
+        arr = gdal_call(f"{path}: cannot be read (truncated or damaged?)", src.ds.ReadAsArray, part.col_off,
+                        part.row_off, part.width, part.height, buf_xsize=bw, buf_ysize=bh, band_list=src.indices,
+                        error=ReadError)
         arr = arr.reshape(len(src.indices), bh, bw).astype(np.float32)
         for k, slot in enumerate(src.slots):
             nodata = self.stack.nodata[slot]
