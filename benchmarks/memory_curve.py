@@ -75,6 +75,20 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def fit_trend(res: dict[str, Any]) -> dict[str, float]:
+    """RSS minus the block cache over the second half of the tiles: range, mean and the
+    least-squares slope (a leak shows as a steady positive slope)."""
+    import numpy as np
+
+    half = [v for v in res["samples"] if res["tiles"] / 2 <= v["tiles"] < res["tiles"]]  # while tiles run
+    x = np.array([v["tiles"] for v in half], float)
+    y = np.array([(v["rss"] - v["gdal_cache"]) / 2**20 for v in half])
+    slope = float(np.polyfit(x, y, 1)[0]) if len(half) > 2 and np.ptp(x) > 0 else float("nan")
+    return {"samples": len(half), "min_gib": float(y.min()) / 1024, "max_gib": float(y.max()) / 1024,
+            "mean_gib": float(y.mean()) / 1024, "mib_per_1000_tiles": 1000 * slope,
+            "mib_over_half": slope * res["tiles"] / 2}
+
+
 def plot(res: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
@@ -82,17 +96,22 @@ def plot(res: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     s, total = res["samples"], res["tiles"]
-    x = [100 * v["tiles"] / total for v in s]
+    x = [v["t"] for v in s]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(x, [common.gib(v["rss"]) for v in s], label="RSS")
     ax.plot(x, [common.gib(v["gdal_cache"]) for v in s], label="GDAL block cache (cap 0.5 GiB)")
     ax.plot(x, [common.gib(v["rss"] - v["gdal_cache"]) for v in s], label="RSS - block cache")
-    ax.set_xlabel("tiles done (%)")
+    ax.set_xlabel("seconds")
+    top = ax.twiny()  # the fraction of tiles done at each time, on the top axis
+    ticks = [next((v["t"] for v in s if v["tiles"] >= total * f / 4), s[-1]["t"]) for f in range(5)]
+    top.set_xlim(ax.get_xlim())
+    top.set_xticks(ticks, [f"{25 * f} %" for f in range(5)])
+    top.set_xlabel("tiles done", fontsize=8)
     ax.set_ylabel("GiB")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(title, fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -132,8 +151,7 @@ def main() -> int:
     res = json.loads(result_path.read_text())
     res["peak_rss_bytes"] = run["peak_rss_bytes"]
     rows = summarise(res)
-    second_half = [v["rss"] - v["gdal_cache"] for v in res["samples"] if v["tiles"] >= res["tiles"] / 2]
-    growth = (max(second_half) - min(second_half)) if second_half else None
+    trend = fit_trend(res)
     what = "identity generator" if args.identity else args.model
     title = (f"decloud {args.size} ({what}, CPU): peak RSS {common.gib(run['peak_rss_bytes']):.2f} GiB, "
              f"{res['seconds']:.0f} s")
@@ -142,9 +160,11 @@ def main() -> int:
     table = common.markdown_table(rows, [("done", "tiles done"), ("t", "seconds"), ("rss_gib", "RSS GiB"),
                                          ("gdal_cache_gib", "GDAL cache GiB"),
                                          ("rss_minus_cache_gib", "RSS - cache GiB")])
-    notes = [f"{title}; {res['tiles']} tiles; RSS - block cache varies by "
-             f"{common.gib(growth) if growth is not None else float('nan'):.3f} GiB over the second half"]
-    common.publish(args.name, {"size": args.size, "model": what, "summary": rows, "result": res,
+    notes = [f"{title}; {res['tiles']} tiles", "second half of the run (block cache full): RSS - block cache "
+             f"from {trend['min_gib']:.2f} to {trend['max_gib']:.2f} GiB, mean {trend['mean_gib']:.2f} GiB, "
+             f"least-squares trend {trend['mib_per_1000_tiles']:+.1f} MiB per 1000 tiles "
+             f"({trend['mib_over_half']:+.0f} MiB over the half)"]
+    common.publish(args.name, {"size": args.size, "model": what, "summary": rows, "trend": trend, "result": res,
                                "tables": {"memory over the run": table}, "notes": notes},
                    args.out or common.default_out_dir("cpu"), "cpu")
     return 0
