@@ -8,9 +8,9 @@ maps) with a sampler thread that records, every ``--interval`` seconds, the proc
 (VmRSS), the bytes held by GDAL's block cache (``gdal.GetCacheUsed``) and the tiles done.
 RSS minus the block cache is the memory sarclear, torch and GDAL's other state hold: if it
 is flat over the second half of the run, nothing grows with the raster; the block cache
-fills up to its cap and then stays there. Results: ``<out>/<name>.json`` and a plot
-(RSS, block cache and their difference against the fraction of tiles done) under
-``docs/benchmarks/`` with ``--plot``.
+fills up to its cap and then stays there. Results: ``<out>/<name>.json`` and
+``<out>/<name>.png`` (RSS, block cache and their difference over time; ``--plot`` writes a
+copy elsewhere, e.g. under ``docs/benchmarks/``).
 """
 
 from __future__ import annotations
@@ -136,6 +136,8 @@ def main() -> int:
         args.child_result.write_text(json.dumps(res))
         return 0
     common.setup_logging()
+    if args.quick:
+        args.size = "512"
     sc = inputs.scene_for(args.size, args.workdir)
     out_dir = args.workdir / "outputs"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,8 +157,10 @@ def main() -> int:
     what = "identity generator" if args.identity else args.model
     title = (f"decloud {args.size} ({what}, CPU): peak RSS {common.gib(run['peak_rss_bytes']):.2f} GiB, "
              f"{res['seconds']:.0f} s")
-    if args.plot:
-        plot(res, args.plot, title)
+    out_dir = args.out or common.default_out_dir("cpu")
+    for path in (out_dir / f"{args.name}.png", args.plot):
+        if path is not None:
+            plot(res, path, title)
     table = common.markdown_table(rows, [("done", "tiles done"), ("t", "seconds"), ("rss_gib", "RSS GiB"),
                                          ("gdal_cache_gib", "GDAL cache GiB"),
                                          ("rss_minus_cache_gib", "RSS - cache GiB")])
@@ -166,7 +170,7 @@ def main() -> int:
              f"({trend['mib_over_half']:+.0f} MiB over the half)"]
     common.publish(args.name, {"size": args.size, "model": what, "summary": rows, "trend": trend, "result": res,
                                "tables": {"memory over the run": table}, "notes": notes},
-                   args.out or common.default_out_dir("cpu"), "cpu")
+                   out_dir, "cpu")
     return 0
 
 
