@@ -234,3 +234,24 @@ def test_a_signal_while_the_maps_are_written_leaves_no_output(tmp_path, lite_mod
     assert rerun.returncode == 0, err
     assert sorted(p.name for p in out.parent.iterdir()) == ["o.tif", "o_change_metrics.json", "o_change_rmse.tif",
                                                             "o_change_sam.tif"]
+
+
+def test_clouds_on_an_all_nodata_raster_is_an_error_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    empty = write_raster(tmp_path / "in" / "empty.tif", np.zeros((13, 64, 64)), nodata=0)
+    code, err = _cli_in_process(capsys, "clouds", "--in", empty, "--out", tmp_path / "c.tif")
+    assert code == 2 and "no valid pixel" in err and "nothing was written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_evaluate_checks_its_figure_before_scoring_and_writes_its_outputs_together(tmp_path, capsys):
+    prefix = tmp_path / "s"
+    code, err = _cli_in_process(capsys, "evaluate", "--prediction", CR_CLOUDY_S2, "--reference", CR_CLOUDY_S2,
+                                "--out-prefix", prefix, "--figure", tmp_path / "missing" / "f.png")
+    assert code == 2 and "does not exist" in err and list(tmp_path.iterdir()) == []
+    code, _ = _cli_in_process(capsys, "evaluate", "--prediction", CR_CLOUDY_S2, "--reference", CR_CLOUDY_S2,
+                              "--out-prefix", prefix, "--figure", tmp_path / "f.png")
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "s_metrics.json", "s_rmse.tif", "s_sam.tif"]
+    metrics = json.loads((tmp_path / "s_metrics.json").read_text())
+    assert metrics["rmse"] == 0 and metrics["psnr"] is None and metrics["pixels"] == 65536
