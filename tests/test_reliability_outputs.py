@@ -190,7 +190,7 @@ def test_the_set_is_committed_together_or_rolled_back(tmp_path):
         OutputSet().add(tmp_path / "x.png", formats=GEOTIFF)
 
 
-def test_stale_staging_files_of_a_dead_run_are_removed_by_the_next_run(tmp_path):
+def test_stale_staging_files_of_a_dead_run_are_removed_by_the_next_run(tmp_path, caplog):
     dead = 2**22 + 12345  # above pid_max's default: no such process
     names = [f".o.tif.sarclear-{dead}-ab12.part", f"..o.tif.sarclear-{dead}-ab12.part.sarclear-{dead}-cd34.part",
              f".o_change_rmse.tif.sarclear-{dead}-ef56.part", f".other.tif.sarclear-{dead}-0a0a.part"]
@@ -200,7 +200,14 @@ def test_stale_staging_files_of_a_dead_run_are_removed_by_the_next_run(tmp_path)
     outputs = OutputSet()
     for name in ("o.tif", "o_change_rmse.tif"):
         outputs.add(tmp_path / name)
+    with outputs:
+        for name in ("o.tif", "o_change_rmse.tif"):
+            outputs.staged(tmp_path / name).write_text(name)
+    for name in ("o.tif", "o_change_rmse.tif"):
+        (tmp_path / name).unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == [names[3]]  # another target's file is not touched
+    assert "removed" in caplog.text and f"1 temporary file(s) of interrupted sarclear runs on other outputs " \
+        f"({names[3]})" in caplog.text  # but named
 
 
 def _cli(*args):

@@ -65,6 +65,17 @@ def remove_stale_parts(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def stale_parts_in(folder: str | os.PathLike) -> list[Path]:
+    """Temporary files in ``folder`` left by sarclear processes that have died (whatever
+    their target), e.g. by a killed run under another output name."""
+    stale = []
+    for part in Path(folder).glob(".*.sarclear-*.part*"):
+        m = re.search(r"\.sarclear-(\d+)-[0-9a-f]+\.part", part.name)
+        if m and not _pid_alive(int(m.group(1))):
+            stale.append(part)
+    return sorted(stale)
+
+
 def _umask() -> int:
     """The process's umask, read without changing it (Linux); 022 elsewhere."""
     try:

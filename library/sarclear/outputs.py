@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .atomic import commit, final_name, part_path, remove_stale_parts
+from .atomic import commit, final_name, part_path, remove_stale_parts, stale_parts_in
 from .errors import Cancelled, OutputError, SarclearError
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,14 @@ class OutputSet:
         return list(self._staged)
 
     def __enter__(self) -> OutputSet:
+        """Name what interrupted runs left beside the outputs under other names (a run on the
+        same outputs has already removed its own)."""
+        for folder in dict.fromkeys(t.parent for t in self._staged):
+            others = stale_parts_in(folder)
+            if others:
+                log.warning("%s holds %d temporary file(s) of interrupted sarclear runs on other outputs "
+                            "(%s); a run on the same output removes them, or delete them", folder, len(others),
+                            ", ".join(p.name for p in others[:3]) + (" ..." if len(others) > 3 else ""))
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
