@@ -39,6 +39,7 @@ from sarclear.bands import S2_BANDS, S2_PAPER10
 SAMPLE_S2 = SAMPLES / "sen12ms-cr-cloudy" / "ROIs1868_summer_s2_cloudy_19_p30.tif"
 SAMPLE_S1 = SAMPLES / "sen12ms-cr-cloudy" / "ROIs1868_summer_s1_19_p30.tif"
 VERSION = 1  # bump when the generated content changes: cached files get new names
+VRT_VERSION = 2  # likewise for the virtual scenes (2: the SAR VRT's axis order fixed)
 BLOCK = 512
 S2_OPTIONS = ("TILED=YES", f"BLOCKXSIZE={BLOCK}", f"BLOCKYSIZE={BLOCK}", "COMPRESS=DEFLATE", "PREDICTOR=2",
               "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS")
@@ -213,8 +214,12 @@ def _tiled_vrt(path: Path, source: Path, width: int, height: int, geotransform: 
     band = ds.GetRasterBand(1)
     dtype = gdal.GetDataTypeName(band.DataType)
     bx, by = band.GetBlockSize()
+    # the source's own axis order (GeoTIFFs are longitude, latitude; EPSG:4326 itself says
+    # latitude first): a wrong mapping puts a geographic VRT on the other side of the globe
+    srs = ds.GetSpatialRef()
+    mapping = ",".join(map(str, srs.GetDataAxisToSRSAxisMapping())) if srs is not None else "1,2"
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-             f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(wkt)}</SRS>',
+             f'  <SRS dataAxisToSRSAxisMapping="{mapping}">{escape(wkt)}</SRS>',
              "  <GeoTransform>" + ", ".join(repr(float(v)) for v in geotransform) + "</GeoTransform>"]
     for b in range(1, count + 1):
         lines.append(f'  <VRTRasterBand dataType="{dtype}" band="{b}">')
@@ -243,8 +248,8 @@ def huge_scene(size: int, workdir: Path, *, source_size: int = 2048) -> Scene:
     in EPSG:4326 covering it, made of that scene's SAR file repeated."""
     base = scene(source_size, workdir)
     folder = workdir / "inputs"
-    s2 = folder / f"s2_{size}_vrt{source_size}_v{VERSION}.vrt"
-    s1 = folder / f"s1_{size}_vrt{source_size}_v{VERSION}.vrt"
+    s2 = folder / f"s2_{size}_vrt{source_size}_v{VERSION}.{VRT_VERSION}.vrt"
+    s1 = folder / f"s1_{size}_vrt{source_size}_v{VERSION}.{VRT_VERSION}.vrt"
     src = gdal.Open(str(base.s2))
     if not s2.exists():
         _tiled_vrt(s2, base.s2, size, size, src.GetGeoTransform(), src.GetProjection(), S2_PAPER10)

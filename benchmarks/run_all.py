@@ -35,6 +35,7 @@ def plan(cuda: bool, quick: bool) -> list[tuple[str, list[str]]]:
             ("decloud_scaling", ["decloud_scaling.py", "--quick", "--identity", "--cpu-target",
                                  "--cpu-models", "lite"]),
             ("full_tile", ["full_tile.py", "--quick", "--identity"]),
+            ("memory_curve", ["memory_curve.py", "--quick", "--identity", "--interval", "0.1"]),
         ]
     if cuda:
         return [
@@ -44,6 +45,7 @@ def plan(cuda: bool, quick: bool) -> list[tuple[str, list[str]]]:
             ("decloud_scaling_identity", ["decloud_scaling.py", "--identity", "--name", "decloud_scaling_identity",
                                           "--sizes", "512,1024,2048,4096,8192,10980,vrt20000"]),
             ("full_tile", ["full_tile.py", "--model", "paper", "--compare-unthreaded"]),
+            ("memory_curve", ["memory_curve.py", "--identity", "--size", "vrt20000", "--interval", "1"]),
         ]
     return [
         ("model_throughput", ["model_throughput.py", "--presets", "paper,lite"]),
@@ -52,6 +54,7 @@ def plan(cuda: bool, quick: bool) -> list[tuple[str, list[str]]]:
         ("decloud_scaling_identity", ["decloud_scaling.py", "--identity", "--name", "decloud_scaling_identity",
                                       "--sizes", "512,1024,2048,4096,vrt20000"]),
         ("full_tile", ["full_tile.py", "--identity"]),
+        ("memory_curve", ["memory_curve.py", "--identity", "--size", "vrt20000", "--interval", "1"]),
     ]
 
 

@@ -64,3 +64,13 @@ def test_decloud_scaling_runs_a_size_in_a_child_process_with_its_peak_memory(tmp
     assert (s2.RasterCount, s2.GetRasterBand(1).DataType, s2.GetRasterBand(1).GetDescription()) == \
         (10, gdal.GDT_UInt16, "B2")
     assert s1.RasterCount == 2 and "4326" in s1.GetProjection() and s1.RasterXSize > 256
+
+
+def test_memory_curve_samples_rss_and_the_block_cache_over_one_decloud(tmp_path):
+    out, stdout = _run("memory_curve.py", "--identity", "--size", "512", "--interval", "0.05", tmp_path=tmp_path)
+    doc = json.loads((out / "memory_curve.json").read_text())
+    samples = doc["result"]["samples"]
+    assert doc["result"]["tiles"] == 9 and len(samples) >= 2 and samples[-1]["tiles"] == 9
+    assert all(s["rss"] > s["gdal_cache"] >= 0 for s in samples)
+    assert {"min_gib", "max_gib", "mib_per_1000_tiles"} <= doc["trend"].keys()
+    assert (out / "memory_curve.png").stat().st_size > 0 and "| tiles done |" in stdout

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, SSL4EO_CLEAR, SSL4EO_S1
 from osgeo import gdal
 
@@ -56,8 +57,9 @@ def test_cli_names_the_flag_for_each_typed_error(tmp_path, lite_model_path, caps
     capsys.readouterr()
     assert main([*args, "--ms", str(folder), "--ms-acquisition", "20200604", "--out", str(tmp_path / "a.tif")]) == 2
     assert "(command line: --overwrite)" in capsys.readouterr().err
-    assert main([*args, "--ms", str(SSL4EO_CLEAR), "--ms-scale", "0", "--out", str(tmp_path / "b.tif")]) == 2
-    assert "(command line: --ms-scale)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # refused by the argument parser, before any work
+        main([*args, "--ms", str(SSL4EO_CLEAR), "--ms-scale", "0", "--out", str(tmp_path / "b.tif")])
+    assert stop.value.code == 2 and "argument --ms-scale: 0 is too small" in capsys.readouterr().err
 
 
 def _alphabetical_copy(tmp_path: Path) -> tuple[Path, list[str]]:

@@ -162,8 +162,9 @@ def test_cancel_leaves_no_output_and_a_rerun_succeeds(tmp_path, lite_model_path)
     _mosaic(CR_CLOUDY_S1, sar, (2, 2))
     with pytest.raises(Cancelled):
         inference.decloud(ms, sar, lite_model_path, out, options=inference.DecloudOptions(batch_size=1),
-                          progress=lambda d, t, w: calls.append(d), cancel=lambda: len(calls) >= 2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "sar.tif"]
+                          progress=lambda d, t, w: calls.append(d) if w == "tiles" else None,
+                          cancel=lambda: len(calls) >= 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "sar.tif"]  # no output, no mask
     inference.decloud(ms, sar, lite_model_path, out)
     assert out.exists() and calls == [1, 2]
 
@@ -204,7 +205,7 @@ def test_inputs_that_cannot_work_fail_before_any_output(tmp_path, lite_model_pat
 def test_reference_gives_error_maps_and_metrics_otherwise_change_maps(tmp_path, identity_model):
     res = inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, identity_model, tmp_path / "o.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "o.tif", "o_change_metrics.json", "o_change_rmse.tif", "o_change_sam.tif"]
+        "o.tif", "o_change_metrics.json", "o_change_rmse.tif", "o_change_sam.tif", "o_mask.tif"]
     # identity: output = input (up to the clip at reflectance 1): changes are ~0
     assert res.metrics["rmse"] < 0.01 and res.metrics["kind"] == "change"
     with pytest.raises(NoOverlapError):  # a reference elsewhere on Earth

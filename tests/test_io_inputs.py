@@ -246,7 +246,8 @@ def test_metrics_json_records_provenance(tmp_path, lite_model_path):
     assert prov["ms_scaling"] == {"rule": "dtype", "dn_per_reflectance": 10000.0, "offset": 0.0,
                                   "reason": "integer data: DN = reflectance x 10000", "source": "", "warning": None}
     assert [m["band"] for m in prov["ms_bands"]] == list(S2_PAPER10)
-    assert prov["options"]["window"] is not None and prov["mask"] == str(res.maps["mask"])  # detected by default
+    assert prov["options"]["window"] is not None
+    assert prov["mask"] == f"detected (spectral rules): {res.maps['mask']}"  # detected by default
     assert prov["sarclear_version"] and prov["inputs"]["ms"] == str(CR_CLOUDY_S2)
 
 

@@ -197,16 +197,16 @@ def test_sigkill_during_decloud_leaves_no_output_and_a_rerun_cleans_up(tmp_path,
     out = tmp_path / "out.tif"
     proc = _cli("decloud", "--ms", ms, "--sar", sar, "--model", lite_model_path, "--out", out, "--batch-size", "1")
     deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob(".out.tif.sarclear-*.part")):
+    while time.time() < deadline and not list(tmp_path.glob(".*out.tif.sarclear-*.part")):
         time.sleep(0.02)
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    assert not out.exists() and list(tmp_path.glob(".out.tif.sarclear-*.part"))  # only the hidden part
+    assert not out.exists() and list(tmp_path.glob(".*out.tif.sarclear-*.part"))  # only the hidden part
     rerun = _cli("decloud", "--ms", ms, "--sar", sar, "--model", lite_model_path, "--out", out, "--no-maps")
     _, err = rerun.communicate()
     assert rerun.returncode == 0, err
-    assert out.exists() and not list(tmp_path.glob(".out.tif*.part*"))
+    assert out.exists() and not list(tmp_path.glob(".*out.tif*.part*"))
     assert gdal.Open(str(out)).ReadAsArray().shape == (10, 1024, 1024)
 
 

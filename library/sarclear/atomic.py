@@ -9,6 +9,7 @@ unguessable (no symlink planting) and recognisable as stale once that process is
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import secrets
@@ -17,13 +18,23 @@ from pathlib import Path
 
 from .errors import OutputError
 
-_PART = re.compile(r"\.sarclear-(\d+)-[0-9a-f]+\.part")
-
 
 def part_path(target: str | os.PathLike) -> Path:
     """A fresh hidden temporary path beside ``target``."""
     target = Path(target)
     return target.with_name(f".{target.name}.sarclear-{os.getpid()}-{secrets.token_hex(8)}.part")
+
+
+_PART_NAME = re.compile(r"\.(.+)\.sarclear-\d+-[0-9a-f]+\.part")
+
+
+def final_name(path: str | os.PathLike) -> str:
+    """The file name ``path`` will have once committed: its own name, or for a temporary
+    file from :func:`part_path` (of one, ...) the target's name."""
+    name = Path(path).name
+    while m := _PART_NAME.fullmatch(name):
+        name = m.group(1)
+    return name
 
 
 def _pid_alive(pid: int) -> bool:
@@ -39,15 +50,30 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_parts(target: str | os.PathLike) -> list[Path]:
-    """Delete temporary files of earlier runs on ``target`` whose process has died."""
+    """Delete temporary files of earlier runs on ``target`` whose process has died: its
+    own (``.name.sarclear-<pid>-<token>.part``) and those of writers that wrote into them
+    (``..name.sarclear-<pid>-...``, one more leading dot per level, see
+    :class:`sarclear.outputs.OutputSet`)."""
     target = Path(target)
+    own = re.compile(r"\.+" + re.escape(target.name) + r"\.sarclear-(\d+)-[0-9a-f]+\.part")
     removed = []
-    for part in target.parent.glob(f".{target.name}.sarclear-*.part*"):
-        m = _PART.search(part.name)
+    for part in target.parent.glob(f".*{glob.escape(target.name)}.sarclear-*.part*"):
+        m = own.match(part.name)
         if m and not _pid_alive(int(m.group(1))):
             part.unlink(missing_ok=True)
             removed.append(part)
     return removed
+
+
+def stale_parts_in(folder: str | os.PathLike) -> list[Path]:
+    """Temporary files in ``folder`` left by sarclear processes that have died (whatever
+    their target), e.g. by a killed run under another output name."""
+    stale = []
+    for part in Path(folder).glob(".*.sarclear-*.part*"):
+        m = re.search(r"\.sarclear-(\d+)-[0-9a-f]+\.part", part.name)
+        if m and not _pid_alive(int(m.group(1))):
+            stale.append(part)
+    return sorted(stale)
 
 
 def _umask() -> int:

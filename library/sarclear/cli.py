@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,36 @@ log = logging.getLogger("sarclear")
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _number(kind: type, *, low: float | None = None, above: float | None = None, high: float | None = None):
+    """An argparse type: a finite ``kind`` (int or float) >= ``low`` or > ``above``, and
+    <= ``high``; bad values are refused by argparse with a one-line message, before any work."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{text} is too small: it must be {low:g} or more")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"{text} is too small: it must be more than {above:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is too large: it must be {high:g} or less")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_POSITIVE_INT = _number(int, low=1)
+_NONNEG_INT = _number(int, low=0)
+_POSITIVE = _number(float, above=0)
+_NONNEG = _number(float, low=0)
+_FINITE = _number(float)
+_FRACTION = _number(float, low=0, high=1)
 
 
 class _Progress:
@@ -52,10 +83,10 @@ class _Progress:
 def _add_io_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ms-bands", type=_csv, metavar="B2,B3,...",
                    help="names of the optical bands in file order, for rasters whose bands carry no names")
-    p.add_argument("--ms-scale", type=float, metavar="DN",
+    p.add_argument("--ms-scale", type=_POSITIVE, metavar="DN",
                    help="optical digital numbers per unit reflectance (default: 10000 for integer data, "
                         "1 for floating-point data that is already reflectance)")
-    p.add_argument("--ms-offset", type=float, metavar="DN",
+    p.add_argument("--ms-offset", type=_FINITE, metavar="DN",
                    help="added to the digital numbers before scaling (processing baseline >= 04.00: -1000; "
                         "default: as the input declares it (GDAL offset, SAFE metadata, product id), else 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -93,11 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--adapt", action="store_true",
                    help="first fit a copy of the model to this scene's clear pixels (synthetic clouds drawn over "
                         "them), then decloud with it")
-    p.add_argument("--adapt-time", type=float, default=180.0, metavar="SECONDS",
+    p.add_argument("--adapt-time", type=_NONNEG, default=180.0, metavar="SECONDS",
                    help="time budget of --adapt (default 180)")
-    p.add_argument("--mask-feather", type=float, default=0.0, metavar="PX",
+    p.add_argument("--mask-feather", type=_NONNEG, default=0.0, metavar="PX",
                    help="pixels inside the mask over which the reconstruction fades in (default 0)")
-    p.add_argument("--aoi", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+    p.add_argument("--aoi", type=_FINITE, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
                    help="area of interest in the optical raster's CRS")
     p.add_argument("--sar-channels", type=_csv, metavar="VV,VH",
                    help="names of the SAR bands in file order, for rasters whose bands carry no names")
@@ -110,8 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda, cuda:N")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 on CUDA, fp32 on CPU")
-    p.add_argument("--batch-size", type=int, metavar="N", help="tiles per batch (default 4 on CPU, 32 on CUDA)")
-    p.add_argument("--overlap", type=int, metavar="PX", help="overlap of neighbouring tiles (default: tile / 4)")
+    p.add_argument("--batch-size", type=_POSITIVE_INT, metavar="N",
+                   help="tiles per batch (default 4 on CPU, 32 on CUDA)")
+    p.add_argument("--overlap", type=_NONNEG_INT, metavar="PX",
+                   help="overlap of neighbouring tiles (default: tile / 4)")
     p.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF with overviews")
     p.add_argument("--overviews", action="store_true", help="add internal overviews to the GeoTIFF")
     p.add_argument("--compress", choices=("deflate", "zstd", "lzw", "none"), default="deflate",
@@ -127,13 +160,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="cloudy output GeoTIFF")
     p.add_argument("--opacity", metavar="FILE", help="cloud opacity output GeoTIFF (default: <out>_opacity.tif)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--coverage", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.3, 0.5),
+    p.add_argument("--coverage", type=_FRACTION, nargs=2, metavar=("MIN", "MAX"), default=(0.3, 0.5),
                    help="fraction under thick cloud, drawn uniformly (default 0.3 0.5)")
-    p.add_argument("--haze", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.1, 0.3),
+    p.add_argument("--haze", type=_FRACTION, nargs=2, metavar=("MIN", "MAX"), default=(0.1, 0.3),
                    help="haze opacity at 490 nm (default 0.1 0.3)")
-    p.add_argument("--shadow", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.3, 0.5),
+    p.add_argument("--shadow", type=_FRACTION, nargs=2, metavar=("MIN", "MAX"), default=(0.3, 0.5),
                    help="darkening in cloud shadows (default 0.3 0.5; 0 0 for none)")
-    p.add_argument("--cloud-size", type=float, default=100.0, metavar="PX",
+    p.add_argument("--cloud-size", type=_POSITIVE, default=100.0, metavar="PX",
                    help="size of the largest cloud structures in pixels (default 100)")
     _add_io_options(p)
 
@@ -184,7 +217,7 @@ def _decloud(args: argparse.Namespace) -> int:
     bar = _Progress(not args.quiet, "decloud")
     try:
         result = decloud(args.ms, args.sar, model, args.out, reference=args.reference, maps=not args.no_maps,
-                         options=opts, progress=bar)
+                         figure=args.figure, options=opts, progress=bar)
     finally:
         bar.close()
     for note in result.notes:
@@ -193,26 +226,13 @@ def _decloud(args: argparse.Namespace) -> int:
           f"{result.tiles} tiles, {result.seconds:.1f} s on {result.device})")
     for name, path in result.maps.items():
         print(f"{name} map: {path}")
-    for note in result.notes:
-        print(f"note: {note}")
     if result.metrics is not None:
         m = result.metrics
         label = "against the reference" if args.reference else "change, input vs output"
         print(f"metrics ({label}): RMSE {m['rmse']:.4f}  SAM {m['sam_deg']:.2f} deg  MAE {m['mae']:.4f}  "
               f"PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}  -> {result.metrics_path}")
-    if args.figure:
-        from .checkpoint import read_header
-        from .figures import decloud_figure
-        from .io import raster_files
-
-        cfg = read_header(model)[0]
-        sar_files = raster_files(args.sar, args.sar_acquisition) if args.sar and cfg.uses_sar else None
-        decloud_figure(args.figure, cloudy=raster_files(args.ms, args.ms_acquisition), output=result.output,
-                       bands=cfg.bands,
-                       sar=sar_files, sar_channels=cfg.sar_channels or ("VV",),
-                       reference=args.reference, rmse_map=result.maps.get("rmse"), sam_map=result.maps.get("sam"),
-                       metrics=result.metrics, title=f"sarclear decloud: {Path(args.out).name}")
-        print(f"figure: {args.figure}")
+    if result.figure:
+        print(f"figure: {result.figure}")
     return 0
 
 
@@ -237,23 +257,32 @@ def _clouds(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .bands import S2_PAPER10
-    from .evaluation import evaluate
+    from .evaluation import evaluate, json_safe
+    from .outputs import GEOTIFF, JSON, PNG, OutputSet
 
     bands = tuple(args.bands or S2_PAPER10)
     prefix = args.out_prefix
     paths = {"rmse": f"{prefix}_rmse.tif", "sam": f"{prefix}_sam.tif", "metrics": f"{prefix}_metrics.json"}
-    metrics = evaluate(args.prediction, args.reference, bands, rmse_path=paths["rmse"], sam_path=paths["sam"],
-                       metrics_path=paths["metrics"], scale=args.ms_scale, offset=args.ms_offset,
-                       reference_order=args.ms_bands, overwrite=args.overwrite)
-    print(json.dumps({k: metrics[k] for k in ("rmse", "sam_deg", "mae", "psnr", "ssim", "pixels")}, indent=1))
+    # the maps, the metrics and the figure are one set, checked before any work
+    outputs = OutputSet([args.prediction, args.reference, args.cloudy, args.sar], overwrite=args.overwrite)
+    staged = {name: outputs.add(p, formats=JSON if name == "metrics" else GEOTIFF) for name, p in paths.items()}
+    figure = outputs.add(args.figure, formats=PNG) if args.figure else None
+    with outputs:
+        metrics = evaluate(args.prediction, args.reference, bands, rmse_path=staged["rmse"], sam_path=staged["sam"],
+                           metrics_path=staged["metrics"], scale=args.ms_scale, offset=args.ms_offset,
+                           reference_order=args.ms_bands, overwrite=True)
+        if figure is not None:
+            from .figures import decloud_figure
+
+            decloud_figure(figure, cloudy=args.cloudy or args.prediction, output=args.prediction[0], bands=bands,
+                           sar=args.sar, sar_channels=args.sar_channels, reference=args.reference,
+                           rmse_map=staged["rmse"], sam_map=staged["sam"], metrics=metrics,
+                           title="sarclear evaluate")
+    keys = ("rmse", "sam_deg", "mae", "psnr", "ssim", "pixels", "prediction_pixels")
+    print(json.dumps(json_safe({k: metrics[k] for k in keys}), indent=1))
     for name, path in paths.items():
         print(f"{name}: {path}")
     if args.figure:
-        from .figures import decloud_figure
-
-        decloud_figure(args.figure, cloudy=args.cloudy or args.prediction, output=args.prediction[0], bands=bands,
-                       sar=args.sar, sar_channels=args.sar_channels, reference=args.reference,
-                       rmse_map=paths["rmse"], sam_map=paths["sam"], metrics=metrics, title="sarclear evaluate")
         print(f"figure: {args.figure}")
     return 0
 
@@ -292,18 +321,18 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ms-only", action="store_true", default=None,
                    help="train the MS-only twin (Opt-cGAN), the paper's baseline")
     p.add_argument("--bands", choices=("paper10", "all13"))
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (default 2e-4, see the docs on the paper's 2^-4)")
-    p.add_argument("--crop", type=int, help="training crop size in pixels")
-    p.add_argument("--samples-per-epoch", type=int)
-    p.add_argument("--checkpoint-every", type=int, metavar="STEPS")
-    p.add_argument("--eval-every", type=int, metavar="STEPS")
+    p.add_argument("--epochs", type=_POSITIVE_INT)
+    p.add_argument("--batch-size", type=_POSITIVE_INT)
+    p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 2e-4, see the docs on the paper's 2^-4)")
+    p.add_argument("--crop", type=_POSITIVE_INT, help="training crop size in pixels")
+    p.add_argument("--samples-per-epoch", type=_NONNEG_INT)
+    p.add_argument("--checkpoint-every", type=_NONNEG_INT, metavar="STEPS")
+    p.add_argument("--eval-every", type=_NONNEG_INT, metavar="STEPS")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"))
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
-    p.add_argument("--workers", type=int, help="data loader processes")
+    p.add_argument("--workers", type=_NONNEG_INT, help="data loader processes")
     p.add_argument("--tensorboard", action="store_true", default=None)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--compare-with", metavar="RUN_DIR", action="append", default=[],
@@ -311,7 +340,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, train
+    from .training import TrainConfig, read_options, train
 
     options = {k: getattr(args, k) for k in ("data", "out", "preset", "ms_only", "bands", "epochs", "batch_size",
                                              "lr", "crop", "samples_per_epoch", "checkpoint_every", "eval_every",
@@ -320,6 +349,9 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_file(args.config, **options)
     else:
         config = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    # what the user set explicitly: on --resume only these change the run's own settings
+    explicit = {k for k, v in options.items() if v is not None}
+    explicit |= set(read_options(args.config)) if args.config else set()
     if not config.data and not args.resume:
         raise InputError("give the training data with --data (or in --config)")  # the CLI's own message
     compare = {}
@@ -334,7 +366,7 @@ def _train(args: argparse.Namespace) -> int:
                    loss_d=f"{stats['loss_d']:.3f}", samples_s=f"{stats['samples_per_s']:.1f}")
 
     try:
-        summary = train(config, resume=args.resume, progress=progress, compare=compare)
+        summary = train(config, resume=args.resume, progress=progress, compare=compare, overrides=explicit)
     finally:
         bar.close()
     if summary["rank"] == 0:
@@ -394,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SarclearError as exc:
         print(f"sarclear: error: {error_text(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the library did not expect to fail: still one line that names it
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"sarclear: error: {what}", file=sys.stderr)
         return 2
 
 

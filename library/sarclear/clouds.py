@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .bands import S2_WAVELENGTH_NM
+from .errors import InputError
 
 #: Cloud-top reflectance relative to the visible/NIR level, by band.
 _CLOUD_SHAPE = {"B10": 0.3, "B11": 0.75, "B12": 0.5}
@@ -51,6 +52,16 @@ class CloudConfig:
     cell_px: float = 100.0                        # noise cell size of the coarsest octave, pixels
     persistence: float = 0.5
     softness: float = 0.6                         # noise std over which cloud edges fade in
+
+    def __post_init__(self) -> None:
+        for name in ("coverage", "haze", "brightness", "shadow"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= 1:
+                raise InputError(f"cloud {name} range is {lo}..{hi}; it must lie within 0..1, minimum first")
+        if not (self.cell_px >= 1 and math.isfinite(self.cell_px)):
+            raise InputError(f"the cloud size is {self.cell_px} pixels; it must be 1 pixel or more")
+        if not 1 <= self.octaves <= 16:
+            raise InputError(f"{self.octaves} noise octaves; use 1 to 16")
 
     def fixed(self, **values: float) -> CloudConfig:
         """A config with some parameters fixed to one value (``coverage=0.5`` etc.)."""

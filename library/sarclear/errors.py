@@ -48,6 +48,10 @@ class GeoreferenceError(InputError):
     """A raster lacks the georeference needed to align it with another."""
 
 
+class ReadError(InputError, OSError):
+    """A file that exists but cannot be read to the end (truncated, damaged, unreadable)."""
+
+
 class CheckpointError(SarclearError):
     """A model file that is missing, corrupt, unsafe, or for another sarclear version."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -22,8 +23,9 @@ from osgeo import gdal
 from . import __version__
 from .atomic import atomic_path
 from .errors import Cancelled, InputError
-from .io import GeoTiffWriter, check_output_path, open_optical, optical_scaling
+from .io import GeoTiffWriter, open_optical, optical_scaling
 from .metrics import MetricAccumulator, rmse_map, sam_map, ssim_map
+from .outputs import GEOTIFF, JSON, OutputSet
 from .radiometry import OpticalScaling, ScalingDecision
 from .tiling import Window
 
@@ -65,10 +67,11 @@ def evaluate(
     read on the prediction's grid (warped if it is on another). ``window``: only this pixel
     window of the prediction. ``scale``/``offset``: explicit radiometry for both rasters where
     ``prediction_scaling``/``reference_scaling`` are not given (else declared or detected).
-    Writes the RMSE and SAM maps (float32, NaN nodata) and the
-    metrics JSON where paths are given; returns the metrics."""
-    if metrics_path is not None:
-        check_output_path(metrics_path, overwrite)
+    Writes the RMSE and SAM maps (float32, NaN nodata) and the metrics JSON where paths are
+    given, as one set (all or none); returns the metrics."""
+    outputs = OutputSet([prediction, reference], overwrite=overwrite)
+    staged = {name: outputs.add(p, formats=JSON if name == "metrics" else GEOTIFF)
+              for name, p in (("rmse", rmse_path), ("sam", sam_path), ("metrics", metrics_path)) if p is not None}
     pred = open_optical(prediction, bands)
     ref = open_optical(reference, bands, grid=pred.grid, order=reference_order)
     ps_decision = _decision(pred, prediction_scaling, "prediction", scale, offset)
@@ -81,12 +84,13 @@ def evaluate(
     acc = MetricAccumulator(tuple(bands))
     units = {"rmse": "reflectance", "sam": "degrees"}
     what = {"error": "against the reference", "change": "between cloudy input and output"}[kind]
-    with ExitStack() as files:
+    with outputs, ExitStack() as files:  # the maps and the metrics appear together, or not at all
         writers = {name: files.enter_context(GeoTiffWriter(
-            path, grid, 1, gdal.GDT_Float32, nodata=float("nan"), units=units[name], overwrite=overwrite,
+            staged[name], grid, 1, gdal.GDT_Float32, nodata=float("nan"), units=units[name], overwrite=True,
             descriptions=[f"{name.upper()} {what} ({units[name]})"], metadata={"SARCLEAR_MAP": f"{kind}_{name}"}))
-            for name, path in (("rmse", rmse_path), ("sam", sam_path)) if path is not None}
+            for name in ("rmse", "sam") if name in staged}
         pr, rr = pred.open(), ref.open()
+        area_valid = 0
         for top in range(0, grid.height, block_rows):
             if cancel and cancel():
                 raise Cancelled("cancelled; no map was written")
@@ -107,15 +111,19 @@ def evaluate(
                 m = maps[name].float().numpy()
                 m[~valid[inner].numpy()] = np.nan
                 w.write(Window(0, top, grid.width, n), m)
-    metrics = acc.result()
-    metrics.update({"kind": kind, "bands": list(bands)})
-    metrics["provenance"] = {
-        "sarclear_version": __version__, "prediction": _paths(prediction), "reference": _paths(reference),
-        "prediction_bands": pred.band_mapping(), "reference_bands": ref.band_mapping(),
-        "prediction_scaling": ps_decision.to_dict(), "reference_scaling": rs_decision.to_dict(),
-        **(provenance or {})}
-    if metrics_path is not None:
-        _write_json(Path(metrics_path), metrics)
+            area_valid += int(p_ok[top - lo:top - lo + n].sum())
+        metrics = acc.result()
+        metrics.update({"kind": kind, "bands": list(bands), "area_pixels": grid.width * grid.height,
+                        "prediction_pixels": area_valid})
+        _check_coverage(metrics, kind, prediction, reference)
+        metrics["provenance"] = {
+            "sarclear_version": __version__, "prediction": _paths(prediction), "reference": _paths(reference),
+            "prediction_bands": pred.band_mapping(), "reference_bands": ref.band_mapping(),
+            "prediction_scaling": ps_decision.to_dict(), "reference_scaling": rs_decision.to_dict(),
+            **(provenance or {})}
+        if "metrics" in staged:
+            files.close()  # the maps are complete before the metrics are written
+            write_json(staged["metrics"], metrics)
     return metrics
 
 
@@ -129,6 +137,23 @@ def _decision(stack, declared: OpticalScaling | None, what: str, scale: float | 
 
 def _paths(value) -> str | list[str]:
     return str(value) if isinstance(value, (str, os.PathLike)) else [str(v) for v in value]
+
+
+#: a warning when the pixels scored are fewer than this share of the prediction's valid pixels
+MIN_SCORED_SHARE = 0.05
+
+
+def _check_coverage(metrics: dict, kind: str, prediction, reference) -> None:
+    """No pixel to score is an error; a small share of the prediction scored, a warning."""
+    scored, valid = metrics["pixels"], metrics["prediction_pixels"]
+    against = "the reference" if kind == "error" else "the input"
+    if scored == 0:
+        raise InputError(f"nothing to score: no pixel is valid in both the prediction ({prediction}) and "
+                         f"{against} ({reference}) (nodata or NaN everywhere, or no overlap)")
+    if scored < MIN_SCORED_SHARE * valid:
+        log.warning("the scores cover only %d of the prediction's %d valid pixels (%.2f %%): %s is nodata or "
+                    "NaN elsewhere, so they may not represent the whole image", scored, valid,
+                    100 * scored / valid, against)
 
 
 def error_maps(out: str | os.PathLike, reference, bands: Sequence[str], *, is_reference: bool,
@@ -145,15 +170,27 @@ def error_maps(out: str | os.PathLike, reference, bands: Sequence[str], *, is_re
     return {"rmse": paths["rmse"], "sam": paths["sam"]}, metrics, paths["metrics"]
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temp file + rename)."""
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """Write ``data`` as strict JSON, atomically (temp file + rename): NaN and infinities
+    (an undefined or unbounded score, e.g. PSNR of identical images) become ``null``, so
+    every JSON reader can parse the file."""
+    text = json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(text + "\n")
 
 
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
+def json_safe(value):
+    """``value`` with non-finite floats as None and numpy scalars and paths as plain values."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, Path):
         return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -31,23 +31,25 @@ from osgeo import gdal
 from . import __version__
 from .checkpoint import Model, load_model
 from .devices import autocast, is_out_of_memory, resolve_device
-from .errors import DeviceError
+from .errors import CheckpointError, DeviceError, InputError
+from .evaluation import evaluate, map_paths
 from .fill import normalized_convolution
 from .io import (
     GeoTiffWriter,
     InputOptions,
     RasterStack,
     area_window,  # noqa: F401  (public here since 0.1)
-    check_output_path,
     numpy_dtype,
     open_inputs,
     open_single_band,
     preview,
 )
+from .outputs import GEOTIFF, JSON, PNG, OutputSet
 from .provenance import run_provenance
 from .radiometry import OpticalScaling, network_to_reflectance
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
 from .tiling import Window
+from .validation import check_mask_grid, check_not_empty, check_options
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +105,17 @@ class DecloudResult:
     metrics: dict | None = None
     metrics_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    figure: Path | None = None
 
 
 def side_paths(out: str | os.PathLike) -> dict[str, Path]:
-    """Where the detected cloud mask (``<stem>_mask.tif``) and the uncertainty map
+    """Where the detected cloud mask (``<stem>_mask.tif``), its cloud probability
+    (``<stem>_mask_probability.tif``, when the detector gives one) and the uncertainty map
     (``<stem>_uncertainty.tif``) of ``out`` go."""
     out = Path(out)
     stem = out.with_suffix("").name
-    return {"mask": out.with_name(f"{stem}_mask.tif"), "uncertainty": out.with_name(f"{stem}_uncertainty.tif")}
+    return {"mask": out.with_name(f"{stem}_mask.tif"), "probability": out.with_name(f"{stem}_mask_probability.tif"),
+            "uncertainty": out.with_name(f"{stem}_uncertainty.tif")}
 
 
 def default_nodata(dtype: int) -> float:
@@ -161,7 +166,13 @@ class TileEngine:
             n = min(self.batch_size, total - i)
             try:
                 with torch.inference_mode(), autocast(self.device, self.precision):
-                    outs.append(fn(*(t[i:i + n] for t in inputs)))
+                    y = fn(*(t[i:i + n] for t in inputs))
+                if not all(bool(torch.isfinite(t).all()) for t in y):
+                    raise CheckpointError(
+                        f"{self.model.path or self.model.config.preset}: the model computed NaN or infinite "
+                        "values from valid inputs, so its weights are damaged (or were trained into "
+                        "divergence); nothing was written. Use an intact model file")
+                outs.append(y)
                 i += n
             except Exception as exc:
                 if not is_out_of_memory(exc):
@@ -194,6 +205,7 @@ def decloud(
     *,
     reference: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     maps: bool = True,
+    figure: str | os.PathLike | None = None,
     options: DecloudOptions | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
@@ -205,16 +217,22 @@ def decloud(
     With ``maps``, also write per-pixel RMSE and SAM maps and a metrics JSON beside
     ``out``: against ``reference`` when given (``<out>_rmse.tif``, ``<out>_sam.tif``,
     ``<out>_metrics.json``), else between input and output, named as change maps
-    (``<out>_change_rmse.tif`` ...). Raises :class:`~sarclear.errors.SarclearError`
-    subclasses with a message that names the problem and the fix.
+    (``<out>_change_rmse.tif`` ...). With ``figure``, also a PNG figure of the run.
+    The outputs are one set (:class:`~sarclear.outputs.OutputSet`): all of them appear at the
+    end, or none; no output may be one of the inputs. Raises
+    :class:`~sarclear.errors.SarclearError` subclasses with a message that names the
+    problem and the fix.
     """
     opts = options or DecloudOptions()
     t0 = time.perf_counter()
-    if maps:  # fail before any work if a map cannot be written
-        from .evaluation import map_paths
-
-        for p in map_paths(out, reference is not None).values():
-            check_output_path(p, opts.overwrite)
+    check_options(opts)
+    # every output is checked (never an input, writable, named for its format) before any work
+    outputs = OutputSet([ms, sar, reference, opts.cloud_mask, None if isinstance(model, Model) else model],
+                        overwrite=opts.overwrite)
+    staged_out = outputs.add(out, formats=GEOTIFF)
+    targets = map_paths(out, reference is not None) if maps else {}
+    staged = {name: outputs.add(p, formats=JSON if name == "metrics" else GEOTIFF) for name, p in targets.items()}
+    staged_figure = outputs.add(figure, formats=PNG) if figure else None
     device = resolve_device(opts.device)
     mdl = model if isinstance(model, Model) else load_model(model, device)
     cfg = mdl.config
@@ -227,80 +245,98 @@ def decloud(
                          options=input_options, model_name=f"this model ({cfg.preset})")
     ms = inputs.files("ms")  # the chosen acquisition's files, read again for the change maps
     ms_stack, area, stacks, scaling = inputs.ms, inputs.area, inputs.stacks, inputs.scaling.scaling
-    for key in (["mask"] if mask_mode == "auto" else []) + (["uncertainty"] if gapfill else []):
-        check_output_path(side[key], opts.overwrite)
+    staged_mask = {k: outputs.add(side[k], formats=GEOTIFF) for k in ("mask", "probability")} \
+        if mask_mode == "auto" else {}
+    staged_sigma = outputs.add(side["uncertainty"], formats=GEOTIFF) if gapfill else None
     notes: list[str] = []
-    if mask_mode == "auto":
-        mask_path = _detect_mask(ms_stack, scaling, side["mask"], area, opts, notes, progress, cancel)
-        if mask_path is not None:
-            stacks["mask"] = open_single_band(mask_path, ms_stack.grid)
-    elif gapfill and mask_mode == "none":
+    if gapfill and mask_mode == "none":
         notes.append("no cloud mask: a mask-aware model changes only masked pixels, so the output equals the input")
         log.warning(notes[-1])
-    provenance = run_provenance(mdl, inputs, opts)
-    if "mask" in stacks:
-        provenance["mask"] = str(stacks["mask"].bands[0].path)
-    fallback = _clear_mean(stacks, scaling, area) if gapfill else None
-    if opts.adapt:
-        mdl = _adapt(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
-
     out_grid = ms_stack.grid.subgrid(area)
     nodata = ms_stack.nodata[0] if ms_stack.nodata[0] is not None else default_nodata(ms_stack.dtype)
+    if mask_mode == "file":
+        check_mask_grid(opts.cloud_mask, ms_stack.grid, area)
+    if opts.overlap is not None and opts.overlap >= cfg.tile_size:
+        raise InputError(f"the tile overlap ({opts.overlap} px) must be smaller than the model's tiles "
+                         f"({cfg.tile_size} px); the default is a quarter tile")
     batch = opts.batch_size or (32 if device.type == "cuda" else 4)
-    engine = TileEngine(mdl, device, batch, opts.precision)
-    engine.notes.extend(w for w in [inputs.scaling.warning] if w)
     metadata = {"SARCLEAR_VERSION": __version__, "SARCLEAR_MODEL": Path(mdl.path).name or cfg.preset,
                 "SARCLEAR_PRESET": cfg.preset}
-    with contextlib.ExitStack() as outputs:
-        writer = outputs.enter_context(GeoTiffWriter(
-            out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
-            descriptions=_output_descriptions(ms_stack), metadata=metadata, overwrite=opts.overwrite,
-            scale_offset=scaling.gdal_scale_offset(), cog=opts.cog, overviews=opts.overviews,
-            compress=opts.compress))
-        sigma_writer = None if not gapfill else outputs.enter_context(GeoTiffWriter(
-            side["uncertainty"], out_grid, 1, gdal.GDT_Float32, nodata=float("nan"),
-            descriptions=("sigma (reflectance, RMS over bands)",), metadata=metadata, overwrite=opts.overwrite,
-            compress=opts.compress))
-        tiles = TileStream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
-                           writer, opts, progress, cancel, sigma_writer=sigma_writer, fallback=fallback).run()
-    result = DecloudResult(Path(out), area, tiles, time.perf_counter() - t0, str(device),
-                           engine.batch_size, notes=notes + engine.notes)
-    if mask_mode == "auto" and mask_path is not None:
-        result.maps["mask"] = Path(mask_path)
-    if gapfill:
-        result.maps["uncertainty"] = side["uncertainty"]
-    log.info("declouded %d tiles in %.1f s on %s", tiles, result.seconds, device)
-    if maps:
-        from .evaluation import error_maps
+    result = DecloudResult(Path(out).absolute(), area, 0, 0.0, str(device), batch, notes=notes)
+    with outputs:  # all outputs appear at the end, or none
+        if staged_mask:
+            summary = _detect_mask(ms_stack, scaling, staged_mask, area, opts, notes, progress, cancel)
+            stacks["mask"] = open_single_band(staged_mask["mask"], ms_stack.grid)
+            result.maps["mask"] = side["mask"].absolute()
+            if summary.probability_path is None:
+                outputs.drop(side["probability"])
+            else:
+                result.maps["cloud_probability"] = side["probability"].absolute()
+        provenance = run_provenance(mdl, inputs, opts)
+        if staged_mask:
+            provenance["mask"] = f"detected ({summary.method}): {side['mask']}"
+        fallback = _clear_mean(stacks, scaling, area) if gapfill else None
+        if opts.adapt:
+            mdl = _adapt(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
+        engine = TileEngine(mdl, device, batch, opts.precision)
+        engine.notes = notes
+        notes.extend(w for w in [inputs.scaling.warning] if w)
+        with contextlib.ExitStack() as writers:
+            writer = writers.enter_context(GeoTiffWriter(
+                staged_out, out_grid, len(cfg.bands), ms_stack.dtype, nodata=nodata,
+                descriptions=_output_descriptions(ms_stack), metadata=metadata, overwrite=True,
+                scale_offset=scaling.gdal_scale_offset(), cog=opts.cog, overviews=opts.overviews,
+                compress=opts.compress))
+            sigma_writer = None if staged_sigma is None else writers.enter_context(GeoTiffWriter(
+                staged_sigma, out_grid, 1, gdal.GDT_Float32, nodata=float("nan"), units="reflectance",
+                descriptions=("sigma (reflectance, RMS over bands)",), metadata=metadata, overwrite=True,
+                compress=opts.compress))
+            stream = TileStream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
+                                writer, opts, progress, cancel, sigma_writer=sigma_writer, fallback=fallback)
+            result.tiles = stream.run()
+            check_not_empty(stream.valid_pixels, area, stacks)
+        if staged_sigma is not None:
+            result.maps["uncertainty"] = side["uncertainty"].absolute()
+        result.batch_size = engine.batch_size
+        log.info("declouded %d tiles in %.1f s on %s", result.tiles, time.perf_counter() - t0, device)
+        if maps:
+            result.metrics = evaluate(
+                staged_out, reference if reference is not None else ms, cfg.bands,
+                rmse_path=staged["rmse"], sam_path=staged["sam"], metrics_path=staged["metrics"],
+                reference_scaling=None if reference is not None else scaling,
+                reference_order=None if reference is not None else opts.ms_bands,
+                kind="error" if reference is not None else "change", overwrite=True, cancel=cancel,
+                provenance=provenance)
+            result.maps.update({"rmse": targets["rmse"].absolute(), "sam": targets["sam"].absolute()})
+            result.metrics_path = targets["metrics"].absolute()
+        if staged_figure is not None:
+            from .figures import decloud_figure
 
-        maps_written, result.metrics, result.metrics_path = error_maps(
-            out, reference if reference is not None else ms, cfg.bands, is_reference=reference is not None,
-            reference_scaling=None if reference is not None else scaling,
-            reference_order=None if reference is not None else opts.ms_bands,
-            overwrite=opts.overwrite, cancel=cancel, provenance=provenance)
-        result.maps.update(maps_written)
+            decloud_figure(staged_figure, cloudy=ms, output=staged_out, bands=cfg.bands,
+                           sar=inputs.files("sar") if cfg.uses_sar else None,
+                           sar_channels=cfg.sar_channels or ("VV",),
+                           reference=reference, rmse_map=staged.get("rmse"), sam_map=staged.get("sam"),
+                           metrics=result.metrics, title=f"sarclear decloud: {Path(out).name}")
+            result.figure = Path(figure).absolute()
+    result.seconds = time.perf_counter() - t0
     return result
 
 
-def _detect_mask(stack: RasterStack, scaling: OpticalScaling, path: Path, area: Window, opts: DecloudOptions,
-                 notes: list[str], progress: ProgressFn | None, cancel: CancelFn | None) -> Path | None:
-    """Detect clouds and shadows over ``area`` into ``path``; None (with a warning) when no
-    detector can run, so the run goes on without a mask."""
-    try:
-        from .masks import MaskOptions, detect_raster
-    except ImportError as exc:  # pragma: no cover - masks ships with the library
-        notes.append(f"cloud detection unavailable ({exc}); no mask used")
-        log.warning(notes[-1])
-        return None
-    summary = detect_raster(stack, scaling, path, area=area, product_level=_product_level(stack, scaling),
-                            options=MaskOptions(method=opts.mask_method),
-                            progress=progress, cancel=cancel, overwrite=opts.overwrite)
-    log.info("cloud mask (%s): %.1f %% cloud, %.1f %% shadow -> %s", summary.method,
-             100 * summary.cloud_fraction, 100 * summary.shadow_fraction, path)
-    for note in summary.notes:
-        log.warning(note)
-    notes.extend(summary.notes)
-    return Path(summary.path)
+def _detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Path], area: Window,
+                 opts: DecloudOptions, notes: list[str], progress: ProgressFn | None, cancel: CancelFn | None):
+    """Detect clouds and shadows over ``area`` into ``paths["mask"]`` (and the cloud
+    probability, where the detector gives one, into ``paths["probability"]``); returns the
+    detector's :class:`~sarclear.masks.MaskSummary`. Its notes (no cloud, nearly all cloud,
+    which detector ran and why) join ``notes``."""
+    from .masks import MaskOptions, detect_raster
+
+    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=_product_level(stack, scaling),
+                            options=MaskOptions(method=opts.mask_method), progress=progress, cancel=cancel,
+                            overwrite=True, probability_path=paths["probability"])
+    log.info("cloud mask (%s): %.1f %% cloud, %.1f %% shadow", summary.method,
+             100 * summary.cloud_fraction, 100 * summary.shadow_fraction)
+    notes.extend(summary.notes)  # detect_raster has logged them
+    return summary
 
 
 def _product_level(stack: RasterStack, scaling: OpticalScaling) -> str | None:

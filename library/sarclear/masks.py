@@ -299,8 +299,9 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     """Detect cloud and shadow over ``area`` (default: all) of an optical stack and write the
     classes as a tiled uint8 GeoTIFF on the area's grid (band "class", nodata 255), and the
     cloud probability, where the detector gives one, to ``probability_path`` (default: beside it
-    as ``<name>_probability.tif``; float32, band "cloud_probability", nodata NaN). Windows of ``window_px`` are read with
-    ``overlap_px`` of context on each side, so memory does not grow with the raster. Both
+    as ``<name>_probability.tif``; float32, band "cloud_probability", nodata NaN). Windows of
+    ``window_px`` are read with ``overlap_px`` of context on each side, so memory does not
+    grow with the raster. Both
     files appear complete or not at all."""
     from osgeo import gdal
 

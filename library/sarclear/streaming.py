@@ -127,8 +127,10 @@ class _BlockWriter:
         self._pending = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sarclear-write") if threaded else None
         self._futures: list[Future] = []
+        self.valid_pixels = 0  # output pixels written as data (not nodata)
 
     def add(self, reflectance: np.ndarray, valid: np.ndarray, final: bool = False) -> None:
+        self.valid_pixels += int(valid.sum())
         self._rows.append((reflectance, valid))
         self._pending += reflectance.shape[1]
         if final or self._pending >= self.block:
@@ -228,6 +230,7 @@ class TileStream:
         self.total = len(self.row_offsets) * sum(len(cols) for _, _, cols in self.plan)
         self.weights = blend_weights(self.tile, self.overlap).to(engine.device)
         self.done = 0
+        self.valid_pixels = 0  # output pixels written as data
 
     def run(self) -> int:
         """Decloud the whole area; returns the number of tiles computed."""
@@ -319,6 +322,7 @@ class TileStream:
         finally:
             for w in writers:
                 w.close(wait=ok)
+            self.valid_pixels += writers[0].valid_pixels
 
     def _strip_tiles(self, data: dict, k: int, cols: list[int]) -> list[_Tile]:
         """A strip's rasters (starting at column ``cols[0]``) -> tiles (views, no copies):

@@ -15,9 +15,10 @@ from osgeo import gdal
 
 from .bands import S2_BANDS
 from .clouds import CloudConfig, CloudField
-from .errors import Cancelled
+from .errors import Cancelled, InputError
 from .inference import CancelFn, ProgressFn, default_nodata
-from .io import GeoTiffWriter, check_output_path, named_bands, open_optical, optical_scaling, preview, to_dtype
+from .io import GeoTiffWriter, named_bands, open_optical, optical_scaling, preview, to_dtype
+from .outputs import GEOTIFF, OutputSet
 from .tiling import Window
 
 
@@ -42,6 +43,9 @@ def cloud_raster(
     ``scale``/``offset``: explicit radiometry, else declared or detected); and
     ``opacity_out``: the cloud + haze opacity (float32, 0..1). Returns summary statistics
     (mean opacity, fraction under thick cloud)."""
+    outputs = OutputSet([clear], overwrite=overwrite)  # both rasters appear, or neither
+    staged_out = outputs.add(out, formats=GEOTIFF)
+    staged_opacity = outputs.add(opacity_out, formats=GEOTIFF) if opacity_out is not None else None
     if bands is None:
         refs, _ = named_bands(clear, sensor="optical", order=order)
         found = {r.name for r in refs}
@@ -49,21 +53,18 @@ def cloud_raster(
     stack = open_optical(clear, bands, order=order)
     scaling = optical_scaling(stack, scale=scale, offset=offset).scaling
     grid = stack.grid
-    if opacity_out is not None:
-        check_output_path(opacity_out, overwrite)
     field = CloudField(1, grid.height, grid.width, config, seed=seed)
     look = scaling.to_reflectance(preview(stack, 512).astype(np.float64))
     p98 = torch.tensor(np.nanpercentile(look.reshape(len(bands), -1), 98, axis=1), dtype=torch.float32)[None]
     nodata = stack.nodata[0] if stack.nodata[0] is not None else default_nodata(stack.dtype)
     reader = stack.open()
     covered, opacity_sum, pixels = 0.0, 0.0, 0
-    with ExitStack() as files:
+    with outputs, ExitStack() as files:
         writer = files.enter_context(GeoTiffWriter(
-            out, grid, len(bands), stack.dtype, nodata=nodata, descriptions=bands, overwrite=overwrite,
-            metadata={"SARCLEAR_SYNTHETIC_CLOUDS_SEED": str(seed)},
-            scale_offset=scaling.gdal_scale_offset()))
-        opacity_writer = None if opacity_out is None else files.enter_context(GeoTiffWriter(
-            opacity_out, grid, 1, gdal.GDT_Float32, nodata=float("nan"), overwrite=overwrite,
+            staged_out, grid, len(bands), stack.dtype, nodata=nodata, descriptions=bands, overwrite=True,
+            metadata={"SARCLEAR_SYNTHETIC_CLOUDS_SEED": str(seed)}, scale_offset=scaling.gdal_scale_offset()))
+        opacity_writer = None if staged_opacity is None else files.enter_context(GeoTiffWriter(
+            staged_opacity, grid, 1, gdal.GDT_Float32, nodata=float("nan"), overwrite=True,
             descriptions=["cloud and haze opacity at 490 nm (0..1)"]))
         total = (grid.height + block_rows - 1) // block_rows
         for k, top in enumerate(range(0, grid.height, block_rows)):
@@ -84,5 +85,8 @@ def cloud_raster(
             pixels += int(valid.sum())
             if progress:
                 progress(k + 1, total, "blocks")
+        if pixels == 0:
+            raise InputError(f"{clear}: no valid pixel (nodata or NaN everywhere), so there is nothing to add "
+                             "clouds to; nothing was written")
     return {"mean_opacity": opacity_sum / max(pixels, 1), "thick_cloud_fraction": covered / max(pixels, 1),
             "pixels": pixels, "output": str(Path(out))}

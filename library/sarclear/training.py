@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,17 @@ _LOSS_EVERY = 10  # steps between reading the losses back from the device
 
 #: progress(step, total_steps, stats)
 TrainProgressFn = Callable[[int, int, dict], None]
+
+
+#: the numeric training options and the values each may take (checked on every config)
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "epochs": (1, 10**6), "batch_size": (1, 4096), "lr": (1e-12, 1.0), "beta1": (0.0, 0.999999),
+    "beta2": (0.0, 0.999999), "l1_weight": (0.0, 1e6), "ema_decay": (0.0, 1.0), "crop": (1, 8192),
+    "samples_per_epoch": (0, 10**9), "test_fraction": (0.0, 0.99), "checkpoint_every": (0, 10**9),
+    "eval_every": (0, 10**9), "eval_max_pairs": (0, 10**6), "eval_max_size": (16, 10**5), "workers": (0, 256),
+    "keep_checkpoints": (1, 10**6)}
+#: settings that fix the network's architecture: a resumed run cannot change them
+_ARCHITECTURE = ("preset", "ms_only", "bands", "sar_channels")
 
 
 @dataclass
@@ -102,18 +113,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.sar_channels = tuple(self.sar_channels)
+        for name, (low, high) in _BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low <= value <= high:
+                raise InputError(f"training option {name} is {value!r}; it must be a number from {low} to {high}")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
         """Load from YAML or JSON; ``overrides`` (not None) win."""
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        else:
-            raw = json.loads(text)
-        return cls.from_dict({**raw, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls.from_dict({**read_options(path), **{k: v for k, v in overrides.items() if v is not None}})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -345,13 +354,52 @@ def _write_history(out: Path, history: list[dict]) -> None:
         tmp.write_text(json.dumps(history, indent=1))
 
 
+def read_options(path: str | os.PathLike) -> dict[str, Any]:
+    """The options a YAML or JSON training-config file sets (safe loaders only)."""
+    try:
+        text = Path(path).read_text()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read this training config ({exc})") from None
+    except Exception as exc:  # yaml.YAMLError: not importable before yaml is
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a training config must be a mapping of option names to values")
+    return raw
+
+
+def resumed_config(stored: TrainConfig, config: TrainConfig, overrides: Collection[str]) -> TrainConfig:
+    """The configuration a resumed run continues with: every setting from the run
+    (``stored``) except the fields named in ``overrides``, taken from ``config``; the run
+    folder is always ``config.out``. A change to the architecture is refused; the other
+    changes are logged (a warning, so the user sees which settings were overridden)."""
+    changed = {k: (getattr(stored, k), getattr(config, k)) for k in sorted(overrides)
+               if k != "out" and getattr(stored, k) != getattr(config, k)}
+    fixed = [k for k in changed if k in _ARCHITECTURE]
+    if fixed:
+        raise InputError(f"{config.out} was trained with {', '.join(f'{k} {changed[k][0]!r}' for k in fixed)}; a "
+                         f"resumed run cannot change the network ({', '.join(f'{k} {changed[k][1]!r}' for k in fixed)}"
+                         "). Drop those options to continue it, or train in a new folder")
+    if changed:
+        log.warning("resuming %s with these settings overridden: %s", config.out,
+                    "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+    return dataclasses.replace(stored, out=config.out, **{k: new for k, (_, new) in changed.items()})
+
+
 def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressFn | None = None,
-          stop_after_steps: int | None = None, compare: dict[str, list[dict]] | None = None) -> dict:
+          stop_after_steps: int | None = None, compare: dict[str, list[dict]] | None = None,
+          overrides: Collection[str] = ()) -> dict:
     """Train a model as ``config`` says; returns a summary (final metrics, paths, digest).
 
-    ``resume``: continue from the newest checkpoint in ``config.out`` (its stored config is
-    used). ``stop_after_steps``: stop (after checkpointing) once this many steps are done,
-    for tests and time-boxed jobs. ``compare``: other runs' histories to draw in the curves.
+    ``resume``: continue from the newest checkpoint in ``config.out`` with the run's own
+    settings, except those named in ``overrides`` (see :func:`resumed_config`).
+    ``stop_after_steps``: stop (after checkpointing) once this many steps are done, for
+    tests and time-boxed jobs. ``compare``: other runs' histories to draw in the curves.
     """
     rank, world, local_rank = _distributed()
     out = Path(config.out)
@@ -363,12 +411,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             log.warning("resume: no checkpoint in %s; starting from scratch", ckpt_dir)
         else:
             tensors, state = load_training_state(ckpt, torch.device("cpu"))
-            stored = dataclasses.replace(TrainConfig.from_dict(state["config"]), epochs=config.epochs, out=config.out)
-            if stored != config:
-                log.warning("resuming with the configuration stored in %s (options other than the number "
-                            "of epochs are ignored)", ckpt.name)
-            config = stored
-            log.info("resuming from %s (step %d)", ckpt.name, state["step"])
+            config = resumed_config(TrainConfig.from_dict(state["config"]), config, overrides)
+            log.info("resuming from %s (step %d of a %d-epoch run)", ckpt.name, state["step"], config.epochs)
 
     device = resolve_device(config.device)
     if world > 1:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
-from ..errors import GeoreferenceError, InputError
+from ..errors import GeoreferenceError, InputError, ReadError
 from ..radiometry import linear_to_db
 from ..tiling import Window
 from .discovery import BandRef
@@ -111,8 +111,9 @@ class StackReader:
             raise InputError("a decimated window must lie inside every band")
         bw, bh = buf or (part.width, part.height)
         path = self.stack.bands[src.slots[0]].path
-        arr = gdal_call(f"reading {path}", src.ds.ReadAsArray, part.col_off, part.row_off, part.width,
-                        part.height, buf_xsize=bw, buf_ysize=bh, band_list=src.indices, error=OSError)
+        arr = gdal_call(f"{path}: cannot be read (truncated or damaged?)", src.ds.ReadAsArray, part.col_off,
+                        part.row_off, part.width, part.height, buf_xsize=bw, buf_ysize=bh, band_list=src.indices,
+                        error=ReadError)
         arr = arr.reshape(len(src.indices), bh, bw).astype(np.float32)
         for k, slot in enumerate(src.slots):
             nodata = self.stack.nodata[slot]
