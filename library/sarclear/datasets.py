@@ -135,6 +135,7 @@ class _Spec:
     scaling: OpticalScaling = field(default_factory=OpticalScaling)
     rows: tuple[int, int] | None = None   # part of the grid: row range
     quadrants: bool = False               # cut into 2 x 2 places
+    order: tuple[str, ...] | None = None  # band names in file order, for unlabelled files not in the standard order
 
 
 def _datatake(text: str) -> str:
@@ -212,10 +213,15 @@ def _sen12ms_cr_ts(root: Path) -> Iterator[_Spec]:
                         "l1c", (str(f),))
 
 
+#: EuroSAT's 13-band GeoTIFFs hold the bands in zero-padded alphabetical order (B8A last),
+#: which the library's band-order check detects and refuses when the order is not given
+EUROSAT_ORDER = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B8A")
+
+
 def _eurosat(root: Path) -> Iterator[_Spec]:
     for d in _dirs(root, "eurosat"):
         for f in sorted(d.glob("*/*.tif")):
-            yield _Spec(f"eurosat/{f.stem}", f"eurosat:{f.stem}", "eurosat", "l1c", (str(f),))
+            yield _Spec(f"eurosat/{f.stem}", f"eurosat:{f.stem}", "eurosat", "l1c", (str(f),), order=EUROSAT_ORDER)
 
 
 def _ssl4eo(root: Path) -> Iterator[_Spec]:
@@ -277,7 +283,7 @@ def find_specs(root: Path, sources: Sequence[str]) -> list[_Spec]:
 
 def _read(spec: _Spec, bands: tuple[str, ...]) -> list[Scene]:
     """Read one spec (whole grid, or its rows) into one or four (quadrant) scenes."""
-    stack = open_optical(list(spec.s2), bands)
+    stack = open_optical(list(spec.s2), bands, order=spec.order)
     grid = stack.grid
     rows = spec.rows or (0, grid.height)
     r0, r1 = rows[0], grid.height if rows[1] is None else rows[1]

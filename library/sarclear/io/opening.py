@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..bands import default_s2_order
-from ..errors import BandOrderError, GeoreferenceError, InputError, NoOverlapError
+from ..errors import BandOrderError, GeoreferenceError, InputError, NoOverlapError, ReadError
 from ..tiling import Window
 from .discovery import BandRef, _pixel_size, identify_bands
 from .gdalio import gdal_call, numpy_dtype, open_raster
@@ -82,14 +82,15 @@ def _check_assumed_order(refs: Sequence[BandRef]) -> BandOrderCheck | None:
     if names is None:
         return None
     w, h = ds.RasterXSize, ds.RasterYSize
+    unreadable = f"{path}: cannot be read (truncated or damaged?)"
     if max(w, h) <= 512 or ds.GetRasterBand(1).GetOverviewCount() > 0:  # decimated view
         scale = max(1, -(-max(w, h) // 128))
-        values = gdal_call(f"reading {path}", ds.ReadAsArray, buf_xsize=max(1, w // scale),
-                           buf_ysize=max(1, h // scale)).astype(np.float64).reshape(ds.RasterCount, -1)
+        values = gdal_call(unreadable, ds.ReadAsArray, buf_xsize=max(1, w // scale), buf_ysize=max(1, h // scale),
+                           error=ReadError).astype(np.float64).reshape(ds.RasterCount, -1)
     else:  # 16 windows of 32 x 32: a decimated read would decode every block of every band
         wins = [(int((i + 0.5) * w / 4) - 16, int((j + 0.5) * h / 4) - 16) for j in range(4) for i in range(4)]
-        values = np.concatenate([gdal_call(f"reading {path}", ds.ReadAsArray, x, y, 32, 32).astype(np.float64)
-                                 .reshape(ds.RasterCount, -1) for x, y in wins], axis=1)
+        values = np.concatenate([gdal_call(unreadable, ds.ReadAsArray, x, y, 32, 32, error=ReadError)
+                                 .astype(np.float64).reshape(ds.RasterCount, -1) for x, y in wins], axis=1)
     for i in range(ds.RasterCount):
         nodata = ds.GetRasterBand(i + 1).GetNoDataValue()
         if nodata is not None:
