@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -185,6 +184,7 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
     log.info("%d training scenes (%d with SAR), %d validation scenes; model %s", len(pool.scenes),
              len(pool.with_sar), len(val_scenes), model_config.preset)
 
+    torch.manual_seed(config.seed)
     G, _ = build(model_config)
     if config.init and state is None:
         init_from(G, config.init)
@@ -196,6 +196,7 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
         ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("EMA.")})
         opt.load_state_dict(optimizer_state("opt_g", tensors, state["opt_g"], torch.device("cpu")))
         step, history, losses = state["step"], state.get("history", []), state.get("losses", [])
+        torch.set_rng_state(tensors["rng.cpu"])
     steps_per_epoch = max(1, (config.samples_per_epoch or 1024) // config.batch_size)
     total = steps_per_epoch * config.epochs
     n_sar = len(model_config.sar_channels)
@@ -212,7 +213,10 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
         if not items:
             return
         s = score(ema.model, items)
-        history.append({"step": step, "epoch": round(step / steps_per_epoch, 4), **s.row()})
+        row = {"step": step, "epoch": round(step / steps_per_epoch, 4), **s.row()}
+        if all(row["model_all"] < r["model_all"] for r in history):  # the best so far: keep it as a model
+            save_model(out / "best.safetensors", ema.model, model_config, info_now(row))
+        history.append(row)
         ema.model.train()
         log.info("step %d: under-mask RMSE model %.4f, normalized convolution %.4f, mean %.4f; 90%% coverage %.2f",
                  step, s.rmse["model"]["all"], s.rmse["nc"]["all"], s.rmse["mean"]["all"], s.coverage90)
@@ -222,12 +226,13 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
 
         fill_curves_figure(out / "curves.png", losses, history, title=f"{model_config.preset} training")
 
+    def info_now(validation: dict) -> dict:
+        return {"training": dataclasses.asdict(config), "git_revision": git_revision(), "step": step,
+                "validation": validation, "scenes": {"train": [s.name for s in pool.scenes],
+                                                     "val": [s.name for s in val_scenes]}}
+
     def export() -> Path:
-        best = min(history, key=lambda r: r.get("model_all", math.inf)) if history else {}
-        info = {"training": dataclasses.asdict(config), "git_revision": git_revision(), "step": step,
-                "validation": history[-1] if history else {}, "best_validation": best,
-                "scenes": {"train": [s.name for s in pool.scenes], "val": [s.name for s in val_scenes]}}
-        return save_model(out / "model.safetensors", ema.model, model_config, info)
+        return save_model(out / "model.safetensors", ema.model, model_config, info_now(history[-1] if history else {}))
 
     t0, start_step = time.perf_counter(), step
     G.train()
@@ -265,4 +270,4 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
     best = min(history, key=lambda r: r.get("model_all", math.inf)) if history else {}
     return {"step": step, "out": str(out), "model": str(out / "model.safetensors"), "history": history,
             "best": best, "seconds": time.perf_counter() - t0, "steps_done_now": step - start_step,
-            "summary_json": json.dumps(best)}
+            "best_checkpoint": str(out / "best.safetensors") if (out / "best.safetensors").is_file() else ""}
