@@ -123,8 +123,8 @@ def test_fill_run_logs_finite_losses_from_step_one_and_resumes_exactly(tmp_path)
 def test_adapt_fine_tunes_a_copy_and_refuses_what_it_cannot_use():
     g, _ = networks.build(networks.preset("fill"))
     model = checkpoint.Model(g, networks.preset("fill"))
-    scene = [s for s in load_training_scenes(str(MANIFEST), model.config.bands, ("VV", "VH"))
-             if s.sar is not None][0]
+    scene = next(s for s in load_training_scenes(str(MANIFEST), model.config.bands, ("VV", "VH"))
+                 if s.sar is not None)
     ms, sar = scene.ms.numpy(), scene.sar.numpy()
     clear = np.ones(ms.shape[1:], bool)
     clear[:, : ms.shape[2] // 3] = False  # a real cloud: never a target

@@ -320,7 +320,7 @@ def _train(args: argparse.Namespace) -> int:
         summary = train(config, resume=args.resume, progress=progress, compare=compare)
     finally:
         bar.close()
-    if "best" in summary:  # the gap-fill trainer
+    if "rank" not in summary:  # the gap-fill trainer
         out = Path(summary["out"])
         print(f"model: {summary['model']}\ncurves: {out / 'curves.png'}\nhistory: {out / 'history.csv'}, "
               f"{out / 'losses.csv'}")
@@ -337,6 +337,9 @@ def _train(args: argparse.Namespace) -> int:
         for rec in summary["history"][-2:]:
             print(f"{rec['split']}: RMSE {rec['rmse']:.4f} SAM {rec['sam_deg']:.2f} deg "
                   f"(cloudy input RMSE {rec['cloudy_rmse']:.4f} SAM {rec['cloudy_sam_deg']:.2f} deg)")
+        if summary["best"]:
+            print(f"best checkpoint: {summary['best_checkpoint']} (epoch {summary['best']['epoch']}, "
+                  f"{summary['best']['split']} RMSE {summary['best']['rmse']:.4f})")
     return 0
 
 

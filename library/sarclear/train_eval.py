@@ -68,8 +68,8 @@ def evaluate_pairs(generator: nn.Module, pairs: list[Loaded], model_config: Mode
     return {"model": acc_model.result(), "cloudy": acc_cloudy.result()}
 
 
-
-def write_history(out: Path, history: list[dict]) -> None:
+def write_history(out: Path, history: list[dict], losses: list[dict] | None = None) -> None:
+    """history.csv and history.json (evaluations), and losses.csv (losses every few steps)."""
     keys = ["step", "epoch", "split", "rmse", "sam_deg", "mae", "psnr", "ssim", "cloudy_rmse", "cloudy_sam_deg",
             "pixels"]
     with atomic_path(out / "history.csv") as tmp, tmp.open("w", newline="") as f:
@@ -78,4 +78,8 @@ def write_history(out: Path, history: list[dict]) -> None:
         w.writerows(history)
     with atomic_path(out / "history.json") as tmp:
         tmp.write_text(json.dumps(history, indent=1))
-
+    if losses:
+        with atomic_path(out / "losses.csv") as tmp, tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, list(losses[0]))
+            w.writeheader()
+            w.writerows(losses)

@@ -41,8 +41,9 @@ from .bands import DEFAULT_BAND_SET, DEFAULT_SAR_CHANNELS, band_set
 from .checkpoint import save_model
 from .clouds import CloudConfig, CloudField
 from .data import PairDataset, find_pairs, item_seed, load_pair, split_pairs
-from .devices import autocast, resolve_device
+from .devices import resolve_device
 from .errors import InputError
+from .gan_step import gan_update
 from .networks import ModelConfig, build, preset
 from .scaling import reflectance_to_network
 
@@ -250,7 +251,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), **fused)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), **fused)
     ema = EMA(G, config.ema_decay)
-    step, start_epoch, skip_batches, history = 0, 0, 0, []
+    step, start_epoch, skip_batches, history, loss_rows = 0, 0, 0, [], []
     if state is not None:
         G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
         D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
@@ -262,7 +263,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
         if cuda_states and device.type == "cuda":
             torch.cuda.set_rng_state_all(cuda_states)
         step, start_epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
-        history = state.get("history", [])
+        history, loss_rows = state.get("history", []), state.get("losses", [])
     ema.model.to(device)
 
     G_train, D_train = G, D
@@ -287,7 +288,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             return
         save_training_state(ckpt_dir / f"step-{step:09d}.safetensors", G=G, D=D, ema=ema, opt_g=opt_g, opt_d=opt_d,
                             state={"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                                   "config": dataclasses.asdict(config), "history": history,
+                                   "config": dataclasses.asdict(config), "history": history, "losses": loss_rows,
                                    "git_revision": _git_revision(), "model_config": model_config.to_dict()})
         for old in sorted(ckpt_dir.glob("step-*.safetensors"))[:-config.keep_checkpoints]:
             old.unlink(missing_ok=True)
@@ -304,13 +305,18 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             rec = {"step": step, "epoch": round(epoch_float, 4), "split": split,
                    **{k: r["model"][k] for k in ("rmse", "sam_deg", "mae", "psnr", "ssim", "pixels")},
                    "cloudy_rmse": r["cloudy"]["rmse"], "cloudy_sam_deg": r["cloudy"]["sam_deg"]}
+            scored = [h["rmse"] for h in history if h["split"] == split]
+            if split == ("test" if eval_loaded["test"] else "train") and all(rec["rmse"] < v for v in scored):
+                save_model(out / "best.safetensors", ema.model, model_config,  # the best so far, as a model
+                           {"training": dataclasses.asdict(config), "git_revision": _git_revision(), "step": step,
+                            "history": [rec]})
             history.append(rec)
             log.info("epoch %.2f %s: RMSE %.4f SAM %.2f deg (cloudy input: RMSE %.4f SAM %.2f deg)",
                      epoch_float, split, rec["rmse"], rec["sam_deg"], rec["cloudy_rmse"], rec["cloudy_sam_deg"])
             if writer is not None:
                 for k in ("rmse", "sam_deg", "ssim"):
                     writer.add_scalar(f"{split}/{k}", rec[k], step)
-        _write_history(out, history)
+        _write_history(out, history, loss_rows)
         from .figures import training_curves_figure
 
         name = "Opt-cGAN (MS only)" if not model_config.uses_sar else "SAR-Opt-cGAN"
@@ -332,7 +338,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             raise InputError("data_on_device needs the pairs cached in memory (cache: true)")
         dataset.to(device)
     t_start, samples_seen = time.perf_counter(), 0
-    bce = nn.BCEWithLogitsLoss()
     stopped = False
     losses = {"loss_g": float("nan"), "loss_d": float("nan"), "l1": float("nan")}
     for epoch in range(start_epoch, config.epochs):
@@ -364,36 +369,15 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             x_sar = sar_scaling.to_network(sar) if sar_scaling else x_ms[:, :0]
             if channels_last:
                 y, x_ms, x_sar = (t.contiguous(memory_format=torch.channels_last) for t in (y, x_ms, x_sar))
-            cond = torch.cat([x_ms, x_sar], dim=1)
-
-            with autocast(device, config.precision):
-                fake = G_train(x_ms, x_sar)
-            # discriminator: real pairs -> 1, generated -> 0 (halved, as in pix2pix)
-            opt_d.zero_grad(set_to_none=True)
-            with autocast(device, config.precision):
-                logits_real = D_train(cond, y)
-                logits_fake = D_train(cond, fake.detach())
-                loss_d = 0.5 * (bce(logits_real.float(), torch.ones_like(logits_real, dtype=torch.float32))
-                                + bce(logits_fake.float(), torch.zeros_like(logits_fake, dtype=torch.float32)))
-            loss_d.backward()
-            opt_d.step()
-            # generator: fool D, stay close to the truth in L1 (valid pixels only)
-            opt_g.zero_grad(set_to_none=True)
-            D.requires_grad_(False)
-            with autocast(device, config.precision):
-                logits = D(cond, fake)  # the unwrapped D: no gradient sync for a step D does not take
-                loss_gan = bce(logits.float(), torch.ones_like(logits, dtype=torch.float32))
-            loss_l1 = ((fake.float() - y).abs() * valid).sum() / (valid.sum() * y.shape[1]).clamp(min=1)
-            loss_g = loss_gan + config.l1_weight * loss_l1
-            loss_g.backward()
-            D.requires_grad_(True)
-            opt_g.step()
+            out = gan_update(G_train, D_train, D, opt_g, opt_d, x_ms, x_sar, y, valid, l1_weight=config.l1_weight,
+                             device=device, precision=config.precision)
             ema.update(G)
             step += 1
             samples_seen += bsz * world
             last_of_epoch = b + 1 == steps_per_epoch
             if step % _LOSS_EVERY == 0 or last_of_epoch or step <= _LOSS_EVERY:  # reading waits for the GPU
-                losses = {"loss_g": loss_g.item(), "loss_d": loss_d.item(), "l1": loss_l1.item()}
+                losses = {"loss_g": out.loss_g.item(), "loss_d": out.loss_d.item(), "l1": out.l1.item()}
+                loss_rows.append({"step": step, **{k: round(v, 6) for k, v in losses.items()}})
                 if not math.isfinite(losses["loss_g"]):
                     raise RuntimeError(f"training diverged at step {step} (generator loss {losses['loss_g']}); "
                                        "lower the learning rate")
@@ -432,7 +416,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
     digest = weights_digest(G)
     if world > 1 and initialised_here:
         dist.destroy_process_group()
-    summary = {"step": step, "out": str(out), "generator_sha256": digest, "history": history,
+    scored = [h for h in history if h["split"] == ("test" if eval_loaded["test"] else "train")]
+    best = min(scored, key=lambda h: h["rmse"]) if scored else {}
+    summary = {"step": step, "out": str(out), "generator_sha256": digest, "history": history, "best": best,
+               "best_checkpoint": str(out / "best.safetensors") if best and rank == 0 else "",
                "model": str(out / "model.safetensors"), "samples_per_s": samples_seen / max(
                    time.perf_counter() - t_start, 1e-9), "rank": rank, "world_size": world}
     return summary
