@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export GDAL_PAM_ENABLED ?= NO
 
-.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick clean
+.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick clean
 
 all: test
 
@@ -52,6 +52,14 @@ bench: setup
 
 bench-quick: setup
 	$(PY) benchmarks/run_all.py --quick
+
+# Reconstruction quality on held-out real scenes (../shared/data; see docs/DATA.md): writes
+# docs/QUALITY.md and docs/quality/. Extra arguments: make quality ARGS="--model NAME=PATH".
+quality: setup
+	$(PY) benchmarks/quality.py $(ARGS)
+
+quality-quick: setup
+	$(PY) benchmarks/quality.py --quick --out out/quality-quick $(ARGS)
 
 clean:
 	rm -rf build dist out .pytest_cache .ruff_cache

@@ -96,3 +96,21 @@ def test_metrics_ignore_invalid_pixels_and_accumulate_blockwise():
     x2[:, ~valid] = float("nan")  # NaNs in invalid pixels change nothing
     assert metrics.compare(x2, y, S2_PAPER10, valid)["rmse"] == pytest.approx(whole["rmse"])
     assert np.isnan(metrics.compare(x, y, S2_PAPER10, torch.zeros(40, 30, dtype=torch.bool))["rmse"])
+
+
+def test_correlation_per_band_ignores_gain_offset_and_invalid_pixels(clear):
+    ref = clear[0]
+    scaled = 0.5 * ref + 0.1  # same structure, other gain and offset
+    np.testing.assert_allclose(metrics.correlation(scaled, ref).numpy(), 1.0, atol=1e-9)
+    g = torch.Generator().manual_seed(0)
+    noisy = ref + 0.5 * ref.std(dim=(1, 2), keepdim=True) * torch.randn(ref.shape, generator=g)
+    r = metrics.correlation(noisy, ref)  # noise at half the signal's std: r = 1 / sqrt(1.25)
+    assert r.shape == (ref.shape[0],)
+    np.testing.assert_allclose(r.numpy(), 1 / math.sqrt(1.25), atol=0.02)
+    valid = torch.zeros(ref.shape[1:], dtype=torch.bool)
+    valid[:40] = True
+    broken = scaled.clone()
+    broken[:, 40:] = float("nan")  # only invalid pixels are broken
+    np.testing.assert_allclose(metrics.correlation(broken, ref, valid).numpy(), 1.0, atol=1e-9)
+    flat = torch.ones_like(ref)
+    assert bool(torch.isnan(metrics.correlation(flat, ref)).all())

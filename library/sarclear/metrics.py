@@ -16,6 +16,8 @@ Definitions (``x`` prediction, ``y`` reference, ``C`` bands):
 * PSNR = 10 log10(1 / MSE) (reflectance range 1); MAE = mean |x - y|.
 * SSIM: Gaussian window 11 x 11, sigma 1.5, C1 = (0.01)^2, C2 = (0.03)^2 for data range 1,
   averaged over bands and valid pixels.
+* Correlation: Pearson's r between x and y per band over the valid pixels of one image
+  (structure kept, whatever the gain and offset); NaN for a band constant in x or y.
 """
 
 from __future__ import annotations
@@ -80,6 +82,22 @@ def ssim_map(pred: Tensor, ref: Tensor) -> Tensor:
     sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return s.mean(dim=1).to(pred.dtype)
+
+
+def correlation(pred: Tensor, ref: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Pearson correlation per band of one image, (C, H, W) -> (C,), float64, over the
+    pixels valid in ``valid`` (H, W) and finite in both; NaN where a band has no variance
+    (or fewer than two pixels)."""
+    x, y = pred.double(), ref.double()
+    ok = _mask(valid, x[None])[0] & _mask(None, y[None])[0]
+    xs, ys = x[:, ok], y[:, ok]  # (C, N)
+    if xs.shape[1] < 2:
+        return torch.full((x.shape[0],), float("nan"), dtype=torch.float64)
+    xs = xs - xs.mean(dim=1, keepdim=True)
+    ys = ys - ys.mean(dim=1, keepdim=True)
+    den = (xs * xs).sum(dim=1).sqrt() * (ys * ys).sum(dim=1).sqrt()
+    r = (xs * ys).sum(dim=1) / den
+    return torch.where(den > 0, r, torch.full_like(r, float("nan")))
 
 
 @dataclass

@@ -1,0 +1,142 @@
+"""Inputs of the quality benchmark: which scenes, which cloud kinds, and the GeoTIFFs that the
+models read (the path users get: uint16 DN, named bands, SAR in dB on the same grid)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, SAMPLES
+from osgeo import gdal, osr
+
+from sarclear.clouds import CloudConfig
+from sarclear.datasets import Scene, load_scenes
+
+log = logging.getLogger("quality")
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+
+_BASE = CloudConfig()
+#: The three cloud kinds: ranges from which each scene's parameters are drawn (seeded).
+KIND_CONFIGS = {
+    "thick": dataclasses.replace(_BASE, coverage=(0.35, 0.35), haze=(0.0, 0.0), shadow=(0.0, 0.0)),
+    "haze": dataclasses.replace(_BASE, coverage=(0.0, 0.0), haze=(0.25, 0.5), shadow=(0.0, 0.0)),
+    "thick+shadow": dataclasses.replace(_BASE, coverage=(0.25, 0.25), haze=(0.0, 0.0), shadow=(0.4, 0.7)),
+}
+
+#: Where a scene has no georeferencing (BigEarthNet from configilm): a dummy UTM 33N grid.
+DUMMY_EPSG, DUMMY_GT = 32633, (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
+
+
+def crop(scene: Scene, height: int, width: int | None = None) -> Scene:
+    """The centre ``height`` x ``width`` of a scene (all of it where it is smaller)."""
+    width = width or height
+    h, w = scene.ms.shape[1:]
+    r, c = max(0, (h - height) // 2), max(0, (w - width) // 2)
+    rows, cols = slice(r, r + height), slice(c, c + width)
+    gt = scene.geotransform
+    if gt is not None:
+        gt = (gt[0] + c * gt[1] + r * gt[2], gt[1], gt[2], gt[3] + c * gt[4] + r * gt[5], gt[4], gt[5])
+    ms = np.ascontiguousarray(scene.ms[:, rows, cols])
+    sar = None if scene.sar is None else np.ascontiguousarray(scene.sar[:, rows, cols])
+    if ms.shape[1:] == (h, w):
+        return scene
+    return dataclasses.replace(scene, name=f"{scene.name}@{r},{c}", ms=ms, sar=sar, geotransform=gt)
+
+
+def _load(data: Path, **kw) -> list[Scene]:
+    root = data if data.is_dir() else SAMPLES
+    if root is SAMPLES:
+        log.warning("%s is absent: using the samples in %s", data, SAMPLES)
+    return load_scenes(root, **kw)
+
+
+def test_scenes(data: Path, quick: bool, size: int) -> tuple[list[Scene], list[dict]]:
+    """Clear test-split scenes: large ones centre-cropped to ``size``. Quick: a 96 x 128 part
+    of SSL4EO-S12 (S1+S2) and one BigEarthNet test patch, if present."""
+    sources = ["ssl4eo-s12", "benv1"] if quick else None
+    scenes = [s for s in _load(data, sources=sources) if s.split == "test"]
+    if quick:
+        picked = [crop(s, 96, 128) for s in scenes if s.source == "ssl4eo-s12"][:1]
+        picked += [s for s in scenes if s.source.startswith("ben")][:1]
+        scenes = picked or [crop(s, 96, 128) for s in scenes[:2]]
+    else:
+        scenes = [crop(s, size) for s in scenes]
+    chosen = [{"name": s.name, "place": s.place, "source": s.source, "level": s.product_level,
+               "size": f"{s.ms.shape[2]}x{s.ms.shape[1]}", "sar": s.sar is not None} for s in scenes]
+    if not scenes:
+        raise SystemExit(f"no test scenes under {data}; see docs/DATA.md")
+    return scenes, chosen
+
+
+def real_cloud_scenes(data: Path, quick: bool, size: int) -> list[Scene]:
+    """Real cloudy scenes for the qualitative figures: the BigEarthNet v2 cloudy pairs, the
+    overcast Major TOM cell (one quadrant, cropped) and the bundled SEN12MS-CR sample."""
+    out = []
+    if not quick and data.is_dir():
+        for s in load_scenes(data, include_cloudy=True, sources=["benv2", "majortom"]):
+            if s.cloudy and (s.source == "benv2" or s.place.endswith(":q00")):
+                out.append(crop(s, size))
+    out += [s for s in load_scenes(SAMPLES, include_cloudy=True, sources=["sen12ms-cr"]) if s.cloudy]
+    return out
+
+
+def _create(path: Path, scene: Scene, count: int, dtype: int) -> gdal.Dataset:
+    h, w = scene.ms.shape[1:]
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, count, dtype, ["COMPRESS=DEFLATE"])
+    srs = osr.SpatialReference()
+    if scene.geotransform is not None and scene.crs_wkt:
+        ds.SetGeoTransform(scene.geotransform)
+        srs.ImportFromWkt(scene.crs_wkt)
+    else:
+        ds.SetGeoTransform(DUMMY_GT)
+        srs.ImportFromEPSG(DUMMY_EPSG)
+    ds.SetProjection(srs.ExportToWkt())
+    return ds
+
+
+def write_scene(ms_path: Path, sar_path: Path, scene: Scene, reflectance: np.ndarray) -> tuple[Path, Path | None]:
+    """``reflectance`` (C, H, W; NaN = nodata) as uint16 DN x 10000 with band names, and the
+    scene's SAR as float32 dB (VV, VH), on the scene's grid."""
+    valid = np.isfinite(reflectance).all(0)
+    dn = np.clip(np.rint(np.nan_to_num(reflectance) * 10000), 1, 65535).astype(np.uint16)
+    ds = _create(ms_path, scene, len(scene.bands), gdal.GDT_UInt16)
+    for i, name in enumerate(scene.bands):
+        band = ds.GetRasterBand(i + 1)
+        band.SetDescription(name)
+        if not valid.all():
+            band.SetNoDataValue(0)
+        band.WriteArray(np.where(valid, dn[i], 0))
+    ds = None
+    if scene.sar is None:
+        return ms_path, None
+    ds = _create(sar_path, scene, 2, gdal.GDT_Float32)
+    for i, name in enumerate(("VV", "VH")):
+        band = ds.GetRasterBand(i + 1)
+        band.SetDescription(name)
+        band.SetNoDataValue(float("nan"))
+        band.WriteArray(scene.sar[i])
+    ds = None
+    return ms_path, sar_path
+
+
+def write_mask(path: Path, mask: np.ndarray, scene: Scene) -> Path:
+    """A uint8 cloud mask (0 clear, 1 cloud) on the scene's grid."""
+    ds = _create(path, scene, 1, gdal.GDT_Byte)
+    ds.GetRasterBand(1).WriteArray(mask.astype(np.uint8))
+    ds = None
+    return path
+
+
+def read_output(path: Path) -> np.ndarray:
+    """A decloud output (uint16 DN) as reflectance, nodata as NaN."""
+    ds = gdal.Open(str(path))
+    arr = ds.ReadAsArray().astype(np.float32)
+    arr = arr.reshape(-1, ds.RasterYSize, ds.RasterXSize)
+    nodata = ds.GetRasterBand(1).GetNoDataValue()
+    out = arr / 10000.0
+    if nodata is not None:
+        out[:, (arr == nodata).all(0)] = np.nan
+    return out

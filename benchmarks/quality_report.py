@@ -1,0 +1,184 @@
+"""Outputs of the quality benchmark: figures (one display stretch per figure, applied to every
+panel) and the Markdown report (docs/QUALITY.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from common import fmt
+from quality_io import write_scene
+
+from sarclear.bands import S2_RGB
+from sarclear.fill import mean_fill, normalized_convolution
+
+
+def _stretch(img: np.ndarray, bands) -> tuple[np.ndarray, np.ndarray]:
+    idx = [list(bands).index(b) for b in S2_RGB]
+    sel = img[idx].reshape(3, -1)
+    lo, hi = np.nanpercentile(sel, 2, axis=1), np.nanpercentile(sel, 98, axis=1)
+    return lo, np.maximum(hi, lo + 1e-6)
+
+
+def _rgb(img: np.ndarray, bands, lo, hi) -> np.ndarray:
+    idx = [list(bands).index(b) for b in S2_RGB]
+    x = (img[idx] - lo[:, None, None]) / (hi - lo)[:, None, None]
+    return np.nan_to_num(np.clip(x, 0, 1)).transpose(1, 2, 0)
+
+
+def _panels(path: Path, views: dict[str, np.ndarray], bands, stretch_from: str, title: str) -> Path:
+    lo, hi = _stretch(views[stretch_from], bands)
+    n = len(views)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, img) in zip(axes.flat, views.items()):
+        ax.imshow(_rgb(np.asarray(img), bands, lo, hi), interpolation="nearest")
+        ax.set_title(label, fontsize=8)
+    fig.suptitle(f"{title}\n(true colour B4/B3/B2, one 2-98 % stretch of the {stretch_from} for every panel)",
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def figure_synthetic(path: Path, views: dict, scene, kind: str) -> Path:
+    """Reference, cloudy input and every method's output on one scene and cloud kind."""
+    views = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in views.items()}
+    return _panels(path, views, scene.bands, "reference", f"Synthetic {kind} on {scene.name} (test split)")
+
+
+def figures_real(out_dir: Path, scenes, models: dict, runner, work: Path) -> list[Path]:
+    """Real clouds: input, baselines with the detected mask (where detection exists) and each
+    model's default decloud (the models that can read the scene)."""
+    paths = []
+    for scene in scenes:
+        d = work / "real"
+        d.mkdir(parents=True, exist_ok=True)
+        inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000
+        ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, inp)
+        views = {"input (real clouds)": inp}
+        valid = np.isfinite(scene.ms).all(0)
+        if runner.detect is not None:
+            det = runner.detect(inp.astype(np.float32), scene.bands, valid, scene.product_level)
+            m = torch.from_numpy(np.isin(det.classes, (1, 2)))
+            x = torch.from_numpy(inp)[None].float()
+            w = (~m & torch.from_numpy(valid)).float()[None, None]
+            mask_img = np.repeat(m.numpy()[None].astype(np.float32), len(scene.bands), 0)
+            views["detected mask (cloud/shadow white)"] = mask_img
+            for label, fn in (("mean fill", mean_fill), ("normalized convolution", normalized_convolution)):
+                views[f"{label} (detected mask)"] = torch.where(m, fn(x, w)[0], x[0]).numpy()
+        for name, model in models.items():
+            if model.config.uses_sar and scene.sar is None:
+                continue
+            views[f"{name} (default decloud)"] = runner.decloud(model, ms_path, sar_path, d / "out.tif")
+        safe = scene.name.replace("/", "_").replace("@", "_").replace(",", "_")
+        paths.append(_panels(out_dir / f"real_{safe}.png", views, scene.bands, "input (real clouds)",
+                             f"Real clouds: {scene.name} ({scene.source}, split {scene.split})"))
+        shutil.rmtree(d, ignore_errors=True)
+    return paths
+
+
+_KIND_ORDER = ("thick", "haze", "thick+shadow")
+
+
+def _method_order(rows) -> list[tuple[str, str]]:
+    seen = []
+    for r in rows:
+        key = (r["method"], r["mask"])
+        if key not in seen:
+            seen.append(key)
+    base = ["cloudy input", "mean fill", "normalized convolution"]
+    return sorted(seen, key=lambda k: (base.index(k[0]) if k[0] in base else 3, k[0], k[1] != "true"))
+
+
+def _main_table(rows, group: str) -> str:
+    rows = [r for r in rows if r["group"] == group]
+    by = {(r["method"], r["mask"], r["kind"]): r for r in rows}
+    head = ["method", "mask"]
+    for k in _KIND_ORDER:
+        head += [f"{k}: RMSE cloud", f"{k}: RMSE all", f"{k}: SAM °", f"{k}: corr"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, mask in _method_order(rows):
+        cells = [method, mask]
+        for k in _KIND_ORDER:
+            r = by.get((method, mask, k), {})
+            cells += [fmt(r.get("rmse_cloud")), fmt(r.get("rmse_all")), fmt(r.get("sam_deg")), fmt(r.get("corr"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _kind_table(rows, group: str, kind: str) -> str:
+    rows = [r for r in rows if r["group"] == group and r["kind"] == kind]
+    by = {(r["method"], r["mask"]): r for r in rows}
+    cols = [("rmse_cloud", "RMSE under cloud"), ("rmse_all", "RMSE whole image"), ("sam_deg", "SAM °"),
+            ("psnr", "PSNR dB"), ("ssim", "SSIM"), ("corr", "corr"), ("scenes", "scenes")]
+    lines = ["| method | mask | " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for key in _method_order(rows):
+        r = by[key]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(fmt(r[c]) for c, _ in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
+    """docs/QUALITY.md from the benchmark's JSON."""
+    doc = json.loads(json_path.read_text())
+    env, rows = doc["env"], doc["rows"]
+    rel = lambda p: os.path.relpath(p, report.parent)  # noqa: E731
+    groups = [g for g in ("S1+S2", "S2 only", "adapt subset (S1+S2)") if any(r["group"] == g for r in rows)]
+    n = {g: len({r["scene"] for r in doc["per_scene"] if r["group"] == g}) for g in groups}
+    out = ["# Quality benchmark", "",
+           "Real clear scenes held out from training (test split by place, `sarclear.datasets`), with "
+           "seeded synthetic clouds of three kinds; every method sees the same clouds. Generated by "
+           "`benchmarks/quality.py`; the numbers below are from this exact run:", "",
+           f"- command: `{env['command']}`",
+           f"- date: {env['date']}, git revision `{env['git_revision']}`",
+           f"- machine: {env['device']}, torch {env['torch']}, GDAL {env['gdal']}",
+           f"- run time: {doc['seconds']:.0f} s wall, {doc['cpu_seconds']:.0f} CPU-s (synthetic clouds "
+           f"{doc['seconds_synthetic']:.0f} s wall)",
+           f"- scenes: every clear test-split scene under `--data` ({len(doc['scenes'])}), large ones centre-cropped "
+           f"to {doc['args']['crop']} px; cloud seed {doc['args']['seed']}; the same clouds for every method",
+           f"- raw results: `{rel(json_path)}`", "",
+           "Metrics are on reflectance. *RMSE cloud*: over the true mask (" + doc["mask_rule"] + "); *RMSE all*, "
+           "SAM (degrees), PSNR, SSIM: over every valid pixel; *corr*: Pearson correlation with the reference per "
+           "band over the whole image, averaged over bands and scenes. RMSE, SAM, PSNR and SSIM pool pixels over "
+           "scenes. Mask *true*: the synthetic clouds' own mask; *detected*: the library's cloud detection.", ""]
+    for g in groups:
+        out += [f"## {g} test scenes ({n[g]})", "", _main_table(rows, g), ""]
+    out += ["## Clear scenes through default decloud", "",
+            "Each clear test scene, without synthetic clouds, through `decloud` with default options. "
+            "Changed: share of valid pixels where any band moved by more than 0.002 reflectance. "
+            "Target (issue 11): at most 0.5 % changed and RMSE at most 0.002.", "",
+            "| model | scenes | pixels | changed % | RMSE vs input |", "|---|---|---|---|---|"]
+    for r in doc["clear_check"]:
+        out.append(f"| {r['model']} | {r['scenes']} | {fmt(r['pixels'])} | {fmt(r['changed_pct'])} | "
+                   f"{fmt(r['rmse_vs_input'])} |")
+    out += ["", "## Test scenes", "", "| scene | place | source | level | size | SAR |", "|---|---|---|---|---|---|"]
+    for s in doc["scenes"]:
+        out.append(f"| {s['name']} | {s['place']} | {s['source']} | {s['level']} | {s['size']} | "
+                   f"{'yes' if s['sar'] else 'no'} |")
+    out += ["", "## Per cloud kind, all measures", ""]
+    for g in groups:
+        for k in _KIND_ORDER:
+            out += [f"### {g}, {k}", "", _kind_table(rows, g, k), ""]
+    if doc["figures"]:
+        out += ["## Figures", ""]
+        out += [f"![{Path(f).stem}]({rel(f)})" for f in doc["figures"]]
+        out += [""]
+    if doc["notes"]:
+        out += ["## Notes", ""] + [f"- {x}" for x in doc["notes"]] + [""]
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(out) + "\n")
+    return report

@@ -1,0 +1,42 @@
+"""The quality benchmark runs end to end in its quick mode (held-out real scenes, synthetic
+clouds, baselines and the bundled model through decloud) and its numbers behave as the
+physics says: clouds hurt, a fill inside the true mask beats the cloudy input under thick
+cloud, and the report carries the command and the tables."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+@pytest.mark.slow
+def test_quality_quick_run_scores_every_method_on_every_cloud_kind(tmp_path):
+    out, report = tmp_path / "out", tmp_path / "QUALITY.md"
+    model = sorted((ROOT / "resources" / "models").glob("*.safetensors"))[0]  # any bundled model
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--quick", "--out", str(out),
+           "--report", str(report), "--workdir", str(tmp_path / "work"), "--model", f"bundled={model}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((out / "quality.json").read_text())
+    assert {"env", "scenes", "kinds", "rows", "per_scene", "clear_check", "figures", "notes"} <= doc.keys()
+    assert all(s["sar"] for s in doc["scenes"]) and doc["scenes"]
+    rows = {(r["kind"], r["method"], r["mask"]): r for r in doc["rows"] if r["group"] == "S1+S2"}
+    for kind in ("thick", "haze", "thick+shadow"):
+        cloudy = rows[(kind, "cloudy input", "-")]
+        nc = rows[(kind, "normalized convolution", "true")]
+        model = rows[(kind, "bundled", "true")]
+        assert cloudy["cloud_pixels"] > 0.1 * cloudy["pixels"]
+        assert cloudy["rmse_cloud"] > 0.02 and cloudy["corr"] < 0.999  # the clouds changed the scene
+        for r in (nc, model, rows[(kind, "mean fill", "true")]):
+            assert r["pixels"] == cloudy["pixels"] and 0 < r["rmse_all"] < 1 and -1 <= r["corr"] <= 1
+    for kind in ("thick", "thick+shadow"):  # a fill inside the true mask beats leaving the cloud
+        assert rows[(kind, "normalized convolution", "true")]["rmse_cloud"] < rows[(kind, "cloudy input", "-")][
+            "rmse_cloud"] / 2
+    (clear,) = doc["clear_check"]
+    assert clear["model"] == "bundled" and 0 <= clear["changed_pct"] <= 100 and clear["pixels"] > 0
+    assert all((out / f).stat().st_size > 0 for f in ("synthetic_thick.png",)) and len(doc["figures"]) >= 2
+    text = report.read_text()
+    assert "benchmarks/quality.py --quick" in text and doc["env"]["git_revision"] in text
+    assert "| cloudy input | - |" in text and "thick: RMSE cloud" in text
