@@ -146,3 +146,17 @@ def test_adapt_fine_tunes_a_copy_and_refuses_what_it_cannot_use():
     lite, _ = networks.build(networks.preset("lite"))
     with pytest.raises(InputError, match="gap-fill model"):
         adapt_model(checkpoint.Model(lite, networks.preset("lite")), ms, sar, clear, opts)
+
+
+def test_cli_trains_the_fill_preset_and_names_the_best_checkpoint(tmp_path, capsys):
+    from sarclear.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["-q", "train", "--data", str(MANIFEST), "--out", str(out), "--preset", "fill-ms", "--crop", "32",
+                 "--batch-size", "2", "--samples-per-epoch", "4", "--epochs", "1", "--lr", "0.001"]) == 0
+    text = capsys.readouterr().out
+    assert f"best checkpoint: {out / 'best.safetensors'}" in text and "normalized convolution" in text
+    model = checkpoint.load_model(out / "best.safetensors")
+    assert model.config.preset == "fill-ms" and model.config.kind == "gapfill" and not model.config.uses_sar
+    assert main(["models"]) == 0
+    assert "fill-ms" in capsys.readouterr().out

@@ -369,14 +369,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             x_sar = sar_scaling.to_network(sar) if sar_scaling else x_ms[:, :0]
             if channels_last:
                 y, x_ms, x_sar = (t.contiguous(memory_format=torch.channels_last) for t in (y, x_ms, x_sar))
-            out = gan_update(G_train, D_train, D, opt_g, opt_d, x_ms, x_sar, y, valid, l1_weight=config.l1_weight,
+            update = gan_update(G_train, D_train, D, opt_g, opt_d, x_ms, x_sar, y, valid, l1_weight=config.l1_weight,
                              device=device, precision=config.precision)
             ema.update(G)
             step += 1
             samples_seen += bsz * world
             last_of_epoch = b + 1 == steps_per_epoch
             if step % _LOSS_EVERY == 0 or last_of_epoch or step <= _LOSS_EVERY:  # reading waits for the GPU
-                losses = {"loss_g": out.loss_g.item(), "loss_d": out.loss_d.item(), "l1": out.l1.item()}
+                losses = {"loss_g": update.loss_g.item(), "loss_d": update.loss_d.item(), "l1": update.l1.item()}
                 loss_rows.append({"step": step, **{k: round(v, 6) for k, v in losses.items()}})
                 if not math.isfinite(losses["loss_g"]):
                     raise RuntimeError(f"training diverged at step {step} (generator loss {losses['loss_g']}); "
