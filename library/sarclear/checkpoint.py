@@ -23,10 +23,11 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from .atomic import atomic_path
 from .errors import CheckpointError
-from .networks import FORMAT_VERSION, ModelConfig, UNetGenerator, build
+from .networks import FORMAT_VERSION, ModelConfig, build
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +126,13 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
 class Model:
     """A generator ready for inference, with its config and the file's information."""
 
-    generator: UNetGenerator
+    generator: nn.Module  # UNetGenerator or gapnet.GapFillGenerator, by config.kind
     config: ModelConfig
     info: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
 
-def save_model(path: str | os.PathLike, generator: UNetGenerator, config: ModelConfig,
+def save_model(path: str | os.PathLike, generator: nn.Module, config: ModelConfig,
                info: dict[str, Any] | None = None) -> Path:
     """Write ``generator``'s weights and ``config`` to ``path`` atomically (temp + rename)."""
     from . import __version__

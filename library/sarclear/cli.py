@@ -189,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Without arguments, list presets and bundled models; with a file, show its config.")
     p.add_argument("file", nargs="?", help="a model file to describe")
 
-    p = sub.add_parser("train", help="train a SAR-Opt-cGAN (or its MS-only twin)",
+    p = sub.add_parser("train", help="train a model: gap-fill (fill) or SAR-Opt-cGAN (paper, lite), or a twin",
                        description="Train the paper's cGAN on S1/S2 pairs with synthetic clouds made on the fly. "
                        "Checkpoints atomically; --resume continues exactly. Several GPUs or nodes: launch with "
                        "torchrun (DistributedDataParallel).")
@@ -298,8 +298,8 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     print(f"{'preset':<10} {'inputs':<22} {'G weights':>11} {'D weights':>11} {'total':>11}  tile")
     for name, cfg in PRESETS.items():
-        g, d = build(cfg, discriminator=True)
-        ng, nd = count_parameters(g), count_parameters(d)
+        g, d = build(cfg, discriminator=cfg.has_discriminator)
+        ng, nd = count_parameters(g), count_parameters(d) if d is not None else 0
         inputs = f"{len(cfg.bands)} MS" + (f" + {'/'.join(cfg.sar_channels)}" if cfg.sar_channels else "")
         print(f"{name:<10} {inputs:<22} {ng / 1e6:>10.2f}M {nd / 1e6:>10.2f}M {(ng + nd) / 1e6:>10.2f}M  "
               f"{cfg.tile_size} (multiple of {cfg.size_multiple})")
@@ -317,9 +317,13 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML or JSON training config (options below override it)")
     p.add_argument("--data", metavar="PATH", help="manifest .csv or SEN12MS-CR / SEN1-2-style folder")
     p.add_argument("--out", metavar="DIR", help="run folder (checkpoints, history, curves, model.safetensors)")
-    p.add_argument("--preset", choices=("paper", "lite"), help="network size (default paper)")
+    p.add_argument("--preset", choices=("fill", "paper", "lite", "fill-ms", "paper-ms", "lite-ms"),
+                   help="fill: the gap-fill generator (the bundled models); paper, lite: the paper's cGAN "
+                        "(default paper); -ms: the MS-only twin")
     p.add_argument("--ms-only", action="store_true", default=None,
-                   help="train the MS-only twin (Opt-cGAN), the paper's baseline")
+                   help="train the MS-only twin (for the paper's presets: Opt-cGAN, the paper's baseline)")
+    p.add_argument("--init", metavar="MODEL", help="fill preset: start from this gap-fill model's weights")
+    p.add_argument("--max-minutes", type=float, help="stop (checkpoint, export) after this much wall time")
     p.add_argument("--bands", choices=("paper10", "all13"))
     p.add_argument("--epochs", type=_POSITIVE_INT)
     p.add_argument("--batch-size", type=_POSITIVE_INT)
@@ -344,7 +348,8 @@ def _train(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in ("data", "out", "preset", "ms_only", "bands", "epochs", "batch_size",
                                              "lr", "crop", "samples_per_epoch", "checkpoint_every", "eval_every",
-                                             "seed", "device", "precision", "compile", "workers", "tensorboard")}
+                                             "seed", "device", "precision", "compile", "workers", "tensorboard",
+                                             "init", "max_minutes")}
     if args.config:
         config = TrainConfig.from_file(args.config, **options)
     else:
@@ -361,20 +366,38 @@ def _train(args: argparse.Namespace) -> int:
             compare[Path(run).name] = json.loads(hist.read_text())
     bar = _Progress(not args.quiet, "train")
 
-    def progress(done: int, total: int, stats: dict) -> None:
-        bar.update(done, total, "steps", epoch=stats["epoch"], loss_g=f"{stats['loss_g']:.3f}",
-                   loss_d=f"{stats['loss_d']:.3f}", samples_s=f"{stats['samples_per_s']:.1f}")
+    def progress(done: int, total: int, stats: dict) -> None:  # the bar shows the ETA
+        if "loss_g" in stats:
+            bar.update(done, total, "steps", epoch=f"{stats['epoch']:.2f}", loss_g=f"{stats['loss_g']:.3f}",
+                       loss_d=f"{stats['loss_d']:.3f}", samples_s=f"{stats['samples_per_s']:.1f}")
+        else:
+            bar.update(done, total, "steps", epoch=f"{stats['epoch']:.2f}", l1=f"{stats['l1']:.4f}",
+                       nll=f"{stats['nll']:.3f}")
 
     try:
         summary = train(config, resume=args.resume, progress=progress, compare=compare, overrides=explicit)
     finally:
         bar.close()
+    if "rank" not in summary:  # the gap-fill trainer
+        out = Path(summary["out"])
+        print(f"model: {summary['model']}\ncurves: {out / 'curves.png'}\nhistory: {out / 'history.csv'}, "
+              f"{out / 'losses.csv'}")
+        best = summary["best"]
+        if best:
+            print(f"best validation at step {best['step']}: RMSE under the mask {best['model_all']:.4f} "
+                  f"(normalized convolution {best['nc_all']:.4f}, mean fill {best['mean_all']:.4f}); "
+                  f"90 % interval coverage {best['coverage90']:.2f}")
+        print(f"best checkpoint: {summary['best_checkpoint'] or 'none kept'}")
+        return 0
     if summary["rank"] == 0:
         print(f"model: {summary['model']}\ncurves: {Path(summary['out']) / 'curves.png'}\n"
               f"history: {Path(summary['out']) / 'history.csv'}")
         for rec in summary["history"][-2:]:
             print(f"{rec['split']}: RMSE {rec['rmse']:.4f} SAM {rec['sam_deg']:.2f} deg "
                   f"(cloudy input RMSE {rec['cloudy_rmse']:.4f} SAM {rec['cloudy_sam_deg']:.2f} deg)")
+        if summary["best"]:
+            print(f"best checkpoint: {summary['best_checkpoint']} (epoch {summary['best']['epoch']}, "
+                  f"{summary['best']['split']} RMSE {summary['best']['rmse']:.4f})")
     return 0
 
 

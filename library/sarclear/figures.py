@@ -182,3 +182,31 @@ def training_curves_figure(path: str | os.PathLike, histories: dict[str, list[di
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi=100)
+
+
+def fill_curves_figure(path: str | os.PathLike, losses: list[dict], history: list[dict], title: str = "") -> Path:
+    """Gap-fill training curves: the loss parts per step (left) and the validation RMSE under
+    the mask of the model against normalized-convolution and mean fill (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    if losses:
+        x = [r["step"] for r in losses]
+        for key in ("l1", "nll", "gate_bce"):
+            if key in losses[0]:
+                axes[0].plot(x, [r[key] for r in losses], label=key)
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("loss")
+    if history:
+        x = [r["step"] for r in history]
+        for key, label, style in (("model_all", "model", "-o"), ("nc_all", "normalized convolution", "--"),
+                                  ("mean_all", "mean fill", ":")):
+            if key in history[0]:
+                axes[1].plot(x, [r[key] for r in history], style, label=label)
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("validation RMSE under the mask (reflectance)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path, dpi=100)

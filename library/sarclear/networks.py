@@ -43,6 +43,7 @@ class ModelConfig:
     """Everything needed to rebuild a model and to feed it: stored in every model file."""
 
     preset: str = "paper"
+    kind: str = "unet"              # "unet": the paper's pix2pix generator; "gapfill": gapnet.GapFillGenerator
     bands: tuple[str, ...] = S2_PAPER10
     sar_channels: tuple[str, ...] = DEFAULT_SAR_CHANNELS
     encoder_filters: tuple[int, ...] = (64, 128, 256, 512, 1024, 1024, 1024, 1024)
@@ -59,6 +60,8 @@ class ModelConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         ranges = {c: tuple(self.sar_db_range.get(c, S1_DB_RANGE.get(c, (0.0, 0.0)))) for c in self.sar_channels}
         object.__setattr__(self, "sar_db_range", ranges)
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown generator kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         if self.tile_size % self.size_multiple:
             raise ValueError(f"tile_size {self.tile_size} must be a multiple of {self.size_multiple} "
                              f"(2 ** {len(self.encoder_filters)} encoder levels)")
@@ -88,6 +91,11 @@ class ModelConfig:
         preset = self.preset if self.preset.endswith("-ms") else f"{self.preset}-ms"
         return dataclasses.replace(self, preset=preset, sar_channels=(), sar_db_range={})
 
+    @property
+    def has_discriminator(self) -> bool:
+        """Whether this kind trains against a PatchGAN discriminator (the cGAN kinds)."""
+        return self.kind == "unet"
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["sar_db_range"] = {k: list(v) for k, v in self.sar_db_range.items()}
@@ -104,10 +112,19 @@ class ModelConfig:
         return cls(**d)
 
 
+#: Generator kinds: "unet" regenerates every pixel (the paper); "gapfill" corrects a classical
+#: fill of the hidden pixels only (see gapnet.py).
+KINDS: Final = ("unet", "gapfill")
+
+#: Base presets, one row each; every one also gets its MS-only twin "<name>-ms".
 _BASE_PRESETS: Final = {
     "paper": ModelConfig(preset="paper"),
     "lite": ModelConfig(preset="lite", encoder_filters=(32, 64, 128, 128, 128, 128, 128),
                         discriminator_filters=(32, 64, 128, 256), tile_size=256),
+    # the default design: mask-aware gap filling, encoder widths at full, 1/2, 1/4 resolution
+    # plus a dilated 1/8 context block; ~0.67 M weights, no discriminator
+    "fill": ModelConfig(preset="fill", kind="gapfill", encoder_filters=(24, 48, 96), discriminator_filters=(),
+                        dropout=0.0, dropout_levels=0, tile_size=256),
 }
 
 #: Model presets by name: each base preset and its MS-only twin ("<name>-ms").
@@ -115,7 +132,7 @@ PRESETS: Final = {**_BASE_PRESETS, **{f"{k}-ms": v.ms_only() for k, v in _BASE_P
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:
-    """The preset ``name`` (``paper``, ``lite``, ``paper-ms``, ``lite-ms``), with overrides
+    """The preset ``name`` (``paper``, ``lite``, ``fill`` and their ``-ms`` twins), with overrides
     (e.g. ``bands=...``, ``sar_channels=...``)."""
     try:
         base = PRESETS[name]
@@ -224,9 +241,16 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build(config: ModelConfig, *, discriminator: bool = False) -> tuple[UNetGenerator, PatchDiscriminator | None]:
-    """The generator (and optionally discriminator) for ``config``, freshly initialised as
-    in pix2pix: weights N(0, 0.02), batch-norm scales N(1, 0.02)."""
+def build(config: ModelConfig, *, discriminator: bool = False) -> tuple[nn.Module, PatchDiscriminator | None]:
+    """The generator (and optionally discriminator) for ``config``, freshly initialised: the
+    U-Net as in pix2pix (weights N(0, 0.02), batch-norm scales N(1, 0.02)); the gap-fill
+    generator with its own initialisation (untrained, it returns the classical fill)."""
+    if config.kind == "gapfill":
+        from .gapnet import GapFillGenerator
+
+        if discriminator:
+            raise ValueError(f"the {config.preset} preset ({config.kind}) trains without a discriminator")
+        return GapFillGenerator(config), None
     g = UNetGenerator(config)
     d = PatchDiscriminator(config) if discriminator else None
     for net in (g, d):

@@ -22,9 +22,7 @@ reaches the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -37,25 +35,28 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .atomic import atomic_path
 from .bands import DEFAULT_BAND_SET, DEFAULT_SAR_CHANNELS, band_set
 from .checkpoint import save_model
 from .clouds import CloudConfig, CloudField
-from .data import Loaded, PairDataset, find_pairs, item_seed, load_pair, split_pairs
-from .devices import autocast, resolve_device
-from .errors import CheckpointError, InputError
-from .metrics import MetricAccumulator
+from .data import PairDataset, find_pairs, item_seed, load_pair, split_pairs
+from .devices import resolve_device
+from .errors import InputError
+from .gan_step import gan_update
 from .networks import ModelConfig, build, preset
 from .scaling import reflectance_to_network
 
+# the run state and evaluation live in their own modules; these names stay importable from here
+from .train_eval import centre as _centre  # noqa: F401
+from .train_eval import evaluate_pairs
+from .train_eval import write_history as _write_history
+from .train_state import EMA, STATE_KEY, latest_checkpoint, load_training_state, save_training_state, weights_digest  # noqa: F401
+from .train_state import git_revision as _git_revision
+from .train_state import optimizer_state as _optimizer_state
+
 log = logging.getLogger(__name__)
 
-STATE_KEY = "sarclear_train_state"
 _LOSS_EVERY = 10  # steps between reading the losses back from the device
 
 #: progress(step, total_steps, stats)
@@ -79,7 +80,7 @@ class TrainConfig:
 
     data: str = ""                  # manifest .csv or SEN12MS-CR / SEN1-2-style folder
     out: str = "runs/sarclear"      # run folder: checkpoints, history, curves, model
-    preset: str = "paper"           # paper, lite (add ms_only for the Opt-cGAN twin)
+    preset: str = "paper"           # paper, lite, fill (add ms_only for the MS-only twin)
     ms_only: bool = False           # the MS-only twin (Opt-cGAN): no SAR input
     bands: str = DEFAULT_BAND_SET
     sar_channels: tuple[str, ...] = DEFAULT_SAR_CHANNELS
@@ -110,6 +111,12 @@ class TrainConfig:
     cache: bool | None = None       # keep pairs in memory (None: when <= 2000 pairs)
     keep_checkpoints: int = 2
     tensorboard: bool = False
+    max_minutes: float = 0.0        # stop (checkpoint and export) after this much wall time; 0: no limit
+    # gap-fill presets (fill, fill-ms) only
+    init: str = ""                  # start from this gap-fill model's weights (e.g. the twin for the SAR model)
+    sar_fraction: float = 0.5       # share of batch items drawn from scenes with SAR (SAR models)
+    nll_weight: float = 0.2         # Gaussian NLL of the variance head
+    gate_weight: float = 0.1        # BCE of the gate against the thick-cloud opacity
 
     def __post_init__(self) -> None:
         self.sar_channels = tuple(self.sar_channels)
@@ -143,20 +150,6 @@ class TrainConfig:
         return cfg
 
 
-class EMA:
-    """Exponential moving average of a network's weights (buffers are copied)."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        mine, theirs = list(self.model.parameters()), [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(mine, theirs, 1.0 - self.decay)  # one fused kernel per group, not per tensor
-        for e, b in zip(self.model.buffers(), model.buffers()):
-            e.copy_(b)
-
 
 def augment(tensors: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
     """The same random flip and 90-degree rotation per sample on every tensor (B, C, H, W):
@@ -175,142 +168,6 @@ def augment(tensors: list[torch.Tensor], generator: torch.Generator) -> list[tor
         out.append(result)
     return out
 
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _git_revision() -> str:
-    """The git commit of the source tree, read from .git without running git."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        head = parent / ".git" / "HEAD"
-        if head.is_file():
-            ref = head.read_text().strip()
-            if not ref.startswith("ref: "):
-                return ref
-            ref_file = parent / ".git" / ref[5:]
-            if ref_file.is_file():
-                return ref_file.read_text().strip()
-            packed = parent / ".git" / "packed-refs"
-            if packed.is_file():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(ref[5:]):
-                        return line.split()[0]
-            return "unknown"
-    return "unknown"
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    m = getattr(m, "module", m)  # DistributedDataParallel
-    return getattr(m, "_orig_mod", m)  # torch.compile
-
-
-def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors = {}
-    for pid, state in sd["state"].items():
-        for key, value in state.items():
-            tensors[f"{prefix}.{pid}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _optimizer_state(prefix: str, tensors: dict[str, torch.Tensor], meta: dict, device: torch.device) -> dict:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith(prefix + "."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value if key == "step" else value.to(device)
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def save_training_state(path: Path, *, G: nn.Module, D: nn.Module, ema: EMA, opt_g, opt_d, state: dict) -> None:
-    """One safetensors file (atomic: temp + rename) with every tensor the run needs and the
-    JSON state (step, epoch, config, history) in its metadata."""
-    tensors = {f"G.{k}": v for k, v in _unwrap(G).state_dict().items()}
-    tensors |= {f"D.{k}": v for k, v in _unwrap(D).state_dict().items()}
-    tensors |= {f"EMA.{k}": v for k, v in ema.model.state_dict().items()}
-    tg, mg = _optimizer_tensors("opt_g", opt_g)
-    td, md = _optimizer_tensors("opt_d", opt_d)
-    tensors |= tg | td
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {STATE_KEY: json.dumps({**state, "opt_g": mg, "opt_d": md}, default=str)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    files = sorted((out / "checkpoints").glob("step-*.safetensors"))
-    return files[-1] if files else None
-
-
-def load_training_state(path: Path, device: torch.device) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and JSON state of a training checkpoint (never unpickled)."""
-    from .checkpoint import _safetensors_metadata
-
-    meta = _safetensors_metadata(path)
-    if STATE_KEY not in meta:
-        raise CheckpointError(f"{path}: not a sarclear training checkpoint")
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: damaged training checkpoint ({exc}); delete it to resume "
-                              "from the previous one") from None
-    return tensors, json.loads(meta[STATE_KEY])
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def _pad_to(t: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = t.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return t
-    mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
-    return F.pad(t, (0, pw, 0, ph), mode=mode)
-
-
-def _centre(t: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = t.shape[-2:]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return t[..., top:top + size, left:left + size]
-
-
-@torch.no_grad()
-def evaluate_pairs(generator: nn.Module, pairs: list[Loaded], model_config: ModelConfig, cloud_config: CloudConfig,
-                   *, seed: int, split: str, device: torch.device, precision: str = "auto",
-                   real_clouds: bool = True, max_size: int = 1024) -> dict[str, dict]:
-    """RMSE, SAM, ... of the generator's reconstructions, and of the cloudy inputs
-    themselves, on whole pairs with clouds fixed by (seed, split, pair index)."""
-    generator.eval()
-    bands = model_config.bands
-    acc_model, acc_cloudy = MetricAccumulator(bands), MetricAccumulator(bands)
-    sar_scaling = model_config.sar_scaling() if model_config.uses_sar else None
-    for i, pair in enumerate(pairs):
-        clear = _centre(pair.clear, max_size).to(device)[None]
-        sar = _centre(pair.sar, max_size).to(device)[None]
-        valid = _centre(pair.valid, max_size).to(device)[None]
-        if real_clouds and pair.cloudy is not None:
-            cloudy = _centre(pair.cloudy, max_size).to(device)[None]
-        else:
-            h, w = clear.shape[-2:]
-            field_ = CloudField(1, h, w, cloud_config, seed=item_seed(seed, 7919, i, split == "test"), device=device)
-            cloudy = field_.apply(clear, bands).cloudy
-        clear, cloudy = torch.nan_to_num(clear), torch.nan_to_num(cloudy)
-        h, w = clear.shape[-2:]
-        x_ms = _pad_to(reflectance_to_network(cloudy), model_config.size_multiple)
-        x_sar = _pad_to(sar_scaling.to_network(torch.nan_to_num(sar)), model_config.size_multiple) \
-            if sar_scaling else x_ms[:, :0]
-        with autocast(device, precision):
-            fake = generator(x_ms, x_sar)
-        pred = ((fake.float() + 1) / 2)[..., :h, :w]
-        acc_model.update(pred[0].cpu(), clear[0].cpu(), valid[0].cpu())
-        acc_cloudy.update(cloudy[0].cpu(), clear[0].cpu(), valid[0].cpu())
-    return {"model": acc_model.result(), "cloudy": acc_cloudy.result()}
 
 
 # --------------------------------------------------------------------------- the run
@@ -331,27 +188,6 @@ def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int, batch: in
         raise InputError(f"{n} samples per epoch are too few for {world} process(es) x batch {batch}")
     return order[rank::world][:per_rank]
 
-
-def weights_digest(module: nn.Module) -> str:
-    """SHA-256 of a network's weights and buffers: equal digests, equal networks."""
-    h = hashlib.sha256()
-    for k, v in sorted(_unwrap(module).state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _write_history(out: Path, history: list[dict]) -> None:
-    import csv
-
-    keys = ["step", "epoch", "split", "rmse", "sam_deg", "mae", "psnr", "ssim", "cloudy_rmse", "cloudy_sam_deg",
-            "pixels"]
-    with atomic_path(out / "history.csv") as tmp, tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(history)
-    with atomic_path(out / "history.json") as tmp:
-        tmp.write_text(json.dumps(history, indent=1))
 
 
 def read_options(path: str | os.PathLike) -> dict[str, Any]:
@@ -401,6 +237,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
     ``stop_after_steps``: stop (after checkpointing) once this many steps are done, for
     tests and time-boxed jobs. ``compare``: other runs' histories to draw in the curves.
     """
+    if preset(config.preset).kind == "gapfill":
+        from .fill_training import train_fill
+
+        return train_fill(config, resume=resume, progress=progress, stop_after_steps=stop_after_steps)
     rank, world, local_rank = _distributed()
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
@@ -455,7 +295,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), **fused)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), **fused)
     ema = EMA(G, config.ema_decay)
-    step, start_epoch, skip_batches, history = 0, 0, 0, []
+    step, start_epoch, skip_batches, history, loss_rows = 0, 0, 0, [], []
     if state is not None:
         G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
         D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
@@ -467,7 +307,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
         if cuda_states and device.type == "cuda":
             torch.cuda.set_rng_state_all(cuda_states)
         step, start_epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
-        history = state.get("history", [])
+        history, loss_rows = state.get("history", []), state.get("losses", [])
     ema.model.to(device)
 
     G_train, D_train = G, D
@@ -492,7 +332,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             return
         save_training_state(ckpt_dir / f"step-{step:09d}.safetensors", G=G, D=D, ema=ema, opt_g=opt_g, opt_d=opt_d,
                             state={"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                                   "config": dataclasses.asdict(config), "history": history,
+                                   "config": dataclasses.asdict(config), "history": history, "losses": loss_rows,
                                    "git_revision": _git_revision(), "model_config": model_config.to_dict()})
         for old in sorted(ckpt_dir.glob("step-*.safetensors"))[:-config.keep_checkpoints]:
             old.unlink(missing_ok=True)
@@ -509,13 +349,18 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             rec = {"step": step, "epoch": round(epoch_float, 4), "split": split,
                    **{k: r["model"][k] for k in ("rmse", "sam_deg", "mae", "psnr", "ssim", "pixels")},
                    "cloudy_rmse": r["cloudy"]["rmse"], "cloudy_sam_deg": r["cloudy"]["sam_deg"]}
+            scored = [h["rmse"] for h in history if h["split"] == split]
+            if split == ("test" if eval_loaded["test"] else "train") and all(rec["rmse"] < v for v in scored):
+                save_model(out / "best.safetensors", ema.model, model_config,  # the best so far, as a model
+                           {"training": dataclasses.asdict(config), "git_revision": _git_revision(), "step": step,
+                            "history": [rec]})
             history.append(rec)
             log.info("epoch %.2f %s: RMSE %.4f SAM %.2f deg (cloudy input: RMSE %.4f SAM %.2f deg)",
                      epoch_float, split, rec["rmse"], rec["sam_deg"], rec["cloudy_rmse"], rec["cloudy_sam_deg"])
             if writer is not None:
                 for k in ("rmse", "sam_deg", "ssim"):
                     writer.add_scalar(f"{split}/{k}", rec[k], step)
-        _write_history(out, history)
+        _write_history(out, history, loss_rows)
         from .figures import training_curves_figure
 
         name = "Opt-cGAN (MS only)" if not model_config.uses_sar else "SAR-Opt-cGAN"
@@ -537,7 +382,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             raise InputError("data_on_device needs the pairs cached in memory (cache: true)")
         dataset.to(device)
     t_start, samples_seen = time.perf_counter(), 0
-    bce = nn.BCEWithLogitsLoss()
     stopped = False
     losses = {"loss_g": float("nan"), "loss_d": float("nan"), "l1": float("nan")}
     for epoch in range(start_epoch, config.epochs):
@@ -569,36 +413,15 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
             x_sar = sar_scaling.to_network(sar) if sar_scaling else x_ms[:, :0]
             if channels_last:
                 y, x_ms, x_sar = (t.contiguous(memory_format=torch.channels_last) for t in (y, x_ms, x_sar))
-            cond = torch.cat([x_ms, x_sar], dim=1)
-
-            with autocast(device, config.precision):
-                fake = G_train(x_ms, x_sar)
-            # discriminator: real pairs -> 1, generated -> 0 (halved, as in pix2pix)
-            opt_d.zero_grad(set_to_none=True)
-            with autocast(device, config.precision):
-                logits_real = D_train(cond, y)
-                logits_fake = D_train(cond, fake.detach())
-                loss_d = 0.5 * (bce(logits_real.float(), torch.ones_like(logits_real, dtype=torch.float32))
-                                + bce(logits_fake.float(), torch.zeros_like(logits_fake, dtype=torch.float32)))
-            loss_d.backward()
-            opt_d.step()
-            # generator: fool D, stay close to the truth in L1 (valid pixels only)
-            opt_g.zero_grad(set_to_none=True)
-            D.requires_grad_(False)
-            with autocast(device, config.precision):
-                logits = D(cond, fake)  # the unwrapped D: no gradient sync for a step D does not take
-                loss_gan = bce(logits.float(), torch.ones_like(logits, dtype=torch.float32))
-            loss_l1 = ((fake.float() - y).abs() * valid).sum() / (valid.sum() * y.shape[1]).clamp(min=1)
-            loss_g = loss_gan + config.l1_weight * loss_l1
-            loss_g.backward()
-            D.requires_grad_(True)
-            opt_g.step()
+            update = gan_update(G_train, D_train, D, opt_g, opt_d, x_ms, x_sar, y, valid, l1_weight=config.l1_weight,
+                             device=device, precision=config.precision)
             ema.update(G)
             step += 1
             samples_seen += bsz * world
             last_of_epoch = b + 1 == steps_per_epoch
-            if step % _LOSS_EVERY == 0 or last_of_epoch:  # reading a loss waits for the GPU: not every step
-                losses = {"loss_g": loss_g.item(), "loss_d": loss_d.item(), "l1": loss_l1.item()}
+            if step % _LOSS_EVERY == 0 or last_of_epoch or step <= _LOSS_EVERY:  # reading waits for the GPU
+                losses = {"loss_g": update.loss_g.item(), "loss_d": update.loss_d.item(), "l1": update.l1.item()}
+                loss_rows.append({"step": step, **{k: round(v, 6) for k, v in losses.items()}})
                 if not math.isfinite(losses["loss_g"]):
                     raise RuntimeError(f"training diverged at step {step} (generator loss {losses['loss_g']}); "
                                        "lower the learning rate")
@@ -637,7 +460,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgressF
     digest = weights_digest(G)
     if world > 1 and initialised_here:
         dist.destroy_process_group()
-    summary = {"step": step, "out": str(out), "generator_sha256": digest, "history": history,
+    scored = [h for h in history if h["split"] == ("test" if eval_loaded["test"] else "train")]
+    best = min(scored, key=lambda h: h["rmse"]) if scored else {}
+    summary = {"step": step, "out": str(out), "generator_sha256": digest, "history": history, "best": best,
+               "best_checkpoint": str(out / "best.safetensors") if best and rank == 0 else "",
                "model": str(out / "model.safetensors"), "samples_per_s": samples_seen / max(
                    time.perf_counter() - t_start, 1e-9), "rank": rank, "world_size": world}
     return summary

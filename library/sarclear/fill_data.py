@@ -1,0 +1,135 @@
+"""Training examples for the gap-fill generator: crops of clear scenes, synthetic clouds of
+three kinds drawn over them, and the cloud mask a detector would give.
+
+A batch item is built from a clear crop ``truth`` (C, h, w) reflectance::
+
+    kind    thick cloud | haze only | thick cloud with shadow   (drawn per item)
+    cloudy  = sarclear.clouds over truth                         (exact opacity known)
+    hidden  = dilate(opacity > t or shadow > t_s, k px)          t, t_s, k random: a mask
+                                                                  with a detector's errors
+    clear   = 1 - hidden, and 0 where the scene has no data
+    prior   = normalized_convolution(cloudy, clear)
+    observed = cloudy, with nodata replaced by the prior
+
+Everything is seeded by a ``torch.Generator``, so a step's batch is a function of the run's
+seed and the step number (exact resume).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .clouds import CloudConfig, CloudField
+from .fill import normalized_convolution
+
+#: Cloud kinds and their drawing probability.
+KINDS = ("thick", "haze", "shadow")
+KIND_WEIGHTS = (0.4, 0.25, 0.35)
+
+_KIND_CONFIGS = {
+    "thick": dict(coverage=(0.1, 0.7), haze=(0.0, 0.15), shadow=(0.0, 0.0)),
+    "haze": dict(coverage=(0.0, 0.0), haze=(0.15, 0.7), shadow=(0.0, 0.0)),
+    "shadow": dict(coverage=(0.1, 0.5), haze=(0.0, 0.1), shadow=(0.3, 0.8)),
+}
+
+
+@dataclass
+class SceneArrays:
+    """One clear scene in memory: ms (C, H, W) reflectance, NaN = no data; sar (S, H, W) dB
+    on the same grid, or None."""
+
+    name: str
+    ms: Tensor
+    sar: Tensor | None = None
+    split: str = "train"
+
+
+@dataclass
+class FillBatch:
+    """Network inputs and training targets, all (B, *, h, w) float32."""
+
+    observed: Tensor
+    clear: Tensor      # 1 clear, 0 hidden or no data
+    prior: Tensor
+    sar: Tensor        # network range; zeros where the item has no SAR
+    truth: Tensor      # clear reflectance (0 where no data)
+    valid: Tensor      # 1 where truth is known
+    hidden: Tensor     # 1 where the mask hides the pixel (the loss region)
+    thick: Tensor      # thick-cloud opacity (the gate's target)
+    kinds: list[str]
+
+
+def cloud_config(kind: str, cell_px: float) -> CloudConfig:
+    return CloudConfig(cell_px=cell_px, **_KIND_CONFIGS[kind])
+
+
+def _pick(weights: Sequence[float], g: torch.Generator) -> int:
+    return int(torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1, generator=g))
+
+
+def crop_scene(scene: SceneArrays, size: int, g: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """A random crop (top-left uniform), mirror-padded where the scene is smaller."""
+    _, h, w = scene.ms.shape
+    top = int(torch.randint(0, max(1, h - size + 1), (1,), generator=g))
+    left = int(torch.randint(0, max(1, w - size + 1), (1,), generator=g))
+
+    def cut(t: Tensor) -> Tensor:
+        t = t[:, top:top + size, left:left + size]
+        ph, pw = size - t.shape[1], size - t.shape[2]
+        if ph or pw:
+            t = F.pad(t[None], (0, pw, 0, ph), mode="reflect" if min(t.shape[1:]) > max(ph, pw) else
+                      "replicate")[0]
+        return t
+
+    return cut(scene.ms), cut(scene.sar) if scene.sar is not None else None
+
+
+def detector_mask(opacity: Tensor, shadow: Tensor, g: torch.Generator) -> Tensor:
+    """Hidden (B, 1, h, w) float from the exact opacity and shadow, with a random threshold
+    and dilation per item so the network tolerates a real detector's errors."""
+    out = []
+    for i in range(opacity.shape[0]):
+        t = 0.03 + 0.12 * float(torch.rand(1, generator=g))
+        ts = 0.05 + 0.15 * float(torch.rand(1, generator=g))
+        k = int(torch.randint(0, 4, (1,), generator=g))
+        m = ((opacity[i:i + 1] > t) | (shadow[i:i + 1] > ts)).float()
+        if k:
+            m = F.max_pool2d(m, 2 * k + 1, stride=1, padding=k)
+        out.append(m)
+    return torch.cat(out)
+
+
+def make_batch(truth: Tensor, sar_db: Tensor, has_sar: Tensor, bands: Sequence[str], sar_scaling,
+               g: torch.Generator, kinds: Sequence[str] | None = None) -> FillBatch:
+    """Clouds, mask, prior and inputs for clear crops ``truth`` (B, C, h, w) (NaN = no data);
+    ``sar_db`` (B, S, h, w), ``has_sar`` (B,) bool. ``kinds`` fixes each item's cloud kind."""
+    b, _, h, w = truth.shape
+    valid = torch.isfinite(truth).all(1, keepdim=True).float()
+    truth = torch.nan_to_num(truth)
+    cloudy, opacity, thick, shadow, chosen = [], [], [], [], []
+    for i in range(b):
+        kind = kinds[i] if kinds is not None else KINDS[_pick(KIND_WEIGHTS, g)]
+        cell = math.exp(math.log(30.0) + (math.log(120.0) - math.log(30.0)) * float(torch.rand(1, generator=g)))
+        field = CloudField(1, h, w, cloud_config(kind, cell), seed=g, device=truth.device)
+        r = field.apply(truth[i:i + 1], bands)
+        cloudy.append(r.cloudy)
+        opacity.append(r.opacity)
+        thick.append(r.thick)
+        shadow.append(r.shadow)
+        chosen.append(kind)
+    cloudy_t, opacity_t, thick_t, shadow_t = (torch.cat(t) for t in (cloudy, opacity, thick, shadow))
+    hidden = detector_mask(opacity_t, shadow_t, g)
+    clear = (1 - hidden) * valid
+    prior = normalized_convolution(cloudy_t, clear)
+    observed = torch.where(valid > 0, cloudy_t, prior)
+    if sar_scaling is not None and sar_db.shape[1]:
+        sar = sar_scaling.to_network(torch.nan_to_num(sar_db)) * has_sar[:, None, None, None]
+    else:
+        sar = truth[:, :0]
+    return FillBatch(observed, clear, prior, sar, truth, valid, hidden * valid, thick_t, chosen)

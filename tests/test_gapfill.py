@@ -1,0 +1,162 @@
+"""The gap-fill generator (presets fill, fill-ms), its model files, its trainer (finite losses
+from the first step, exact resume, curves) and scene-adaptive fitting, on the real samples."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import SAMPLES
+from safetensors.torch import load_file
+
+from sarclear import checkpoint, networks, training
+from sarclear.adapt import AdaptOptions, adapt_model, estimate_seconds
+from sarclear.errors import CheckpointError, InputError
+from sarclear.fill import normalized_convolution
+from sarclear.fill_data import make_batch
+from sarclear.fill_training import fill_loss, load_training_scenes
+
+MANIFEST = SAMPLES / "train_manifest.csv"
+
+
+def _batch(seed=0, size=48, kinds=("thick", "haze", "shadow")):
+    scenes = [s for s in load_training_scenes(str(MANIFEST), networks.preset("fill").bands, ("VV", "VH"))
+              if s.split == "train" and s.sar is not None]
+    ms = torch.stack([s.ms[:, :size, :size] for s in scenes[:len(kinds)]])
+    sar = torch.stack([s.sar[:, :size, :size] for s in scenes[:len(kinds)]])
+    g = torch.Generator().manual_seed(seed)
+    return make_batch(ms, sar, torch.ones(len(kinds), dtype=torch.bool), networks.preset("fill").bands,
+                      networks.preset("fill").sar_scaling(), g, list(kinds))
+
+
+def test_presets_are_small_gapfill_generators_without_transposed_convolutions():
+    for name, sar in (("fill", 2), ("fill-ms", 0)):
+        cfg = networks.preset(name)
+        g, d = networks.build(cfg)
+        assert cfg.kind == "gapfill" and d is None and len(cfg.sar_channels) == sar
+        assert 2e5 < networks.count_parameters(g) < 2e6
+        assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+    with pytest.raises(ValueError, match="without a discriminator"):
+        networks.build(networks.preset("fill"), discriminator=True)
+    with pytest.raises(ValueError, match="unknown generator kind"):
+        networks.ModelConfig(kind="diffusion")
+
+
+def test_untrained_generator_returns_the_normalized_convolution_fill_at_any_size():
+    torch.manual_seed(0)
+    g, _ = networks.build(networks.preset("fill-ms"))
+    x = torch.rand(2, 10, 37, 53) * 0.3
+    clear = (torch.rand(2, 1, 37, 53) > 0.4).float()
+    prior = normalized_convolution(x, clear)
+    x_cloudy = torch.where(clear > 0, x, torch.full_like(x, 0.8))  # bright cloud where hidden
+    est, log_var = g(x_cloudy, clear, prior, x[:, :0])
+    assert est.shape == log_var.shape == x.shape
+    hidden = clear.expand_as(x) == 0
+    # gate starts at 0.98 towards the fill: the untrained estimate is within 2 % of the cloud-prior gap
+    gap = (x_cloudy - prior).abs()
+    assert ((est - prior).abs()[hidden] <= 0.021 * gap[hidden] + 1e-6).all()
+    assert torch.isfinite(log_var).all() and torch.allclose(log_var, torch.full_like(log_var, -6.0), atol=0.1)
+
+
+def test_model_file_stores_the_kind_and_old_files_load_as_unet(tmp_path):
+    g, _ = networks.build(networks.preset("fill"))
+    path = checkpoint.save_model(tmp_path / "fill.safetensors", g, networks.preset("fill"), {"note": "x"})
+    model = checkpoint.load_model(path)
+    assert model.config.kind == "gapfill" and type(model.generator).__name__ == "GapFillGenerator"
+    for k, v in g.state_dict().items():
+        assert torch.equal(model.generator.state_dict()[k], v)
+    old = networks.preset("lite").to_dict()
+    del old["kind"]
+    assert networks.ModelConfig.from_dict(old).kind == "unet"
+    # weights of one kind under the other kind's config are refused, naming the problem
+    lite, _ = networks.build(networks.preset("lite"))
+    bad = checkpoint.save_model(tmp_path / "bad.safetensors", lite, networks.preset("lite"))
+    from safetensors.torch import save_file
+
+    tensors = load_file(str(bad))
+    meta = {checkpoint.CONFIG_KEY: json.dumps(networks.preset("fill").to_dict())}
+    save_file(tensors, str(tmp_path / "mixed.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="do not fit the architecture"):
+        checkpoint.load_model(tmp_path / "mixed.safetensors")
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    g, _ = networks.build(networks.preset("fill"))
+    b = _batch()
+    opt = torch.optim.Adam(g.parameters(), lr=1e-3)
+    first = None
+    for _ in range(25):
+        loss, parts = fill_loss(g, b, 0.2, 0.1)
+        assert all(np.isfinite(v) for v in parts.values())
+        first = first or parts
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    last = fill_loss(g, b, 0.2, 0.1)[1]
+    assert last["l1"] < 0.8 * first["l1"] and last["gate_bce"] < first["gate_bce"]
+
+
+def _config(out, **kw):
+    base = dict(data=str(MANIFEST), out=str(out), preset="fill", crop=48, batch_size=2, samples_per_epoch=6,
+                epochs=2, checkpoint_every=1, eval_max_pairs=1, keep_checkpoints=50, seed=5, lr=1e-3, beta1=0.9)
+    return training.TrainConfig(**{**base, **kw})
+
+
+def test_fill_run_logs_finite_losses_from_step_one_and_resumes_exactly(tmp_path):
+    seen = []
+    straight = training.train(_config(tmp_path / "a"), progress=lambda d, t, s: seen.append((d, t, s)))
+    assert [d for d, _, _ in seen] == list(range(1, 7)) and all(t == 6 for _, t, _ in seen)
+    assert all(np.isfinite(s["l1"]) and np.isfinite(s["nll"]) and s["eta_s"] >= 0 for _, _, s in seen)
+    run = tmp_path / "a"
+    for name in ("curves.png", "history.csv", "losses.csv", "model.safetensors", "best.safetensors"):
+        assert (run / name).is_file(), name
+    assert straight["best_checkpoint"] == str(run / "best.safetensors")
+    assert straight["best"]["model_all"] > 0 and 0 <= straight["best"]["coverage90"] <= 1
+    training.train(_config(tmp_path / "b"), stop_after_steps=2)  # stops mid-epoch (3 steps per epoch)
+    resumed = training.train(_config(tmp_path / "b"), resume=True)
+    assert resumed["step"] == 6
+    a, b = (load_file(str(training.latest_checkpoint(tmp_path / x))) for x in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_adapt_fine_tunes_a_copy_and_refuses_what_it_cannot_use():
+    g, _ = networks.build(networks.preset("fill"))
+    model = checkpoint.Model(g, networks.preset("fill"))
+    scene = next(s for s in load_training_scenes(str(MANIFEST), model.config.bands, ("VV", "VH"))
+                 if s.sar is not None)
+    ms, sar = scene.ms.numpy(), scene.sar.numpy()
+    clear = np.ones(ms.shape[1:], bool)
+    clear[:, : ms.shape[2] // 3] = False  # a real cloud: never a target
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    calls = []
+    opts = AdaptOptions(steps=3, crop=48, batch=2)
+    adapted = adapt_model(model, ms, sar, clear, opts, progress=lambda d, t, w: calls.append((d, t)))
+    assert calls == [(1, 3), (2, 3), (3, 3)] and adapted.info["adapted"]["steps"] == 3
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())  # the input is untouched
+    assert any(not torch.equal(before[k], v) for k, v in adapted.generator.state_dict().items())
+    again = adapt_model(model, ms, sar, clear, opts)  # seeded: the same model again
+    assert all(torch.equal(v, again.generator.state_dict()[k]) for k, v in adapted.generator.state_dict().items())
+    assert estimate_seconds(model, *ms.shape[1:], opts) > 0
+    assert estimate_seconds(model, *ms.shape[1:], AdaptOptions(seconds=42)) == 42
+    with pytest.raises(InputError, match="too little"):
+        adapt_model(model, ms, sar, np.zeros(ms.shape[1:], bool), opts)
+    with pytest.raises(InputError, match="uses SAR"):
+        adapt_model(model, ms, None, clear, opts)
+    lite, _ = networks.build(networks.preset("lite"))
+    with pytest.raises(InputError, match="gap-fill model"):
+        adapt_model(checkpoint.Model(lite, networks.preset("lite")), ms, sar, clear, opts)
+
+
+def test_cli_trains_the_fill_preset_and_names_the_best_checkpoint(tmp_path, capsys):
+    from sarclear.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["-q", "train", "--data", str(MANIFEST), "--out", str(out), "--preset", "fill-ms", "--crop", "32",
+                 "--batch-size", "2", "--samples-per-epoch", "4", "--epochs", "1", "--lr", "0.001"]) == 0
+    text = capsys.readouterr().out
+    assert f"best checkpoint: {out / 'best.safetensors'}" in text and "normalized convolution" in text
+    model = checkpoint.load_model(out / "best.safetensors")
+    assert model.config.preset == "fill-ms" and model.config.kind == "gapfill" and not model.config.uses_sar
+    assert main(["models"]) == 0
+    assert "fill-ms" in capsys.readouterr().out
