@@ -55,7 +55,8 @@ CONFIG_LIMITS: dict[str, Limit] = {
     "bands": Limit(str, count=(1, 32)),
     "sar_channels": Limit(str, count=(0, 8)),
     "encoder_filters": Limit(int, 1, 4096, count=(1, 10)),
-    "discriminator_filters": Limit(int, 1, 4096, count=(1, 8)),
+    "discriminator_filters": Limit(int, 1, 4096, count=(0, 8)),  # none: a kind trained without one
+    "kind": Limit(str),
     "dropout": Limit(float, 0.0, 0.99),
     "dropout_levels": Limit(int, 0, 10),
     "tile_size": Limit(int, 16, 2048),

@@ -143,7 +143,8 @@ class TileEngine:
         """Mask-aware generator: observed reflectance (N, C, H, W), clear weight (N, 1, H, W),
         SAR in network range (N, S, H, W) -> (estimate, variance), reflectance, fp32.
 
-        The prior is each tile's normalized-convolution fill of its clear pixels; a tile with
+        Hidden pixels keep their observed (cloudy, hazy) values: the network de-hazes thin cloud
+        from them. The prior is each tile's normalized-convolution fill of its clear pixels; a tile with
         no clear pixel takes ``fallback`` (C,), the scene's clear mean, instead."""
 
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,7 +152,6 @@ class TileEngine:
             if fallback is not None:
                 none_clear = clr.flatten(1).amax(dim=1) <= 0
                 prior = torch.where(none_clear[:, None, None, None], fallback.view(1, -1, 1, 1).to(prior), prior)
-            obs = torch.where(clr > 0, obs, prior)
             estimate, log_var = self.generator(obs, clr, prior, s)
             return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
 
