@@ -110,7 +110,7 @@ def plot(res: dict[str, Any], path: Path, title: str) -> None:
     ax.set_ylabel("GiB")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
