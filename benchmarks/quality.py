@@ -156,14 +156,15 @@ class Runner:
         decloud(ms_path, sar_path if model.config.uses_sar else None, model, out, maps=False, options=options)
         return read_output(out)
 
-    def model_variants(self, adapt_subset: bool):
-        """(label suffix, extra options) per model run: without and, where decloud has it,
-        with scene adaptation (explicitly off in the plain rows, whatever the default)."""
+    def model_variants(self, model, adapt_subset: bool):
+        """(label suffix, extra options) per model run: without and, where decloud has it and
+        the model is mask-aware (the kind scene adaptation fits), with scene adaptation
+        (explicitly off in the plain rows, whatever the default)."""
         if not self.adapt:
             yield "", {}
             return
         yield "", {"adapt": False}
-        if not adapt_subset:
+        if not adapt_subset or getattr(model.config, "kind", "unet") != "gapfill":
             return
         extra = {"adapt": True}
         if self.adapt_time:
@@ -226,7 +227,7 @@ class Runner:
         for name, model in self.models.items():
             if model.config.uses_sar and scene.sar is None:
                 continue
-            for suffix, extra in self.model_variants(adapt_subset):
+            for suffix, extra in self.model_variants(model, adapt_subset):
                 label = name + suffix
                 gs = [ADAPT_GROUP] if suffix else groups
                 out = self.decloud(model, ms_path, sar_path, d / "out_true.tif", cloud_mask=str(mask_path), **extra)
