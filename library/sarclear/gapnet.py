@@ -40,6 +40,7 @@ from .networks import ModelConfig
 
 #: log variance bounds (reflectance^2): sigma from 0.0009 to 0.37
 LOG_VAR_RANGE = (-14.0, -2.0)
+ESTIMATE_MAX = 1.2  # reflectance: above bright snow and cloud tops
 _GATE_BIAS = 4.0  # sigmoid(4) = 0.98: start near the fill
 
 
@@ -108,6 +109,8 @@ class GapFillGenerator(nn.Module):
         filled = prior + 0.25 * self.residual(d0)[..., :h, :w]
         gate = torch.sigmoid(self.gate(d0)[..., :h, :w])
         estimate = gate * filled + (1 - gate) * dehazed
+        if not self.training:  # bounded to physical reflectance at inference (training keeps the gradients)
+            estimate = estimate.clamp(0.0, ESTIMATE_MAX)
         log_var = self.log_var(d0)[..., :h, :w].clamp(*LOG_VAR_RANGE)
         return (estimate, log_var, gate) if return_gate else (estimate, log_var)
 
