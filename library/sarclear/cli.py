@@ -6,78 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import Cancelled, InputError, SarclearError
+from .cli_args import _FINITE, _FRACTION, _NONNEG, _NONNEG_INT, _POSITIVE, _POSITIVE_INT, _csv, _Progress
+from .cli_train import _add_train_arguments, _train
+from .errors import Cancelled, SarclearError
 
 log = logging.getLogger("sarclear")
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _number(kind: type, *, low: float | None = None, above: float | None = None, high: float | None = None):
-    """An argparse type: a finite ``kind`` (int or float) >= ``low`` or > ``above``, and
-    <= ``high``; bad values are refused by argparse with a one-line message, before any work."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        if low is not None and value < low:
-            raise argparse.ArgumentTypeError(f"{text} is too small: it must be {low:g} or more")
-        if above is not None and value <= above:
-            raise argparse.ArgumentTypeError(f"{text} is too small: it must be more than {above:g}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{text} is too large: it must be {high:g} or less")
-        return value
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-_POSITIVE_INT = _number(int, low=1)
-_NONNEG_INT = _number(int, low=0)
-_POSITIVE = _number(float, above=0)
-_NONNEG = _number(float, low=0)
-_FINITE = _number(float)
-_FRACTION = _number(float, low=0, high=1)
-
-
-class _Progress:
-    """Maps the library's progress callback onto a tqdm bar."""
-
-    def __init__(self, enabled: bool, desc: str):
-        self.enabled, self.desc, self.bar = enabled, desc, None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        self.update(done, total, what)
-
-    def update(self, done: int, total: int, unit: str, **postfix: object) -> None:
-        """Move the bar to ``done`` of ``total``; ``postfix``: figures shown after it."""
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=self.desc, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True)
-        self.bar.n = done
-        if postfix:
-            self.bar.set_postfix(postfix)  # refreshes the bar
-        else:
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _add_io_options(p: argparse.ArgumentParser) -> None:
@@ -312,96 +250,6 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """``sarclear train`` options; each overrides the --config file."""
-    p.add_argument("--config", metavar="FILE", help="YAML or JSON training config (options below override it)")
-    p.add_argument("--data", metavar="PATH", help="manifest .csv or SEN12MS-CR / SEN1-2-style folder")
-    p.add_argument("--out", metavar="DIR", help="run folder (checkpoints, history, curves, model.safetensors)")
-    p.add_argument("--preset", choices=("fill", "paper", "lite", "fill-ms", "paper-ms", "lite-ms"),
-                   help="fill: the gap-fill generator (the bundled models); paper, lite: the paper's cGAN "
-                        "(default paper); -ms: the MS-only twin")
-    p.add_argument("--ms-only", action="store_true", default=None,
-                   help="train the MS-only twin (for the paper's presets: Opt-cGAN, the paper's baseline)")
-    p.add_argument("--init", metavar="MODEL", help="fill preset: start from this gap-fill model's weights")
-    p.add_argument("--max-minutes", type=float, help="stop (checkpoint, export) after this much wall time")
-    p.add_argument("--bands", choices=("paper10", "all13"))
-    p.add_argument("--epochs", type=_POSITIVE_INT)
-    p.add_argument("--batch-size", type=_POSITIVE_INT)
-    p.add_argument("--lr", type=_POSITIVE, help="learning rate (default 2e-4, see the docs on the paper's 2^-4)")
-    p.add_argument("--crop", type=_POSITIVE_INT, help="training crop size in pixels")
-    p.add_argument("--samples-per-epoch", type=_NONNEG_INT)
-    p.add_argument("--checkpoint-every", type=_NONNEG_INT, metavar="STEPS")
-    p.add_argument("--eval-every", type=_NONNEG_INT, metavar="STEPS")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"))
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
-    p.add_argument("--workers", type=_NONNEG_INT, help="data loader processes")
-    p.add_argument("--tensorboard", action="store_true", default=None)
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--compare-with", metavar="RUN_DIR", action="append", default=[],
-                   help="another run whose history is drawn in this run's curves (e.g. the other twin)")
-
-
-def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, read_options, train
-
-    options = {k: getattr(args, k) for k in ("data", "out", "preset", "ms_only", "bands", "epochs", "batch_size",
-                                             "lr", "crop", "samples_per_epoch", "checkpoint_every", "eval_every",
-                                             "seed", "device", "precision", "compile", "workers", "tensorboard",
-                                             "init", "max_minutes")}
-    if args.config:
-        config = TrainConfig.from_file(args.config, **options)
-    else:
-        config = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
-    # what the user set explicitly: on --resume only these change the run's own settings
-    explicit = {k for k, v in options.items() if v is not None}
-    explicit |= set(read_options(args.config)) if args.config else set()
-    if not config.data and not args.resume:
-        raise InputError("give the training data with --data (or in --config)")  # the CLI's own message
-    compare = {}
-    for run in args.compare_with:
-        hist = Path(run) / "history.json"
-        if hist.is_file():
-            compare[Path(run).name] = json.loads(hist.read_text())
-    bar = _Progress(not args.quiet, "train")
-
-    def progress(done: int, total: int, stats: dict) -> None:  # the bar shows the ETA
-        if "loss_g" in stats:
-            bar.update(done, total, "steps", epoch=f"{stats['epoch']:.2f}", loss_g=f"{stats['loss_g']:.3f}",
-                       loss_d=f"{stats['loss_d']:.3f}", samples_s=f"{stats['samples_per_s']:.1f}")
-        else:
-            bar.update(done, total, "steps", epoch=f"{stats['epoch']:.2f}", l1=f"{stats['l1']:.4f}",
-                       nll=f"{stats['nll']:.3f}")
-
-    try:
-        summary = train(config, resume=args.resume, progress=progress, compare=compare, overrides=explicit)
-    finally:
-        bar.close()
-    if "rank" not in summary:  # the gap-fill trainer
-        out = Path(summary["out"])
-        print(f"model: {summary['model']}\ncurves: {out / 'curves.png'}\nhistory: {out / 'history.csv'}, "
-              f"{out / 'losses.csv'}")
-        best = summary["best"]
-        if best:
-            print(f"best validation at step {best['step']}: RMSE under the mask {best['model_all']:.4f} "
-                  f"(normalized convolution {best['nc_all']:.4f}, mean fill {best['mean_all']:.4f}); "
-                  f"90 % interval coverage {best['coverage90']:.2f}")
-        print(f"best checkpoint: {summary['best_checkpoint'] or 'none kept'}")
-        return 0
-    if summary["rank"] == 0:
-        print(f"model: {summary['model']}\ncurves: {Path(summary['out']) / 'curves.png'}\n"
-              f"history: {Path(summary['out']) / 'history.csv'}")
-        for rec in summary["history"][-2:]:
-            print(f"{rec['split']}: RMSE {rec['rmse']:.4f} SAM {rec['sam_deg']:.2f} deg "
-                  f"(cloudy input RMSE {rec['cloudy_rmse']:.4f} SAM {rec['cloudy_sam_deg']:.2f} deg)")
-        if summary["best"]:
-            print(f"best checkpoint: {summary['best_checkpoint']} (epoch {summary['best']['epoch']}, "
-                  f"{summary['best']['split']} RMSE {summary['best']['rmse']:.4f})")
-    return 0
-
-
-#: library option (the ``option`` field of a SarclearError) -> the flag that sets it.
 _FLAGS = {
     "ms_bands": "--ms-bands B2,B3,...", "sar_channels": "--sar-channels VV,VH", "sar_units": "--sar-units db|linear",
     "ms_scale": "--ms-scale", "ms_offset": "--ms-offset", "overwrite": "--overwrite", "sar": "--sar",
