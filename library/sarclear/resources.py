@@ -13,8 +13,11 @@ from .errors import CheckpointError
 
 #: File name of the shipped demo model (SAR-Opt-cGAN, lite preset).
 DEMO_MODEL = "sarclear-lite-demo.safetensors"
-#: The default model: the mask-aware SAR model when it is installed, else the demo model.
-DEFAULT_MODELS = ("sarclear-fill.safetensors", DEMO_MODEL)
+#: The default model, the first of these that is installed: normalized-convolution fill of the
+#: masked pixels (no learned part). The learned mask-aware models (sarclear-fill with SAR, its
+#: MS-only twin) beat it on the synthetic-cloud benchmark but lost to it, and to mean fill, on
+#: real clouds (docs/QUALITY.md), so they are chosen with --model until they win there too.
+DEFAULT_MODELS = ("sarclear-fill-classic.safetensors", "sarclear-fill.safetensors", DEMO_MODEL)
 
 
 def resources_dir() -> Path | None:
