@@ -57,10 +57,12 @@ def card_summary(card: Path | None, name: str, limit: int = 600) -> str:
 
 
 def bundled_entries() -> list[ModelEntry]:
-    """Every model file shipped with this installation, the demo model last."""
-    from sarclear.resources import bundled_models
+    """Every model file shipped with this installation: the library's default first (the
+    dialog preselects it), the demo model last."""
+    from sarclear.resources import DEFAULT_MODELS, bundled_models
 
-    models = sorted(bundled_models(), key=lambda p: (is_demo(p), p.stem))
+    first = DEFAULT_MODELS[0]
+    models = sorted(bundled_models(), key=lambda p: (p.name != first, is_demo(p), p.stem))
     return [ModelEntry(p, card_for(p)) for p in models]
 
 
