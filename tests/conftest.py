@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml files beside the samples
@@ -94,3 +95,22 @@ def identity_model():
     from sarclear import checkpoint, networks
 
     return checkpoint.Model(IdentityGenerator(), networks.preset("lite"))
+
+
+_EXIT_STATUS: dict[str, int] = {}
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _EXIT_STATUS["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """Leave with pytest's own exit status once everything is reported, without running the
+    native libraries' destructors at interpreter exit: with QGIS, PyQt, torch, GDAL and
+    onnxruntime in one process, glibc sometimes aborts there ("corrupted size vs. prev_size"),
+    after every test has run and passed, which would turn a green run red."""
+    if "status" in _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS["status"])

@@ -17,11 +17,6 @@ CLEAR_S2 = SEA / "s2_cloudfree" / "ROIs1158_spring_101_31.tif"
 CLEAR_S1 = SEA / "s1" / "ROIs1158_spring_101_31.tif"
 
 
-@dataclasses.dataclass(frozen=True)
-class _GapFillConfig(networks.ModelConfig):
-    kind: str = "gapfill"
-
-
 class PriorGenerator(torch.nn.Module):
     """A mask-aware generator that returns its prior (the normalized-convolution fill) and a
     variance that grows with the distance into the hole (how far the prior extrapolates)."""
@@ -37,7 +32,7 @@ class PriorGenerator(torch.nn.Module):
 
 
 def _prior_model() -> checkpoint.Model:
-    config = _GapFillConfig(**networks.preset("lite").to_dict() | {"sar_db_range": {}})
+    config = dataclasses.replace(networks.preset("lite"), kind="gapfill")
     return checkpoint.Model(PriorGenerator(), config)
 
 

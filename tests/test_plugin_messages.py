@@ -91,9 +91,8 @@ def test_processing_requires_sar_unless_the_model_is_ms_only(provider, lite_mode
         processing.run("sarclear:removeclouds", params, feedback=QgsProcessingFeedback())
     assert not (tmp_path / "out.tif").exists()
     assert algorithm.checkParameterValues({**params, "SAR": [str(CR_CLOUDY_S1)]}, context)[0]
-    # the default (empty) model is the demo model, which fuses SAR
-    assert "sarclear-lite-demo (demo model) fuses SAR" in algorithm.checkParameterValues(
-        {**params, "MODEL": ""}, context)[1]
+    # the default (empty) model is the classical fill, which reads no SAR
+    assert algorithm.checkParameterValues({**params, "MODEL": ""}, context) == (True, "")
     # the MS-only twin needs none: it runs without SAR
     ms_only = {**params, "MODEL": str(ms_only_model)}
     assert algorithm.checkParameterValues(ms_only, context) == (True, "")
