@@ -27,7 +27,8 @@ from sarclear.figures import training_curves_figure
 from sarclear.metrics import MetricAccumulator
 from sarclear.resources import DEMO_MODEL
 from sarclear.scaling import network_to_reflectance, reflectance_to_network
-from sarclear.training import TrainConfig, _pad_to, train
+from sarclear.train_eval import pad_to as _pad_to
+from sarclear.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "resources" / "models" / "demo_train.yaml"
