@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
 import time
@@ -81,6 +82,11 @@ def fit_trend(res: dict[str, Any]) -> dict[str, float]:
     import numpy as np
 
     half = [v for v in res["samples"] if res["tiles"] / 2 <= v["tiles"] < res["tiles"]]  # while tiles run
+    if not half:  # a run too short to be sampled in its second half (a smoke run): use every sample
+        half = res["samples"]
+    if not half:
+        return {"samples": 0, "min_gib": math.nan, "max_gib": math.nan, "mean_gib": math.nan,
+                "mib_per_1000_tiles": math.nan, "mib_over_half": math.nan}
     x = np.array([v["tiles"] for v in half], float)
     y = np.array([(v["rss"] - v["gdal_cache"]) / 2**20 for v in half])
     slope = float(np.polyfit(x, y, 1)[0]) if len(half) > 2 and np.ptp(x) > 0 else float("nan")

@@ -97,6 +97,20 @@ def identity_model():
     return checkpoint.Model(IdentityGenerator(), networks.preset("lite"))
 
 
+@pytest.fixture(scope="module")
+def provider(qgis_processing):
+    """The plugin's Processing provider, registered for a module's tests (QGIS tests only)."""
+    from qgis.core import QgsApplication
+
+    from qgis_plugin.provider import SarclearProvider
+
+    registry = QgsApplication.processingRegistry()
+    instance = SarclearProvider()
+    assert registry.addProvider(instance)
+    yield instance
+    registry.removeProvider(instance)
+
+
 _EXIT_STATUS: dict[str, int] = {}
 
 

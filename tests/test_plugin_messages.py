@@ -59,17 +59,6 @@ def test_a_reference_error_names_the_reference_not_the_band_names(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def provider(qgis_processing):
-    from qgis_plugin.provider import SarclearProvider
-
-    registry = QgsApplication.processingRegistry()
-    instance = SarclearProvider()
-    assert registry.addProvider(instance)
-    yield instance
-    registry.removeProvider(instance)
-
-
-@pytest.fixture(scope="module")
 def ms_only_model(tmp_path_factory):
     from sarclear import checkpoint, networks
 

@@ -12,7 +12,6 @@ import pytest
 from conftest import BEN_S1, CR_CLOUDY_S1, CR_CLOUDY_S2, SEA
 from osgeo import gdal
 from qgis.core import (
-    QgsApplication,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -35,17 +34,6 @@ def sea_clear(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sea") / "sea_clear.tif"
     gdal.Translate(str(out), str(sorted((SEA / "s2_cloudfree").glob("*.tif"))[0]), srcWin=[64, 64, 128, 128])
     return out
-
-
-@pytest.fixture(scope="module")
-def provider(qgis_processing):
-    from qgis_plugin.provider import SarclearProvider
-
-    registry = QgsApplication.processingRegistry()
-    instance = SarclearProvider()
-    assert registry.addProvider(instance)
-    yield instance
-    registry.removeProvider(instance)
 
 
 def _run(algorithm: str, params: dict, feedback: QgsProcessingFeedback | None = None) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -283,6 +284,8 @@ def error_text(exc: SarclearError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
+    if hasattr(signal, "pthread_sigmask"):  # Ctrl-C works even if the parent (QGIS, say) had it blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     from .raster import limit_gdal_cache
 
     limit_gdal_cache()
