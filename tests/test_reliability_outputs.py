@@ -231,7 +231,7 @@ def test_a_signal_while_the_maps_are_written_leaves_no_output(tmp_path, lite_mod
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     left = sorted(p.name for p in out.parent.iterdir())
-    assert not [n for n in left if not n.startswith(".")], left  # no visible output at all
+    assert not [n for n in left if not n.startswith(".")], (left, proc.returncode, err[-600:])  # no visible output
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "no partial output was left" in err and left == []
     else:

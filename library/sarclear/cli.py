@@ -281,11 +281,25 @@ def error_text(exc: SarclearError) -> str:
     return f"{exc} (command line: {flag})" if flag else str(exc)
 
 
+def _honour_interrupts() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the command even when its parent (QGIS, a test runner)
+    had them ignored or blocked: children inherit both, and Python then never raises
+    KeyboardInterrupt, so an interrupted run would go on and commit its outputs."""
+    import threading
+
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
-    if hasattr(signal, "pthread_sigmask"):  # Ctrl-C works even if the parent (QGIS, say) had it blocked
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    _honour_interrupts()
     from .raster import limit_gdal_cache
 
     limit_gdal_cache()
