@@ -164,7 +164,7 @@ class Runner:
             yield "", {}
             return
         yield "", {"adapt": False}
-        if not adapt_subset or getattr(model.config, "kind", "unet") != "gapfill":
+        if not adapt_subset or model.config.kind != "gapfill":
             return
         extra = {"adapt": True}
         if self.adapt_time:

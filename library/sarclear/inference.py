@@ -90,6 +90,12 @@ class DecloudOptions:
     adapt_seconds: float = 180.0         # time budget of that fitting
     adapt_size: int = 1024               # side of the central window (pixels) it learns from
 
+    @property
+    def mask_mode(self) -> str:
+        """How ``cloud_mask`` is meant: "auto" (detect), "none" (no mask) or "file"."""
+        text = str(self.cloud_mask).lower()
+        return text if self.cloud_mask is None or text in ("auto", "none") else "file"
+
 
 @dataclass
 class DecloudResult:
@@ -227,7 +233,9 @@ def decloud(
     t0 = time.perf_counter()
     check_options(opts)
     # every output is checked (never an input, writable, named for its format) before any work
-    outputs = OutputSet([ms, sar, reference, opts.cloud_mask, None if isinstance(model, Model) else model],
+    mask_mode = opts.mask_mode
+    mask_file = opts.cloud_mask if mask_mode == "file" else None
+    outputs = OutputSet([ms, sar, reference, mask_file, None if isinstance(model, Model) else model],
                         overwrite=opts.overwrite)
     staged_out = outputs.add(out, formats=GEOTIFF)
     targets = map_paths(out, reference is not None) if maps else {}
@@ -237,10 +245,8 @@ def decloud(
     mdl = model if isinstance(model, Model) else load_model(model, device)
     cfg = mdl.config
     side = side_paths(out)
-    gapfill = getattr(cfg, "kind", "unet") == "gapfill"
-    mask_mode = str(opts.cloud_mask).lower() if opts.cloud_mask in (None, "auto", "none", "AUTO", "NONE") else "file"
-    input_options = dataclasses.replace(InputOptions.of(opts),
-                                        cloud_mask=opts.cloud_mask if mask_mode == "file" else None)
+    gapfill = cfg.kind == "gapfill"
+    input_options = dataclasses.replace(InputOptions.of(opts), cloud_mask=mask_file)
     inputs = open_inputs(ms, sar, cfg.bands, cfg.sar_channels if cfg.uses_sar else (), reference=reference,
                          options=input_options, model_name=f"this model ({cfg.preset})")
     ms = inputs.files("ms")  # the chosen acquisition's files, read again for the change maps
@@ -254,8 +260,8 @@ def decloud(
         log.warning(notes[-1])
     out_grid = ms_stack.grid.subgrid(area)
     nodata = ms_stack.nodata[0] if ms_stack.nodata[0] is not None else default_nodata(ms_stack.dtype)
-    if mask_mode == "file":
-        check_mask_grid(opts.cloud_mask, ms_stack.grid, area)
+    if mask_file is not None:
+        check_mask_grid(mask_file, ms_stack.grid, area)
     if opts.overlap is not None and opts.overlap >= cfg.tile_size:
         raise InputError(f"the tile overlap ({opts.overlap} px) must be smaller than the model's tiles "
                          f"({cfg.tile_size} px); the default is a quarter tile")
@@ -364,8 +370,6 @@ def _clear_mean(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
         if clear.any():
             ok = clear
     return refl[:, ok].mean(axis=1).astype(np.float32) if ok.any() else None
-
-
 
 
 def _adapt(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,

@@ -218,7 +218,7 @@ class TileStream:
         self.stacks, self.area, self.sar_scaling, self.scaling = stacks, area, sar_scaling, scaling
         self.engine, self.writer, self.opts, self.progress, self.cancel = engine, writer, opts, progress, cancel
         self.sigma_writer = sigma_writer
-        self.gapfill = getattr(engine.model.config, "kind", "unet") == "gapfill"
+        self.gapfill = engine.model.config.kind == "gapfill"
         self.fallback = None if fallback is None else torch.as_tensor(fallback, dtype=torch.float32,
                                                                        device=engine.device)
         self.tile = engine.model.config.tile_size
@@ -252,8 +252,7 @@ class TileStream:
         sar = torch.stack([t.sar for t in batch])
         if self.gapfill:
             observed = torch.stack([t.ms for t in batch])
-            clear = torch.stack([1 - t.mask if t.mask is not None else torch.ones_like(t.valid, dtype=torch.float32)
-                                 for t in batch])[:, None]
+            clear = 1 - torch.stack([t.mask for t in batch])[:, None]  # a mask-aware tile always has one
             estimate, var = self.engine.fill(observed, clear, sar, self.fallback)
             var = var.mean(dim=1, keepdim=True)
         else:

@@ -42,8 +42,7 @@ def check_options(opts: DecloudOptions) -> None:
         raise bad("the optical offset", opts.ms_offset, "a finite number")
     if not math.isfinite(opts.adapt_seconds) or opts.adapt_seconds < 0:
         raise bad("the adaptation time", opts.adapt_seconds, "0 or more seconds")
-    mask = str(opts.cloud_mask).lower() if opts.cloud_mask is not None else "none"
-    if mask == "auto" and opts.mask_method not in ("auto", "csmask", "rules"):
+    if opts.mask_mode == "auto" and opts.mask_method not in ("auto", "csmask", "rules"):
         raise bad("the cloud detector", opts.mask_method, "auto, csmask or rules")
     if opts.panel_width < 1:
         raise bad("the panel width", opts.panel_width, "1 or more pixels")
