@@ -50,6 +50,7 @@ class AdaptOptions:
     nll_weight: float = 0.2
     gate_weight: float = 0.1
     min_clear_fraction: float = 0.05  # below this the scene has too little truth to learn from
+    fill_buffer: int = 0          # the prior's source buffer, as decloud's (fill.fill_sources)
 
 
 def _check(model: Model) -> None:
@@ -81,7 +82,7 @@ def _step_fn(G: nn.Module, pool: ScenePool, model: Model, opt: torch.optim.Optim
     def step(i: int) -> float:
         g = torch.Generator().manual_seed(item_seed(options.seed, 2718, i))
         truth, sar, has = pool.draw(options.batch, n_sar, g)
-        b = make_batch(truth, sar, has, bands, scaling, g)
+        b = make_batch(truth, sar, has, bands, scaling, g, fill_buffer=options.fill_buffer)
         for name in ("observed", "clear", "prior", "sar", "truth", "hidden", "thick"):
             setattr(b, name, getattr(b, name).to(device))
         loss, parts = fill_loss(G, b, options.nll_weight, options.gate_weight)

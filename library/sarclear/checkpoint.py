@@ -61,6 +61,7 @@ CONFIG_LIMITS: dict[str, Limit] = {
     "dropout_levels": Limit(int, 0, 10),
     "tile_size": Limit(int, 16, 2048),
     "format_version": Limit(int, 0, FORMAT_VERSION),
+    "blind": Limit(bool),
 }
 #: Largest generator accepted (the paper preset has 168 million weights).
 MAX_GENERATOR_PARAMETERS = 500_000_000
@@ -71,6 +72,8 @@ _STORED_AS = {torch.float32: ("F32", "F16", "BF16", "F64"), torch.int64: ("I64",
 def _check_value(name: str, value: Any, limit: Limit) -> str | None:
     if limit.kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if limit.kind is bool:
+        return None if isinstance(value, bool) else f"{name} is {value!r}, not true or false"
     if not isinstance(value, limit.kind) or isinstance(value, bool):
         return f"{name} is {value!r}, not {'a whole number' if limit.kind is int else limit.kind.__name__}"
     if isinstance(value, float) and not math.isfinite(value):

@@ -15,8 +15,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML or JSON training config (options below override it)")
     p.add_argument("--data", metavar="PATH", help="manifest .csv or SEN12MS-CR / SEN1-2-style folder")
     p.add_argument("--out", metavar="DIR", help="run folder (checkpoints, history, curves, model.safetensors)")
-    p.add_argument("--preset", choices=("fill", "paper", "lite", "fill-ms", "paper-ms", "lite-ms"),
-                   help="fill: the gap-fill generator (the bundled models); paper, lite: the paper's cGAN "
+    p.add_argument("--preset", choices=("fill", "inpaint", "paper", "lite", "fill-ms", "inpaint-ms",
+                                          "paper-ms", "lite-ms"),
+                   help="fill: the gap-fill generator (the bundled models); inpaint: the same, blind to the "
+                        "hidden pixels; paper, lite: the paper's cGAN "
                         "(default paper); -ms: the MS-only twin")
     p.add_argument("--ms-only", action="store_true", default=None,
                    help="train the MS-only twin (for the paper's presets: Opt-cGAN, the paper's baseline)")

@@ -8,6 +8,7 @@ pixels' values, so those may be anything (NaN included). The caller decides wher
 fill (usually only where ``clear`` is 0); the functions return it everywhere.
 
 - :func:`mean_fill`: each band's mean over the clear pixels of its image.
+- :func:`fill_sources`: the clear pixels a fill draws from, without a buffer along the mask.
 - :func:`normalized_convolution`: Gaussian-weighted mean of the clear pixels around each
   pixel (Knutsson and Westin's normalized convolution), computed on a pyramid so that holes
   of any size get a value: where the fine scale sees too few clear pixels, the next coarser
@@ -36,6 +37,28 @@ def mean_fill(x: Tensor, clear: Tensor) -> Tensor:
     return mean.expand_as(x).clone()
 
 
+#: Default of :func:`fill_sources`' buffer for decloud: 2 pixels (20 m at 10 m).
+FILL_BUFFER_PX = 2
+#: The prior's ``reach`` (:func:`normalized_convolution`): farther than about this from any clear
+#: pixel the fill is the scene's clear mean, the same in every tile (no seams in large holes).
+FILL_REACH_PX = 64.0
+
+
+def fill_sources(clear: Tensor, buffer_px: int) -> Tensor:
+    """The clear pixels a fill may draw from: ``clear`` (N, 1, H, W) without those within
+    ``buffer_px`` pixels (8-neighbourhood) of a hidden one. Real cloud edges are soft and
+    their adjacency haze reaches past any mask, so the clear pixels next to a cloud are often
+    brighter than the ground (Fmask and s2cloudless buffer their masks for the same reason);
+    here they stay as observed but do not feed the fill. An image the buffer would leave
+    with no source keeps its unbuffered ``clear``."""
+    if buffer_px <= 0:
+        return clear
+    k = int(buffer_px)
+    kept = clear * (1 - F.max_pool2d(1 - clear.clamp(0, 1), 2 * k + 1, stride=1, padding=k))
+    empty = kept.flatten(1).amax(dim=1) <= 0
+    return torch.where(empty[:, None, None, None], clear, kept)
+
+
 def _gauss_blur(t: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur of (N, C, H, W), zero outside the image."""
     radius = max(1, round(3 * sigma))
@@ -46,26 +69,38 @@ def _gauss_blur(t: Tensor, sigma: float) -> Tensor:
     return F.conv2d(F.pad(t, (0, 0, radius, radius)), g.transpose(2, 3), groups=t.shape[1])
 
 
-def normalized_convolution(x: Tensor, clear: Tensor, sigma: float = 2.0, support: float = 0.25) -> Tensor:
+def normalized_convolution(x: Tensor, clear: Tensor, sigma: float = 2.0, support: float = 0.25,
+                           reach: float | None = None, background: Tensor | None = None) -> Tensor:
     """Gaussian-weighted fill from the clear pixels, (N, C, H, W) -> (N, C, H, W).
 
     ``sigma`` is the finest scale in pixels; each coarser level doubles it. A level's
     estimate is trusted in proportion to its local clear fraction up to ``support``; below
-    that the next coarser level's estimate fills in. An image with no clear pixel gets 0.
+    that the next coarser level's estimate fills in. With ``reach`` (pixels), no level is
+    coarser than that: where even the coarsest level sees too few clear pixels, the fill
+    fades to ``background`` (C,) (default: each image's clear mean) instead of a local mean
+    of far-away pixels. An image with no clear pixel gets ``background``, or 0.
     """
     xs, w = _clean(x, clear)
     nums, dens = [], []
     num, den = xs * w, w
+    level_sigma = sigma
     while True:
         nums.append(_gauss_blur(num, sigma))
         dens.append(_gauss_blur(den, sigma))
-        if min(num.shape[-2:]) <= 2:
+        level_sigma *= 2
+        if min(num.shape[-2:]) <= 2 or (reach is not None and level_sigma > reach):
             break
         num = F.avg_pool2d(num, 2, ceil_mode=True)
         den = F.avg_pool2d(den, 2, ceil_mode=True)
-    # coarsest level: its own estimate, else the image mean
-    est = torch.where(dens[-1] > 1e-6, nums[-1] / dens[-1].clamp_min(1e-12), mean_fill(x, clear)[..., :1, :1]
-                      .expand_as(nums[-1]))
+    if background is None:
+        back = mean_fill(x, clear)[..., :1, :1].expand_as(nums[-1])
+    else:
+        back = background.to(x).view(1, -1, 1, 1).expand_as(nums[-1])
+    if reach is None:  # coarsest level: its own estimate, else the background
+        est = torch.where(dens[-1] > 1e-6, nums[-1] / dens[-1].clamp_min(1e-12), back)
+    else:
+        alpha = (dens[-1] / support).clamp(0, 1)
+        est = alpha * (nums[-1] / dens[-1].clamp_min(1e-12)) + (1 - alpha) * back
     for n, d in zip(reversed(nums[:-1]), reversed(dens[:-1])):
         up = F.interpolate(est, size=n.shape[-2:], mode="bilinear", align_corners=False)
         alpha = (d / support).clamp(0, 1)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .clouds import CloudConfig, CloudField
-from .fill import normalized_convolution
+from .fill import FILL_REACH_PX, fill_sources, normalized_convolution
 
 #: Cloud kinds and their drawing probability.
 KINDS = ("thick", "haze", "shadow")
@@ -106,9 +106,10 @@ def detector_mask(opacity: Tensor, shadow: Tensor, g: torch.Generator) -> Tensor
 
 
 def make_batch(truth: Tensor, sar_db: Tensor, has_sar: Tensor, bands: Sequence[str], sar_scaling,
-               g: torch.Generator, kinds: Sequence[str] | None = None) -> FillBatch:
+               g: torch.Generator, kinds: Sequence[str] | None = None, fill_buffer: int = 0) -> FillBatch:
     """Clouds, mask, prior and inputs for clear crops ``truth`` (B, C, h, w) (NaN = no data);
-    ``sar_db`` (B, S, h, w), ``has_sar`` (B,) bool. ``kinds`` fixes each item's cloud kind."""
+    ``sar_db`` (B, S, h, w), ``has_sar`` (B,) bool. ``kinds`` fixes each item's cloud kind;
+    ``fill_buffer``: the prior's source buffer (:func:`sarclear.fill.fill_sources`)."""
     b, _, h, w = truth.shape
     valid = torch.isfinite(truth).all(1, keepdim=True).float()
     truth = torch.nan_to_num(truth)
@@ -126,7 +127,7 @@ def make_batch(truth: Tensor, sar_db: Tensor, has_sar: Tensor, bands: Sequence[s
     cloudy_t, opacity_t, thick_t, shadow_t = (torch.cat(t) for t in (cloudy, opacity, thick, shadow))
     hidden = detector_mask(opacity_t, shadow_t, g)
     clear = (1 - hidden) * valid
-    prior = normalized_convolution(cloudy_t, clear)
+    prior = normalized_convolution(cloudy_t, fill_sources(clear, fill_buffer), reach=FILL_REACH_PX)
     observed = torch.where(valid > 0, cloudy_t, prior)
     if sar_scaling is not None and sar_db.shape[1]:
         sar = sar_scaling.to_network(torch.nan_to_num(sar_db)) * has_sar[:, None, None, None]

@@ -15,6 +15,10 @@ network returns the prior where ``g`` is about 1 (the gate starts closed towards
 so training starts from normalized-convolution fill, not from noise. The caller keeps the
 observed pixels where the mask says clear; this network is only asked about the others.
 
+A *blind* config (preset ``inpaint``) never sees the hidden pixels' values: they are replaced
+by the prior before the first layer, and the gate is fixed on ``filled``. It is pure SAR- and
+context-guided inpainting, so real clouds, however unlike the synthetic ones, cannot steer it.
+
 Layers (``encoder_filters`` = (f0, f1, f2), default (24, 48, 96))::
 
     input   observed, prior, observed - prior, clear, SAR      (3C + 1 + S channels)
@@ -89,6 +93,8 @@ class GapFillGenerator(nn.Module):
         (N, S, H, W) network range. Returns (estimate, log_var), both (N, C, H, W), and the
         gate (N, 1, H, W) too with ``return_gate``."""
         h, w = observed.shape[-2:]
+        if self.config.blind:  # the hidden pixels' values are never seen: only the fill is
+            observed = torch.where(clear > 0, observed, prior)
         m = 8
         ph, pw = (-h) % m, (-w) % m
         x = torch.cat([_scaled(observed), _scaled(prior), 4.0 * (observed - prior), clear.to(observed.dtype),
@@ -108,6 +114,8 @@ class GapFillGenerator(nn.Module):
         dehazed = observed * scale + 0.25 * affine[:, c:]
         filled = prior + 0.25 * self.residual(d0)[..., :h, :w]
         gate = torch.sigmoid(self.gate(d0)[..., :h, :w])
+        if self.config.blind:  # nothing observed to de-haze: always the fill and its residual
+            gate = torch.ones_like(gate)
         estimate = gate * filled + (1 - gate) * dehazed
         if not self.training:  # bounded to physical reflectance at inference (training keeps the gradients)
             estimate = estimate.clamp(0.0, ESTIMATE_MAX)

@@ -33,7 +33,7 @@ from .checkpoint import Model, load_model
 from .devices import autocast, is_out_of_memory, resolve_device
 from .errors import CheckpointError, DeviceError, InputError
 from .evaluation import evaluate, map_paths
-from .fill import normalized_convolution
+from .fill import FILL_BUFFER_PX, FILL_REACH_PX, fill_sources, normalized_convolution
 from .io import (
     GeoTiffWriter,
     InputOptions,
@@ -73,6 +73,7 @@ class DecloudOptions:
                                          # else a raster: 0 clear, > 0 cloud (float: cloud probability)
     mask_method: str = "auto"            # detector for "auto": auto (ukis-csmask, else rules), csmask, rules
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
+    fill_buffer: int = FILL_BUFFER_PX    # clear pixels this close to the mask do not feed the fill (fill.fill_sources)
     ms_bands: Sequence[str] | None = None      # names of unlabelled optical bands, in file order
     sar_channels: Sequence[str] | None = None  # names of unlabelled SAR bands, in file order
     sar_units: str = "auto"              # db, linear, auto
@@ -134,8 +135,10 @@ class TileEngine:
     """Runs batches of tiles through a generator on one device, halving the batch on
     out-of-memory and remembering the size that fits."""
 
-    def __init__(self, model: Model, device: torch.device, batch_size: int, precision: str = "auto"):
+    def __init__(self, model: Model, device: torch.device, batch_size: int, precision: str = "auto",
+                 fill_buffer: int = 0):
         self.model, self.device, self.batch_size, self.precision = model, device, batch_size, precision
+        self.fill_buffer = fill_buffer
         self.generator = model.generator.to(device).eval()
         self.notes: list[str] = []
 
@@ -150,11 +153,14 @@ class TileEngine:
         SAR in network range (N, S, H, W) -> (estimate, variance), reflectance, fp32.
 
         Hidden pixels keep their observed (cloudy, hazy) values: the network de-hazes thin cloud
-        from them. The prior is each tile's normalized-convolution fill of its clear pixels; a tile with
-        no clear pixel takes ``fallback`` (C,), the scene's clear mean, instead."""
+        from them. The prior is each tile's normalized-convolution fill of its clear pixels farther
+        than ``fill_buffer`` from the mask (:func:`sarclear.fill.fill_sources`), fading to
+        ``fallback`` (C,), the scene's clear mean, beyond ``FILL_REACH_PX`` of them; a tile with no
+        clear pixel takes ``fallback`` throughout."""
 
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            prior = normalized_convolution(obs.float(), clr.float())
+            prior = normalized_convolution(obs.float(), fill_sources(clr.float(), self.fill_buffer),
+                                           reach=FILL_REACH_PX, background=fallback)
             if fallback is not None:
                 none_clear = clr.flatten(1).amax(dim=1) <= 0
                 prior = torch.where(none_clear[:, None, None, None], fallback.view(1, -1, 1, 1).to(prior), prior)
@@ -284,7 +290,7 @@ def decloud(
         fallback = _clear_mean(stacks, scaling, area) if gapfill else None
         if opts.adapt:
             mdl = _adapt(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
-        engine = TileEngine(mdl, device, batch, opts.precision)
+        engine = TileEngine(mdl, device, batch, opts.precision, opts.fill_buffer)
         engine.notes = notes
         notes.extend(w for w in [inputs.scaling.warning] if w)
         with contextlib.ExitStack() as writers:
@@ -392,7 +398,7 @@ def _adapt(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling
     if "mask" in stacks:
         m, m_valid = stacks["mask"].open().read(win)
         clear &= m_valid & (np.nan_to_num(m[0], nan=1.0) == 0)
-    options = AdaptOptions(seconds=opts.adapt_seconds)
+    options = AdaptOptions(seconds=opts.adapt_seconds, fill_buffer=opts.fill_buffer)
     eta = estimate_seconds(model, win.height, win.width, options, device)
     log.info("fitting the model to this scene (%d x %d px, %.0f %% clear): about %.0f s", win.width, win.height,
              100 * clear.mean(), eta)

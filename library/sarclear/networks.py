@@ -52,6 +52,7 @@ class ModelConfig:
     dropout_levels: int = 3
     tile_size: int = 256
     sar_db_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    blind: bool = False             # gapfill only: never look at hidden pixels (pure SAR-guided inpainting)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -125,6 +126,10 @@ _BASE_PRESETS: Final = {
     # plus a dilated 1/8 context block; ~0.67 M weights, no discriminator
     "fill": ModelConfig(preset="fill", kind="gapfill", encoder_filters=(24, 48, 96), discriminator_filters=(),
                         dropout=0.0, dropout_levels=0, tile_size=256),
+    # the same network, blind to the hidden pixels: it fills them from the clear pixels around
+    # and from SAR only, so real clouds, whatever they look like, cannot leak into the result
+    "inpaint": ModelConfig(preset="inpaint", kind="gapfill", encoder_filters=(24, 48, 96),
+                           discriminator_filters=(), dropout=0.0, dropout_levels=0, tile_size=256, blind=True),
 }
 
 #: Model presets by name: each base preset and its MS-only twin ("<name>-ms").
