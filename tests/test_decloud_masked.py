@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from conftest import SEA, read_raster, write_raster
 
 from sarclear import checkpoint, inference, networks
 from sarclear.bands import S2_BANDS, S2_PAPER10
+from sarclear.errors import InputError
 from sarclear.fill import mean_fill
 
 CLEAR_S2 = SEA / "s2_cloudfree" / "ROIs1158_spring_101_31.tif"
@@ -77,3 +79,29 @@ def test_without_a_mask_a_mask_aware_model_keeps_the_input(tmp_path):
     out = read_raster(res.output)[0]
     cloudy = read_raster(tmp_path / "cloudy.tif")[0][[S2_BANDS.index(b) for b in S2_PAPER10]]
     assert np.array_equal(out, np.clip(cloudy, 1, None)) and any("no cloud mask" in n for n in res.notes)
+
+
+def test_the_fill_buffer_keeps_a_missed_halo_out_of_the_fill_and_leaves_clear_pixels_alone(tmp_path):
+    clear, mask = _cloudy_scene(tmp_path)
+    cloudy = read_raster(tmp_path / "cloudy.tif")[0]
+    halo = np.zeros_like(mask, bool)
+    halo[68:152, 88:192] = True
+    halo &= mask == 0
+    cloudy[:, halo] = 4000  # bright cloud edge that the mask misses
+    write_raster(tmp_path / "halo.tif", cloudy, like=CLEAR_S2)
+    idx = [S2_BANDS.index(b) for b in S2_PAPER10]
+    truth = clear[idx].astype(np.float64)
+    hidden = mask == 1
+    errors = {}
+    for buffer in (0, 2):
+        res = inference.decloud(tmp_path / "halo.tif", CLEAR_S1, _prior_model(), tmp_path / f"out{buffer}.tif",
+                                maps=False, options=inference.DecloudOptions(cloud_mask=str(tmp_path / "mask.tif"),
+                                                                             fill_buffer=buffer))
+        out = read_raster(res.output)[0].astype(np.float64)
+        assert np.array_equal(out[:, ~hidden], np.clip(cloudy[idx][:, ~hidden], 1, None))  # halo kept as seen
+        errors[buffer] = np.sqrt(((out[:, hidden] - truth[:, hidden]) ** 2).mean()) / 1e4
+    assert errors[2] < 0.5 * errors[0]
+    assert inference.DecloudOptions().fill_buffer == 2
+    with pytest.raises(InputError, match="fill buffer"):
+        inference.decloud(tmp_path / "halo.tif", CLEAR_S1, _prior_model(), tmp_path / "bad.tif", maps=False,
+                          options=inference.DecloudOptions(cloud_mask=str(tmp_path / "mask.tif"), fill_buffer=-1))

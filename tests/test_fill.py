@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sarclear.fill import mean_fill, normalized_convolution
+from sarclear.fill import fill_sources, mean_fill, normalized_convolution
 
 
 def _ramp_with_hole():
@@ -40,3 +40,48 @@ def test_an_image_with_no_clear_pixel_gets_zero():
     nc, mf = normalized_convolution(x, clear), mean_fill(x, clear)
     assert (nc[0] == 0).all() and (mf[0] == 0).all()
     assert torch.allclose(mf[1], x[1].mean(dim=(1, 2), keepdim=True).expand(4, 16, 16), atol=1e-6)
+
+
+def _field_with_halo():
+    """A flat 0.1 field with a square cloud and a bright 2-px halo around it that the mask misses
+    (real cloud edges: soft, with adjacency haze)."""
+    x = torch.full((1, 3, 96, 96), 0.1)
+    clear = torch.ones(1, 1, 96, 96)
+    clear[..., 30:66, 30:66] = 0
+    x[..., 28:68, 28:68] = 0.4  # halo (and the cloud inside it)
+    return x, clear
+
+
+def test_the_fill_buffer_keeps_a_missed_cloud_halo_out_of_the_fill():
+    x, clear = _field_with_halo()
+    hidden = clear[0, 0] == 0
+    plain = normalized_convolution(x, clear)[0, :, hidden]
+    buffered = normalized_convolution(x, fill_sources(clear, 2))[0, :, hidden]
+    assert (plain - 0.1).abs().mean() > 0.05          # the halo leaks into the plain fill
+    assert torch.allclose(buffered, torch.full_like(buffered, 0.1), atol=1e-5)  # not into the buffered one
+    kept = fill_sources(clear, 2)[0, 0]
+    assert kept[28, 40] == 0 and kept[29, 40] == 0 and kept[28, 28] == 0 and kept[27, 40] == 1 and kept[27, 27] == 1
+
+
+def test_the_fill_buffer_never_leaves_an_image_without_a_source():
+    clear = torch.zeros(2, 1, 12, 12)
+    clear[0, 0, 5:7, 5:7] = 1      # one small clear island: the buffer would remove it all
+    clear[1] = 1
+    clear[1, 0, 0, 0] = 0
+    kept = fill_sources(clear, 3)
+    assert torch.equal(kept[0], clear[0])
+    assert kept[1].sum() == 144 - 16 and kept[1, 0, 4, 4] == 1 and kept[1, 0, 3, 3] == 0
+    assert torch.equal(fill_sources(clear, 0), clear)
+
+
+def test_beyond_its_reach_the_fill_is_the_background_and_near_clear_pixels_it_is_local():
+    x = torch.zeros(1, 2, 256, 256)
+    x[..., :, :128] = 0.3
+    clear = torch.zeros(1, 1, 256, 256)
+    clear[..., :, :8] = 1  # clear strip on the left (value 0.3)
+    back = torch.tensor([0.05, 0.07])
+    near = normalized_convolution(x, clear, reach=16.0, background=back)
+    assert torch.allclose(near[0, :, 100, 10], torch.tensor([0.3, 0.3]), atol=1e-3)
+    assert torch.allclose(near[0, :, 100, 250], back, atol=1e-4)
+    # without a reach, the whole hole takes the strip's value however far away
+    assert torch.allclose(normalized_convolution(x, clear)[0, :, 100, 250], torch.tensor([0.3, 0.3]), atol=1e-3)

@@ -1,6 +1,7 @@
 """The gap-fill generator (presets fill, fill-ms), its model files, its trainer (finite losses
 from the first step, exact resume, curves) and scene-adaptive fitting, on the real samples."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -160,3 +161,24 @@ def test_cli_trains_the_fill_preset_and_names_the_best_checkpoint(tmp_path, caps
     assert model.config.preset == "fill-ms" and model.config.kind == "gapfill" and not model.config.uses_sar
     assert main(["models"]) == 0
     assert "fill-ms" in capsys.readouterr().out
+
+
+def test_a_blind_generator_never_reads_the_hidden_pixels_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    config = networks.preset("inpaint")
+    assert config.blind and config.kind == "gapfill" and networks.preset("inpaint-ms").blind
+    g, _ = networks.build(config)
+    g.eval()
+    x = torch.rand(1, 10, 40, 48) * 0.3
+    clear = (torch.rand(1, 1, 40, 48) > 0.5).float()
+    prior = normalized_convolution(x, clear)
+    sar = torch.rand(1, 2, 40, 48)
+    thin = torch.where(clear > 0, x, x * 0.6 + 0.2)    # haze over the hidden pixels
+    thick = torch.where(clear > 0, x, torch.full_like(x, 0.9))  # thick cloud there instead
+    a, b = g(thin, clear, prior, sar)[0], g(thick, clear, prior, sar)[0]
+    assert torch.equal(a, b)
+    assert torch.allclose(a, prior.clamp(0, 1.2), atol=1e-6)  # untrained: exactly the prior
+    path = checkpoint.save_model(tmp_path / "blind.safetensors", g, config)
+    assert checkpoint.load_model(path).config.blind is True
+    assert checkpoint.config_problems(networks.preset("fill")) == []
+    assert checkpoint.config_problems(dataclasses.replace(config, blind="yes")) == ["blind is 'yes', not true or false"]
