@@ -1,6 +1,8 @@
 """Write resources/models/sarclear-fill-classic.safetensors: normalized-convolution fill of the
 masked pixels from the clear ones around them, packaged as a mask-aware ("gapfill") model file
-so that decloud, the plugin and the benchmarks run it like any model.
+so that decloud, the plugin and the benchmarks run it like any model. (decloud's prior is
+normalized convolution from the clear pixels beyond a 2-px buffer along the mask, fading to the
+scene's clear mean far from any clear pixel: see sarclear.fill and the model card.)
 
 Every weight of the ``fill-ms`` network is zero and the gate's bias is 40 (sigmoid = 1), so the
 output is exactly the prior that decloud computes (:func:`sarclear.fill.normalized_convolution`)
