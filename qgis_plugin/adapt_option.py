@@ -62,6 +62,7 @@ class AdaptOption(QWidget):
         self.time_spin.setSuffix(" s")
         self.time_spin.setValue(DEFAULT_SECONDS)
         self.estimate_label = QLabel()
+        self.available = False  # the chosen model can be fitted (set_model)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.checkbox)
@@ -77,7 +78,8 @@ class AdaptOption(QWidget):
         reason = unavailable_reason(config, name)
         if reason is not None:
             self.checkbox.setChecked(False)
-        self.setEnabled(reason is None)
+        self.available = reason is None
+        self.setEnabled(self.available)
         for widget in (self, self.checkbox, self.estimate_label):
             widget.setToolTip(reason or _HELP)
         self.time_spin.setToolTip(reason or f"Time budget of the fitting, in seconds ({duration_words(MIN_SECONDS)} "
@@ -89,7 +91,7 @@ class AdaptOption(QWidget):
 
     def active(self) -> bool:
         """The run will fit the model first."""
-        return self.isEnabled() and self.checkbox.isChecked()
+        return self.available and self.checkbox.isChecked()  # not isEnabled(): a disabled parent would count
 
     def options(self) -> dict:
         """The DecloudOptions fields of this choice (none when off)."""
