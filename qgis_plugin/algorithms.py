@@ -48,7 +48,7 @@ from qgis.core import (
 from . import layers
 from .environment import missing_dependencies, plugin_icon
 from .models import model_label
-from .task import RunParameters, metrics_text, run_decloud
+from .task import RunParameters, metrics_text, progress_percent, run_decloud, stage_text
 
 DEVICES = ("auto", "cpu", "cuda")
 SAR_UNITS = ("auto", "db", "linear")
@@ -175,7 +175,24 @@ class RemoveClouds(_SarclearAlgorithm):
         "<b>Area</b>: empty: the whole layer; else snapped outward to the layer's pixel grid.<br>"
         "<b>Outputs</b>: the reconstruction (GeoTIFF, the input's data type, CRS and nodata) and, beside it, "
         "RMSE and SAM maps and a metrics JSON: errors against the reference when one is given, else "
-        "input-vs-output change maps (named *_change_*). Existing files of these names are replaced.")
+        "input-vs-output change maps (named *_change_*). Existing files of these names are replaced.<br>"
+        "<b>Fit the model to this scene first</b> (mask-aware gap-fill models only, e.g. sarclear-fill): before "
+        "declouding, a copy of the model is fine-tuned on the scene's own clear pixels, with synthetic clouds "
+        "drawn over them, for <i>Fitting time</i> seconds (this adds that time to the run; the model file is "
+        "not changed).")
+
+    @staticmethod
+    def decloud_progress(feedback: QgsProcessingFeedback, fitting: bool):
+        """One bar over the run's stages (cloud mask, fitting, tiles), as the dialog's task;
+        the stage named once as it begins (the algorithm dialog logs every progress text)."""
+        stages: list[str] = []
+
+        def report(done: int, total: int, what: str) -> None:
+            if what not in stages:
+                stages.append(what)
+                feedback.setProgressText(stage_text(done, total, what))
+            feedback.setProgress(progress_percent(done, total, what, fitting))
+        return report
 
     def initAlgorithm(self, config=None) -> None:
         from sarclear.resources import bundled_models
@@ -194,6 +211,12 @@ class RemoveClouds(_SarclearAlgorithm):
             "CLOUD_MASK", "Cloud mask (0 clear, > 0 cloud; clear pixels keep their values)", optional=True))
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Area (empty: the whole MS layer)", optional=True))
         self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=list(DEVICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "ADAPT", "Fit the model to this scene first (gap-fill models only; adds the fitting time)",
+            defaultValue=False, optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            "ADAPT_TIME", "Fitting time (seconds)", QgsProcessingParameterNumber.Type.Double,
+            defaultValue=180.0, minValue=1.0, maxValue=86400.0, optional=True))
         self.addParameter(_advanced(QgsProcessingParameterString(
             "MS_BANDS", "MS band names in file order (for unlabelled rasters), e.g. B2,B3,B4,B8", optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterString(
@@ -221,32 +244,39 @@ class RemoveClouds(_SarclearAlgorithm):
         self.add_metric_outputs()
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext) -> tuple[bool, str]:
-        """SAR is required unless the chosen model reads none (an MS-only model)."""
+        """SAR is required unless the chosen model reads none (an MS-only model); fitting to
+        the scene needs a gap-fill model."""
         ok, message = super().checkParameterValues(parameters, context)
-        if not ok or self.parameterAsLayerList(parameters, "SAR", context):
+        if not ok:
             return ok, message
         model = self.parameterAsFile(parameters, "MODEL", context)
-        channels = self._sar_channels(model)
-        if channels:
+        config = self._config(model)
+        if config is None:
+            return True, ""  # unreadable here: the run says why
+        if self.parameterAsBoolean(parameters, "ADAPT", context) and config.kind != "gapfill":
+            return False, (f"Fit the model to this scene first: the model {model_label(model or config.preset)} is "
+                           f"not a mask-aware gap-fill model (it is a {config.kind} model); untick it, or choose "
+                           "a gap-fill model such as sarclear-fill under Model file")
+        if config.sar_channels and not self.parameterAsLayerList(parameters, "SAR", context):
             return False, (f"Sentinel-1 SAR layer(s): the model {model_label(model)} fuses SAR and needs "
-                           f"{', '.join(channels)}; add the SAR layer(s), or choose an MS-only model under "
-                           "Model file")
+                           f"{', '.join(config.sar_channels)}; add the SAR layer(s), or choose an MS-only model "
+                           "under Model file")
         return True, ""
 
     @staticmethod
-    def _sar_channels(model: str) -> tuple[str, ...]:
-        """The SAR channels ``model`` reads (the bundled demo model when empty); () if its
-        header cannot be read here (the run then says why)."""
+    def _config(model: str):
+        """The ModelConfig of ``model`` (the bundled default when empty); None if its header
+        cannot be read here (the run then says why)."""
         if missing_dependencies():
-            return ()
+            return None
         from sarclear.checkpoint import read_header
         from sarclear.errors import SarclearError
         from sarclear.resources import default_model
 
         try:
-            return tuple(read_header(model or default_model())[0].sar_channels)
+            return read_header(model or default_model())[0]
         except SarclearError:
-            return ()
+            return None
 
     def compute(self, parameters, context, feedback) -> dict:
         from sarclear.resources import default_model
@@ -269,6 +299,8 @@ class RemoveClouds(_SarclearAlgorithm):
         extra.update({k: v for k, v in (("batch_size", batch), ("ms_scale", scale)) if v > 0})
         if overlap >= 0:
             extra["overlap"] = overlap
+        if self.parameterAsBoolean(parameters, "ADAPT", context):
+            extra.update(adapt=True, adapt_seconds=self.parameterAsDouble(parameters, "ADAPT_TIME", context))
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         params = RunParameters(
             name=ms.name(),
@@ -285,7 +317,8 @@ class RemoveClouds(_SarclearAlgorithm):
             overwrite=True,
             extra=extra,
         )
-        result = run_decloud(params, self.progress(feedback), feedback.isCanceled)
+        result = run_decloud(params, self.decloud_progress(feedback, bool(extra.get("adapt"))), feedback.isCanceled)
+        feedback.setProgress(100)
         feedback.pushInfo(f"{result.tiles} tiles in {result.seconds:.1f} s on {result.device} "
                           f"(batch {result.batch_size}); area {result.window.width} x {result.window.height} px")
         for note in result.notes:

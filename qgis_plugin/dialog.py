@@ -66,6 +66,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from . import layers
+from .adapt_option import AdaptOption
 from .environment import dependencies_found, plugin_icon, python_problem
 from .models import bundled_entries, card_summary, model_label
 from .task import STAGE_LOADING, ProbeTask, RunParameters
@@ -241,6 +242,8 @@ class SarclearDialog(QDialog):
         form.addRow("Device", self.device_combo)
         self.device_info = _info_label()
         form.addRow("", self.device_info)
+        self.adapt_option = AdaptOption()  # enabled for a gap-fill model (_probed)
+        form.addRow("Scene fitting", self.adapt_option)
         left.addWidget(model_box)
 
         area_box = QGroupBox("Area")
@@ -369,6 +372,7 @@ class SarclearDialog(QDialog):
         self.reference_combo.layerChanged.connect(self._update_bands)
         self.model_widget.fileChanged.connect(self._model_changed)
         self.model_combo.activated.connect(self._model_chosen)
+        self.adapt_option.changed.connect(self._update_area)  # the run's estimate includes the fitting
         self.area_group.buttonToggled.connect(lambda *_: self._update_area())
         self.draw_button.clicked.connect(self.start_drawing)
         self.extent_tool.extentChanged.connect(self._drawn)
@@ -649,6 +653,7 @@ class SarclearDialog(QDialog):
     def _model_changed(self, path: str) -> None:
         """A model was chosen: read its header in the background (torch loads there)."""
         self.model_config = None
+        self.adapt_option.set_model(None)
         self._select_model_entry(path)
         if self.missing:
             self.model_info.setText("The model cannot be read until PyTorch is installed (see above).")
@@ -705,6 +710,7 @@ class SarclearDialog(QDialog):
                                     f"{', '.join(config.bands)} and SAR {sar}.{card}")
             self.model_info.setStyleSheet("")
         self.sar_list.setEnabled(self.model_config is None or self.model_config.uses_sar)
+        self.adapt_option.set_model(self.model_config, model_label(probe.model))
         self._guess_layers()
         self._update_bands()
         self._update_area()
@@ -976,7 +982,8 @@ class SarclearDialog(QDialog):
 
     def estimate(self, width: int, height: int) -> str:
         """The run's size in tiles and, once a run with this model and device has been
-        timed on this machine, its duration at that speed."""
+        timed on this machine, its duration at that speed; the time that fitting the model
+        to the scene adds, when chosen."""
         cfg = self.model_config
         if cfg is None:
             return ""
@@ -988,7 +995,8 @@ class SarclearDialog(QDialog):
         rate = self.seconds_per_tile.get((self.model_widget.filePath(), self.device_combo.currentData()))
         if rate is not None:
             text += f", about {max(1, round(rate * tiles))} s at the speed of the last run"
-        return text
+        fitting = self.adapt_option.estimate_text()
+        return text + (f"; {fitting}" if fitting else "")
 
     # ------------------------------------------------------------------ run
 
@@ -1080,7 +1088,8 @@ class SarclearDialog(QDialog):
             sar_channels=self.sar_order,
             model_label=model_label(self.model_widget.filePath(),
                                     self.model_config.sar_channels if self.model_config else None),
-            extra={} if self.offset_choice() is None else {"ms_offset": self.offset_choice()},
+            extra={**({} if self.offset_choice() is None else {"ms_offset": self.offset_choice()}),
+                   **self.adapt_option.options()},
         )
 
     def confirm_overwrite(self, existing: list[Path]) -> bool:
@@ -1132,7 +1141,9 @@ class SarclearDialog(QDialog):
             self.task = None
             result = task.result
             if result is not None and result.tiles:  # this machine's speed, for the next estimate
-                self.seconds_per_tile[(task.params.model, task.params.device)] = result.seconds / result.tiles
+                fitting = task.params.extra.get("adapt_seconds", 0.0) if task.params.extra.get("adapt") else 0.0
+                self.seconds_per_tile[(task.params.model, task.params.device)] = \
+                    max(result.seconds - fitting, 0.0) / result.tiles
             self.progress.setValue(100 if result is not None else 0)
             self.show_status(message, error=error)
             self._update_run_button()

@@ -104,6 +104,32 @@ def run_decloud(params: RunParameters, progress: Callable[[int, int, str], None]
 #: the stages a run reports (DecloudTask.stageChanged), besides "n/N tiles"
 STAGE_LOADING = "loading PyTorch and the model…"
 STAGE_MAPS = "writing the RMSE and SAM maps…"
+STAGE_FITTING = "fitting the model to the scene"
+#: what sarclear.adapt reports its progress in: seconds of its time budget, or fixed steps
+FITTING_UNITS = ("s", "steps")
+
+
+def stage_text(done: int, total: int, what: str) -> str:
+    """A progress report of the library in words: "3/9 tiles", "fitting the model to the
+    scene: 40 of 180 s"."""
+    if what == "s":
+        return f"{STAGE_FITTING}: {done} of {total} s"
+    if what == "steps":
+        return f"{STAGE_FITTING}: step {done} of {total}"
+    return f"{done}/{total} {what}"
+
+
+def progress_percent(done: int, total: int, what: str, fitting: bool = False) -> float:
+    """Where a progress report puts the run's bar: cloud detection in the first 10 %, then
+    fitting the model to the scene (when chosen) up to 50 %, the tiles up to 90 %, the
+    maps the last 10 %."""
+    part = done / max(total, 1)
+    tiles_from = 50.0 if fitting else 10.0
+    if what == "tiles":
+        return tiles_from + (90.0 - tiles_from) * part
+    if what in FITTING_UNITS:
+        return 10.0 + 40.0 * part
+    return 10.0 * part
 
 
 class DecloudTask(QgsTask):
@@ -128,11 +154,11 @@ class DecloudTask(QgsTask):
         self.stageChanged.emit(text)
 
     def _progress(self, done: int, total: int, what: str) -> None:
-        self.stage = f"{done}/{total} {what}"
-        self._report(self.stage)
-        # cloud detection: the first 10 %, tiles: up to 90 %, the last 10 %: RMSE/SAM maps
-        share = 10.0 * done / max(total, 1) if what != "tiles" else 10.0 + 80.0 * done / max(total, 1)
-        self.setProgress(share)
+        text = stage_text(done, total, what)
+        if text != self.stage:  # fitting reports every step, in whole seconds: say each once
+            self.stage = text
+            self._report(text)
+        self.setProgress(progress_percent(done, total, what, bool(self.params.extra.get("adapt"))))
         if done >= total and what == "tiles":
             self._report(STAGE_MAPS)
 

@@ -423,3 +423,51 @@ def test_the_automatic_offset_follows_the_product_baseline_and_can_be_overridden
     dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("none"))  # the analyst knows better
     assert dialog.offset_info.text().startswith("reflectance = (value +0) / 10000")
     assert dialog.parameters().extra == {"ms_offset": 0.0}
+
+
+MODELS = Path(__file__).resolve().parents[1] / "resources" / "models"
+
+
+def test_scene_fitting_is_offered_for_a_gap_fill_model_only_and_its_time_joins_the_run(dialog):
+    option = dialog.adapt_option
+    dialog.area_layer.setChecked(True)
+    dialog.model_widget.setFilePath(str(MODELS / "sarclear-lite-demo.safetensors"))
+    wait_until(dialog.ready)
+    assert dialog.model_config.kind == "unet"
+    assert not option.checkbox.isEnabled() and not option.time_spin.isEnabled() and not option.active()
+    assert "not a mask-aware gap-fill model (it is a unet model)" in option.checkbox.toolTip()
+    assert "adapt" not in dialog.parameters().extra and "fitting" not in dialog.area_info.text()
+
+    dialog.model_widget.setFilePath(str(MODELS / "sarclear-fill.safetensors"))
+    wait_until(dialog.ready)
+    assert dialog.model_config.kind == "gapfill"
+    assert option.checkbox.isEnabled() and option.time_spin.isEnabled()
+    assert not option.checkbox.isChecked()  # off unless asked for
+    assert "own clear pixels" in option.checkbox.toolTip()
+    assert option.time_spin.value() == 180 and option.estimate_label.text() == "adds about 3 min"  # up front
+    assert "adapt" not in dialog.parameters().extra and "fitting" not in dialog.area_info.text()
+
+    option.checkbox.setChecked(True)
+    assert dialog.area_info.text().endswith("; 1 tile of 256 px; fitting the model to this scene first adds about "
+                                            "3 min")
+    params = dialog.parameters()
+    assert params.extra["adapt"] is True and params.extra["adapt_seconds"] == 180.0
+    option.time_spin.setValue(600)
+    assert option.estimate_label.text() == "adds about 10 min" and dialog.area_info.text().endswith("10 min")
+    option.time_spin.setValue(45)
+    assert option.estimate_label.text() == "adds about 45 s" and dialog.area_info.text().endswith("adds about 45 s")
+    assert dialog.parameters().extra["adapt_seconds"] == 45.0
+    assert (option.time_spin.minimum(), option.time_spin.maximum()) == (10, 3600)
+
+    # back to a model that cannot be fitted: unticked and left out of the run
+    dialog.model_widget.setFilePath(str(MODELS / "sarclear-lite-demo.safetensors"))
+    wait_until(dialog.ready)
+    assert not option.checkbox.isChecked() and not option.checkbox.isEnabled()
+    assert "adapt" not in dialog.parameters().extra and "fitting" not in dialog.area_info.text()
+
+
+def test_duration_words():
+    from qgis_plugin.adapt_option import duration_words
+
+    assert [duration_words(s) for s in (10, 59.4, 60, 180, 3540, 3600, 5400)] == [
+        "10 s", "59 s", "1 min", "3 min", "59 min", "1 h", "1 h 30 min"]

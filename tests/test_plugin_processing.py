@@ -211,3 +211,54 @@ def test_synthetic_clouds_refuses_a_range_outside_0_1(provider, sea_clear, tmp_p
     with pytest.raises(QgsProcessingException, match=r"Haze opacity range 0.2 to 1.5: give 0 <= minimum"):
         _run("sarclear:syntheticclouds", {"INPUT": str(sea_clear), "HAZE": "0.2,1.5",
                                           "OUTPUT": str(tmp_path / "c.tif")})
+
+
+MODELS = Path(__file__).resolve().parents[1] / "resources" / "models"
+
+
+class StageRecorder(Recorder):
+    """Feedback that also remembers the stage texts and warnings (the run's notes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+        self.warnings: list[str] = []
+
+    def setProgressText(self, text: str) -> None:
+        self.texts.append(text)
+        super().setProgressText(text)
+
+    def pushWarning(self, text: str) -> None:
+        self.warnings.append(text)
+        super().pushWarning(text)
+
+
+def test_remove_clouds_fits_a_gap_fill_model_to_the_scene_first(provider, tmp_path):
+    by_name = {p.name(): p for p in provider.algorithm("removeclouds").parameterDefinitions()}
+    assert by_name["ADAPT"].type() == "boolean" and by_name["ADAPT"].defaultValue() is False
+    assert by_name["ADAPT_TIME"].type() == "number" and by_name["ADAPT_TIME"].defaultValue() == 180.0
+    assert "Fit the model to this scene first" in provider.algorithm("removeclouds").shortHelpString()
+    out = tmp_path / "fitted.tif"
+    feedback = StageRecorder()
+    result = _run("sarclear:removeclouds", {
+        "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "MODEL": str(MODELS / "sarclear-fill.safetensors"),
+        "DEVICE": 1, "ADAPT": True, "ADAPT_TIME": 3, "OUTPUT": str(out)}, feedback)
+    ds = gdal.Open(result["OUTPUT"])
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (256, 256, 10)
+    options = json.loads(Path(result["METRICS"]).read_text())["provenance"]["options"]
+    assert options["adapt"] is True and options["adapt_seconds"] == 3.0  # reached DecloudOptions
+    (fitted,) = [w for w in feedback.warnings if w.startswith("model fitted to this scene for 3 s on ")]
+    assert int(fitted.split(" on ")[1].split()[0]) > 0  # clear pixels it learned from
+    assert "fitting the model to the scene: 0 of 3 s" in feedback.texts
+    # one bar over the stages: cloud mask to 10 %, fitting to 50 %, the tile to 90 %, then done
+    assert feedback.values == sorted(feedback.values) and feedback.values[-1] == 100.0
+    assert any(10.0 < v <= 50.0 for v in feedback.values) and 90.0 in feedback.values
+
+
+def test_remove_clouds_refuses_to_fit_a_model_that_is_not_gap_fill(provider, tmp_path):
+    with pytest.raises(QgsProcessingException, match=r"not a mask-aware gap-fill model \(it is a unet model\)"):
+        _run("sarclear:removeclouds", {
+            "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)],
+            "MODEL": str(MODELS / "sarclear-lite-demo.safetensors"), "DEVICE": 1, "ADAPT": True,
+            "OUTPUT": str(tmp_path / "x.tif")})
+    assert list(tmp_path.iterdir()) == []

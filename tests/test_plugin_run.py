@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,3 +240,30 @@ def test_run_on_a_folder_of_band_files(plugin, dialog, sample_project, qgis_ifac
     ds = gdal.Open(output.source())
     assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (120, 120, 10)  # the 10 m grid
     assert [ds.GetRasterBand(i).GetDescription() for i in (1, 9, 10)] == ["B2", "B11", "B12"]
+
+
+def test_a_run_fitted_to_the_scene_reports_the_fitting_on_the_progress_bar(plugin, dialog, sample_project):
+    """A gap-fill model fitted for the shortest time the dialog offers (10 s), then the run."""
+    dialog.model_widget.setFilePath(str(Path(__file__).resolve().parents[1] / "resources" / "models"
+                                        / "sarclear-fill.safetensors"))
+    wait_until(dialog.ready)
+    dialog.area_layer.setChecked(True)
+    dialog.adapt_option.checkbox.setChecked(True)
+    dialog.adapt_option.time_spin.setValue(0)  # clamped to the minimum
+    assert dialog.adapt_option.seconds() == 10.0 and dialog.area_info.text().endswith("adds about 10 s")
+    dialog.name_edit.setText("fitted run")
+    dialog.run()
+    task = dialog.task
+    values: list[float] = []
+    task.progressChanged.connect(values.append, Qt.ConnectionType.DirectConnection)
+    wait_for_runs(plugin)
+    assert task.error is None and task.result is not None, task.error
+    assert any(n.startswith("model fitted to this scene for 10 s on ") for n in task.result.notes)
+    fitting = [s for s in task.stages if s.startswith("fitting the model to the scene: ")]
+    assert fitting[0] == "fitting the model to the scene: 0 of 10 s" and len(fitting) == len(set(fitting)) > 5
+    assert task.stages.index(fitting[-1]) < task.stages.index("1/1 tiles")  # fitting, then the tile
+    assert values == sorted(values) and any(10.0 < v < 50.0 for v in values) and values[-1] == 100.0
+    assert dialog.progress.value() == 100
+    # the next estimate's speed per tile leaves the fitting time out
+    rate = dialog.seconds_per_tile[(task.params.model, "cpu")]
+    assert rate == pytest.approx(task.result.seconds - 10.0) and rate > 0
