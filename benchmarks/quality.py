@@ -60,6 +60,7 @@ from quality_io import (
 )
 
 from sarclear import fill
+from sarclear.adapt import fit_problem
 from sarclear.checkpoint import load_model
 from sarclear.clouds import CloudField
 from sarclear.inference import DecloudOptions, decloud
@@ -164,7 +165,7 @@ class Runner:
             yield "", {}
             return
         yield "", {"adapt": False}
-        if not adapt_subset or model.config.kind != "gapfill":
+        if not adapt_subset or fit_problem(model.config, model.info):
             return
         extra = {"adapt": True}
         if self.adapt_time:

@@ -164,8 +164,9 @@ def _targets(doc) -> list[str]:
                                     f"{fmt(c['changed_pct'])} %, RMSE {fmt(c['rmse_vs_input'])}")
         lines.append(f"| {method} | {mask} | {haze} | {thick} | {cl} |")
     sar = [n for n, m in models.items() if m["uses_sar"]]
-    twins = [n for n, m in models.items() if not m["uses_sar"]]
-    for a in sar:
+    for a in sar:  # each SAR model against its own MS-only twin (preset "<preset>-ms"), when there is one
+        twin = f"{models[a].get('preset')}-ms"
+        twins = [n for n, m in models.items() if not m["uses_sar"] and m.get("preset") == twin]
         for b in twins:
             ra, rb = by.get(("thick", a, "true")), by.get(("thick", b, "true"))
             if ra and rb:

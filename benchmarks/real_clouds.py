@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from osgeo import gdal
 
+from sarclear.adapt import fit_problem
 from sarclear.bands import S2_PAPER10
 from sarclear.checkpoint import load_model
 from sarclear.fill import mean_fill, normalized_convolution
@@ -85,7 +86,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             runs = [("", DecloudOptions(overwrite=True, adapt=False))]
-            if args.adapt_seconds > 0 and load_model(model).config.kind == "gapfill":
+            loaded = load_model(model)
+            if args.adapt_seconds > 0 and fit_problem(loaded.config, loaded.info) is None:
                 runs.append((" + adapt", DecloudOptions(overwrite=True, adapt=True, adapt_seconds=args.adapt_seconds)))
             for suffix, options in runs:
                 out = Path(tmp) / f"{model.stem}.tif"

@@ -18,6 +18,7 @@ from qgis.PyQt.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSpinBox, QWidge
 DEFAULT_SECONDS = 180            # as sarclear.inference.DecloudOptions.adapt_seconds
 MIN_SECONDS, MAX_SECONDS = 10, 3600
 FITTABLE_KIND = "gapfill"        # sarclear.adapt fits mask-aware models only
+SCENE_MODEL = "sarclear-fill-scene"  # the bundled model made for fitting (sarclear.adapt.SCENE_MODEL)
 
 _HELP = ("Before declouding, fine-tune a copy of the model on this scene's own clear pixels (with synthetic "
          "clouds drawn over them) for the time set here, then decloud with it. The model file is not changed. "
@@ -37,14 +38,17 @@ def duration_words(seconds: float) -> str:
     return f"{hours} h" + (f" {minutes} min" if minutes else "")
 
 
-def unavailable_reason(config, name: str) -> str | None:
-    """Why the model (its ``ModelConfig``; None while unknown) cannot be fitted to the
-    scene, or None if it can."""
+def unavailable_reason(config, name: str, info: dict | None = None) -> str | None:
+    """Why the model (its ``ModelConfig``, None while unknown, and the information stored
+    with it) cannot be fitted to the scene, or None if it can (as sarclear.adapt.fit_problem)."""
     if config is None:
         return "Choose a model first: fitting to the scene needs a mask-aware gap-fill model."
     if config.kind != FITTABLE_KIND:
         return (f"Not available for {name}: it is not a mask-aware gap-fill model (it is a {config.kind} model), "
-                "and only those can be fitted to the scene. Choose a gap-fill model, e.g. sarclear-fill.")
+                f"and only those can be fitted to the scene. Choose {SCENE_MODEL} (made for it) or sarclear-fill.")
+    if (info or {}).get("fixed"):
+        return (f"Not available for {name}: a fixed classical fill has nothing to learn from the scene. Choose "
+                f"{SCENE_MODEL}: it starts as the same fill and learns from this scene's clear pixels and SAR.")
     return None
 
 
@@ -72,10 +76,11 @@ class AdaptOption(QWidget):
         self.time_spin.valueChanged.connect(lambda *_: self._update())
         self.set_model(None)
 
-    def set_model(self, config, name: str = "this model") -> None:
-        """Enable the option for a gap-fill model (``config``: its ``ModelConfig``; None
-        while it is being read); otherwise disable and untick it, saying why."""
-        reason = unavailable_reason(config, name)
+    def set_model(self, config, name: str = "this model", info: dict | None = None) -> None:
+        """Enable the option for a model that can be fitted (``config``: its ``ModelConfig``,
+        None while it is being read; ``info``: its file information); otherwise disable and
+        untick it, saying why."""
+        reason = unavailable_reason(config, name, info)
         if reason is not None:
             self.checkbox.setChecked(False)
         self.available = reason is None

@@ -46,6 +46,7 @@ from qgis.core import (
 )
 
 from . import layers
+from .adapt_option import unavailable_reason
 from .environment import missing_dependencies, plugin_icon
 from .models import model_label
 from .task import RunParameters, metrics_text, progress_percent, run_decloud, stage_text
@@ -250,13 +251,12 @@ class RemoveClouds(_SarclearAlgorithm):
         if not ok:
             return ok, message
         model = self.parameterAsFile(parameters, "MODEL", context)
-        config = self._config(model)
+        config, info = self._config(model)
         if config is None:
             return True, ""  # unreadable here: the run says why
-        if self.parameterAsBoolean(parameters, "ADAPT", context) and config.kind != "gapfill":
-            return False, (f"Fit the model to this scene first: the model {model_label(model or config.preset)} is "
-                           f"not a mask-aware gap-fill model (it is a {config.kind} model); untick it, or choose "
-                           "a gap-fill model such as sarclear-fill under Model file")
+        reason = unavailable_reason(config, model_label(model or config.preset), info)
+        if self.parameterAsBoolean(parameters, "ADAPT", context) and reason:
+            return False, f"Fit the model to this scene first: {reason} (under Model file), or untick it."
         if config.sar_channels and not self.parameterAsLayerList(parameters, "SAR", context):
             return False, (f"Sentinel-1 SAR layer(s): the model {model_label(model)} fuses SAR and needs "
                            f"{', '.join(config.sar_channels)}; add the SAR layer(s), or choose an MS-only model "
@@ -265,18 +265,18 @@ class RemoveClouds(_SarclearAlgorithm):
 
     @staticmethod
     def _config(model: str):
-        """The ModelConfig of ``model`` (the bundled default when empty); None if its header
-        cannot be read here (the run then says why)."""
+        """The ModelConfig of ``model`` (the bundled default when empty) and its file
+        information; (None, {}) if its header cannot be read here (the run then says why)."""
         if missing_dependencies():
-            return None
+            return None, {}
         from sarclear.checkpoint import read_header
         from sarclear.errors import SarclearError
         from sarclear.resources import default_model
 
         try:
-            return read_header(model or default_model())[0]
+            return read_header(model or default_model())
         except SarclearError:
-            return None
+            return None, {}
 
     def compute(self, parameters, context, feedback) -> dict:
         from sarclear.resources import default_model

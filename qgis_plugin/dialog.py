@@ -710,7 +710,7 @@ class SarclearDialog(QDialog):
                                     f"{', '.join(config.bands)} and SAR {sar}.{card}")
             self.model_info.setStyleSheet("")
         self.sar_list.setEnabled(self.model_config is None or self.model_config.uses_sar)
-        self.adapt_option.set_model(self.model_config, model_label(probe.model))
+        self.adapt_option.set_model(self.model_config, model_label(probe.model), probe.info)
         self._guess_layers()
         self._update_bands()
         self._update_area()

@@ -217,6 +217,7 @@ class ProbeTask(QgsTask):
         self.on_finished = on_finished
         self.missing: str | None = None
         self.config = None                    # sarclear.networks.ModelConfig of ``model``
+        self.info: dict = {}                  # and the information stored with it
         self.error: str | None = None
         self.sar_channels: dict[str, tuple[str, ...]] = {}  # bundled model -> its SAR channels
         self.cuda: tuple[bool, str] | None = None
@@ -235,7 +236,7 @@ class ProbeTask(QgsTask):
                 self.sar_channels[path] = read_header(path)[0].sar_channels
         if self.model:
             try:
-                self.config = read_header(self.model)[0]
+                self.config, self.info = read_header(self.model)
             except SarclearError as exc:
                 from .messages import describe
 

@@ -38,7 +38,8 @@ def main() -> None:
         generator.log_var.bias.fill_(2 * math.log(SIGMA))
     out = save_model(ROOT / "resources" / "models" / "sarclear-fill-classic.safetensors", generator, config,
                      info={"description": "normalized-convolution fill of the masked pixels (no learned part)",
-                           "made_by": "scripts/make_classic_model.py", "sigma": SIGMA})
+                           "made_by": "scripts/make_classic_model.py", "sigma": SIGMA,
+                           "fixed": True})  # nothing to fit to a scene (sarclear.adapt.fit_problem)
     print(out)
 
 

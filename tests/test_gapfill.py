@@ -182,3 +182,33 @@ def test_a_blind_generator_never_reads_the_hidden_pixels_and_round_trips(tmp_pat
     assert checkpoint.load_model(path).config.blind is True
     assert checkpoint.config_problems(networks.preset("fill")) == []
     assert checkpoint.config_problems(dataclasses.replace(config, blind="yes")) == ["blind is 'yes', not true or false"]
+
+
+def test_the_scene_model_is_the_classical_fill_until_fitted_and_the_fixed_fill_refuses_fitting(tmp_path, capsys):
+    from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, read_raster
+
+    from sarclear.cli import main
+    from sarclear.inference import DecloudOptions, decloud
+
+    models = SAMPLES.parent / "models"
+    outs = {}
+    for name in ("sarclear-fill-classic", "sarclear-fill-scene"):
+        res = decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, models / f"{name}.safetensors", tmp_path / f"{name}.tif", maps=False)
+        outs[name] = read_raster(res.output)[0].astype(np.int64)
+    assert np.abs(outs["sarclear-fill-classic"] - outs["sarclear-fill-scene"]).max() <= 1  # DN: the same fill
+    mask = read_raster(tmp_path / "sarclear-fill-scene_mask.tif")[0].reshape(256, 256)
+    res = decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, models / "sarclear-fill-scene.safetensors", tmp_path / "fitted.tif",
+                  maps=False, options=DecloudOptions(adapt=True, adapt_seconds=2))
+    fitted = read_raster(res.output)[0].astype(np.int64)
+    changed = (fitted != outs["sarclear-fill-scene"]).any(0)
+    assert changed.any() and not changed[mask == 0].any()  # fitting changes the fill, never a clear pixel
+    assert any(n.startswith("model fitted to this scene") for n in res.notes)
+    # the fixed classical fill (the default) has nothing to learn: refused before any work, naming the fix
+    with pytest.raises(InputError, match="nothing to learn"):
+        decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, models / "sarclear-fill-classic.safetensors", tmp_path / "no.tif",
+                options=DecloudOptions(adapt=True))
+    assert main(["-q", "decloud", "--ms", str(CR_CLOUDY_S2), "--sar", str(CR_CLOUDY_S1), "--adapt",
+                 "--out", str(tmp_path / "no.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to learn" in err and "--model resources/models/sarclear-fill-scene.safetensors" in err
+    assert not (tmp_path / "no.tif").exists() and not (tmp_path / "no_mask.tif").exists()

@@ -465,6 +465,15 @@ def test_scene_fitting_is_offered_for_a_gap_fill_model_only_and_its_time_joins_t
     assert not option.checkbox.isChecked() and not option.checkbox.isEnabled()
     assert "adapt" not in dialog.parameters().extra and "fitting" not in dialog.area_info.text()
 
+    # the default classical fill is a gap-fill model with nothing to learn: refused, naming the one made for it
+    dialog.model_widget.setFilePath(str(MODELS / "sarclear-fill-classic.safetensors"))
+    wait_until(dialog.ready)
+    assert dialog.model_config.kind == "gapfill" and not option.checkbox.isEnabled()
+    assert "nothing to learn" in option.checkbox.toolTip() and "sarclear-fill-scene" in option.checkbox.toolTip()
+    dialog.model_widget.setFilePath(str(MODELS / "sarclear-fill-scene.safetensors"))
+    wait_until(dialog.ready)
+    assert option.checkbox.isEnabled()
+
 
 def test_duration_words():
     from qgis_plugin.adapt_option import duration_words

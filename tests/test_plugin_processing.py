@@ -261,4 +261,8 @@ def test_remove_clouds_refuses_to_fit_a_model_that_is_not_gap_fill(provider, tmp
             "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)],
             "MODEL": str(MODELS / "sarclear-lite-demo.safetensors"), "DEVICE": 1, "ADAPT": True,
             "OUTPUT": str(tmp_path / "x.tif")})
+    with pytest.raises(QgsProcessingException, match=r"nothing to learn.*sarclear-fill-scene"):
+        _run("sarclear:removeclouds", {  # the default: a fixed classical fill
+            "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "DEVICE": 1, "ADAPT": True,
+            "OUTPUT": str(tmp_path / "x.tif")})
     assert list(tmp_path.iterdir()) == []

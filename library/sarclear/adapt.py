@@ -53,10 +53,27 @@ class AdaptOptions:
     fill_buffer: int = 0          # the prior's source buffer, as decloud's (fill.fill_sources)
 
 
+#: The bundled model made for fitting: the classical fill until fitted, then SAR-guided.
+SCENE_MODEL = "sarclear-fill-scene.safetensors"
+
+
+def fit_problem(config, info: dict | None = None) -> str | None:
+    """Why a model (its ``ModelConfig`` and file info) cannot be fitted to a scene; None if it
+    can. Only mask-aware models learn from a scene, and a fixed classical fill (info
+    ``"fixed": true``) has nothing to learn."""
+    if config.kind != "gapfill":
+        return (f"scene-adaptive fitting needs a mask-aware gap-fill model; {config.preset} is a {config.kind} "
+                f"model (choose {SCENE_MODEL} or sarclear-fill.safetensors)")
+    if (info or {}).get("fixed"):
+        return (f"{config.preset} is a fixed classical fill with nothing to learn from a scene; {SCENE_MODEL} "
+                "starts as the same fill and learns from the scene's clear pixels and SAR")
+    return None
+
+
 def _check(model: Model) -> None:
-    if model.config.kind != "gapfill":
-        raise InputError(f"scene-adaptive fitting needs a gap-fill model; {model.config.preset} is a "
-                         f"{model.config.kind} model")
+    problem = fit_problem(model.config, model.info)
+    if problem:
+        raise InputError(problem, input="model", option="adapt")
 
 
 def _scene(model: Model, ms: np.ndarray, sar: np.ndarray | None, clear: np.ndarray) -> SceneArrays:

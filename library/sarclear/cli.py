@@ -262,6 +262,7 @@ _FLAGS = {
     "ms_scale": "--ms-scale", "ms_offset": "--ms-offset", "overwrite": "--overwrite", "sar": "--sar",
     "aoi": "--aoi", "window": "--aoi", "model": "--model", "cloud_mask": "--mask", "device": "--device",
     "batch_size": "--batch-size", "reference": "--reference",
+    "adapt": "--model resources/models/sarclear-fill-scene.safetensors, or leave out --adapt",
 }
 
 

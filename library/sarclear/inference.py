@@ -250,6 +250,12 @@ def decloud(
     device = resolve_device(opts.device)
     mdl = model if isinstance(model, Model) else load_model(model, device)
     cfg = mdl.config
+    if opts.adapt:  # refused before any work (cloud detection included)
+        from .adapt import fit_problem
+
+        problem = fit_problem(cfg, mdl.info)
+        if problem:
+            raise InputError(problem, input="model", option="adapt")
     side = side_paths(out)
     gapfill = cfg.kind == "gapfill"
     input_options = dataclasses.replace(InputOptions.of(opts), cloud_mask=mask_file)
