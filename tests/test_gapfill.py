@@ -144,6 +144,13 @@ def test_adapt_fine_tunes_a_copy_and_refuses_what_it_cannot_use():
         adapt_model(model, ms, sar, np.zeros(ms.shape[1:], bool), opts)
     with pytest.raises(InputError, match="uses SAR"):
         adapt_model(model, ms, None, clear, opts)
+    rec = adapted.info["adapted"]
+    assert rec["kept"] == "fitted" and rec["held_out_error_after"] < rec["held_out_error_before"]
+    # a fit that makes the held-out synthetic clouds worse (a step size far too large) is not used
+    wild = adapt_model(model, ms, sar, clear, AdaptOptions(steps=3, crop=48, batch=2, lr=1.0))
+    rec = wild.info["adapted"]
+    assert rec["kept"] == "as trained" and rec["held_out_error_after"] >= rec["held_out_error_before"]
+    assert wild.generator is model.generator
     lite, _ = networks.build(networks.preset("lite"))
     with pytest.raises(InputError, match="gap-fill model"):
         adapt_model(checkpoint.Model(lite, networks.preset("lite")), ms, sar, clear, opts)

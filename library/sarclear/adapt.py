@@ -9,7 +9,11 @@ cloud inpainting (Remote Sensing 2022, 14(6), 1342) learns from the affected sce
 here the same idea runs on top of a pretrained model, for a bounded time.
 
 The run is bounded by ``AdaptOptions.seconds`` (or a fixed ``steps`` count, for reproducible
-comparisons) and every draw is seeded, so the same options give the same model.
+comparisons) and every draw is seeded, so the same options give the same model. The fit is
+checked before it is used: on a few seeded batches of synthetic clouds drawn over the scene's
+clear pixels, set aside before fitting (drawn from the same clear pixels, with other seeds),
+the fitted copy must have a lower error than the model as given; otherwise the model is used
+as given, and the run says so.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class AdaptOptions:
     gate_weight: float = 0.1
     min_clear_fraction: float = 0.05  # below this the scene has too little truth to learn from
     fill_buffer: int = 0          # the prior's source buffer, as decloud's (fill.fill_sources)
+    check_batches: int = 4        # seeded batches of held-out synthetic clouds: the fit is kept only if it
+                                  # lowers the error on them (else the model is used as trained)
 
 
 #: The bundled model made for fitting: the classical fill until fitted, then SAR-guided.
@@ -91,17 +97,36 @@ def _scene(model: Model, ms: np.ndarray, sar: np.ndarray | None, clear: np.ndarr
     return SceneArrays("scene", torch.from_numpy(truth), sar_t)
 
 
+def _batch(pool: ScenePool, model: Model, options: AdaptOptions, device: torch.device, seed: int):
+    """One seeded batch of the scene's clear crops with synthetic clouds drawn over them."""
+    g = torch.Generator().manual_seed(seed)
+    truth, sar, has = pool.draw(options.batch, len(model.config.sar_channels), g)
+    scaling = model.config.sar_scaling() if model.config.uses_sar else None
+    b = make_batch(truth, sar, has, model.config.bands, scaling, g, fill_buffer=options.fill_buffer)
+    for name in ("observed", "clear", "prior", "sar", "truth", "hidden", "thick"):
+        setattr(b, name, getattr(b, name).to(device))
+    return b
+
+
+def _held_out_error(G: nn.Module, batches: list) -> float:
+    """Mean absolute error under the synthetic clouds of ``batches``, as the model is used
+    (evaluation mode)."""
+    was_training = G.training
+    G.eval()
+    total = count = 0.0
+    with torch.no_grad():
+        for b in batches:
+            est = G(b.observed, b.clear, b.prior, b.sar)[0]
+            total += float(((est - b.truth).abs() * b.hidden).sum())
+            count += float(b.hidden.sum()) * est.shape[1]
+    G.train(was_training)
+    return total / max(count, 1.0)
+
+
 def _step_fn(G: nn.Module, pool: ScenePool, model: Model, opt: torch.optim.Optimizer, options: AdaptOptions,
              device: torch.device):
-    bands, n_sar = model.config.bands, len(model.config.sar_channels)
-    scaling = model.config.sar_scaling() if model.config.uses_sar else None
-
     def step(i: int) -> float:
-        g = torch.Generator().manual_seed(item_seed(options.seed, 2718, i))
-        truth, sar, has = pool.draw(options.batch, n_sar, g)
-        b = make_batch(truth, sar, has, bands, scaling, g, fill_buffer=options.fill_buffer)
-        for name in ("observed", "clear", "prior", "sar", "truth", "hidden", "thick"):
-            setattr(b, name, getattr(b, name).to(device))
+        b = _batch(pool, model, options, device, item_seed(options.seed, 2718, i))
         loss, parts = fill_loss(G, b, options.nll_weight, options.gate_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -116,7 +141,7 @@ def _setup(model: Model, scene: SceneArrays, options: AdaptOptions, device: torc
     G = copy.deepcopy(model.generator).to(device).train()
     pool = ScenePool([scene], min(options.crop, *scene.ms.shape[1:]) // 8 * 8, model.config.uses_sar, 1.0)
     opt = torch.optim.Adam(G.parameters(), lr=options.lr)
-    return G, _step_fn(G, pool, model, opt, options, device)
+    return G, pool, _step_fn(G, pool, model, opt, options, device)
 
 
 def estimate_seconds(model: Model, height: int, width: int, options: AdaptOptions,
@@ -132,7 +157,7 @@ def estimate_seconds(model: Model, height: int, width: int, options: AdaptOption
     ms = rng.uniform(0.02, 0.3, (len(model.config.bands), size, size)).astype(np.float32)
     sar = rng.uniform(-25, -5, (len(model.config.sar_channels), size, size)).astype(np.float32) \
         if model.config.uses_sar else None
-    _, step = _setup(model, _scene(model, ms, sar, np.ones((size, size), bool)), options, device)
+    _, _, step = _setup(model, _scene(model, ms, sar, np.ones((size, size), bool)), options, device)
     step(0)  # warm-up
     t = time.perf_counter()
     step(1)
@@ -155,7 +180,10 @@ def adapt_model(model: Model, ms: np.ndarray, sar: np.ndarray | None, clear: np.
     if device is None:
         device = next(model.generator.parameters()).device
     device = torch.device(device)
-    G, step = _setup(model, scene, options, device)
+    G, pool, step = _setup(model, scene, options, device)
+    held_out = [_batch(pool, model, options, device, item_seed(options.seed, 3141, k))
+                for k in range(options.check_batches)]
+    before = _held_out_error(G, held_out)
     t0, i, l1 = time.perf_counter(), 0, float("nan")
     limit = options.steps
     while True:
@@ -171,9 +199,15 @@ def adapt_model(model: Model, ms: np.ndarray, sar: np.ndarray | None, clear: np.
                 progress(i, limit, "steps")
             else:
                 progress(min(int(time.perf_counter() - t0), int(options.seconds)), int(options.seconds), "s")
-    log.info("adapted the model to the scene: %d steps in %.0f s (last L1 %.4f)", i,
-             time.perf_counter() - t0, l1)
+    after = _held_out_error(G, held_out)
+    kept = after < before
+    log.info("adapted the model to the scene: %d steps in %.0f s (last L1 %.4f); error on held-out synthetic clouds "
+             "%.4f before, %.4f after: %s", i, time.perf_counter() - t0, l1, before, after,
+             "the fitted model is used" if kept else "the model is used as trained")
+    record = {"steps": i, "seconds": round(time.perf_counter() - t0, 1), "seed": options.seed,
+              "clear_fraction": round(fraction, 4), "held_out_error_before": round(before, 5),
+              "held_out_error_after": round(after, 5), "kept": "fitted" if kept else "as trained"}
+    if not kept:  # fitting did not help on this scene's own held-out clouds: change nothing
+        return Model(model.generator, model.config, {**model.info, "adapted": record}, model.path)
     G.eval()
-    info = {**model.info, "adapted": {"steps": i, "seconds": round(time.perf_counter() - t0, 1),
-                                      "seed": options.seed, "clear_fraction": round(fraction, 4)}}
-    return Model(G, model.config, info, model.path)
+    return Model(G, model.config, {**model.info, "adapted": record}, model.path)

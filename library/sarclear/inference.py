@@ -414,5 +414,12 @@ def _adapt(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling
         log.warning(notes[-1])
         return model
     adapted = adapt_model(model, ms, sar, clear, options, progress=progress, cancel=cancel)
-    notes.append(f"model fitted to this scene for {opts.adapt_seconds:.0f} s on {clear.sum()} clear pixels")
+    rec = adapted.info.get("adapted", {})
+    note = f"model fitted to this scene for {opts.adapt_seconds:.0f} s on {clear.sum()} clear pixels"
+    if rec.get("kept") == "as trained":
+        note += (f"; the fit did not lower the error on held-out synthetic clouds of the scene "
+                 f"({rec['held_out_error_after']:.4f} against {rec['held_out_error_before']:.4f}), so the model "
+                 "is used as trained")
+        log.warning(note)
+    notes.append(note)
     return adapted
