@@ -173,7 +173,7 @@ def test_shadow_far_from_any_cloud_is_dropped_and_near_cloud_kept():
     made white and bright (a cloud): the dark patch is shadow only when cloud is near."""
     x, ok, bands = _scene(SSL4EO_CLEAR)
     x[:, 180:240, 180:240] *= 0.4
-    opts = dict(shadow_max_distance_m=900.0, dilate_px=0)
+    opts = dict(shadow_max_distance_m=900.0, dilate_px=0, shadow_cloud_ratio=3.0)  # the patch is 2.25x the cloud
     far = x.copy()
     far[:, 10:50, 10:50] = 0.45  # about 1.3 km from the dark patch
     near = x.copy()
@@ -183,6 +183,28 @@ def test_shadow_far_from_any_cloud_is_dropped_and_near_cloud_kept():
     assert (res_far.classes[12:48, 12:48] == CLOUD).all() and (res_near.classes[132:168, 132:168] == CLOUD).all()
     assert (res_far.classes == SHADOW).sum() == 0
     assert (res_near.classes[185:235, 185:235] == SHADOW).mean() > 0.9
+
+
+def test_a_shadow_class_far_larger_than_its_cloud_keeps_only_the_part_nearest_the_cloud():
+    """A real clear scene with a small bright cloud (20 x 20 px) beside a large dark area
+    (100 x 100 px, 25x the cloud): a shadow is its cloud's projection, so only about 1.5x the
+    cloud's area, the part nearest the cloud, stays shadow; a cloud with a shadow of its own
+    size keeps all of it."""
+    x, ok, bands = _scene(SSL4EO_CLEAR)
+    opts = MaskOptions(method="rules", dilate_px=0, shadow_max_distance_m=3000.0)
+    big = x.copy()
+    big[:, 140:240, 120:220] *= 0.4   # dark ground, far larger than the cloud
+    big[:, 110:130, 160:180] = 0.45   # the cloud, 10 px above it
+    classes = detect_array(big, bands, ok, options=opts).classes
+    cloud, shadow = (classes == CLOUD).sum(), (classes == SHADOW).sum()
+    assert 0 < shadow <= 1.5 * cloud + 9 * 40  # the bound holds at 30 m: one block row of slack
+    rows = np.nonzero((classes == SHADOW).any(axis=1))[0]
+    assert rows.min() >= 140 and rows.max() < 175  # the rows nearest the cloud, not the far side
+    same = x.copy()
+    same[:, 140:160, 160:180] *= 0.4  # a shadow of the cloud's own size
+    same[:, 110:130, 160:180] = 0.45
+    classes = detect_array(same, bands, ok, options=opts).classes
+    assert (classes[142:158, 162:178] == SHADOW).all()
 
 
 def test_dilation_grows_cloud_by_dilate_px_and_no_further():

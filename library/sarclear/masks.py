@@ -17,7 +17,10 @@ How a mask is made (both detectors):
    768 px of 10 m data) in each direction. Smaller chips (BigEarthNet's 120 px, say) get the
    spectral rules under ``auto``; forcing the CNN on them is allowed, with a note.
 3. *Shadow near cloud only.* Shadow pixels farther than ``shadow_max_distance_m`` (1.5 km)
-   from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow.
+   from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow. And
+   there are at most ``shadow_cloud_ratio`` (1.5) shadow pixels per cloud pixel, the nearest
+   to a cloud kept: a shadow is its cloud's projection, no larger than the cloud, so a far
+   larger shadow class is mostly dark water or forest near a small cloud.
 4. *Back to the input grid* (nearest for classes, bilinear for the probability), then cloud
    and shadow grow by ``dilate_px`` pixels (cloud wins where both reach), so thin edges are
    hidden too. Nodata pixels are marked ``NODATA`` last; they never count as cloud. Nodata
@@ -87,6 +90,7 @@ class MaskOptions:
 
     method: str = "auto"                  # auto (csmask if importable, else rules), csmask, rules
     shadow_max_distance_m: float = 1500.0  # shadow farther than this from any cloud is clear
+    shadow_cloud_ratio: float = 1.5       # at most this many shadow pixels per cloud pixel (nearest kept)
     dilate_px: int = 3                    # cloud and shadow grow by this many input pixels
     working_resolution_m: float = 30.0    # detection runs on blocks of about this size
     min_context_m: float = 7680.0         # the CNN needs this much ground on each side (256 px at 30 m)
@@ -101,6 +105,8 @@ class MaskOptions:
             raise ValueError(f"unknown cloud-mask method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.shadow_max_distance_m < 0 or self.dilate_px < 0 or self.overlap_px < 0:
             raise ValueError("shadow_max_distance_m, dilate_px and overlap_px must be >= 0")
+        if not self.shadow_cloud_ratio >= 0:
+            raise ValueError("shadow_cloud_ratio must be >= 0")
         if self.working_resolution_m <= 0 or self.window_px < 16:
             raise ValueError("working_resolution_m must be > 0 and window_px >= 16")
 
@@ -233,6 +239,7 @@ def _detect(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, 
     coarse[~vs] = CLEAR
     reach = round(opts.shadow_max_distance_m / (pixel_size_m * factor))
     coarse[(coarse == SHADOW) & ~dilate(coarse == CLOUD, reach)] = CLEAR
+    _bound_shadow(coarse, opts.shadow_cloud_ratio, reach)
     classes = upsample_nearest(coarse, factor, (h, w)).copy()
     if opts.dilate_px:
         cloud = dilate(classes == CLOUD, opts.dilate_px)
@@ -245,6 +252,24 @@ def _detect(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, 
         prob = upsample_smooth(cloud_p, factor, (h, w)).clip(0, 1)
         prob[~valid] = np.nan
     return MaskResult(classes, prob, runner.label if runner else RULES_LABEL)
+
+
+def _bound_shadow(coarse: np.ndarray, ratio: float, reach: int) -> None:
+    """Keep at most ``ratio`` shadow pixels per cloud pixel of ``coarse`` (in place), the
+    nearest to a cloud first. A cloud's shadow is its projection on the ground, no larger than
+    the cloud, so a shadow class far larger than the cloud class is mostly dark ground (water,
+    forest, burnt land) taken for shadow."""
+    shadow = coarse == SHADOW
+    limit = ratio * int((coarse == CLOUD).sum())
+    if shadow.sum() <= limit:
+        return
+    near = coarse == CLOUD
+    for _ in range(max(1, reach)):
+        grown = dilate(near, 1)
+        if (grown & shadow).sum() > limit:
+            break
+        near = grown
+    coarse[shadow & ~near] = CLEAR
 
 
 def _counts(classes: np.ndarray) -> tuple[int, int, int]:
