@@ -22,8 +22,11 @@ How a mask is made (both detectors):
    to a cloud kept: a shadow is its cloud's projection, no larger than the cloud, so a far
    larger shadow class is mostly dark water or forest near a small cloud.
 4. *Back to the input grid* (nearest for classes, bilinear for the probability), then cloud
-   and shadow grow by ``dilate_px`` pixels (cloud wins where both reach), so thin edges are
-   hidden too. Nodata pixels are marked ``NODATA`` last; they never count as cloud. Nodata
+   and shadow grow by ``dilate_px`` pixels, 90 m by default (cloud wins where both reach), so
+   thin edges and the haze around a cloud are hidden too. 90 m is Fmask's buffer; on the real
+   cloudy scene of the project's benchmark (benchmarks/real_clouds.py), the pixels up to
+   about 100 m beyond a 30 m buffer were still measurably hazier than the ground farther
+   away. Nodata pixels are marked ``NODATA`` last; they never count as cloud. Nodata
    is what the caller marks invalid, non-finite values, and pixels with no positive band
    (Sentinel-2's fill value 0, also where a file does not declare it).
 
@@ -32,7 +35,7 @@ windows of ``window_px`` with ``overlap_px`` of context on each side: memory is 
 bytes per pixel read, ~500 MB with the defaults (2048 + 2 x 320 px), whatever the raster's
 size. The blocks of step 1 are aligned to the raster's grid, so the spectral-rule result
 equals a single-window run exactly as long as ``overlap_px`` covers the reach of the rules
-(shadow distance + 153 px of cloud reconstruction + ``dilate_px``, 309 px with the
+(shadow distance + 153 px of cloud reconstruction + ``dilate_px``, 315 px with the
 defaults); the CNN's differs only where its tiles see other context near window edges.
 """
 
@@ -91,7 +94,7 @@ class MaskOptions:
     method: str = "auto"                  # auto (csmask if importable, else rules), csmask, rules
     shadow_max_distance_m: float = 1500.0  # shadow farther than this from any cloud is clear
     shadow_cloud_ratio: float = 1.5       # at most this many shadow pixels per cloud pixel (nearest kept)
-    dilate_px: int = 3                    # cloud and shadow grow by this many input pixels
+    dilate_px: int = 9                    # cloud and shadow grow by this many input pixels (90 m, Fmask's)
     working_resolution_m: float = 30.0    # detection runs on blocks of about this size
     min_context_m: float = 7680.0         # the CNN needs this much ground on each side (256 px at 30 m)
     window_px: int = 2048                 # detect_raster: window size in input pixels
