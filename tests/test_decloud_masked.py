@@ -14,6 +14,7 @@ from sarclear import checkpoint, inference, networks
 from sarclear.bands import S2_BANDS, S2_PAPER10
 from sarclear.errors import InputError
 from sarclear.fill import mean_fill
+from sarclear.mask_detectors import dilate
 
 CLEAR_S2 = SEA / "s2_cloudfree" / "ROIs1158_spring_101_31.tif"
 CLEAR_S1 = SEA / "s1" / "ROIs1158_spring_101_31.tif"
@@ -105,3 +106,25 @@ def test_the_fill_buffer_keeps_a_missed_halo_out_of_the_fill_and_leaves_clear_pi
     with pytest.raises(InputError, match="fill buffer"):
         inference.decloud(tmp_path / "halo.tif", CLEAR_S1, _prior_model(), tmp_path / "bad.tif", maps=False,
                           options=inference.DecloudOptions(cloud_mask=str(tmp_path / "mask.tif"), fill_buffer=-1))
+
+
+def test_the_detected_mask_grows_by_the_mask_buffer_and_a_bad_buffer_is_named(tmp_path):
+    """--mask auto: the mask written beside the output is the unbuffered detection grown by
+    ``mask_buffer`` pixels (default 9, 90 m at 10 m), and only the masked pixels change."""
+    _, mask = _cloudy_scene(tmp_path)
+    hidden = {}
+    for px in (0, 9):
+        res = inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, _prior_model(), tmp_path / f"auto{px}.tif",
+                                maps=False, options=inference.DecloudOptions(mask_method="rules", mask_buffer=px))
+        classes = np.squeeze(read_raster(tmp_path / f"auto{px}_mask.tif")[0])
+        hidden[px] = np.isin(classes, (1, 2))
+        kept = classes == 0
+        out = read_raster(res.output)[0]
+        cloudy = read_raster(tmp_path / "cloudy.tif")[0][[S2_BANDS.index(b) for b in S2_PAPER10]]
+        assert kept.mean() > 0.5 and np.array_equal(out[:, kept], np.clip(cloudy[:, kept], 1, None))
+    assert hidden[0][mask == 1].mean() > 0.95
+    assert np.array_equal(hidden[9], dilate(hidden[0], 9) & (classes != 255))
+    assert inference.DecloudOptions().mask_buffer == 9
+    with pytest.raises(InputError, match="mask buffer"):
+        inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, _prior_model(), tmp_path / "bad.tif", maps=False,
+                          options=inference.DecloudOptions(mask_buffer=65))

@@ -16,6 +16,7 @@ from .cli_args import _FINITE, _FRACTION, _NONNEG, _NONNEG_INT, _POSITIVE, _POSI
 from .cli_train import _add_train_arguments, _train
 from .errors import Cancelled, SarclearError
 from .fill import FILL_BUFFER_PX
+from .masks import MASK_BUFFER_PX
 
 log = logging.getLogger("sarclear")
 
@@ -70,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"clear pixels this close to the mask are kept but do not feed the fill: cloud edges and "
                         f"their haze reach past any mask (default {FILL_BUFFER_PX}; 0 for a mask that is already "
                         f"buffered)")
+    p.add_argument("--mask-buffer", type=_NONNEG_INT, default=MASK_BUFFER_PX, metavar="PX",
+                   help=f"with --mask auto, detected cloud and shadow grow by this many pixels: real clouds are "
+                        f"wider than what a detector calls cloud (default {MASK_BUFFER_PX}, 90 m at 10 m)")
     p.add_argument("--mask-feather", type=_NONNEG, default=0.0, metavar="PX",
                    help="pixels inside the mask over which the reconstruction fades in (default 0)")
     p.add_argument("--aoi", type=_FINITE, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
@@ -154,6 +158,7 @@ def _decloud(args: argparse.Namespace) -> int:
     opts = DecloudOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
                           mask_method=args.mask_method, mask_feather=args.mask_feather, fill_buffer=args.fill_buffer,
+                          mask_buffer=args.mask_buffer,
                           ms_bands=args.ms_bands,
                           sar_channels=args.sar_channels, adapt=args.adapt, adapt_seconds=args.adapt_time,
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,

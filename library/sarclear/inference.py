@@ -44,6 +44,7 @@ from .io import (
     open_single_band,
     preview,
 )
+from .masks import MASK_BUFFER_PX
 from .outputs import GEOTIFF, JSON, PNG, OutputSet
 from .provenance import run_provenance
 from .radiometry import OpticalScaling, network_to_reflectance
@@ -74,6 +75,7 @@ class DecloudOptions:
     mask_method: str = "auto"            # detector for "auto": auto (ukis-csmask, else rules), csmask, rules
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
     fill_buffer: int = FILL_BUFFER_PX    # clear pixels this close to the mask do not feed the fill (fill.fill_sources)
+    mask_buffer: int = MASK_BUFFER_PX    # "auto": detected cloud and shadow grow by this many pixels (masks.py)
     ms_bands: Sequence[str] | None = None      # names of unlabelled optical bands, in file order
     sar_channels: Sequence[str] | None = None  # names of unlabelled SAR bands, in file order
     sar_units: str = "auto"              # db, linear, auto
@@ -349,7 +351,8 @@ def _detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, P
     from .masks import MaskOptions, detect_raster
 
     summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=_product_level(stack, scaling),
-                            options=MaskOptions(method=opts.mask_method), progress=progress, cancel=cancel,
+                            options=MaskOptions(method=opts.mask_method, dilate_px=opts.mask_buffer),
+                            progress=progress, cancel=cancel,
                             overwrite=True, probability_path=paths["probability"])
     log.info("cloud mask (%s): %.1f %% cloud, %.1f %% shadow", summary.method,
              100 * summary.cloud_fraction, 100 * summary.shadow_fraction)

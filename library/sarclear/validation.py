@@ -36,8 +36,9 @@ def check_options(opts: DecloudOptions) -> None:
         raise bad("the tile overlap", opts.overlap, "0 or more pixels")
     if not math.isfinite(opts.mask_feather) or opts.mask_feather < 0:
         raise bad("the mask feather", opts.mask_feather, "0 or more pixels")
-    if isinstance(opts.fill_buffer, bool) or not isinstance(opts.fill_buffer, int) or not 0 <= opts.fill_buffer <= 64:
-        raise bad("the fill buffer", opts.fill_buffer, "a whole number of pixels from 0 to 64")
+    for what, value in (("the fill buffer", opts.fill_buffer), ("the mask buffer", opts.mask_buffer)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
+            raise bad(what, value, "a whole number of pixels from 0 to 64")
     if opts.ms_scale is not None and (not math.isfinite(opts.ms_scale) or opts.ms_scale <= 0):
         raise bad("the optical scale", opts.ms_scale, "a positive number of digital numbers per unit reflectance")
     if opts.ms_offset is not None and not math.isfinite(opts.ms_offset):
