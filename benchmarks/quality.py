@@ -249,6 +249,7 @@ def clear_check(scenes, models: dict, runner: Runner, work: Path) -> list[dict]:
         changed = total = 0
         sq = 0.0
         n_scenes = 0
+        scenes_changed = []
         for scene in scenes:
             if model.config.uses_sar and scene.sar is None:
                 continue
@@ -261,15 +262,21 @@ def clear_check(scenes, models: dict, runner: Runner, work: Path) -> list[dict]:
             if scene.sar is not None:
                 valid &= np.isfinite(scene.sar).all(0)
             diff = (out - inp)[:, valid]
-            changed += int((np.abs(diff) > CHANGE_TOL).any(0).sum())
+            moved = int((np.abs(diff) > CHANGE_TOL).any(0).sum())
+            changed += moved
             total += int(valid.sum())
             sq += float((diff.astype(np.float64) ** 2).sum())
+            if moved:  # where the change comes from: a real cloud the scene has, or a false detection
+                scenes_changed.append({"scene": scene.name, "changed_pct": 100.0 * moved / int(valid.sum()),
+                                       "squared_error_share": float((diff.astype(np.float64) ** 2).sum())})
             n_scenes += 1
             shutil.rmtree(d, ignore_errors=True)
         if total:
             rows.append({"model": name, "scenes": n_scenes, "pixels": total,
                          "changed_pct": 100.0 * changed / total,
-                         "rmse_vs_input": math.sqrt(sq / (total * len(scenes[0].bands)))})
+                         "rmse_vs_input": math.sqrt(sq / (total * len(scenes[0].bands))),
+                         "scenes_changed": [{**c, "squared_error_share": c["squared_error_share"] / sq if sq else 0.0}
+                                            for c in scenes_changed]})
     return rows
 
 
