@@ -214,12 +214,15 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
     for r in doc["clear_check"]:
         out.append(f"| {r['model']} | {r['scenes']} | {fmt(r['pixels'])} | {fmt(r['changed_pct'])} | "
                    f"{fmt(r['rmse_vs_input'])} |")
+    by_where: dict[str, list[str]] = {}
     for r in doc["clear_check"]:
         if r.get("scenes_changed"):
             where = "; ".join(f"{c['scene']}: {fmt(c['changed_pct'])} % changed, "
                               f"{100 * c['squared_error_share']:.0f} % of the squared error"
                               for c in r["scenes_changed"])
-            out += ["", f"{r['model']}: the changed pixels are in {where}."]
+            by_where.setdefault(where, []).append(r["model"])
+    for where, names in by_where.items():
+        out += ["", f"{', '.join(names)}: the changed pixels are in {where}."]
     out += ["", "## Test scenes", "", "| scene | place | source | level | size | SAR |", "|---|---|---|---|---|---|"]
     for s in doc["scenes"]:
         out.append(f"| {s['name']} | {s['place']} | {s['source']} | {s['level']} | {s['size']} | "
