@@ -172,7 +172,10 @@ class RemoveClouds(_SarclearAlgorithm):
         "the documented order for 13, 12 or 10 bands, else as given under <i>MS band names</i>.<br>"
         "<b>Sentinel-1</b>: one multi-band layer or one layer per polarisation, in dB or linear power, on any "
         "grid or CRS (warped onto the optical grid). Only the overlap is processed.<br>"
-        "<b>Model</b>: a sarclear .safetensors file; empty: the bundled demo model.<br>"
+        "<b>Model</b>: a sarclear .safetensors file; empty: the default model (sarclear-fill-classic, a "
+        "classical fill of what the cloud mask hides).<br>"
+        "<b>Cloud mask</b>: empty: clouds and shadows are detected, then grown by <i>Detected cloud and shadow "
+        "grow by</i> pixels (default 9, 90 m at 10 m); pixels the mask calls clear keep their values.<br>"
         "<b>Area</b>: empty: the whole layer; else snapped outward to the layer's pixel grid.<br>"
         "<b>Outputs</b>: the reconstruction (GeoTIFF, the input's data type, CRS and nodata) and, beside it, "
         "RMSE and SAM maps and a metrics JSON: errors against the reference when one is given, else "
@@ -196,6 +199,8 @@ class RemoveClouds(_SarclearAlgorithm):
         return report
 
     def initAlgorithm(self, config=None) -> None:
+        from sarclear.fill import FILL_BUFFER_PX
+        from sarclear.masks import MASK_BUFFER_PX
         from sarclear.resources import bundled_models
 
         models = bundled_models()
@@ -204,7 +209,7 @@ class RemoveClouds(_SarclearAlgorithm):
             "SAR", "Sentinel-1 SAR layer(s) (required unless the model is MS-only)",
             QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterFile(
-            "MODEL", "Model file (empty: the bundled demo model)", extension="safetensors",
+            "MODEL", "Model file (empty: the default model)", extension="safetensors",
             defaultValue=str(models[0]) if models else None, optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             "REFERENCE", "Cloud-free reference (maps become errors against it)", optional=True))
@@ -236,6 +241,13 @@ class RemoveClouds(_SarclearAlgorithm):
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "MS_OFFSET", "Offset added to MS digital numbers (empty: as the product declares it; L2A baseline "
             "04.00 and later: -1000)", QgsProcessingParameterNumber.Type.Double, optional=True)))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "MASK_BUFFER", "Detected cloud and shadow grow by (pixels; without a cloud mask layer; real clouds "
+            "are wider than what the detector calls cloud)", QgsProcessingParameterNumber.Type.Integer,
+            defaultValue=MASK_BUFFER_PX, minValue=0, maxValue=64)))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "FILL_BUFFER", "Clear pixels this close to the mask are kept but do not feed the fill (pixels)",
+            QgsProcessingParameterNumber.Type.Integer, defaultValue=FILL_BUFFER_PX, minValue=0, maxValue=64)))
         self.addParameter(_advanced(QgsProcessingParameterBoolean(
             "COG", "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Reconstruction"))
@@ -291,6 +303,9 @@ class RemoveClouds(_SarclearAlgorithm):
             rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         extra = {"sar_units": SAR_UNITS[self.parameterAsEnum(parameters, "SAR_UNITS", context)],
                  "cog": self.parameterAsBoolean(parameters, "COG", context)}
+        for name in ("MASK_BUFFER", "FILL_BUFFER"):  # absent (older models, scripts): the library's default
+            if parameters.get(name) not in (None, ""):
+                extra[name.lower()] = self.parameterAsInt(parameters, name, context)
         if parameters.get("MS_OFFSET") not in (None, ""):  # empty: the library's rule (declared, else none)
             extra["ms_offset"] = self.parameterAsDouble(parameters, "MS_OFFSET", context)
         batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)

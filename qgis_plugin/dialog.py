@@ -1,7 +1,7 @@
 """The "Remove clouds" dialog: gathers the user's choices into :class:`RunParameters`.
 
 It lists the project's raster layers (cloudy MS layer; one or more SAR layers; optional
-reference and cloud mask), the model (the bundled demo model preselected) and the device
+reference and cloud mask), the model (the default model preselected) and the device
 (with what was detected), and the area: the current map extent, the MS layer's full extent
 or a rectangle drawn on the map. The band matching (as the library will do it) is shown
 before the run, editable where the library cannot name the bands; a mismatch is explained

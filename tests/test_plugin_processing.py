@@ -266,3 +266,20 @@ def test_remove_clouds_refuses_to_fit_a_model_that_is_not_gap_fill(provider, tmp
             "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "DEVICE": 1, "ADAPT": True,
             "OUTPUT": str(tmp_path / "x.tif")})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_clouds_grows_the_detected_mask_by_the_mask_buffer(provider, tmp_path):
+    """The advanced MASK_BUFFER and FILL_BUFFER reach DecloudOptions; the detected mask
+    written beside the output grows with MASK_BUFFER."""
+    by_name = {p.name(): p for p in provider.algorithm("removeclouds").parameterDefinitions()}
+    assert by_name["MASK_BUFFER"].defaultValue() == 9 and by_name["FILL_BUFFER"].defaultValue() == 2
+    hidden = {}
+    for px in (0, 9):
+        out = tmp_path / f"buffer{px}.tif"
+        result = _run("sarclear:removeclouds", {
+            "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "DEVICE": 1, "MASK_BUFFER": px,
+            "FILL_BUFFER": 3, "OUTPUT": str(out)})
+        options = json.loads(Path(result["METRICS"]).read_text())["provenance"]["options"]
+        assert options["mask_buffer"] == px and options["fill_buffer"] == 3
+        hidden[px] = np.isin(_array(tmp_path / f"buffer{px}_mask.tif"), (1, 2)).sum()
+    assert 0 < hidden[0] < hidden[9]
