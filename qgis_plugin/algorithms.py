@@ -162,6 +162,17 @@ class _SarclearAlgorithm(QgsProcessingAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, description))
 
 
+def _buffer_defaults() -> tuple[int | None, int | None]:
+    """The library's mask and fill buffers (pixels); (None, None) while its dependencies are
+    missing (the toolbox still lists the algorithm; an empty value means the library's default)."""
+    if missing_dependencies():
+        return None, None
+    from sarclear.fill import FILL_BUFFER_PX
+    from sarclear.masks import MASK_BUFFER_PX
+
+    return MASK_BUFFER_PX, FILL_BUFFER_PX
+
+
 class RemoveClouds(_SarclearAlgorithm):
     NAME, DISPLAY_NAME = "removeclouds", "Remove clouds (SAR-optical cGAN)"
     GROUP, GROUP_ID = "Cloud removal", "cloudremoval"
@@ -199,8 +210,6 @@ class RemoveClouds(_SarclearAlgorithm):
         return report
 
     def initAlgorithm(self, config=None) -> None:
-        from sarclear.fill import FILL_BUFFER_PX
-        from sarclear.masks import MASK_BUFFER_PX
         from sarclear.resources import bundled_models
 
         models = bundled_models()
@@ -241,13 +250,15 @@ class RemoveClouds(_SarclearAlgorithm):
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "MS_OFFSET", "Offset added to MS digital numbers (empty: as the product declares it; L2A baseline "
             "04.00 and later: -1000)", QgsProcessingParameterNumber.Type.Double, optional=True)))
+        mask_buffer, fill_buffer = _buffer_defaults()
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "MASK_BUFFER", "Detected cloud and shadow grow by (pixels; without a cloud mask layer; real clouds "
             "are wider than what the detector calls cloud)", QgsProcessingParameterNumber.Type.Integer,
-            defaultValue=MASK_BUFFER_PX, minValue=0, maxValue=64)))
+            defaultValue=mask_buffer, minValue=0, maxValue=64, optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "FILL_BUFFER", "Clear pixels this close to the mask are kept but do not feed the fill (pixels)",
-            QgsProcessingParameterNumber.Type.Integer, defaultValue=FILL_BUFFER_PX, minValue=0, maxValue=64)))
+            QgsProcessingParameterNumber.Type.Integer, defaultValue=fill_buffer, minValue=0, maxValue=64,
+            optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterBoolean(
             "COG", "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Reconstruction"))
