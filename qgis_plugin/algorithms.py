@@ -163,13 +163,13 @@ class _SarclearAlgorithm(QgsProcessingAlgorithm):
 
 
 def _buffer_defaults() -> tuple[int | None, int | None]:
-    """The library's mask and fill buffers (pixels); (None, None) while its dependencies are
-    missing (the toolbox still lists the algorithm; an empty value means the library's default)."""
-    if missing_dependencies():
+    """The library's mask and fill buffers (pixels; a light import: no torch, no GDAL); (None,
+    None) while it is missing (the toolbox still lists the algorithm; an empty value means the
+    library's default)."""
+    try:
+        from sarclear.defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
+    except ImportError:
         return None, None
-    from sarclear.fill import FILL_BUFFER_PX
-    from sarclear.masks import MASK_BUFFER_PX
-
     return MASK_BUFFER_PX, FILL_BUFFER_PX
 
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .defaults import FILL_BUFFER_PX  # noqa: F401  (the default of fill_sources' buffer for decloud)
+
 
 def _clean(x: Tensor, clear: Tensor) -> tuple[Tensor, Tensor]:
     w = clear.clamp(0, 1) * torch.isfinite(x).all(dim=1, keepdim=True)
@@ -37,8 +39,6 @@ def mean_fill(x: Tensor, clear: Tensor) -> Tensor:
     return mean.expand_as(x).clone()
 
 
-#: Default of :func:`fill_sources`' buffer for decloud: 2 pixels (20 m at 10 m).
-FILL_BUFFER_PX = 2
 #: The prior's ``reach`` (:func:`normalized_convolution`): farther than about this from any clear
 #: pixel the fill is the scene's clear mean, the same in every tile (no seams in large holes).
 FILL_REACH_PX = 64.0

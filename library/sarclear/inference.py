@@ -30,6 +30,7 @@ from osgeo import gdal
 
 from . import __version__
 from .checkpoint import Model, load_model
+from .defaults import MASK_BUFFER_PX
 from .devices import autocast, is_out_of_memory, resolve_device
 from .errors import CheckpointError, DeviceError, InputError
 from .evaluation import evaluate, map_paths
@@ -44,7 +45,6 @@ from .io import (
     open_single_band,
     preview,
 )
-from .masks import MASK_BUFFER_PX
 from .outputs import GEOTIFF, JSON, PNG, OutputSet
 from .provenance import run_provenance
 from .radiometry import OpticalScaling, network_to_reflectance

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .defaults import MASK_BUFFER_PX
 from .errors import Cancelled, InputError, SarclearError
 from .mask_detectors import (
     CLEAR,
@@ -79,8 +80,6 @@ __all__ = ["CLEAR", "CLOUD", "MASK_BUFFER_PX", "NODATA", "SHADOW", "MaskOptions"
            "detect_array", "detect_raster"]
 
 NODATA = 255
-#: Default growth of detected cloud and shadow, in input pixels: 90 m at 10 m (Fmask's buffer).
-MASK_BUFFER_PX = 9
 METHODS = ("auto", "csmask", "rules")
 RULES_LABEL = "spectral rules"
 
