@@ -263,12 +263,13 @@ def clear_check(scenes, models: dict, runner: Runner, work: Path) -> list[dict]:
                 valid &= np.isfinite(scene.sar).all(0)
             diff = (out - inp)[:, valid]
             moved = int((np.abs(diff) > CHANGE_TOL).any(0).sum())
+            scene_sq = float((diff.astype(np.float64) ** 2).sum())
             changed += moved
             total += int(valid.sum())
-            sq += float((diff.astype(np.float64) ** 2).sum())
+            sq += scene_sq
             if moved:  # where the change comes from: a real cloud the scene has, or a false detection
                 scenes_changed.append({"scene": scene.name, "changed_pct": 100.0 * moved / int(valid.sum()),
-                                       "squared_error_share": float((diff.astype(np.float64) ** 2).sum())})
+                                       "squared_error_share": scene_sq})
             n_scenes += 1
             shutil.rmtree(d, ignore_errors=True)
         if total:

@@ -83,10 +83,10 @@ def _halo_profile(x: np.ndarray, ok: np.ndarray, references: dict[str, np.ndarra
     buffer (``dilate_px=0``). Where it is above the far rings', the pixels are still hazy."""
     body = np.isin(detect_array(x.astype(np.float32), S2_PAPER10, ok, "l1c",
                                 options=MaskOptions(dilate_px=0)).classes, (1, 2))
-    dist = np.full(body.shape, np.iinfo(np.int32).max)
+    dist = np.where(body, 0, np.iinfo(np.int32).max)
     grown = body
-    for d in range(HALO_RINGS[-1][1] + 1):
-        grown = dilate(grown, 1) if d else grown
+    for d in range(1, HALO_RINGS[-1][1] + 1):
+        grown = dilate(grown, 1)
         dist[grown & (dist > d)] = d
     rows = []
     for lo, hi in HALO_RINGS:
@@ -133,8 +133,7 @@ def main() -> None:
     rows["cloudy input"] = x
     refs = {"2020-06-04 L1C (80 days)": ref, "2020-08-13 L2A (10 days, normalised)": close}
     table = {k: {r: _scores(v, rv, hidden) for r, rv in refs.items()} for k, v in rows.items()}
-    far = seen & ok_r & (~np.isin(mask, (1, 2)))  # the clear pixels themselves: how far each reference is from them
-    floor = {r: _scores(x, rv, far) for r, rv in refs.items()}
+    floor = {r: _scores(x, rv, seen & ok_r) for r, rv in refs.items()}  # the clear pixels themselves, as observed
     halo = _halo_profile(x, ok_x & ok_r & ok_c, refs)
     rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,  # nosec B603 B607
                          text=True, check=False).stdout.strip()

@@ -14,9 +14,8 @@ from pathlib import Path
 from . import __version__
 from .cli_args import _FINITE, _FRACTION, _NONNEG, _NONNEG_INT, _POSITIVE, _POSITIVE_INT, _csv, _Progress
 from .cli_train import _add_train_arguments, _train
-from .defaults import MASK_BUFFER_PX
+from .defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
 from .errors import Cancelled, SarclearError
-from .fill import FILL_BUFFER_PX
 
 log = logging.getLogger("sarclear")
 

@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .defaults import FILL_BUFFER_PX  # noqa: F401  (the default of fill_sources' buffer for decloud)
-
 
 def _clean(x: Tensor, clear: Tensor) -> tuple[Tensor, Tensor]:
     w = clear.clamp(0, 1) * torch.isfinite(x).all(dim=1, keepdim=True)

@@ -30,11 +30,11 @@ from osgeo import gdal
 
 from . import __version__
 from .checkpoint import Model, load_model
-from .defaults import MASK_BUFFER_PX
+from .defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
 from .devices import autocast, is_out_of_memory, resolve_device
 from .errors import CheckpointError, DeviceError, InputError
 from .evaluation import evaluate, map_paths
-from .fill import FILL_BUFFER_PX, FILL_REACH_PX, fill_sources, normalized_convolution
+from .fill import FILL_REACH_PX, fill_sources, normalized_convolution
 from .io import (
     GeoTiffWriter,
     InputOptions,

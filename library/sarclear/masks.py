@@ -26,8 +26,8 @@ How a mask is made (both detectors):
    thin edges and the haze around a cloud are hidden too. 90 m is Fmask's buffer; on the real
    cloudy scene of the project's benchmark (benchmarks/real_clouds.py), the observed pixels'
    RMSE against a 10-day-earlier date falls from 0.069 at 10-30 m from the detected cloud to
-   0.043 at 60-100 m and 0.031 at 200-400 m. Nodata pixels are marked ``NODATA`` last; they never count as cloud. Nodata
-   is what the caller marks invalid, non-finite values, and pixels with no positive band
+   0.043 at 60-100 m and 0.031 at 200-400 m. Nodata pixels are marked ``NODATA`` last; they
+   never count as cloud. Nodata is what the caller marks invalid, non-finite values, and pixels with no positive band
    (Sentinel-2's fill value 0, also where a file does not declare it).
 
 Distances are Chebyshev (square neighbourhoods). :func:`detect_raster` streams a raster in
@@ -76,7 +76,7 @@ from .tiling import Window
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CLEAR", "CLOUD", "MASK_BUFFER_PX", "NODATA", "SHADOW", "MaskOptions", "MaskResult", "MaskSummary",
+__all__ = ["CLEAR", "CLOUD", "NODATA", "SHADOW", "MaskOptions", "MaskResult", "MaskSummary",
            "detect_array", "detect_raster"]
 
 NODATA = 255
