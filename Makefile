@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export GDAL_PAM_ENABLED ?= NO
 
-.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick clean
+.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clean
 
 all: test
 
@@ -57,6 +57,10 @@ bench-quick: setup
 # docs/QUALITY.md and docs/quality/. Extra arguments: make quality ARGS="--model NAME=PATH".
 quality: setup
 	$(PY) benchmarks/quality.py $(ARGS)
+
+# Is the default model's uncertainty map honest (held-out places, real scene)? docs/quality/uncertainty.md
+uncertainty: setup
+	$(PY) benchmarks/uncertainty.py $(ARGS)
 
 quality-quick: setup
 	$(PY) benchmarks/quality.py --quick --out out/quality-quick $(ARGS)

@@ -53,6 +53,11 @@ def _load(data: Path, **kw) -> list[Scene]:
     return load_scenes(root, **kw)
 
 
+def split_scenes(data: Path, split: str, size: int) -> list[Scene]:
+    """Clear scenes of one split (``train``, ``val``, ``test``), large ones centre-cropped to ``size``."""
+    return [crop(s, size) for s in _load(data) if s.split == split]
+
+
 def test_scenes(data: Path, quick: bool, size: int) -> tuple[list[Scene], list[dict]]:
     """Clear test-split scenes: large ones centre-cropped to ``size``. Quick: a 96 x 128 part
     of SSL4EO-S12 (S1+S2) and one BigEarthNet test patch, if present."""

@@ -5,42 +5,82 @@ normalized convolution from the clear pixels beyond a 2-px buffer along the mask
 scene's clear mean far from any clear pixel: see sarclear.fill and the model card.)
 
 Every weight of the ``fill-ms`` network is zero and the gate's bias is 40 (sigmoid = 1), so the
-output is exactly the prior that decloud computes (:func:`sarclear.fill.normalized_convolution`)
-and nothing is learned. Its uncertainty is one constant: the log-variance bias is set to the
-normalized-convolution fill's RMSE under thick synthetic cloud on the held-out quality benchmark
-(docs/QUALITY.md, about 0.05 reflectance). Run from the repository root:
+output is exactly the prior that decloud computes (:func:`sarclear.fill.classical_fill`) and
+nothing is learned. Its uncertainty comes from the fill's spread (the standard deviation of the
+clear pixels it averaged) and cover (the share of clear pixels around):
+``sigma^2 = (gain * spread)^2 + floor^2 + (remote * (1 - cover))^2``; the three numbers are
+fitted here, by maximum likelihood, on the quality benchmark's synthetic clouds (true and
+detected masks) over the *train* split's places (:func:`sarclear.fill_eval.fit_fill_sigma`), and
+stored in the model config (``fill_sigma``).
+``benchmarks/uncertainty.py`` checks them on the held-out places. Run from the repository root:
 
-    python scripts/make_classic_model.py
+    python scripts/make_classic_model.py --data ../shared/data
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import math
+import sys
 from pathlib import Path
 
 import torch
 
 from sarclear.checkpoint import save_model
+from sarclear.defaults import FILL_BUFFER_PX
+from sarclear.fill import ClassicalFill, fill_variance
+from sarclear.fill_eval import coverage90, fit_fill_sigma
 from sarclear.networks import build, preset
 
 ROOT = Path(__file__).resolve().parent.parent
-SIGMA = 0.05  # reflectance
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the calibration is the uncertainty benchmark's own code
+SEED = 0
+CROP = 384
+
+
+def calibrate(data: Path) -> dict:
+    """Fit (gain, floor, remote) on the train split's places, with the quality benchmark's
+    seeded synthetic clouds and both masks (true and detected)."""
+    from quality_io import split_scenes
+    from uncertainty import synthetic
+
+    scenes = split_scenes(data, "train", CROP)
+    pools = synthetic(scenes, SEED)
+    errors, classical = [], []
+    for key in ("all kinds, true mask", "all kinds, detected mask"):
+        e, c = pools[key].arrays()
+        errors.append(e)
+        classical.append(c)
+    err = torch.cat(errors)
+    flat = ClassicalFill(torch.empty(0), torch.cat([c.spread for c in classical]),
+                         torch.cat([c.cover for c in classical]))
+    gain, floor, remote = fit_fill_sigma(err, flat)
+    sigma = fill_variance(flat, (gain, floor, remote)).sqrt()
+    return {"gain": gain, "floor": floor, "remote": remote, "split": "train", "scenes": len(scenes),
+            "band_pixels": int(err.numel()), "coverage90_train": round(coverage90(err, sigma), 4),
+            "rmse_train": round(float(err.pow(2).mean().sqrt()), 5), "crop": CROP, "seed": SEED,
+            "clouds": "benchmarks/quality_io.KIND_CONFIGS, true and detected masks", "fill_buffer": FILL_BUFFER_PX}
 
 
 def main() -> None:
-    config = dataclasses.replace(preset("fill-ms"), preset="fill-classic")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="the data folder (its train split calibrates the uncertainty)")
+    args = parser.parse_args()
+    base = dataclasses.replace(preset("fill-ms"), preset="fill-classic")
+    fit = calibrate(args.data)
+    config = dataclasses.replace(base, fill_sigma=(fit["gain"], fit["floor"], fit["remote"]))
     generator, _ = build(config)
     with torch.no_grad():
         for p in generator.parameters():
             p.zero_()
         generator.gate.bias.fill_(40.0)
-        generator.log_var.bias.fill_(2 * math.log(SIGMA))
     out = save_model(ROOT / "resources" / "models" / "sarclear-fill-classic.safetensors", generator, config,
-                     info={"description": "normalized-convolution fill of the masked pixels (no learned part)",
-                           "made_by": "scripts/make_classic_model.py", "sigma": SIGMA,
+                     info={"description": "normalized-convolution fill of the masked pixels (no learned part); "
+                                          "uncertainty from the fill's spread",
+                           "made_by": "scripts/make_classic_model.py", "sigma_calibration": fit,
                            "fixed": True})  # nothing to fit to a scene (sarclear.adapt.fit_problem)
-    print(out)
+    print(out, fit)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,31 @@ def test_a_mask_aware_model_fills_only_the_hidden_pixels_and_writes_its_uncertai
     assert sigma[110, 140] > sigma[72, 140] > 0  # deeper inside the hole: less sure
 
 
+def test_the_default_model_is_less_sure_where_the_fill_drew_from_varied_ground(tmp_path):
+    """sarclear-fill-classic: its uncertainty is the calibrated spread of what the fill averaged
+    (sarclear.fill.fill_variance), so a hole in a uniform field is surer than one in varied land."""
+    from sarclear.resources import bundled_models
+
+    path = next(p for p in bundled_models() if p.name == "sarclear-fill-classic.safetensors")
+    gain, floor, _remote = checkpoint.load_model(path).config.fill_sigma
+    assert gain > 0 and floor > 0
+    scene = np.full((13, 96, 192), 800, np.uint16)  # left: a uniform field; right: 20 m stripes
+    scene[:, :, 96::4] = 2400
+    scene[:, :, 97::4] = 2400
+    mask = np.zeros((96, 192), np.uint8)
+    mask[36:60, 36:60] = 1
+    mask[36:60, 132:156] = 1
+    scene[:, mask == 1] = 6000
+    write_raster(tmp_path / "scene.tif", scene, like=CLEAR_S2)
+    write_raster(tmp_path / "mask.tif", mask[None], like=CLEAR_S2, dtype=1)
+    res = inference.decloud(tmp_path / "scene.tif", None, path, tmp_path / "out.tif", maps=False,
+                            options=inference.DecloudOptions(cloud_mask=str(tmp_path / "mask.tif")))
+    sigma = read_raster(res.maps["uncertainty"])[0]
+    assert (sigma[mask == 0] == 0).all()
+    assert sigma[48, 48] == pytest.approx(floor, rel=0.1)           # uniform sources: about the floor
+    assert sigma[48, 144] == pytest.approx(np.hypot(gain * 0.08, floor), rel=0.1)  # stripes: +-0.08 around 0.16
+
+
 def test_without_a_mask_a_mask_aware_model_keeps_the_input(tmp_path):
     _cloudy_scene(tmp_path)
     model = _prior_model()

@@ -85,3 +85,35 @@ def test_beyond_its_reach_the_fill_is_the_background_and_near_clear_pixels_it_is
     assert torch.allclose(near[0, :, 100, 250], back, atol=1e-4)
     # without a reach, the whole hole takes the strip's value however far away
     assert torch.allclose(normalized_convolution(x, clear)[0, :, 100, 250], torch.tensor([0.3, 0.3]), atol=1e-3)
+
+
+def test_the_classical_fill_reports_the_spread_of_what_it_averaged():
+    from sarclear.fill import classical_fill, fill_variance
+
+    _, xx = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    striped = torch.where(xx % 2 == 0, 0.1, 0.3)  # field-scale detail: +-0.1 around 0.2
+    x = torch.stack([torch.full_like(xx, 0.25), striped])[None].double()  # a uniform band and a varied one
+    clear = torch.ones(1, 1, 96, 96, dtype=torch.float64)
+    clear[..., 40:56, 40:56] = 0
+    out = classical_fill(x, clear)
+    hole = clear[0, 0] == 0
+    assert torch.allclose(out.prior[0, 0][hole], torch.tensor(0.25, dtype=torch.float64))
+    assert out.spread[0, 0][hole].abs().max() < 1e-6            # uniform sources: nothing to doubt
+    assert torch.allclose(out.spread[0, 1][hole], torch.tensor(0.1, dtype=torch.float64), atol=0.01)
+    assert out.cover[0, 0][hole].max() < 1 and out.cover[0, 0, 0, 0] > out.cover[0, 0, 48, 48]
+    var = fill_variance(out, (2.0, 0.01, 0.3))
+    expected = (2.0 * out.spread) ** 2 + 0.01**2 + (0.3 * (1 - out.cover)) ** 2
+    assert torch.allclose(var, expected)
+    assert var[0, 1, 48, 48] > var[0, 0, 48, 48] > var[0, 0, 0, 0]  # varied > uniform; deep in the hole > clear
+
+
+def test_far_beyond_its_reach_the_spread_is_the_scenes():
+    from sarclear.fill import classical_fill
+
+    x = torch.rand(1, 2, 300, 300, generator=torch.Generator().manual_seed(0)).double()
+    clear = torch.zeros(1, 1, 300, 300, dtype=torch.float64)
+    clear[..., :20, :20] = 1
+    background = torch.tensor([[0.2, 0.4], [0.05, 0.1]], dtype=torch.float64)  # (mean, std) per band
+    out = classical_fill(x, clear, background)
+    assert torch.allclose(out.prior[0, :, 290, 290], background[0], atol=1e-6)
+    assert torch.allclose(out.spread[0, :, 290, 290], background[1], atol=1e-6)

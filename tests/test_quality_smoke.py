@@ -40,3 +40,18 @@ def test_quality_quick_run_scores_every_method_on_every_cloud_kind(tmp_path):
     text = report.read_text()
     assert "benchmarks/quality.py --quick" in text and doc["env"]["git_revision"] in text
     assert "| cloudy input | - |" in text and "thick: RMSE cloud" in text
+
+
+@pytest.mark.slow
+def test_the_uncertainty_benchmark_scores_the_default_models_sigma_against_real_errors(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "uncertainty.py"), "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "uncertainty.json").read_text())
+    rows = doc["rows"]
+    assert {"all kinds, true mask", "real clouds, 10-day reference", "real clouds, 80-day reference"} <= rows.keys()
+    for r in rows.values():
+        assert r["band_pixels"] > 0 and 0 < r["rmse"] < 1 and 0 < r["sigma_rms"] < 1 and 0 <= r["coverage90"] <= 1
+    assert len(doc["fill_sigma"]) == 3 and doc["decloud_raster_vs_rule_max_abs_diff"] < 0.01
+    assert (tmp_path / "uncertainty.png").stat().st_size > 0 and "inside the 90 % interval" in (
+        tmp_path / "uncertainty.md").read_text()

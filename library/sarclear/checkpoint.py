@@ -255,8 +255,11 @@ def _safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
         raise CheckpointError(f"{path}: no such model file; check the path")
     size = path.stat().st_size
     with path.open("rb") as f:
-        head = f.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+        # safetensors: an 8-byte little-endian header length, then the JSON header ("{"); its
+        # first byte may be 0x80 like a pickle's, so only a file without that shape is a pickle
+        safetensors_shape = len(head) == 9 and head[8:9] == b"{"
+        if not safetensors_shape and (head[:2] == b"PK" or head[:1] == b"\x80"):
             raise CheckpointError(
                 f"{path}: this is a pickle checkpoint (torch.save). Loading it could run code "
                 "hidden in the file, so sarclear never opens pickles. Ask for a .safetensors "
@@ -264,7 +267,8 @@ def _safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
                 "generator with sarclear.checkpoint.save_model", input="model", option="model")
         if len(head) < 8:
             raise CheckpointError(f"{path}: file is too short to be a model ({size} bytes)")
-        (n,) = struct.unpack("<Q", head)
+        (n,) = struct.unpack("<Q", head[:8])
+        f.seek(8)
         if n > min(size - 8, 100 * 2**20):
             raise CheckpointError(f"{path}: not a safetensors model, or truncated (header of {n} "
                                   f"bytes in a {size}-byte file)")

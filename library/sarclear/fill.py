@@ -13,9 +13,17 @@ fill (usually only where ``clear`` is 0); the functions return it everywhere.
   pixel (Knutsson and Westin's normalized convolution), computed on a pyramid so that holes
   of any size get a value: where the fine scale sees too few clear pixels, the next coarser
   scale (twice the radius) fills in, blended smoothly by the local clear fraction.
+- :func:`classical_fill`: that fill as decloud runs it (reach, scene background) together
+  with its *spread* (the standard deviation of the clear pixels it averaged, weighted the
+  same way) and *cover* (the share of clear pixels around). A fill drawn from a varied or a
+  sparse neighbourhood is less sure than one drawn from a uniform, well-seen field;
+  :func:`fill_variance` turns both into a calibrated variance.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -104,3 +112,47 @@ def normalized_convolution(x: Tensor, clear: Tensor, sigma: float = 2.0, support
         alpha = (d / support).clamp(0, 1)
         est = alpha * (n / d.clamp_min(1e-12)) + (1 - alpha) * up
     return est
+
+
+#: Scale (pixels) of :attr:`ClassicalFill.cover`: the share of clear sources around a pixel.
+COVER_SIGMA_PX = 16.0
+
+
+class ClassicalFill(NamedTuple):
+    """The prior of every mask-aware model, and what says how far to trust it."""
+
+    prior: Tensor   # (N, C, H, W) the fill
+    spread: Tensor  # (N, C, H, W) standard deviation of the clear pixels it averaged
+    cover: Tensor   # (N, 1, H, W) Gaussian-weighted share (sigma COVER_SIGMA_PX) of source pixels around
+
+
+def classical_fill(x: Tensor, sources: Tensor, background: Tensor | None = None) -> ClassicalFill:
+    """The normalized-convolution fill of ``x`` from ``sources`` (:func:`fill_sources`) as
+    decloud runs it, with its spread and cover (see :class:`ClassicalFill`).
+
+    ``background`` (2, C): the scene's clear mean and standard deviation per band, what the fill
+    fades to beyond :data:`FILL_REACH_PX` of any source (default: each image's own). The spread
+    is ``sqrt(E[x^2] - E[x]^2)`` with both expectations taken by the same normalized
+    convolution, so it grows with the holes: deep inside a large cloud the fill averages a wide,
+    varied area, and far from any source it is the scene's standard deviation."""
+    mean = square = None  # each image's own clear mean of x and of x^2
+    if background is not None:
+        background = background.to(x)
+        mean, square = background[0], background[0] ** 2 + background[1] ** 2
+    prior = normalized_convolution(x, sources, reach=FILL_REACH_PX, background=mean)
+    second = normalized_convolution(x * x, sources, reach=FILL_REACH_PX, background=square)
+    w = sources.clamp(0, 1)
+    cover = _gauss_blur(w, COVER_SIGMA_PX) / _gauss_blur(torch.ones_like(w), COVER_SIGMA_PX)
+    return ClassicalFill(prior, (second - prior * prior).clamp_min(0).sqrt(), cover.clamp(0, 1))
+
+
+def fill_variance(fill: ClassicalFill, sigma: Sequence[float]) -> Tensor:
+    """Variance (reflectance^2, N x C x H x W) of a classical fill's error::
+
+        (gain * spread)^2 + floor^2 + (remote * (1 - cover))^2
+
+    ``sigma`` = (gain, floor, remote), fitted once on synthetic clouds over training places
+    (scripts/make_classic_model.py) and stored in the model file (``fill_sigma``): a fill is
+    less sure where its sources vary and where they are few."""
+    gain, floor, remote = sigma
+    return (gain * fill.spread) ** 2 + floor**2 + (remote * (1 - fill.cover)) ** 2

@@ -1,7 +1,7 @@
 """Scoring the gap-fill generator on held-out scenes with seeded synthetic clouds: under-mask
 RMSE against normalized-convolution fill, mean fill and the cloudy input, per cloud kind,
 and the calibration of its predicted variance (share of true values inside the 90 %
-interval).
+interval); and the calibration of the classical fill's own uncertainty from its spread.
 
 The evaluation set is fixed by (seed, scene index, kind): the same crops and clouds on every
 call, so numbers from different runs and steps compare.
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import item_seed
-from .fill import mean_fill
+from .fill import ClassicalFill, fill_variance, mean_fill
 from .fill_data import KINDS, FillBatch, SceneArrays, make_batch
 
 Z90 = 1.6448536269514722  # two-sided 90 % interval of a normal: +- 1.645 sigma
@@ -122,3 +122,28 @@ def score(generator: nn.Module | None, items: Sequence[EvalItem],
                      inside / total if total else float("nan"),
                      int(sum(float(it.batch.hidden.sum()) for it in items)))
     return out
+
+
+def fit_fill_sigma(errors: Tensor, fill: ClassicalFill) -> tuple[float, float, float]:
+    """(gain, floor, remote) of :func:`sarclear.fill.fill_variance` that maximise the Gaussian
+    likelihood of ``errors`` (absolute errors of a classical fill, flattened; ``fill`` holds
+    the spread and cover at the same band-pixels) (grid search: gain 0.5-2 by 0.1, floor 0.005-0.06 by 0.005,
+    remote 0-0.3 by 0.025 reflectance), so that sigma tracks the RMS error."""
+    step = max(1, errors.numel() // 2_000_000)  # an even subsample is plenty for three numbers
+    e2 = errors[::step].double() ** 2
+    sub = ClassicalFill(torch.empty(0), fill.spread[::step].double(), fill.cover[::step].double())
+    best = (math.inf, (1.0, 0.05, 0.0))
+    for gain in torch.arange(0.5, 2.0001, 0.1).tolist():
+        for floor in torch.arange(0.005, 0.0601, 0.005).tolist():
+            for remote in torch.arange(0.0, 0.3001, 0.025).tolist():
+                sigma = (round(gain, 2), round(floor, 3), round(remote, 3))
+                var = fill_variance(sub, sigma)
+                nll = float((0.5 * torch.log(var) + 0.5 * e2 / var).mean())
+                if nll < best[0]:
+                    best = (nll, sigma)
+    return best[1]
+
+
+def coverage90(errors: Tensor, sigma: Tensor) -> float:
+    """Share of ``errors`` (absolute) inside the two-sided 90 % normal interval of ``sigma``."""
+    return float((errors <= Z90 * sigma).double().mean()) if errors.numel() else float("nan")

@@ -34,7 +34,7 @@ from .defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
 from .devices import autocast, is_out_of_memory, resolve_device
 from .errors import CheckpointError, DeviceError, InputError
 from .evaluation import evaluate, map_paths
-from .fill import FILL_REACH_PX, fill_sources, normalized_convolution
+from .fill import classical_fill, fill_sources, fill_variance
 from .io import (
     GeoTiffWriter,
     InputOptions,
@@ -156,17 +156,18 @@ class TileEngine:
 
         Hidden pixels keep their observed (cloudy, hazy) values: the network de-hazes thin cloud
         from them. The prior is each tile's normalized-convolution fill of its clear pixels farther
-        than ``fill_buffer`` from the mask (:func:`sarclear.fill.fill_sources`), fading to
-        ``fallback`` (C,), the scene's clear mean, beyond ``FILL_REACH_PX`` of them; a tile with no
-        clear pixel takes ``fallback`` throughout."""
+        than ``fill_buffer`` from the mask (:func:`sarclear.fill.classical_fill`), fading to
+        ``fallback`` (2, C: the scene's clear mean and standard deviation) beyond
+        ``FILL_REACH_PX`` of them; a tile with no clear pixel takes the fallback throughout. A
+        model whose config has ``fill_sigma`` reports the variance of that fill from its spread
+        and cover (:func:`sarclear.fill.fill_variance`); the others their own ``log_var``."""
+        fill_sigma = self.model.config.fill_sigma
 
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            prior = normalized_convolution(obs.float(), fill_sources(clr.float(), self.fill_buffer),
-                                           reach=FILL_REACH_PX, background=fallback)
-            if fallback is not None:
-                none_clear = clr.flatten(1).amax(dim=1) <= 0
-                prior = torch.where(none_clear[:, None, None, None], fallback.view(1, -1, 1, 1).to(prior), prior)
-            estimate, log_var = self.generator(obs, clr, prior, s)
+            classical = classical_fill(obs.float(), fill_sources(clr.float(), self.fill_buffer), fallback)
+            estimate, log_var = self.generator(obs, clr, classical.prior, s)
+            if fill_sigma:
+                return estimate.float(), fill_variance(classical, fill_sigma)
             return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
 
         return self._batched(run, observed, clear, sar)
@@ -295,7 +296,7 @@ def decloud(
         provenance = run_provenance(mdl, inputs, opts)
         if staged_mask:
             provenance["mask"] = f"detected ({summary.method}): {side['mask']}"
-        fallback = _clear_mean(stacks, scaling, area) if gapfill else None
+        fallback = _clear_stats(stacks, scaling, area) if gapfill else None
         if opts.adapt:
             mdl = _adapt(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
         engine = TileEngine(mdl, device, batch, opts.precision, opts.fill_buffer)
@@ -373,10 +374,11 @@ def _product_level(stack: RasterStack, scaling: OpticalScaling) -> str | None:
     return None
 
 
-def _clear_mean(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window) -> np.ndarray | None:
-    """Each band's mean reflectance over the clear pixels of a decimated view of ``area``:
-    the prior of tiles that see no clear pixel at all. Over all valid pixels when the view
-    has no clear pixel; None when it has no valid pixel."""
+def _clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window) -> np.ndarray | None:
+    """Each band's mean and standard deviation (2, C) of the reflectance over the clear pixels
+    of a decimated view of ``area``: the prior (and its spread) of tiles that see no clear pixel
+    at all. Over all valid pixels when the view has no clear pixel; None when it has no valid
+    pixel."""
     refl = scaling.to_reflectance(preview(stacks["ms"], 512, area))  # (C, h, w), NaN nodata
     ok = np.isfinite(refl).all(axis=0)
     if "mask" in stacks:
@@ -384,7 +386,10 @@ def _clear_mean(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
         clear = ok & (np.nan_to_num(m, nan=1.0) == 0)
         if clear.any():
             ok = clear
-    return refl[:, ok].mean(axis=1).astype(np.float32) if ok.any() else None
+    if not ok.any():
+        return None
+    seen = refl[:, ok].astype(np.float64)
+    return np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32)
 
 
 def _adapt(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,

@@ -294,8 +294,8 @@ def scene_notes(cloud_fraction: float, shadow_fraction: float, valid_pixels: int
                 "nothing to remove, the output will equal the input"]
     if cloud_fraction + shadow_fraction > opts.overcast_fraction:
         return [f"nearly all cloud ({100 * cloud_fraction:.1f} % cloud, {100 * shadow_fraction:.1f} % shadow "
-                "of valid pixels): the reconstruction "
-                "rests on SAR alone and is much less certain than under broken cloud"]
+                "of valid pixels): the reconstruction rests on the few clear pixels (and on SAR, for a model "
+                "that reads it) and is much less certain than under broken cloud"]
     return []
 
 

@@ -53,6 +53,8 @@ class ModelConfig:
     tile_size: int = 256
     sar_db_range: dict[str, tuple[float, float]] = field(default_factory=dict)
     blind: bool = False             # gapfill only: never look at hidden pixels (pure SAR-guided inpainting)
+    fill_sigma: tuple[float, ...] = ()  # gapfill only: (gain, floor, remote) -> uncertainty of the fill from its
+                                        # spread and cover (sarclear.fill.fill_variance), not the network's log_var
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -61,6 +63,9 @@ class ModelConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         ranges = {c: tuple(self.sar_db_range.get(c, S1_DB_RANGE.get(c, (0.0, 0.0)))) for c in self.sar_channels}
         object.__setattr__(self, "sar_db_range", ranges)
+        object.__setattr__(self, "fill_sigma", tuple(float(v) for v in self.fill_sigma))
+        if self.fill_sigma and (len(self.fill_sigma) != 3 or min(self.fill_sigma) < 0):
+            raise ValueError(f"fill_sigma must be (gain, floor, remote), all >= 0, not {self.fill_sigma}")
         if self.kind not in KINDS:
             raise ValueError(f"unknown generator kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         if self.tile_size % self.size_multiple:

@@ -1,0 +1,204 @@
+"""Is the default model's uncertainty map honest? The classical fill's sigma
+(:func:`sarclear.fill.fill_variance`, fitted on training places by scripts/make_classic_model.py)
+against its real error on held-out places.
+
+* Synthetic clouds: the quality benchmark's test scenes and seeded clouds (thick, haze, thick +
+  shadow; same seeds as ``benchmarks/quality.py``), with the true and the detected mask.
+* Real clouds: SSL4EO-S12 0000200 through ``decloud`` with default options, scored against the
+  two real clear references of ``benchmarks/real_clouds.py``.
+
+For each: RMSE of the fill under the mask, the RMS of its sigma, and the share of band-pixels
+whose error lies inside the predicted 90 % interval (+- 1.645 sigma; the issue asks 85-95 %).
+A figure plots RMSE against sigma in quantile bins (on the diagonal: calibrated).
+
+    python benchmarks/uncertainty.py [--data ../shared/data] [--out docs/quality] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import tempfile
+from pathlib import Path
+
+import common
+import numpy as np
+import quality
+import real_clouds
+import torch
+from osgeo import gdal
+from quality_io import DEFAULT_DATA, KIND_CONFIGS, test_scenes
+
+from sarclear.checkpoint import load_model
+from sarclear.clouds import CloudField
+from sarclear.defaults import FILL_BUFFER_PX
+from sarclear.fill import ClassicalFill, classical_fill, fill_sources, fill_variance
+from sarclear.fill_eval import Z90, coverage90
+from sarclear.inference import DecloudOptions, decloud
+from sarclear.masks import detect_array
+
+MODEL = common.ROOT / "resources" / "models" / "sarclear-fill-classic.safetensors"
+BINS = 20
+
+
+def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray) -> ClassicalFill:
+    """The fill, spread and cover (1, C, H, W) as decloud computes them on one tile: sources
+    beyond the fill buffer, the scene's clear mean and standard deviation far from any source."""
+    xt = torch.from_numpy(np.nan_to_num(x)).double()[None]
+    clear = torch.from_numpy(~hidden & valid).double()[None, None]
+    seen = x[:, ~hidden & valid].astype(np.float64)
+    background = torch.from_numpy(np.stack([seen.mean(1), seen.std(1)])) if seen.size else None
+    return classical_fill(xt, fill_sources(clear, FILL_BUFFER_PX), background)
+
+
+class Pool:
+    """|error|, spread and cover of a classical fill at band-pixels, pooled (flattened)."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def add(self, classical: ClassicalFill, ref: np.ndarray, where: np.ndarray) -> None:
+        m = torch.from_numpy(where)
+        err = (classical.prior[0] - torch.from_numpy(ref).double())[:, m].abs().flatten()
+        cover = classical.cover[0].expand_as(classical.prior[0])
+        self.parts.append((err, classical.spread[0][:, m].flatten(), cover[:, m].flatten()))
+
+    def arrays(self) -> tuple[torch.Tensor, ClassicalFill]:
+        """(|errors|, the spread and cover at the same band-pixels)."""
+        err, spread, cover = (torch.cat(t) for t in zip(*self.parts))
+        return err, ClassicalFill(torch.empty(0), spread, cover)
+
+    def summary(self, sigma: tuple) -> dict:
+        e, parts = self.arrays()
+        s = fill_variance(parts, sigma).sqrt()
+        return {"band_pixels": int(e.numel()), "rmse": float(e.pow(2).mean().sqrt()),
+                "sigma_rms": float(s.pow(2).mean().sqrt()), "coverage90": coverage90(e, s)}
+
+    def bins(self, sigma: tuple) -> tuple[list[float], list[float]]:
+        e, parts = self.arrays()
+        s = fill_variance(parts, sigma).sqrt()
+        order = torch.argsort(s)
+        parts_ = [order[i * len(order) // BINS:(i + 1) * len(order) // BINS] for i in range(BINS)]
+        parts_ = [p for p in parts_ if len(p)]
+        return [float(s[p].mean()) for p in parts_], [float(e[p].pow(2).mean().sqrt()) for p in parts_]
+
+
+def synthetic(scenes, seed: int) -> dict[str, Pool]:
+    """The quality benchmark's clouds on ``scenes``: pools per "<kind>, <true|detected> mask"
+    and "all kinds, ..." (the calibration in scripts/make_classic_model.py runs this on the
+    train split, this benchmark on the test split)."""
+    pools: dict[str, Pool] = {}
+    for scene in scenes:
+        ref = torch.from_numpy(scene.ms)
+        valid = torch.isfinite(ref).all(0)
+        h, w = ref.shape[1:]
+        for kind in KIND_CONFIGS:
+            field = CloudField(1, h, w, KIND_CONFIGS[kind], seed=quality._seed(seed, scene.name, kind))
+            res = field.apply(torch.nan_to_num(ref)[None], scene.bands)
+            cloudy = (torch.round(res.cloudy[0].clamp(0, 6.5) * 10000) / 10000).float()
+            cloudy = torch.where(valid, cloudy, torch.nan).numpy()
+            ok = valid.numpy()
+            true = ((res.opacity[0, 0] >= quality.MASK_OPACITY) | (res.shadow[0, 0] >= quality.MASK_OPACITY)).numpy()
+            det = np.isin(detect_array(cloudy, scene.bands, ok, scene.product_level).classes, (1, 2))
+            ref_q = np.round(scene.ms * 10000) / 10000
+            for name, mask in (("true", true), ("detected", det)):
+                if not (mask & ok).any() or not (~mask & ok).any():
+                    continue  # nothing hidden, or nothing to fill from
+                classical = _fill(cloudy, mask, ok)
+                for key in (f"{kind}, {name} mask", f"all kinds, {name} mask"):
+                    pools.setdefault(key, Pool()).add(classical, ref_q, mask & ok)
+    return pools
+
+
+def real(sigma: tuple) -> tuple[dict[str, Pool], float]:
+    """The real scene through decloud (default options); returns the pools and the largest
+    difference between decloud's uncertainty raster and this benchmark's own sigma."""
+    x, ok_x = real_clouds._read(real_clouds.CLOUDY)
+    refs = {"10-day reference": real_clouds._read(real_clouds.CLOSE),
+            "80-day reference": real_clouds._read(real_clouds.CLEAR)}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "classic.tif"
+        res = decloud(real_clouds.CLOUDY, real_clouds.S1, MODEL, out, options=DecloudOptions(overwrite=True))
+        mask = gdal.Open(str(res.maps["mask"])).ReadAsArray()
+        raster = gdal.Open(str(res.maps["uncertainty"])).ReadAsArray()
+    hidden = (mask > 0) & (mask < 255)
+    classical = _fill(x, hidden, ok_x)
+    rms = fill_variance(classical, sigma)[0].mean(0).sqrt().numpy()
+    diff = float(np.nanmax(np.abs(raster - rms)[hidden & ok_x]))
+    close, ok_c = refs["10-day reference"]
+    seen = ~hidden & ok_x & ok_c
+    for b in range(close.shape[0]):  # L2A -> the cloudy date's L1C on the clear pixels (as real_clouds.py)
+        gain, offset = np.polyfit(close[b][seen], x[b][seen], 1)
+        close[b] = gain * close[b] + offset
+    pools = {}
+    for name, (ref, ok_r) in refs.items():
+        pools[name] = Pool()
+        pools[name].add(classical, ref, hidden & ok_x & ok_r)
+    return pools, diff
+
+
+def figure(path: Path, pools: dict[str, Pool], sigma: tuple) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    top = 0.0
+    for name, pool in pools.items():
+        s, e = pool.bins(sigma)
+        ax.plot(s, e, "o-", ms=3, label=name)
+        top = max(top, max(s), max(e))
+    ax.plot([0, top], [0, top], "k--", lw=1, label="RMSE = sigma (calibrated)")
+    ax.set_xlabel(f"predicted sigma (reflectance), {BINS} quantile bins")
+    ax.set_ylabel("RMSE of the fill in the bin")
+    ax.set_title("sarclear-fill-classic: error against predicted sigma")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=common.ROOT / "docs" / "quality")
+    p.add_argument("--quick", action="store_true", help="two small test scenes (the smoke test)")
+    args = p.parse_args()
+    model = load_model(MODEL)
+    sigma = model.config.fill_sigma
+    scenes, _ = test_scenes(args.data, args.quick, 384)
+    pools = synthetic(scenes, args.seed)
+    real_pools, diff = real(sigma)
+    rows = {**{k: pools[k].summary(sigma) for k in sorted(pools)},
+            **{f"real clouds, {k}": v.summary(sigma) for k, v in real_pools.items()}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure(args.out / "uncertainty.png", {k: pools[k] for k in ("thick, true mask", "haze, detected mask",
+                                                               "thick+shadow, detected mask") if k in pools}
+           | {f"real, {k}": v for k, v in real_pools.items()}, sigma)
+    command = "python benchmarks/uncertainty.py" + (f" --seed {args.seed}" if args.seed else "") + (
+        " --quick" if args.quick else "")
+    record = {"command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "revision": common.git_revision(), "model": MODEL.name, "fill_sigma": list(sigma),
+              "calibration": model.info.get("sigma_calibration"), "z90": Z90,
+              "decloud_raster_vs_rule_max_abs_diff": diff, "rows": rows}
+    (args.out / "uncertainty.json").write_text(json.dumps(record, indent=2) + "\n")
+    cal = model.info.get("sigma_calibration") or {}
+    lines = [f"Uncertainty of `{MODEL.name}` "
+             "(sigma^2 = (gain x spread)^2 + floor^2 + (remote x (1 - cover))^2, "
+             f"gain, floor, remote = {', '.join(f'{v:g}' for v in sigma)}, fitted by "
+             f"`scripts/make_classic_model.py` on the same kinds of synthetic cloud over the "
+             f"{cal.get('scenes', '?')} scenes of the train split). `{command}`, {record['date']}, revision "
+             f"`{record['revision']}`. Held-out places only; the figure is `uncertainty.png`.", "",
+             "| clouds, mask | band-pixels | RMSE of the fill | RMS sigma | inside the 90 % interval |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {k} | {r['band_pixels']:,} | {r['rmse']:.4f} | {r['sigma_rms']:.4f} | {100 * r['coverage90']:.1f} % |"
+              for k, r in rows.items()]
+    lines += ["", f"decloud's uncertainty raster (RMS over bands) against this benchmark's own sigma on the real "
+              f"scene: largest difference {diff:.2g} reflectance."]
+    (args.out / "uncertainty.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
