@@ -69,8 +69,10 @@ def _scores(pred: np.ndarray, ref: np.ndarray, where: np.ndarray) -> dict[str, f
     d = (pred - ref)[:, where]
     p, r = pred[:, where], ref[:, where]
     cos = (p * r).sum(0) / np.maximum(np.linalg.norm(p, axis=0) * np.linalg.norm(r, axis=0), 1e-12)
+    corr = [np.corrcoef(p[b], r[b])[0, 1] for b in range(p.shape[0])]  # detail in the right places
     return {"rmse": float(np.sqrt((d**2).mean())), "mae": float(np.abs(d).mean()),
-            "sam_deg": float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean())}
+            "sam_deg": float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean()),
+            "corr": float(np.nanmean(corr))}
 
 
 #: rings around the detected cloud body (no buffer), in 10 m pixels, for the halo profile
@@ -148,14 +150,17 @@ def main() -> None:
              f"the detected mask; `{record['command']}`, {record['date']}, revision `{rev}`. "
              "References: 06-04 is the same product level but 80 days earlier (its clear pixels do not "
              "correlate with the cloudy date's: it rewards smooth guesses); 08-13 is 10 days earlier, L2A "
-             "normalised to L1C by a linear fit per band on the clear pixels. Sorted by the 08-13 RMSE.", "",
-             "| method | " + " | ".join(f"RMSE vs {n} | SAM ° vs {n}" for n in names) + " |",
-             "|---|" + "---|---|" * len(names)]
+             "normalised to L1C by a linear fit per band on the clear pixels. Sorted by the 08-13 RMSE. "
+             "corr: Pearson correlation with the reference over the hidden pixels, per band, averaged (a "
+             "flat fill scores low: it has no detail; wrong detail scores low too).", "",
+             "| method | " + " | ".join(f"RMSE vs {n} | SAM ° vs {n} | corr vs {n}" for n in names) + " |",
+             "|---|" + "---|---|---|" * len(names)]
     for k, s in sorted(table.items(), key=lambda kv: kv[1][names[1]]["rmse"]):
-        lines.append(f"| {k} | " + " | ".join(f"{s[n]['rmse']:.4f} | {s[n]['sam_deg']:.2f}" for n in names) + " |")
+        lines.append(f"| {k} | " + " | ".join(f"{s[n]['rmse']:.4f} | {s[n]['sam_deg']:.2f} | {s[n]['corr']:.3f}"
+                                               for n in names) + " |")
     lines += ["", "The references' own disagreement with the cloudy date, on the pixels the mask calls clear "
               "(observed values, not a method): " + "; ".join(
-                  f"RMSE {floor[n]['rmse']:.4f} vs {n}" for n in names)
+                  f"RMSE {floor[n]['rmse']:.4f}, corr {floor[n]['corr']:.3f} vs {n}" for n in names)
               + ". A method cannot be ranked by differences much smaller than that: the references differ from "
               "the cloudy date by crop growth and, for 08-13, by processing level; a smooth guess is not "
               "punished for that, detail is."]

@@ -37,19 +37,24 @@ from sarclear.fill import ClassicalFill, classical_fill, fill_sources, fill_vari
 from sarclear.fill_eval import Z90, coverage90
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.masks import detect_array
+from sarclear.networks import ModelConfig
+from sarclear.thin_cloud import keep_detail
 
 MODEL = common.ROOT / "resources" / "models" / "sarclear-fill-classic.safetensors"
 BINS = 20
 
 
-def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray) -> ClassicalFill:
-    """The fill, spread and cover (1, C, H, W) as decloud computes them on one tile: sources
-    beyond the fill buffer, the scene's clear mean and standard deviation far from any source."""
+def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelConfig) -> ClassicalFill:
+    """What decloud computes on one tile with this model, (1, C, H, W) each: its estimate (the
+    fill, plus the detail kept under thin cloud) in ``prior``, and the fill's spread and cover.
+    Sources beyond the fill buffer; the scene's clear mean and standard deviation far from any."""
     xt = torch.from_numpy(np.nan_to_num(x)).double()[None]
     clear = torch.from_numpy(~hidden & valid).double()[None, None]
     seen = x[:, ~hidden & valid].astype(np.float64)
     background = torch.from_numpy(np.stack([seen.mean(1), seen.std(1)])) if seen.size else None
-    return classical_fill(xt, fill_sources(clear, FILL_BUFFER_PX), background)
+    classical = classical_fill(xt, fill_sources(clear, FILL_BUFFER_PX), background)
+    estimate = keep_detail(xt, classical.prior, config.bands, config.keep_detail)
+    return classical._replace(prior=estimate)
 
 
 class Pool:
@@ -59,6 +64,7 @@ class Pool:
         self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def add(self, classical: ClassicalFill, ref: np.ndarray, where: np.ndarray) -> None:
+        """``classical.prior``: the estimate scored (see :func:`_fill`)."""
         m = torch.from_numpy(where)
         err = (classical.prior[0] - torch.from_numpy(ref).double())[:, m].abs().flatten()
         cover = classical.cover[0].expand_as(classical.prior[0])
@@ -84,12 +90,13 @@ class Pool:
         return [float(s[p].mean()) for p in parts_], [float(e[p].pow(2).mean().sqrt()) for p in parts_]
 
 
-def synthetic(scenes, seed: int) -> dict[str, Pool]:
+def synthetic(scenes, seed: int, config: ModelConfig) -> dict[str, Pool]:
     """The quality benchmark's clouds on ``scenes``: pools per "<kind>, <true|detected> mask"
     and "all kinds, ..." (the calibration in scripts/make_classic_model.py runs this on the
     train split, this benchmark on the test split)."""
     pools: dict[str, Pool] = {}
     for scene in scenes:
+        rows = [scene.bands.index(b) for b in config.bands]  # the model's bands, as decloud reads them
         ref = torch.from_numpy(scene.ms)
         valid = torch.isfinite(ref).all(0)
         h, w = ref.shape[1:]
@@ -101,17 +108,17 @@ def synthetic(scenes, seed: int) -> dict[str, Pool]:
             ok = valid.numpy()
             true = ((res.opacity[0, 0] >= quality.MASK_OPACITY) | (res.shadow[0, 0] >= quality.MASK_OPACITY)).numpy()
             det = np.isin(detect_array(cloudy, scene.bands, ok, scene.product_level).classes, (1, 2))
-            ref_q = np.round(scene.ms * 10000) / 10000
+            ref_q = np.round(scene.ms[rows] * 10000) / 10000
             for name, mask in (("true", true), ("detected", det)):
                 if not (mask & ok).any() or not (~mask & ok).any():
                     continue  # nothing hidden, or nothing to fill from
-                classical = _fill(cloudy, mask, ok)
+                classical = _fill(cloudy[rows], mask, ok, config)
                 for key in (f"{kind}, {name} mask", f"all kinds, {name} mask"):
                     pools.setdefault(key, Pool()).add(classical, ref_q, mask & ok)
     return pools
 
 
-def real(sigma: tuple) -> tuple[dict[str, Pool], float]:
+def real(config: ModelConfig) -> tuple[dict[str, Pool], float]:
     """The real scene through decloud (default options); returns the pools and the largest
     difference between decloud's uncertainty raster and this benchmark's own sigma."""
     x, ok_x = real_clouds._read(real_clouds.CLOUDY)
@@ -123,8 +130,8 @@ def real(sigma: tuple) -> tuple[dict[str, Pool], float]:
         mask = gdal.Open(str(res.maps["mask"])).ReadAsArray()
         raster = gdal.Open(str(res.maps["uncertainty"])).ReadAsArray()
     hidden = (mask > 0) & (mask < 255)
-    classical = _fill(x, hidden, ok_x)
-    rms = fill_variance(classical, sigma)[0].mean(0).sqrt().numpy()
+    classical = _fill(x, hidden, ok_x, config)
+    rms = fill_variance(classical, config.fill_sigma)[0].mean(0).sqrt().numpy()
     diff = float(np.nanmax(np.abs(raster - rms)[hidden & ok_x]))
     close, ok_c = refs["10-day reference"]
     seen = ~hidden & ok_x & ok_c
@@ -168,8 +175,8 @@ def main() -> None:
     model = load_model(MODEL)
     sigma = model.config.fill_sigma
     scenes, _ = test_scenes(args.data, args.quick, 384)
-    pools = synthetic(scenes, args.seed)
-    real_pools, diff = real(sigma)
+    pools = synthetic(scenes, args.seed, model.config)
+    real_pools, diff = real(model.config)
     rows = {**{k: pools[k].summary(sigma) for k in sorted(pools)},
             **{f"real clouds, {k}": v.summary(sigma) for k, v in real_pools.items()}}
     args.out.mkdir(parents=True, exist_ok=True)

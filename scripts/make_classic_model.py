@@ -5,9 +5,11 @@ normalized convolution from the clear pixels beyond a 2-px buffer along the mask
 scene's clear mean far from any clear pixel: see sarclear.fill and the model card.)
 
 Every weight of the ``fill-ms`` network is zero and the gate's bias is 40 (sigmoid = 1), so the
-output is exactly the prior that decloud computes (:func:`sarclear.fill.classical_fill`) and
-nothing is learned. Its uncertainty comes from the fill's spread (the standard deviation of the
-clear pixels it averaged) and cover (the share of clear pixels around):
+network's output is exactly the prior that decloud computes (:func:`sarclear.fill.classical_fill`)
+and nothing is learned. Its config's ``keep_detail`` (0.7) then puts back the ground detail the
+sensor saw through thin cloud (:mod:`sarclear.thin_cloud`). Its uncertainty comes from the fill's
+spread (the standard deviation of the clear pixels it averaged) and cover (the share of clear
+pixels around):
 ``sigma^2 = (gain * spread)^2 + floor^2 + (remote * (1 - cover))^2``; the three numbers are
 fitted here, by maximum likelihood, on the quality benchmark's synthetic clouds (true and
 detected masks) over the *train* split's places (:func:`sarclear.fill_eval.fit_fill_sigma`), and
@@ -30,22 +32,23 @@ from sarclear.checkpoint import save_model
 from sarclear.defaults import FILL_BUFFER_PX
 from sarclear.fill import ClassicalFill, fill_variance
 from sarclear.fill_eval import coverage90, fit_fill_sigma
-from sarclear.networks import build, preset
+from sarclear.networks import ModelConfig, build, preset
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the calibration is the uncertainty benchmark's own code
 SEED = 0
 CROP = 384
+KEEP_DETAIL = 0.7  # share of the observed detail kept under thin cloud (sarclear.thin_cloud)
 
 
-def calibrate(data: Path) -> dict:
+def calibrate(data: Path, config: ModelConfig) -> dict:
     """Fit (gain, floor, remote) on the train split's places, with the quality benchmark's
     seeded synthetic clouds and both masks (true and detected)."""
     from quality_io import split_scenes
     from uncertainty import synthetic
 
     scenes = split_scenes(data, "train", CROP)
-    pools = synthetic(scenes, SEED)
+    pools = synthetic(scenes, SEED, config)
     errors, classical = [], []
     for key in ("all kinds, true mask", "all kinds, detected mask"):
         e, c = pools[key].arrays()
@@ -67,8 +70,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
                         help="the data folder (its train split calibrates the uncertainty)")
     args = parser.parse_args()
-    base = dataclasses.replace(preset("fill-ms"), preset="fill-classic")
-    fit = calibrate(args.data)
+    base = dataclasses.replace(preset("fill-ms"), preset="fill-classic", keep_detail=KEEP_DETAIL)
+    fit = calibrate(args.data, base)
     config = dataclasses.replace(base, fill_sigma=(fit["gain"], fit["floor"], fit["remote"]))
     generator, _ = build(config)
     with torch.no_grad():

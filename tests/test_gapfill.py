@@ -198,12 +198,18 @@ def test_the_scene_model_is_the_classical_fill_until_fitted_and_the_fixed_fill_r
     from sarclear.inference import DecloudOptions, decloud
 
     models = SAMPLES.parent / "models"
+    classic = checkpoint.load_model(models / "sarclear-fill-classic.safetensors")
+    assert classic.config.keep_detail > 0  # the default also keeps the detail seen through thin cloud
+    fill_only = dataclasses.replace(classic, config=dataclasses.replace(classic.config, keep_detail=0.0))
     outs = {}
-    for name in ("sarclear-fill-classic", "sarclear-fill-scene"):
-        res = decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, models / f"{name}.safetensors", tmp_path / f"{name}.tif", maps=False)
+    for name, model in (("sarclear-fill-classic", classic), ("fill only", fill_only),
+                        ("sarclear-fill-scene", models / "sarclear-fill-scene.safetensors")):
+        res = decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, model, tmp_path / f"{name}.tif", maps=False)
         outs[name] = read_raster(res.output)[0].astype(np.int64)
-    assert np.abs(outs["sarclear-fill-classic"] - outs["sarclear-fill-scene"]).max() <= 1  # DN: the same fill
+    assert np.abs(outs["fill only"] - outs["sarclear-fill-scene"]).max() <= 1  # DN: the same fill
     mask = read_raster(tmp_path / "sarclear-fill-scene_mask.tif")[0].reshape(256, 256)
+    detail = (outs["sarclear-fill-classic"] != outs["fill only"]).any(0)
+    assert detail.any() and not detail[mask == 0].any()  # the kept detail is only ever under the mask
     res = decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, models / "sarclear-fill-scene.safetensors", tmp_path / "fitted.tif",
                   maps=False, options=DecloudOptions(adapt=True, adapt_seconds=2))
     fitted = read_raster(res.output)[0].astype(np.int64)

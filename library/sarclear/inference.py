@@ -49,6 +49,7 @@ from .outputs import GEOTIFF, JSON, PNG, OutputSet
 from .provenance import run_provenance
 from .radiometry import OpticalScaling, network_to_reflectance
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
+from .thin_cloud import keep_detail
 from .tiling import Window
 from .validation import check_mask_grid, check_not_empty, check_options
 
@@ -160,14 +161,18 @@ class TileEngine:
         ``fallback`` (2, C: the scene's clear mean and standard deviation) beyond
         ``FILL_REACH_PX`` of them; a tile with no clear pixel takes the fallback throughout. A
         model whose config has ``fill_sigma`` reports the variance of that fill from its spread
-        and cover (:func:`sarclear.fill.fill_variance`); the others their own ``log_var``."""
-        fill_sigma = self.model.config.fill_sigma
+        and cover (:func:`sarclear.fill.fill_variance`); the others their own ``log_var``. A model
+        whose config has ``keep_detail`` adds the observed detail under thin cloud to its estimate
+        (:func:`sarclear.thin_cloud.keep_detail`)."""
+        config = self.model.config
 
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             classical = classical_fill(obs.float(), fill_sources(clr.float(), self.fill_buffer), fallback)
             estimate, log_var = self.generator(obs, clr, classical.prior, s)
-            if fill_sigma:
-                return estimate.float(), fill_variance(classical, fill_sigma)
+            if config.keep_detail > 0:
+                estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail)
+            if config.fill_sigma:
+                return estimate.float(), fill_variance(classical, config.fill_sigma)
             return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
 
         return self._batched(run, observed, clear, sar)

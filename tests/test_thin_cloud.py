@@ -1,0 +1,86 @@
+"""The ground detail seen through thin cloud is kept on top of the fill; a thick cloud's own
+texture is not. Real Sentinel-2 farmland (SSL4EO-S12, Punjab) under synthetic cloud."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from conftest import SSL4EO_CLEAR
+
+from sarclear.bands import S2_PAPER10
+from sarclear.fill import classical_fill
+from sarclear.io import open_optical
+from sarclear.thin_cloud import detail_weight, keep_detail
+from sarclear.tiling import Window
+
+
+def _scene() -> torch.Tensor:
+    stack = open_optical(SSL4EO_CLEAR, S2_PAPER10)
+    raw, _ = stack.open().read(Window(0, 0, stack.grid.width, stack.grid.height))
+    return torch.from_numpy(raw.astype(np.float64) / 10_000)[None]  # (1, 10, 264, 264) reflectance
+
+
+def _hole() -> torch.Tensor:
+    clear = torch.ones(1, 1, 264, 264, dtype=torch.float64)
+    clear[..., 80:180, 70:190] = 0
+    return clear
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(np.mean([np.corrcoef(a[i].numpy(), b[i].numpy())[0, 1] for i in range(a.shape[0])]))
+
+
+def test_under_haze_the_ground_detail_comes_back_on_top_of_the_fill():
+    truth, clear = _scene(), _hole()
+    hidden = clear[0, 0] == 0
+    observed = torch.where(clear > 0, truth, 0.8 * truth + 0.2 * 0.45)  # a thin veil, opacity 0.2
+    prior = classical_fill(observed, clear).prior
+    out = keep_detail(observed, prior, S2_PAPER10, 0.7)
+    rmse = {name: float((v - truth)[0][:, hidden].pow(2).mean().sqrt()) for name, v in
+            (("fill", prior), ("kept", out), ("input", observed))}
+    corr = {name: _corr(v[0][:, hidden], truth[0][:, hidden]) for name, v in
+            (("fill", prior), ("kept", out), ("input", observed))}
+    assert rmse["kept"] < rmse["fill"] and rmse["kept"] < rmse["input"]
+    assert corr["kept"] > corr["fill"] + 0.1
+    assert float(detail_weight(observed, prior, S2_PAPER10)[0, 0][hidden].mean()) > 0.8
+
+
+def test_a_thick_clouds_own_texture_never_reaches_the_result():
+    truth, clear = _scene(), _hole()
+    g = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 264, 264, generator=g, dtype=torch.float64), 9, 1, 4)
+    cloud = 0.35 + 0.6 * texture  # white: every band brightens alike, with the cloud's own structure
+    observed = torch.where(clear > 0, truth, 0.05 * truth + 0.95 * cloud)
+    prior = classical_fill(observed, clear).prior
+    out = keep_detail(observed, prior, S2_PAPER10, 0.7)
+    hidden = clear[0, 0] == 0
+    inner = torch.zeros_like(hidden)
+    inner[90:170, 80:180] = True  # away from the edge, where the local means mix clear pixels in
+    assert torch.equal(out[..., inner], prior[..., inner])
+
+
+def test_without_blue_or_nir_or_with_no_gain_the_fill_is_untouched_and_nodata_spreads_no_nan():
+    truth, clear = _scene(), _hole()
+    observed = torch.where(clear > 0, truth, 0.8 * truth + 0.09)
+    prior = classical_fill(observed, clear).prior
+    assert torch.equal(keep_detail(observed, prior, S2_PAPER10, 0.0), prior)
+    no_blue = [b if b != "B2" else "B1" for b in S2_PAPER10]
+    assert torch.equal(keep_detail(observed, prior, no_blue, 0.7), prior)
+    observed[..., 100:110, 100:110] = float("nan")
+    assert torch.isfinite(keep_detail(observed, prior, S2_PAPER10, 0.7)).all()
+
+
+def test_ground_detail_is_kept_under_a_brighter_veil_but_white_cloud_texture_is_not():
+    """Past the thin-cloud test (blue excess about 0.1 here), only the spectral test can keep
+    detail: kept when blue and NIR detail differ (ground), dropped when they move together."""
+    truth, clear = _scene(), _hole()
+    hidden = clear[0, 0] == 0
+    g = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 264, 264, generator=g, dtype=torch.float64), 5, 1, 2)
+    weights = {}
+    for name, opacity, cloud in (("veil", 0.3, 0.45), ("textured cloud", 0.4, 0.45 + 2 * (texture - 0.5))):
+        observed = torch.where(clear > 0, truth, (1 - opacity) * truth + opacity * cloud)
+        prior = classical_fill(observed, clear).prior
+        assert float((observed - prior)[0, 0][hidden].mean()) > 0.09  # beyond the thin-cloud ramp
+        weights[name] = float(detail_weight(observed, prior, S2_PAPER10)[0, 0][hidden].mean())
+    assert weights["veil"] > 0.9 and weights["textured cloud"] < 0.15
