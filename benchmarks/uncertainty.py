@@ -46,7 +46,7 @@ BINS = 20
 
 def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelConfig) -> ClassicalFill:
     """What decloud computes on one tile with this model, (1, C, H, W) each: its estimate (the
-    fill, plus the detail kept under thin cloud) in ``prior``, and the fill's spread and cover.
+    fill, plus the detail kept under thin cloud) in ``prior``, and the fill's spread.
     Sources beyond the fill buffer; the scene's clear mean and standard deviation far from any."""
     xt = torch.from_numpy(np.nan_to_num(x)).double()[None]
     clear = torch.from_numpy(~hidden & valid).double()[None, None]
@@ -58,22 +58,21 @@ def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelCon
 
 
 class Pool:
-    """|error|, spread and cover of a classical fill at band-pixels, pooled (flattened)."""
+    """|error| and spread of a classical fill at band-pixels, pooled (flattened)."""
 
     def __init__(self) -> None:
-        self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.parts: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def add(self, classical: ClassicalFill, ref: np.ndarray, where: np.ndarray) -> None:
         """``classical.prior``: the estimate scored (see :func:`_fill`)."""
         m = torch.from_numpy(where)
         err = (classical.prior[0] - torch.from_numpy(ref).double())[:, m].abs().flatten()
-        cover = classical.cover[0].expand_as(classical.prior[0])
-        self.parts.append((err, classical.spread[0][:, m].flatten(), cover[:, m].flatten()))
+        self.parts.append((err, classical.spread[0][:, m].flatten()))
 
     def arrays(self) -> tuple[torch.Tensor, ClassicalFill]:
-        """(|errors|, the spread and cover at the same band-pixels)."""
-        err, spread, cover = (torch.cat(t) for t in zip(*self.parts))
-        return err, ClassicalFill(torch.empty(0), spread, cover)
+        """(|errors|, the spread at the same band-pixels)."""
+        err, spread = (torch.cat(t) for t in zip(*self.parts))
+        return err, ClassicalFill(torch.empty(0), spread)
 
     def summary(self, sigma: tuple) -> dict:
         e, parts = self.arrays()
@@ -192,8 +191,8 @@ def main() -> None:
     (args.out / "uncertainty.json").write_text(json.dumps(record, indent=2) + "\n")
     cal = model.info.get("sigma_calibration") or {}
     lines = [f"Uncertainty of `{MODEL.name}` "
-             "(sigma^2 = (gain x spread)^2 + floor^2 + (remote x (1 - cover))^2, "
-             f"gain, floor, remote = {', '.join(f'{v:g}' for v in sigma)}, fitted by "
+             "(sigma^2 = (gain x spread)^2 + floor^2, "
+             f"gain, floor = {', '.join(f'{v:g}' for v in sigma)}, fitted by "
              f"`scripts/make_classic_model.py` on the same kinds of synthetic cloud over the "
              f"{cal.get('scenes', '?')} scenes of the train split). `{command}`, {record['date']}, revision "
              f"`{record['revision']}`. Held-out places only; the figure is `uncertainty.png`.", "",

@@ -8,13 +8,11 @@ Every weight of the ``fill-ms`` network is zero and the gate's bias is 40 (sigmo
 network's output is exactly the prior that decloud computes (:func:`sarclear.fill.classical_fill`)
 and nothing is learned. Its config's ``keep_detail`` (0.7) then puts back the ground detail the
 sensor saw through thin cloud (:mod:`sarclear.thin_cloud`). Its uncertainty comes from the fill's
-spread (the standard deviation of the clear pixels it averaged) and cover (the share of clear
-pixels around):
-``sigma^2 = (gain * spread)^2 + floor^2 + (remote * (1 - cover))^2``; the three numbers are
-fitted here, by maximum likelihood, on the quality benchmark's synthetic clouds (true and
-detected masks) over the *train* split's places (:func:`sarclear.fill_eval.fit_fill_sigma`), and
-stored in the model config (``fill_sigma``).
-``benchmarks/uncertainty.py`` checks them on the held-out places. Run from the repository root:
+spread (the standard deviation of the clear pixels it averaged):
+``sigma^2 = (gain * spread)^2 + floor^2``; the two numbers are fitted here, by maximum
+likelihood, on the quality benchmark's synthetic clouds (true and detected masks) over the
+*train* split's places (:func:`sarclear.fill_eval.fit_fill_sigma`), and stored in the model
+config (``fill_sigma``). ``benchmarks/uncertainty.py`` checks them on the held-out places. Run from the repository root:
 
     python scripts/make_classic_model.py --data ../shared/data
 """
@@ -42,7 +40,7 @@ KEEP_DETAIL = 0.7  # share of the observed detail kept under thin cloud (sarclea
 
 
 def calibrate(data: Path, config: ModelConfig) -> dict:
-    """Fit (gain, floor, remote) on the train split's places, with the quality benchmark's
+    """Fit (gain, floor) on the train split's places, with the quality benchmark's
     seeded synthetic clouds and both masks (true and detected)."""
     from quality_io import split_scenes
     from uncertainty import synthetic
@@ -55,11 +53,10 @@ def calibrate(data: Path, config: ModelConfig) -> dict:
         errors.append(e)
         classical.append(c)
     err = torch.cat(errors)
-    flat = ClassicalFill(torch.empty(0), torch.cat([c.spread for c in classical]),
-                         torch.cat([c.cover for c in classical]))
-    gain, floor, remote = fit_fill_sigma(err, flat)
-    sigma = fill_variance(flat, (gain, floor, remote)).sqrt()
-    return {"gain": gain, "floor": floor, "remote": remote, "split": "train", "scenes": len(scenes),
+    flat = ClassicalFill(torch.empty(0), torch.cat([c.spread for c in classical]))
+    gain, floor = fit_fill_sigma(err, flat)
+    sigma = fill_variance(flat, (gain, floor)).sqrt()
+    return {"gain": gain, "floor": floor, "split": "train", "scenes": len(scenes),
             "band_pixels": int(err.numel()), "coverage90_train": round(coverage90(err, sigma), 4),
             "rmse_train": round(float(err.pow(2).mean().sqrt()), 5), "crop": CROP, "seed": SEED,
             "clouds": "benchmarks/quality_io.KIND_CONFIGS, true and detected masks", "fill_buffer": FILL_BUFFER_PX}
@@ -72,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     base = dataclasses.replace(preset("fill-ms"), preset="fill-classic", keep_detail=KEEP_DETAIL)
     fit = calibrate(args.data, base)
-    config = dataclasses.replace(base, fill_sigma=(fit["gain"], fit["floor"], fit["remote"]))
+    config = dataclasses.replace(base, fill_sigma=(fit["gain"], fit["floor"]))
     generator, _ = build(config)
     with torch.no_grad():
         for p in generator.parameters():

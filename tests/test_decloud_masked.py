@@ -78,7 +78,7 @@ def test_the_default_model_is_less_sure_where_the_fill_drew_from_varied_ground(t
     from sarclear.resources import bundled_models
 
     path = next(p for p in bundled_models() if p.name == "sarclear-fill-classic.safetensors")
-    gain, floor, _remote = checkpoint.load_model(path).config.fill_sigma
+    gain, floor = checkpoint.load_model(path).config.fill_sigma
     assert gain > 0 and floor > 0
     scene = np.full((13, 96, 192), 800, np.uint16)  # left: a uniform field; right: 20 m stripes
     scene[:, :, 96::4] = 2400

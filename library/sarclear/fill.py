@@ -14,10 +14,9 @@ fill (usually only where ``clear`` is 0); the functions return it everywhere.
   of any size get a value: where the fine scale sees too few clear pixels, the next coarser
   scale (twice the radius) fills in, blended smoothly by the local clear fraction.
 - :func:`classical_fill`: that fill as decloud runs it (reach, scene background) together
-  with its *spread* (the standard deviation of the clear pixels it averaged, weighted the
-  same way) and *cover* (the share of clear pixels around). A fill drawn from a varied or a
-  sparse neighbourhood is less sure than one drawn from a uniform, well-seen field;
-  :func:`fill_variance` turns both into a calibrated variance.
+  with its *spread*: the standard deviation of the clear pixels it averaged, weighted the
+  same way. A fill drawn from a varied neighbourhood is less sure than one drawn from a
+  uniform field; :func:`fill_variance` turns the spread into a calibrated variance.
 """
 
 from __future__ import annotations
@@ -114,21 +113,16 @@ def normalized_convolution(x: Tensor, clear: Tensor, sigma: float = 2.0, support
     return est
 
 
-#: Scale (pixels) of :attr:`ClassicalFill.cover`: the share of clear sources around a pixel.
-COVER_SIGMA_PX = 16.0
-
-
 class ClassicalFill(NamedTuple):
     """The prior of every mask-aware model, and what says how far to trust it."""
 
     prior: Tensor   # (N, C, H, W) the fill
     spread: Tensor  # (N, C, H, W) standard deviation of the clear pixels it averaged
-    cover: Tensor   # (N, 1, H, W) Gaussian-weighted share (sigma COVER_SIGMA_PX) of source pixels around
 
 
 def classical_fill(x: Tensor, sources: Tensor, background: Tensor | None = None) -> ClassicalFill:
     """The normalized-convolution fill of ``x`` from ``sources`` (:func:`fill_sources`) as
-    decloud runs it, with its spread and cover (see :class:`ClassicalFill`).
+    decloud runs it, with its spread (see :class:`ClassicalFill`).
 
     ``background`` (2, C): the scene's clear mean and standard deviation per band, what the fill
     fades to beyond :data:`FILL_REACH_PX` of any source (default: each image's own). The spread
@@ -141,18 +135,16 @@ def classical_fill(x: Tensor, sources: Tensor, background: Tensor | None = None)
         mean, square = background[0], background[0] ** 2 + background[1] ** 2
     prior = normalized_convolution(x, sources, reach=FILL_REACH_PX, background=mean)
     second = normalized_convolution(x * x, sources, reach=FILL_REACH_PX, background=square)
-    w = sources.clamp(0, 1)
-    cover = _gauss_blur(w, COVER_SIGMA_PX) / _gauss_blur(torch.ones_like(w), COVER_SIGMA_PX)
-    return ClassicalFill(prior, (second - prior * prior).clamp_min(0).sqrt(), cover.clamp(0, 1))
+    return ClassicalFill(prior, (second - prior * prior).clamp_min(0).sqrt())
 
 
 def fill_variance(fill: ClassicalFill, sigma: Sequence[float]) -> Tensor:
-    """Variance (reflectance^2, N x C x H x W) of a classical fill's error::
-
-        (gain * spread)^2 + floor^2 + (remote * (1 - cover))^2
-
-    ``sigma`` = (gain, floor, remote), fitted once on synthetic clouds over training places
-    (scripts/make_classic_model.py) and stored in the model file (``fill_sigma``): a fill is
-    less sure where its sources vary and where they are few."""
-    gain, floor, remote = sigma
-    return (gain * fill.spread) ** 2 + floor**2 + (remote * (1 - fill.cover)) ** 2
+    """Variance (reflectance^2, N x C x H x W) of a classical fill's error:
+    ``(gain * spread)^2 + floor^2``, ``sigma`` = (gain, floor), fitted once on synthetic clouds
+    over training places (scripts/make_classic_model.py) and stored in the model file
+    (``fill_sigma``): a fill is less sure where the pixels it averaged vary. (A third term for
+    sparse sources, the share of clear pixels around, was fitted to zero on those clouds and
+    dropped: the spread already grows where the fill reaches far, as it then averages a wider,
+    more varied area.)"""
+    gain, floor = sigma
+    return (gain * fill.spread) ** 2 + floor**2

@@ -124,23 +124,22 @@ def score(generator: nn.Module | None, items: Sequence[EvalItem],
     return out
 
 
-def fit_fill_sigma(errors: Tensor, fill: ClassicalFill) -> tuple[float, float, float]:
-    """(gain, floor, remote) of :func:`sarclear.fill.fill_variance` that maximise the Gaussian
-    likelihood of ``errors`` (absolute errors of a classical fill, flattened; ``fill`` holds
-    the spread and cover at the same band-pixels) (grid search: gain 0.5-2 by 0.1, floor 0.005-0.06 by 0.005,
-    remote 0-0.3 by 0.025 reflectance), so that sigma tracks the RMS error."""
-    step = max(1, errors.numel() // 2_000_000)  # an even subsample is plenty for three numbers
+def fit_fill_sigma(errors: Tensor, fill: ClassicalFill) -> tuple[float, float]:
+    """(gain, floor) of :func:`sarclear.fill.fill_variance` that maximise the Gaussian
+    likelihood of ``errors`` (absolute errors of a classical fill, flattened; ``fill`` holds the
+    spread at the same band-pixels; grid search: gain 0.5-3 by 0.05, floor 0.005-0.08 by
+    0.0025 reflectance), so that sigma tracks the RMS error."""
+    step = max(1, errors.numel() // 2_000_000)  # an even subsample is plenty for two numbers
     e2 = errors[::step].double() ** 2
-    sub = ClassicalFill(torch.empty(0), fill.spread[::step].double(), fill.cover[::step].double())
-    best = (math.inf, (1.0, 0.05, 0.0))
-    for gain in torch.arange(0.5, 2.0001, 0.1).tolist():
-        for floor in torch.arange(0.005, 0.0601, 0.005).tolist():
-            for remote in torch.arange(0.0, 0.3001, 0.025).tolist():
-                sigma = (round(gain, 2), round(floor, 3), round(remote, 3))
-                var = fill_variance(sub, sigma)
-                nll = float((0.5 * torch.log(var) + 0.5 * e2 / var).mean())
-                if nll < best[0]:
-                    best = (nll, sigma)
+    sub = ClassicalFill(torch.empty(0), fill.spread[::step].double())
+    best = (math.inf, (1.0, 0.05))
+    for gain in torch.arange(0.5, 3.0001, 0.05).tolist():
+        for floor in torch.arange(0.005, 0.0801, 0.0025).tolist():
+            sigma = (round(gain, 2), round(floor, 4))
+            var = fill_variance(sub, sigma)
+            nll = float((0.5 * torch.log(var) + 0.5 * e2 / var).mean())
+            if nll < best[0]:
+                best = (nll, sigma)
     return best[1]
 
 

@@ -161,7 +161,7 @@ class TileEngine:
         ``fallback`` (2, C: the scene's clear mean and standard deviation) beyond
         ``FILL_REACH_PX`` of them; a tile with no clear pixel takes the fallback throughout. A
         model whose config has ``fill_sigma`` reports the variance of that fill from its spread
-        and cover (:func:`sarclear.fill.fill_variance`); the others their own ``log_var``. A model
+        (:func:`sarclear.fill.fill_variance`); the others their own ``log_var``. A model
         whose config has ``keep_detail`` adds the observed detail under thin cloud to its estimate
         (:func:`sarclear.thin_cloud.keep_detail`)."""
         config = self.model.config

@@ -46,15 +46,22 @@ def _ramp(v: Tensor, full: float, none: float) -> Tensor:
     return ((none - v) / (none - full)).clamp(0, 1)
 
 
-def detail_weight(observed: Tensor, prior: Tensor, bands: Sequence[str]) -> Tensor:
+def observed_detail(observed: Tensor) -> Tensor:
+    """The observed image minus its local mean (sigma ``DETAIL_SIGMA_PX``), (N, C, H, W)."""
+    return observed - _local_mean(observed, DETAIL_SIGMA_PX)
+
+
+def detail_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], detail: Tensor | None = None) -> Tensor:
     """(N, 1, H, W) in [0, 1]: how much of the observed detail is ground (see the module
-    docstring); 0 everywhere when the bands lack blue or NIR."""
+    docstring); 0 everywhere when the bands lack blue or NIR. ``detail``: the
+    :func:`observed_detail` of ``observed``, when the caller has it."""
     nir = next((b for b in NIR if b in bands), None)
     if BLUE not in bands or nir is None:
         return torch.zeros_like(observed[:, :1])
     b, n = list(bands).index(BLUE), list(bands).index(nir)
     excess = _local_mean(observed[:, b:b + 1] - prior[:, b:b + 1], DETAIL_SIGMA_PX)
-    detail = observed - _local_mean(observed, DETAIL_SIGMA_PX)
+    if detail is None:
+        detail = observed_detail(observed)
     db, dn = detail[:, b:b + 1], detail[:, n:n + 1]
     cov, vb, vn = (_local_mean(t, TEXTURE_SIGMA_PX) for t in (db * dn, db * db, dn * dn))
     correlation = cov / (vb * vn).clamp_min(1e-12).sqrt()
@@ -70,5 +77,5 @@ def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: flo
     if gain <= 0:
         return prior
     observed = torch.where(torch.isfinite(observed), observed, prior)  # nodata: no detail, no NaN spread
-    detail = observed - _local_mean(observed, DETAIL_SIGMA_PX)
-    return (prior + gain * detail_weight(observed, prior, bands) * detail).clamp_min(0)
+    detail = observed_detail(observed)
+    return (prior + gain * detail_weight(observed, prior, bands, detail) * detail).clamp_min(0)
