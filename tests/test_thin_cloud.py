@@ -84,3 +84,19 @@ def test_ground_detail_is_kept_under_a_brighter_veil_but_white_cloud_texture_is_
         assert float((observed - prior)[0, 0][hidden].mean()) > 0.09  # beyond the thin-cloud ramp
         weights[name] = float(detail_weight(observed, prior, S2_PAPER10)[0, 0][hidden].mean())
     assert weights["veil"] > 0.9 and weights["textured cloud"] < 0.15
+
+
+def test_nodata_next_to_thin_cloud_adds_no_detail_of_its_own():
+    """A swath edge: nodata filled with some value (as decloud's tiles carry it) must not show
+    up as detail in the valid pixels beside it."""
+    truth, clear = _scene(), _hole()
+    observed = torch.full_like(truth, 0.9 * 0.1 + 0.1 * 0.45)  # ground with no detail, all under a thin veil
+    valid = torch.ones_like(clear, dtype=torch.bool)
+    valid[..., :, 150:] = False
+    observed = torch.where(valid, observed, torch.full_like(observed, 0.6))  # filled nodata, bright
+    prior = classical_fill(observed, clear * valid).prior
+    kept = keep_detail(observed, prior, S2_PAPER10, 0.7, valid)
+    naive = keep_detail(observed, prior, S2_PAPER10, 0.7)
+    near = (clear[0, 0] == 0) & valid[0, 0]
+    assert (kept - prior)[0][:, near].abs().max() < 1e-6  # no ground detail, and nodata adds none
+    assert (naive - prior)[0][:, near].abs().max() > 0.01  # what it would add if it counted the fill value

@@ -151,9 +151,11 @@ class TileEngine:
         return self._batched(lambda m, s: (network_to_reflectance(self.generator(m, s).float()),), ms, sar)[0]
 
     def fill(self, observed: torch.Tensor, clear: torch.Tensor, sar: torch.Tensor,
-             fallback: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             fallback: torch.Tensor | None = None, valid: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask-aware generator: observed reflectance (N, C, H, W), clear weight (N, 1, H, W),
-        SAR in network range (N, S, H, W) -> (estimate, variance), reflectance, fp32.
+        SAR in network range (N, S, H, W), and optionally the pixels with data (N, 1, H, W; bool)
+        -> (estimate, variance), reflectance, fp32.
 
         Hidden pixels keep their observed (cloudy, hazy) values: the network de-hazes thin cloud
         from them. The prior is each tile's normalized-convolution fill of its clear pixels farther
@@ -166,16 +168,19 @@ class TileEngine:
         (:func:`sarclear.thin_cloud.keep_detail`)."""
         config = self.model.config
 
-        def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor, ok: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
             classical = classical_fill(obs.float(), fill_sources(clr.float(), self.fill_buffer), fallback)
             estimate, log_var = self.generator(obs, clr, classical.prior, s)
             if config.keep_detail > 0:
-                estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail)
+                estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok)
             if config.fill_sigma:
                 return estimate.float(), fill_variance(classical, config.fill_sigma)
             return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
 
-        return self._batched(run, observed, clear, sar)
+        if valid is None:
+            valid = torch.ones_like(clear, dtype=torch.bool)
+        return self._batched(run, observed, clear, sar, valid)
 
     def _batched(self, fn, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Apply ``fn`` to batches of ``inputs`` (first dimension), halving the batch on

@@ -253,7 +253,8 @@ class TileStream:
         if self.gapfill:
             observed = torch.stack([t.ms for t in batch])
             clear = 1 - torch.stack([t.mask for t in batch])[:, None]  # a mask-aware tile always has one
-            estimate, var = self.engine.fill(observed, clear, sar, self.fallback)
+            valid = torch.stack([t.valid for t in batch])[:, None]
+            estimate, var = self.engine.fill(observed, clear, sar, self.fallback, valid)
             var = var.mean(dim=1, keepdim=True)
         else:
             estimate, var = self.engine(torch.stack([t.ms for t in batch]), sar), None

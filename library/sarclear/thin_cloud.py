@@ -36,9 +36,10 @@ TEXTURE_SIGMA_PX = 6.0            # window of that correlation (Gaussian, pixels
 BLUE, NIR = "B2", ("B8", "B8A")
 
 
-def _local_mean(t: Tensor, sigma: float) -> Tensor:
-    ones = torch.ones_like(t[:, :1])
-    return _gauss_blur(t, sigma) / _gauss_blur(ones, sigma).clamp_min(1e-6)
+def _local_mean(t: Tensor, sigma: float, weight: Tensor | None = None) -> Tensor:
+    """Gaussian local mean of ``t`` over the pixels where ``weight`` (N, 1, H, W) is 1."""
+    w = torch.ones_like(t[:, :1]) if weight is None else weight.to(t)
+    return _gauss_blur(t * w, sigma) / _gauss_blur(w, sigma).clamp_min(1e-6)
 
 
 def _ramp(v: Tensor, full: float, none: float) -> Tensor:
@@ -46,36 +47,44 @@ def _ramp(v: Tensor, full: float, none: float) -> Tensor:
     return ((none - v) / (none - full)).clamp(0, 1)
 
 
-def observed_detail(observed: Tensor) -> Tensor:
-    """The observed image minus its local mean (sigma ``DETAIL_SIGMA_PX``), (N, C, H, W)."""
-    return observed - _local_mean(observed, DETAIL_SIGMA_PX)
+def observed_detail(observed: Tensor, valid: Tensor | None = None) -> Tensor:
+    """The observed image minus its local mean (sigma ``DETAIL_SIGMA_PX``) over the ``valid``
+    pixels (N, 1, H, W; default all), (N, C, H, W)."""
+    return observed - _local_mean(observed, DETAIL_SIGMA_PX, valid)
 
 
-def detail_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], detail: Tensor | None = None) -> Tensor:
+def detail_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], detail: Tensor | None = None,
+                  valid: Tensor | None = None) -> Tensor:
     """(N, 1, H, W) in [0, 1]: how much of the observed detail is ground (see the module
     docstring); 0 everywhere when the bands lack blue or NIR. ``detail``: the
-    :func:`observed_detail` of ``observed``, when the caller has it."""
+    :func:`observed_detail` of ``observed``, when the caller has it; ``valid`` (N, 1, H, W):
+    the pixels with data (nodata takes no part in any local mean)."""
     nir = next((b for b in NIR if b in bands), None)
     if BLUE not in bands or nir is None:
         return torch.zeros_like(observed[:, :1])
     b, n = list(bands).index(BLUE), list(bands).index(nir)
-    excess = _local_mean(observed[:, b:b + 1] - prior[:, b:b + 1], DETAIL_SIGMA_PX)
+    excess = _local_mean(observed[:, b:b + 1] - prior[:, b:b + 1], DETAIL_SIGMA_PX, valid)
     if detail is None:
-        detail = observed_detail(observed)
+        detail = observed_detail(observed, valid)
     db, dn = detail[:, b:b + 1], detail[:, n:n + 1]
-    cov, vb, vn = (_local_mean(t, TEXTURE_SIGMA_PX) for t in (db * dn, db * db, dn * dn))
+    cov, vb, vn = (_local_mean(t, TEXTURE_SIGMA_PX, valid) for t in (db * dn, db * db, dn * dn))
     correlation = cov / (vb * vn).clamp_min(1e-12).sqrt()
     thin = _ramp(excess, *THIN_EXCESS)
     ground = _ramp(correlation, *TEXTURE_CORRELATION) * _ramp(excess, *TEXTURE_EXCESS)
     return torch.maximum(thin, ground)
 
 
-def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: float) -> Tensor:
+def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: float,
+                valid: Tensor | None = None) -> Tensor:
     """``prior`` plus ``gain`` times the observed detail where :func:`detail_weight` says it is
     ground, (N, C, H, W), never below 0. The caller uses it only for hidden pixels; clear ones
-    stay as observed. Non-finite observed values (nodata) count as the prior there."""
+    stay as observed. ``valid`` (N, 1, H, W): the pixels with data; nodata (there, or where a
+    value is not finite) takes no part in the local means and gets no detail."""
     if gain <= 0:
         return prior
-    observed = torch.where(torch.isfinite(observed), observed, prior)  # nodata: no detail, no NaN spread
-    detail = observed_detail(observed)
-    return (prior + gain * detail_weight(observed, prior, bands, detail) * detail).clamp_min(0)
+    ok = torch.isfinite(observed).all(dim=1, keepdim=True)
+    if valid is not None:
+        ok &= valid.to(torch.bool)
+    observed = torch.where(ok, observed, prior)
+    detail = observed_detail(observed, ok) * ok
+    return (prior + gain * detail_weight(observed, prior, bands, detail, ok) * detail).clamp_min(0)
