@@ -64,7 +64,7 @@ def fill_sources(clear: Tensor, buffer_px: int) -> Tensor:
     return torch.where(empty[:, None, None, None], clear, kept)
 
 
-def _gauss_blur(t: Tensor, sigma: float) -> Tensor:
+def gauss_blur(t: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur of (N, C, H, W), zero outside the image."""
     radius = max(1, round(3 * sigma))
     k = torch.arange(-radius, radius + 1, dtype=t.dtype, device=t.device)
@@ -90,8 +90,8 @@ def normalized_convolution(x: Tensor, clear: Tensor, sigma: float = 2.0, support
     num, den = xs * w, w
     level_sigma = sigma
     while True:
-        nums.append(_gauss_blur(num, sigma))
-        dens.append(_gauss_blur(den, sigma))
+        nums.append(gauss_blur(num, sigma))
+        dens.append(gauss_blur(den, sigma))
         level_sigma *= 2
         if min(num.shape[-2:]) <= 2 or (reach is not None and level_sigma > reach):
             break

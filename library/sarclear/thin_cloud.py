@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .fill import _gauss_blur
+from .fill import gauss_blur
 
 DETAIL_SIGMA_PX = 4.0             # the local mean the detail is taken from (Gaussian, pixels)
 THIN_EXCESS = (0.02, 0.05)        # blue excess over the fill (reflectance): full detail -> none
@@ -39,7 +39,7 @@ BLUE, NIR = "B2", ("B8", "B8A")
 def _local_mean(t: Tensor, sigma: float, weight: Tensor | None = None) -> Tensor:
     """Gaussian local mean of ``t`` over the pixels where ``weight`` (N, 1, H, W) is 1."""
     w = torch.ones_like(t[:, :1]) if weight is None else weight.to(t)
-    return _gauss_blur(t * w, sigma) / _gauss_blur(w, sigma).clamp_min(1e-6)
+    return gauss_blur(t * w, sigma) / gauss_blur(w, sigma).clamp_min(1e-6)
 
 
 def _ramp(v: Tensor, full: float, none: float) -> Tensor:
