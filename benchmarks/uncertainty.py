@@ -69,20 +69,20 @@ class Pool:
         err = (classical.prior[0] - torch.from_numpy(ref).double())[:, m].abs().flatten()
         self.parts.append((err, classical.spread[0][:, m].flatten()))
 
-    def arrays(self) -> tuple[torch.Tensor, ClassicalFill]:
+    def arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(|errors|, the spread at the same band-pixels)."""
         err, spread = (torch.cat(t) for t in zip(*self.parts))
-        return err, ClassicalFill(torch.empty(0), spread)
+        return err, spread
 
     def summary(self, sigma: tuple) -> dict:
-        e, parts = self.arrays()
-        s = fill_variance(parts, sigma).sqrt()
+        e, spread = self.arrays()
+        s = fill_variance(spread, sigma).sqrt()
         return {"band_pixels": int(e.numel()), "rmse": float(e.pow(2).mean().sqrt()),
                 "sigma_rms": float(s.pow(2).mean().sqrt()), "coverage90": coverage90(e, s)}
 
     def bins(self, sigma: tuple) -> tuple[list[float], list[float]]:
-        e, parts = self.arrays()
-        s = fill_variance(parts, sigma).sqrt()
+        e, spread = self.arrays()
+        s = fill_variance(spread, sigma).sqrt()
         order = torch.argsort(s)
         parts_ = [order[i * len(order) // BINS:(i + 1) * len(order) // BINS] for i in range(BINS)]
         parts_ = [p for p in parts_ if len(p)]
@@ -130,7 +130,7 @@ def real(config: ModelConfig) -> tuple[dict[str, Pool], float]:
         raster = gdal.Open(str(res.maps["uncertainty"])).ReadAsArray()
     hidden = (mask > 0) & (mask < 255)
     classical = _fill(x, hidden, ok_x, config)
-    rms = fill_variance(classical, config.fill_sigma)[0].mean(0).sqrt().numpy()
+    rms = fill_variance(classical.spread, config.fill_sigma)[0].mean(0).sqrt().numpy()
     diff = float(np.nanmax(np.abs(raster - rms)[hidden & ok_x]))
     close, ok_c = refs["10-day reference"]
     seen = ~hidden & ok_x & ok_c

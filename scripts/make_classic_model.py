@@ -28,7 +28,7 @@ import torch
 
 from sarclear.checkpoint import save_model
 from sarclear.defaults import FILL_BUFFER_PX
-from sarclear.fill import ClassicalFill, fill_variance
+from sarclear.fill import fill_variance
 from sarclear.fill_eval import coverage90, fit_fill_sigma
 from sarclear.networks import ModelConfig, build, preset
 
@@ -47,15 +47,10 @@ def calibrate(data: Path, config: ModelConfig) -> dict:
 
     scenes = split_scenes(data, "train", CROP)
     pools = synthetic(scenes, SEED, config)
-    errors, classical = [], []
-    for key in ("all kinds, true mask", "all kinds, detected mask"):
-        e, c = pools[key].arrays()
-        errors.append(e)
-        classical.append(c)
-    err = torch.cat(errors)
-    flat = ClassicalFill(torch.empty(0), torch.cat([c.spread for c in classical]))
-    gain, floor = fit_fill_sigma(err, flat)
-    sigma = fill_variance(flat, (gain, floor)).sqrt()
+    parts = [pools[key].arrays() for key in ("all kinds, true mask", "all kinds, detected mask")]
+    err, spread = (torch.cat(t) for t in zip(*parts))
+    gain, floor = fit_fill_sigma(err, spread)
+    sigma = fill_variance(spread, (gain, floor)).sqrt()
     return {"gain": gain, "floor": floor, "split": "train", "scenes": len(scenes),
             "band_pixels": int(err.numel()), "coverage90_train": round(coverage90(err, sigma), 4),
             "rmse_train": round(float(err.pow(2).mean().sqrt()), 5), "crop": CROP, "seed": SEED,

@@ -100,7 +100,7 @@ def test_the_classical_fill_reports_the_spread_of_what_it_averaged():
     assert torch.allclose(out.prior[0, 0][hole], torch.tensor(0.25, dtype=torch.float64))
     assert out.spread[0, 0][hole].abs().max() < 1e-6            # uniform sources: nothing to doubt
     assert torch.allclose(out.spread[0, 1][hole], torch.tensor(0.1, dtype=torch.float64), atol=0.01)
-    var = fill_variance(out, (2.0, 0.01))
+    var = fill_variance(out.spread, (2.0, 0.01))
     assert torch.allclose(var, (2.0 * out.spread) ** 2 + 0.01**2)
     assert var[0, 1, 48, 48] > var[0, 0, 48, 48]  # varied sources: less sure than uniform ones
 

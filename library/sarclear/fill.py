@@ -138,8 +138,9 @@ def classical_fill(x: Tensor, sources: Tensor, background: Tensor | None = None)
     return ClassicalFill(prior, (second - prior * prior).clamp_min(0).sqrt())
 
 
-def fill_variance(fill: ClassicalFill, sigma: Sequence[float]) -> Tensor:
-    """Variance (reflectance^2, N x C x H x W) of a classical fill's error:
+def fill_variance(spread: Tensor, sigma: Sequence[float]) -> Tensor:
+    """Variance (reflectance^2, the shape of ``spread``) of a classical fill's error, from its
+    spread (:attr:`ClassicalFill.spread`):
     ``(gain * spread)^2 + floor^2``, ``sigma`` = (gain, floor), fitted once on synthetic clouds
     over training places (scripts/make_classic_model.py) and stored in the model file
     (``fill_sigma``): a fill is less sure where the pixels it averaged vary. (A third term for
@@ -147,4 +148,4 @@ def fill_variance(fill: ClassicalFill, sigma: Sequence[float]) -> Tensor:
     dropped: the spread already grows where the fill reaches far, as it then averages a wider,
     more varied area.)"""
     gain, floor = sigma
-    return (gain * fill.spread) ** 2 + floor**2
+    return (gain * spread) ** 2 + floor**2

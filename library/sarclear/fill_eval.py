@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import item_seed
-from .fill import ClassicalFill, fill_variance, mean_fill
+from .fill import fill_variance, mean_fill
 from .fill_data import KINDS, FillBatch, SceneArrays, make_batch
 
 Z90 = 1.6448536269514722  # two-sided 90 % interval of a normal: +- 1.645 sigma
@@ -124,14 +124,14 @@ def score(generator: nn.Module | None, items: Sequence[EvalItem],
     return out
 
 
-def fit_fill_sigma(errors: Tensor, fill: ClassicalFill) -> tuple[float, float]:
+def fit_fill_sigma(errors: Tensor, spreads: Tensor) -> tuple[float, float]:
     """(gain, floor) of :func:`sarclear.fill.fill_variance` that maximise the Gaussian
-    likelihood of ``errors`` (absolute errors of a classical fill, flattened; ``fill`` holds the
+    likelihood of ``errors`` (absolute errors of a classical fill, flattened; ``spreads``: its
     spread at the same band-pixels; grid search: gain 0.5-3 by 0.05, floor 0.005-0.08 by
     0.0025 reflectance), so that sigma tracks the RMS error."""
     step = max(1, errors.numel() // 2_000_000)  # an even subsample is plenty for two numbers
     e2 = errors[::step].double() ** 2
-    sub = ClassicalFill(torch.empty(0), fill.spread[::step].double())
+    sub = spreads[::step].double()
     best = (math.inf, (1.0, 0.05))
     for gain in torch.arange(0.5, 3.0001, 0.05).tolist():
         for floor in torch.arange(0.005, 0.0801, 0.0025).tolist():

@@ -175,7 +175,7 @@ class TileEngine:
             if config.keep_detail > 0:
                 estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok)
             if config.fill_sigma:
-                return estimate.float(), fill_variance(classical, config.fill_sigma)
+                return estimate.float(), fill_variance(classical.spread, config.fill_sigma)
             return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
 
         if valid is None:
