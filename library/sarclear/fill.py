@@ -117,10 +117,11 @@ class ClassicalFill(NamedTuple):
     """The prior of every mask-aware model, and what says how far to trust it."""
 
     prior: Tensor   # (N, C, H, W) the fill
-    spread: Tensor  # (N, C, H, W) standard deviation of the clear pixels it averaged
+    spread: Tensor | None  # (N, C, H, W) standard deviation of the clear pixels it averaged
 
 
-def classical_fill(x: Tensor, sources: Tensor, background: Tensor | None = None) -> ClassicalFill:
+def classical_fill(x: Tensor, sources: Tensor, background: Tensor | None = None, *,
+                   with_spread: bool = True) -> ClassicalFill:
     """The normalized-convolution fill of ``x`` from ``sources`` (:func:`fill_sources`) as
     decloud runs it, with its spread (see :class:`ClassicalFill`).
 
@@ -128,12 +129,15 @@ def classical_fill(x: Tensor, sources: Tensor, background: Tensor | None = None)
     fades to beyond :data:`FILL_REACH_PX` of any source (default: each image's own). The spread
     is ``sqrt(E[x^2] - E[x]^2)`` with both expectations taken by the same normalized
     convolution, so it grows with the holes: deep inside a large cloud the fill averages a wide,
-    varied area, and far from any source it is the scene's standard deviation."""
+    varied area, and far from any source it is the scene's standard deviation. Without
+    ``with_spread`` the spread is None and costs nothing (a model with its own variance)."""
     mean = square = None  # each image's own clear mean of x and of x^2
     if background is not None:
         background = background.to(x)
         mean, square = background[0], background[0] ** 2 + background[1] ** 2
     prior = normalized_convolution(x, sources, reach=FILL_REACH_PX, background=mean)
+    if not with_spread:
+        return ClassicalFill(prior, None)
     second = normalized_convolution(x * x, sources, reach=FILL_REACH_PX, background=square)
     return ClassicalFill(prior, (second - prior * prior).clamp_min(0).sqrt())
 

@@ -170,7 +170,8 @@ class TileEngine:
 
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor, ok: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-            classical = classical_fill(obs.float(), fill_sources(clr.float(), self.fill_buffer), fallback)
+            classical = classical_fill(obs.float(), fill_sources(clr.float(), self.fill_buffer), fallback,
+                                       with_spread=bool(config.fill_sigma))
             estimate, log_var = self.generator(obs, clr, classical.prior, s)
             if config.keep_detail > 0:
                 estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok)
