@@ -8,9 +8,9 @@ import torch
 from conftest import SSL4EO_CLEAR
 
 from sarclear.bands import S2_PAPER10
-from sarclear.fill import classical_fill
+from sarclear.fill import classical_fill, fill_sources
 from sarclear.io import open_optical
-from sarclear.thin_cloud import detail_weight, keep_detail
+from sarclear.thin_cloud import coarse_detail, coarse_weight, detail_weight, keep_detail, observed_detail
 from sarclear.tiling import Window
 
 
@@ -100,3 +100,38 @@ def test_nodata_next_to_thin_cloud_adds_no_detail_of_its_own():
     near = (clear[0, 0] == 0) & valid[0, 0]
     assert (kept - prior)[0][:, near].abs().max() < 1e-6  # no ground detail, and nodata adds none
     assert (naive - prior)[0][:, near].abs().max() > 0.01  # what it would add if it counted the fill value
+
+
+def test_under_a_smooth_veil_whole_fields_come_back_too():
+    """The coarse detail (about 40-160 m) carries the fields themselves: with it the result
+    correlates better with the ground than with the fine detail alone, and beats the input."""
+    truth, clear = _scene(), _hole()
+    hidden = clear[0, 0] == 0
+    rows = torch.linspace(0, 1, 264, dtype=torch.float64)[:, None]
+    opacity = 0.25 + 0.1 * rows  # a veil thickening slowly down the image
+    observed = torch.where(clear > 0, truth, (1 - opacity) * truth + opacity * 0.45)
+    sources = fill_sources(clear, 2)
+    prior = classical_fill(observed, sources).prior
+    fine = prior + 0.7 * detail_weight(observed, prior, S2_PAPER10) * observed_detail(observed)
+    both = keep_detail(observed, prior, S2_PAPER10, 0.7, sources=sources)
+    corr = {name: _corr(v[0][:, hidden], truth[0][:, hidden]) for name, v in
+            (("fine", fine), ("both", both), ("input", observed))}
+    rmse = {name: float((v - truth)[0][:, hidden].pow(2).mean().sqrt()) for name, v in
+            (("fine", fine), ("both", both), ("input", observed))}
+    assert corr["both"] > corr["fine"] + 0.05
+    assert rmse["both"] < rmse["fine"] and rmse["both"] < rmse["input"]
+
+
+def test_the_contrast_of_a_shadow_edge_is_not_taken_for_ground():
+    """A cloud shadow darkens the ground: it passes the thin-cloud test, and its edge is
+    coarse detail that ground does not have. The contrast test drops it at the edge, and keeps
+    the coarse detail of the unshadowed hidden ground beside it."""
+    truth, clear = _scene(), _hole()
+    shade = torch.ones(1, 1, 264, 264, dtype=torch.float64)
+    shade[..., 80:180, 130:190] = 0.4  # the right part of the hidden block is in shadow
+    observed = torch.where(clear > 0, truth, truth * shade)
+    sources = fill_sources(clear, 2)
+    prior = classical_fill(observed, sources).prior
+    weight = coarse_weight(observed, prior, S2_PAPER10, coarse_detail(observed), sources)[0, 0]
+    edge, beside = weight[95:165, 124:136], weight[95:165, 95:115]
+    assert float(edge.mean()) < 0.2 and float(beside.mean()) > 0.6

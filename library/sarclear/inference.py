@@ -170,11 +170,12 @@ class TileEngine:
 
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor, ok: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-            classical = classical_fill(obs.float(), fill_sources(clr.float(), self.fill_buffer), fallback,
-                                       with_spread=bool(config.fill_sigma))
+            sources = fill_sources(clr.float(), self.fill_buffer)
+            classical = classical_fill(obs.float(), sources, fallback, with_spread=bool(config.fill_sigma))
             estimate, log_var = self.generator(obs, clr, classical.prior, s)
             if config.keep_detail > 0:
-                estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok)
+                estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok,
+                                       sources)
             if config.fill_sigma:
                 return estimate.float(), fill_variance(classical.spread, config.fill_sigma)
             return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
