@@ -47,6 +47,7 @@ from qgis.core import (
 
 from . import layers
 from .adapt_option import unavailable_reason
+from .buffer_option import buffer_defaults
 from .environment import missing_dependencies, plugin_icon
 from .models import model_label
 from .task import RunParameters, metrics_text, progress_percent, run_decloud, stage_text
@@ -162,17 +163,6 @@ class _SarclearAlgorithm(QgsProcessingAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, description))
 
 
-def _buffer_defaults() -> tuple[int | None, int | None]:
-    """The library's mask and fill buffers (pixels; a light import: no torch, no GDAL); (None,
-    None) while it is missing (the toolbox still lists the algorithm; an empty value means the
-    library's default)."""
-    try:
-        from sarclear.defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
-    except ImportError:
-        return None, None
-    return MASK_BUFFER_PX, FILL_BUFFER_PX
-
-
 class RemoveClouds(_SarclearAlgorithm):
     NAME, DISPLAY_NAME = "removeclouds", "Remove clouds (SAR-optical cGAN)"
     GROUP, GROUP_ID = "Cloud removal", "cloudremoval"
@@ -251,7 +241,7 @@ class RemoveClouds(_SarclearAlgorithm):
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "MS_OFFSET", "Offset added to MS digital numbers (empty: as the product declares it; L2A baseline "
             "04.00 and later: -1000)", QgsProcessingParameterNumber.Type.Double, optional=True)))
-        mask_buffer, fill_buffer = _buffer_defaults()
+        mask_buffer, fill_buffer = buffer_defaults()
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "MASK_BUFFER", "Detected cloud and shadow grow by (pixels; without a cloud mask layer; real clouds "
             "are wider than what the detector calls cloud)", QgsProcessingParameterNumber.Type.Integer,

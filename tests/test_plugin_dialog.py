@@ -17,8 +17,12 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QFileDialog, QMessageBox
 
 from sarclear.bands import S2_BANDS, S2_PAPER10
+from sarclear.defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
 
 pytestmark = pytest.mark.qgis
+
+#: what every run of the dialog passes unless the user changes the buffers
+DEFAULT_BUFFERS = {"mask_buffer": MASK_BUFFER_PX, "fill_buffer": FILL_BUFFER_PX}
 
 
 @pytest.fixture()
@@ -321,14 +325,14 @@ def test_the_offset_decision_is_shown_and_can_be_overridden(dialog, sample_proje
     assert "offset" not in dialog.parameters().extra
     dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("-1000"))
     assert dialog.offset_info.text().startswith("reflectance = (value -1000) / 10000")
-    assert dialog.parameters().extra == {"ms_offset": -1000.0}
+    assert dialog.parameters().extra == {"ms_offset": -1000.0, **DEFAULT_BUFFERS}
     dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("custom"))
     assert dialog.offset_spin.isEnabled()
     dialog.offset_spin.setValue(-500)
     assert dialog.offset_info.text().startswith("reflectance = (value -500) / 10000")
-    assert dialog.parameters().extra == {"ms_offset": -500.0}
+    assert dialog.parameters().extra == {"ms_offset": -500.0, **DEFAULT_BUFFERS}
     dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("none"))
-    assert dialog.parameters().extra == {"ms_offset": 0.0} and not dialog.offset_spin.isEnabled()
+    assert dialog.parameters().extra == {"ms_offset": 0.0, **DEFAULT_BUFFERS} and not dialog.offset_spin.isEnabled()
 
 
 def test_the_reference_row_is_below_the_sar_list_and_the_dialog_fits_a_laptop_screen(dialog):
@@ -422,7 +426,7 @@ def test_the_automatic_offset_follows_the_product_baseline_and_can_be_overridden
     assert "ms_offset" not in dialog.parameters().extra  # automatic: the library decides the same way
     dialog.offset_combo.setCurrentIndex(dialog.offset_combo.findData("none"))  # the analyst knows better
     assert dialog.offset_info.text().startswith("reflectance = (value +0) / 10000")
-    assert dialog.parameters().extra == {"ms_offset": 0.0}
+    assert dialog.parameters().extra == {"ms_offset": 0.0, **DEFAULT_BUFFERS}
 
 
 MODELS = Path(__file__).resolve().parents[1] / "resources" / "models"
@@ -480,3 +484,31 @@ def test_duration_words():
 
     assert [duration_words(s) for s in (10, 59.4, 60, 180, 3540, 3600, 5400)] == [
         "10 s", "59 s", "1 min", "3 min", "59 min", "1 h", "1 h 30 min"]
+
+
+def test_the_mask_and_fill_buffers_default_to_the_library_and_reach_the_run(dialog, sample_project):
+    buffers = dialog.buffer_option
+    mask_spin, fill_spin = buffers.mask_spin, buffers.fill_spin
+    assert (mask_spin.value(), fill_spin.value()) == (MASK_BUFFER_PX, FILL_BUFFER_PX)
+    assert (mask_spin.minimum(), mask_spin.maximum(), fill_spin.minimum(), fill_spin.maximum()) == (0, 64, 0, 64)
+    assert "10 m" in mask_spin.toolTip() and "10 m" in fill_spin.toolTip()
+    assert {k: v for k, v in dialog.parameters().extra.items() if k.endswith("_buffer")} == DEFAULT_BUFFERS
+    mask_spin.setValue(20)
+    fill_spin.setValue(0)
+    params = dialog.parameters()
+    assert params.cloud_mask == "auto"
+    assert params.extra["mask_buffer"] == 20 and params.extra["fill_buffer"] == 0
+    from sarclear.inference import DecloudOptions  # what the run builds from them (task.run_decloud)
+
+    options = DecloudOptions(**params.extra)
+    assert (options.mask_buffer, options.fill_buffer) == (20, 0)
+
+    # a cloud mask layer is used as it is: the mask buffer greys out and is left out of the run
+    dialog.mask_combo.setLayer(sample_project["cloudy"])
+    assert not mask_spin.isEnabled() and fill_spin.isEnabled()
+    assert "used as it is" in mask_spin.toolTip()
+    params = dialog.parameters()
+    assert params.cloud_mask == sample_project["cloudy"].source()
+    assert "mask_buffer" not in params.extra and params.extra["fill_buffer"] == 0
+    dialog.mask_combo.setLayer(None)  # automatic detection again
+    assert mask_spin.isEnabled() and dialog.parameters().extra["mask_buffer"] == 20

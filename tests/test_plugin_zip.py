@@ -52,7 +52,8 @@ def test_zip_has_one_plugin_folder_with_library_icon_and_model(plugin_zip):
     for required in ("__init__.py", "metadata.txt", "LICENSE", "plugin.py", "dialog.py", "task.py", "layers.py",
                      "provider.py", "algorithms.py", "libs/sarclear/__init__.py", "libs/sarclear/inference.py",
                      "resources/icons/sarclear.svg", f"resources/models/{DEMO_MODEL}", "resources/models/README.md",
-                     "install.py", "messages.py", "models.py"):
+                     "install.py", "messages.py", "models.py", "dialog_widgets.py", "dialog_inputs.py",
+                     "dialog_model.py", "dialog_bands.py", "dialog_area.py", "dialog_output.py", "buffer_option.py"):
         assert f"sarclear_qgis/{required}" in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "tests" in n or "samples" in n]
     parser = configparser.ConfigParser(interpolation=None)
