@@ -52,8 +52,10 @@ def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelCon
     clear = torch.from_numpy(~hidden & valid).double()[None, None]
     seen = x[:, ~hidden & valid].astype(np.float64)
     background = torch.from_numpy(np.stack([seen.mean(1), seen.std(1)])) if seen.size else None
-    classical = classical_fill(xt, fill_sources(clear, FILL_BUFFER_PX), background)
-    estimate = keep_detail(xt, classical.prior, config.bands, config.keep_detail)
+    sources = fill_sources(clear, FILL_BUFFER_PX)
+    classical = classical_fill(xt, sources, background)
+    ok = torch.from_numpy(valid)[None, None]
+    estimate = keep_detail(xt, classical.prior, config.bands, config.keep_detail, ok, sources)
     return classical._replace(prior=estimate)
 
 
