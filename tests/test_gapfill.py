@@ -133,7 +133,7 @@ def test_adapt_fine_tunes_a_copy_and_refuses_what_it_cannot_use():
     calls = []
     opts = AdaptOptions(steps=3, crop=48, batch=2)
     adapted = adapt_model(model, ms, sar, clear, opts, progress=lambda d, t, w: calls.append((d, t)))
-    assert calls == [(1, 3), (2, 3), (3, 3)] and adapted.info["adapted"]["steps"] == 3
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)] and adapted.info["adapted"]["steps"] == 3
     assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())  # the input is untouched
     assert any(not torch.equal(before[k], v) for k, v in adapted.generator.state_dict().items())
     again = adapt_model(model, ms, sar, clear, opts)  # seeded: the same model again

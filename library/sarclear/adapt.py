@@ -186,6 +186,8 @@ def adapt_model(model: Model, ms: np.ndarray, sar: np.ndarray | None, clear: np.
     before = _held_out_error(G, held_out)
     t0, i, l1 = time.perf_counter(), 0, float("nan")
     limit = options.steps
+    if progress is not None:  # the stage shows at once: a first step can take seconds
+        progress(*((0, limit, "steps") if limit is not None else (0, int(options.seconds), "s")))
     while True:
         if cancel is not None and cancel():
             raise Cancelled("scene-adaptive fitting cancelled")
