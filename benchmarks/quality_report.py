@@ -137,9 +137,9 @@ def _kind_table(rows, group: str, kind: str) -> str:
     return "\n".join(lines)
 
 
-def _within(r: dict) -> str:
+def _within(r: dict, unit: str = " scenes within") -> str:
     """'k of n scenes within' for a clear-check row (older JSON: '-')."""
-    return "-" if "scenes_within" not in r else f"{r['scenes_within']} of {r['scenes']} scenes within"
+    return "-" if "scenes_within" not in r else f"{r['scenes_within']} of {r['scenes']}{unit}"
 
 
 def _targets(doc) -> list[str]:
@@ -221,7 +221,7 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
             "|---|---|---|---|---|---|"]
     for r in doc["clear_check"]:
         out.append(f"| {r['model']} | {r['scenes']} | {fmt(r['pixels'])} | {fmt(r['changed_pct'])} | "
-                   f"{fmt(r['rmse_vs_input'])} | {_within(r)} |")
+                   f"{fmt(r['rmse_vs_input'])} | {_within(r, '')} |")
     by_where: dict[str, list[str]] = {}
     for r in doc["clear_check"]:
         if r.get("scenes_changed"):
