@@ -89,10 +89,13 @@ def observed_detail(observed: Tensor, valid: Tensor | None = None) -> Tensor:
     return observed - _local_mean(observed, DETAIL_SIGMA_PX, valid)
 
 
-def coarse_detail(observed: Tensor, valid: Tensor | None = None) -> Tensor:
+def coarse_detail(observed: Tensor, valid: Tensor | None = None, local: Tensor | None = None) -> Tensor:
     """The observed local means at ``DETAIL_SIGMA_PX`` minus those at ``COARSE_SIGMA_PX``, over
-    the ``valid`` pixels (N, 1, H, W; default all), (N, C, H, W)."""
-    return _local_mean(observed, DETAIL_SIGMA_PX, valid) - _local_mean(observed, COARSE_SIGMA_PX, valid)
+    the ``valid`` pixels (N, 1, H, W; default all), (N, C, H, W). ``local``: the first of them,
+    when the caller has it (:func:`keep_detail` does, from the fine detail)."""
+    if local is None:
+        local = _local_mean(observed, DETAIL_SIGMA_PX, valid)
+    return local - _local_mean(observed, COARSE_SIGMA_PX, valid)
 
 
 def detail_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], detail: Tensor | None = None,
@@ -146,7 +149,8 @@ def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: flo
     if valid is not None:
         ok &= valid.to(torch.bool)
     observed = torch.where(ok, observed, prior)
-    fine, coarse = observed_detail(observed, ok) * ok, coarse_detail(observed, ok) * ok
+    local = _local_mean(observed, DETAIL_SIGMA_PX, ok)  # shared by both scales
+    fine, coarse = (observed - local) * ok, coarse_detail(observed, ok, local) * ok
     if sources is not None:
         sources = sources * ok
     detail = (detail_weight(observed, prior, bands, fine, ok) * fine
