@@ -186,8 +186,16 @@ def adapt_model(model: Model, ms: np.ndarray, sar: np.ndarray | None, clear: np.
     before = _held_out_error(G, held_out)
     t0, i, l1 = time.perf_counter(), 0, float("nan")
     limit = options.steps
-    if progress is not None:  # the stage shows at once: a first step can take seconds
-        progress(*((0, limit, "steps") if limit is not None else (0, int(options.seconds), "s")))
+
+    def report() -> None:  # progress of steps done, or of seconds spent
+        if progress is None:
+            return
+        if limit is not None:
+            progress(i, limit, "steps")
+        else:
+            progress(min(int(time.perf_counter() - t0), int(options.seconds)), int(options.seconds), "s")
+
+    report()  # at 0 first: the stage shows at once, and a first step can take seconds
     while True:
         if cancel is not None and cancel():
             raise Cancelled("scene-adaptive fitting cancelled")
@@ -196,11 +204,7 @@ def adapt_model(model: Model, ms: np.ndarray, sar: np.ndarray | None, clear: np.
             break
         l1 = step(i)
         i += 1
-        if progress is not None:
-            if limit is not None:
-                progress(i, limit, "steps")
-            else:
-                progress(min(int(time.perf_counter() - t0), int(options.seconds)), int(options.seconds), "s")
+        report()
     after = _held_out_error(G, held_out)
     kept = after < before
     log.info("adapted the model to the scene: %d steps in %.0f s (last L1 %.4f); error on held-out synthetic clouds "
