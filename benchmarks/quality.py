@@ -50,6 +50,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from quality_io import (
+    CLEAR_CHANGED_PCT,
+    CLEAR_RMSE,
     DEFAULT_DATA,
     KIND_CONFIGS,
     read_output,
@@ -68,7 +70,6 @@ from sarclear.metrics import MetricAccumulator, correlation, ssim_map
 
 log = logging.getLogger("quality")
 CHANGE_TOL = 0.002  # reflectance: a pixel "changed" when any band moved more than this
-CLEAR_CHANGED_PCT, CLEAR_RMSE = 0.5, 0.002  # issue 11's target for a real clear scene
 ADAPT_GROUP = "adapt subset (S1+S2)"
 MASK_OPACITY = 0.02  # opacity (and shadow darkening) from which a pixel counts as cloud-affected
 

@@ -26,6 +26,10 @@ KIND_CONFIGS = {
     "thick+shadow": dataclasses.replace(_BASE, coverage=(0.25, 0.25), haze=(0.0, 0.0), shadow=(0.4, 0.7)),
 }
 
+#: Issue 11's target for a real clear scene through default decloud: at most this share of its
+#: pixels changed (%), and at most this RMSE against the input (reflectance).
+CLEAR_CHANGED_PCT, CLEAR_RMSE = 0.5, 0.002
+
 #: Where a scene has no georeferencing (BigEarthNet from configilm): a dummy UTM 33N grid.
 DUMMY_EPSG, DUMMY_GT = 32633, (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
 
