@@ -1,16 +1,21 @@
 """Quality benchmark: how well each method restores real clear scenes held out from training
-(split by place, :mod:`sarclear.datasets`) under seeded synthetic clouds of three kinds, and
-what it does to real clear and real cloudy scenes.
+(split by place, :mod:`sarclear.datasets`) under seeded synthetic clouds of three kinds and
+under real cloud layers, and what it does to real clear and real cloudy scenes.
 
-Cloud kinds (:mod:`sarclear.clouds`, one seed per scene and kind, the same for every method):
+Cloud kinds (one seed per scene and kind, the same for every method; ``--kinds`` picks some):
 
-* ``thick``: thick cloud over 35 % of the scene, no haze, no shadow;
+* ``thick``: thick cloud over 35 % of the scene, no haze, no shadow (:mod:`sarclear.clouds`);
 * ``haze``: a thin veil only (opacity 0.25-0.5 at 490 nm), no thick cloud;
-* ``thick+shadow``: thick cloud over 25 % with its shadow (darkening 0.4-0.7).
+* ``thick+shadow``: thick cloud over 25 % with its shadow (darkening 0.4-0.7);
+* ``real layers``: the clouds and shadows of a real cloudy scene (:mod:`sarclear.cloud_layers`:
+  SSL4EO-S12's cloudy date, the overcast Major TOM cell; never the test scene's own place, and
+  never a layer that training draws from), turned and cut to the scene. Synthetic clouds are
+  one colour and never quite opaque; these have real tops, edges, gaps and shadows, where a
+  method that learned to see through synthetic clouds fails as it does on real ones.
 
 The *true mask* is every pixel the clouds changed: combined opacity at 490 nm >= 0.02 or
-shadow darkening >= 0.02 (soft cloud edges included). Under-cloud metrics are over the true
-mask, whole-image metrics over every valid pixel.
+shadow darkening >= 0.02 (soft cloud edges included; a layer's opacity is one for all
+bands). Under-cloud metrics are over the true mask, whole-image metrics over every valid pixel.
 
 Methods: the cloudy input; mean fill and normalized-convolution fill (:mod:`sarclear.fill`)
 inside the mask; each model (``--model NAME=PATH``, default every model in resources/models)
@@ -54,6 +59,9 @@ from quality_io import (
     CLEAR_RMSE,
     DEFAULT_DATA,
     KIND_CONFIGS,
+    KINDS,
+    REAL_LAYERS,
+    layer_sources,
     read_output,
     real_cloud_scenes,
     test_scenes,
@@ -140,7 +148,7 @@ class Scorer:
 class Runner:
     """Runs every method on one cloudy scene and scores it."""
 
-    def __init__(self, args, models: dict, work: Path):
+    def __init__(self, args, models: dict, work: Path, layers: Sequence = ()):
         self.args, self.models, self.work = args, models, work
         self.detect = detector()
         fields = options_fields()
@@ -148,6 +156,7 @@ class Runner:
         self.adapt_time = "adapt_seconds" in fields
         self.auto_ok: bool | None = None  # cloud_mask="auto" supported? (found by trying)
         self.notes: list[str] = []
+        self.layers = list(layers)  # (scene, CloudLayer) of the real cloudy scenes
         if self.detect is None:
             self.notes.append("sarclear.masks.detect_array is not in this library yet: no detected-mask rows "
                               "for the baselines")
@@ -191,6 +200,17 @@ class Runner:
         self.auto_ok = True
         return result
 
+    def clouds(self, scene, kind: str):
+        """What corrupts ``scene`` under ``kind``: a seeded synthetic cloud field, or one of the
+        real cloud layers (not from the scene's own place), turned and cut to the scene, seeded."""
+        h, w = scene.ms.shape[1:]
+        seed = _seed(self.args.seed, scene.name, kind)
+        if kind != REAL_LAYERS:
+            return CloudField(1, h, w, KIND_CONFIGS[kind], seed=seed)
+        here = scene.place.rsplit(":", 1)[0]  # the location, whichever part of it
+        eligible = [layer for source, layer in self.layers if source.place.rsplit(":", 1)[0] != here]
+        return eligible[seed % len(eligible)].placed(h, w, seed) if eligible else None
+
     def run(self, scene, kind: str, scorer: Scorer, figure: dict | None = None, adapt_subset: bool = False) -> None:
         """Clouds of ``kind`` on ``scene``, every method, scored; ``figure`` receives the
         outputs; scenes of the ``adapt_subset`` are scored again, with ``+ adapt`` rows, in
@@ -200,9 +220,11 @@ class Runner:
         valid = torch.isfinite(ref).all(0)
         if scene.sar is not None:
             valid &= torch.from_numpy(np.isfinite(scene.sar).all(0))
-        h, w = ref.shape[1:]
-        field = CloudField(1, h, w, KIND_CONFIGS[kind], seed=_seed(self.args.seed, scene.name, kind))
-        res = field.apply(torch.nan_to_num(ref)[None], bands)
+        clouds = self.clouds(scene, kind)
+        if clouds is None:
+            log.info("%s: no real cloud layer from another place; no %s row", scene.name, kind)
+            return
+        res = clouds.apply(torch.nan_to_num(ref)[None], bands)
         cloudy = (torch.round(res.cloudy[0].clamp(0, 6.5) * 10000) / 10000).float()  # as written (uint16 DN)
         cloudy = torch.where(valid, cloudy, torch.nan)
         ref_q = torch.round(ref * 10000) / 10000
@@ -223,7 +245,7 @@ class Runner:
                 out = torch.where(m, fn(x, clear_w)[0], cloudy)
                 score(method, mask_name, out)
                 outputs[f"{method} ({mask_name} mask)"] = out
-        d = self.work / f"{_seed(scene.name)}_{kind}"
+        d = self.work / f"{_seed(scene.name)}_{kind.replace(' ', '_')}"
         d.mkdir(parents=True, exist_ok=True)
         ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, cloudy.numpy())
         mask_path = write_mask(d / "mask.tif", true_mask.numpy(), scene)
@@ -294,6 +316,8 @@ def main(argv=None) -> int:
                    help="a model to compare (repeatable; default: every model in resources/models)")
     p.add_argument("--crop", type=int, default=384, help="size of the crop taken from large test scenes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help=f"comma-separated cloud kinds to run (default all: {', '.join(KINDS)})")
     p.add_argument("--adapt-time", type=float, default=15.0,
                    help="seconds of scene adaptation per run, where decloud supports it")
     p.add_argument("--adapt-scenes", type=int, default=2,
@@ -307,6 +331,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        p.error(f"--kinds: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(KINDS)}")
     if args.quick:  # CI: adaptation (where supported) on one scene, briefly
         args.adapt_scenes, args.adapt_time = min(args.adapt_scenes, 1), min(args.adapt_time, 5.0)
     common.setup_logging(args.verbose)
@@ -330,14 +358,17 @@ def main(argv=None) -> int:
 
     scenes, chosen = test_scenes(args.data, args.quick, args.crop)
     log.info("%d test scenes: %s", len(scenes), ", ".join(f"{s.name} {s.ms.shape[2]}x{s.ms.shape[1]}" for s in scenes))
-    runner = Runner(args, models, work)
+    layers = layer_sources(args.data, args.quick, args.crop)
+    log.info("%d real cloud layers: %s", len(layers),
+             ", ".join(f"{s.name} ({100 * layer.cloud_fraction:.0f} % cloud)" for s, layer in layers))
+    runner = Runner(args, models, work, layers)
     scorer = Scorer(scenes[0].bands)
     fig_scene = max((s for s in scenes if s.sar is not None), key=lambda s: s.ms.shape[1] * s.ms.shape[2])
     by_size = sorted((s for s in scenes if s.sar is not None), key=lambda s: -s.ms.shape[1] * s.ms.shape[2])
     adapt_names = {s.name for s in by_size[:args.adapt_scenes]} if runner.adapt else set()
     synthetic_views = {}
     for i, scene in enumerate(scenes):
-        for kind in KIND_CONFIGS:
+        for kind in kinds:
             views = {} if scene is fig_scene and (kind == "thick" or not args.quick) else None
             runner.run(scene, kind, scorer, views, adapt_subset=scene.name in adapt_names)
             if views:
@@ -349,7 +380,8 @@ def main(argv=None) -> int:
     figures = []
     if not args.no_figures:
         for kind, views in synthetic_views.items():
-            figures.append(figure_synthetic(args.out / f"synthetic_{kind}.png", views, fig_scene, kind))
+            name = f"synthetic_{kind.replace(' ', '_')}.png"
+            figures.append(figure_synthetic(args.out / name, views, fig_scene, kind))
         real = real_cloud_scenes(args.data, args.quick, args.crop)
         figures += figures_real(args.out, real, models, runner, work)
     seconds = time.perf_counter() - t0
@@ -359,6 +391,8 @@ def main(argv=None) -> int:
                                 "bands": list(m.config.bands)} for name, m in models.items()},
               "args": {k: str(v) for k, v in vars(args).items()}, "scenes": chosen,
               "kinds": {k: dataclasses.asdict(c) for k, c in KIND_CONFIGS.items()},
+              "real_layers": [{"source": s.name, "place": s.place, "cloud_fraction": layer.cloud_fraction}
+                              for s, layer in runner.layers],
               "mask_rule": f"opacity at 490 nm >= {MASK_OPACITY} or shadow darkening >= {MASK_OPACITY}",
               "adapt_scenes": sorted(adapt_names), "rows": scorer.rows(), "per_scene": scorer.records,
               "clear_check": clear_rows,

@@ -11,6 +11,7 @@ import numpy as np
 from common import ROOT, SAMPLES
 from osgeo import gdal, osr
 
+from sarclear.cloud_layers import CloudLayer, scene_layers
 from sarclear.clouds import CloudConfig
 from sarclear.datasets import Scene, load_scenes
 
@@ -25,6 +26,13 @@ KIND_CONFIGS = {
     "haze": dataclasses.replace(_BASE, coverage=(0.0, 0.0), haze=(0.25, 0.5), shadow=(0.0, 0.0)),
     "thick+shadow": dataclasses.replace(_BASE, coverage=(0.25, 0.25), haze=(0.0, 0.0), shadow=(0.4, 0.7)),
 }
+
+#: The fourth kind: real clouds and shadows (:mod:`sarclear.cloud_layers`) lifted from the real
+#: cloudy scenes (:func:`layer_sources`), one per test scene, laid over its clear ground.
+REAL_LAYERS = "real layers"
+KINDS = (*KIND_CONFIGS, REAL_LAYERS)
+#: A real cloudy scene gives a layer when at least this share of it is thick cloud.
+MIN_LAYER_CLOUD = 0.05
 
 #: Issue 11's target for a real clear scene through default decloud: at most this share of its
 #: pixels changed (%), and at most this RMSE against the input (reflectance).
@@ -90,6 +98,19 @@ def real_cloud_scenes(data: Path, quick: bool, size: int) -> list[Scene]:
                 out.append(crop(s, size))
     out += [s for s in load_scenes(SAMPLES, include_cloudy=True, sources=["sen12ms-cr"]) if s.cloudy]
     return out
+
+
+def layer_sources(data: Path, quick: bool, size: int) -> list[tuple[Scene, CloudLayer]]:
+    """The benchmark's real cloud layers (:mod:`sarclear.cloud_layers`): SSL4EO-S12's cloudy date
+    (bundled samples, both halves) and the overcast Major TOM cell (one quadrant, cropped). None
+    is a test scene, and none is among the layers that training may draw from
+    (:data:`sarclear.fill_data.TRAINING_LAYER_SOURCES`), so a model trained on layers meets
+    clouds here that it has not seen."""
+    scenes = [s for s in load_scenes(SAMPLES, include_cloudy=True, sources=["ssl4eo-s12"]) if s.cloudy]
+    if not quick and data.is_dir():
+        scenes += [crop(s, size) for s in load_scenes(data, include_cloudy=True, sources=["majortom"])
+                   if s.cloudy and s.place.endswith(":q00")]
+    return scene_layers(scenes, MIN_LAYER_CLOUD)
 
 
 def _create(path: Path, scene: Scene, count: int, dtype: int) -> gdal.Dataset:

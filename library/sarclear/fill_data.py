@@ -4,7 +4,8 @@ three kinds drawn over them, and the cloud mask a detector would give.
 A batch item is built from a clear crop ``truth`` (C, h, w) reflectance::
 
     kind    thick cloud | haze only | thick cloud with shadow   (drawn per item)
-    cloudy  = sarclear.clouds over truth                         (exact opacity known)
+            | a real cloud layer (share ``layer_fraction``, where layers are given)
+    cloudy  = sarclear.clouds (or the layer) over truth          (exact opacity known)
     hidden  = dilate(opacity > t or shadow > t_s, k px)          t, t_s, k random: a mask
                                                                   with a detector's errors
     clear   = 1 - hidden, and 0 where the scene has no data
@@ -25,8 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .cloud_layers import CloudLayer
 from .clouds import CloudConfig, CloudField
 from .fill import FILL_REACH_PX, fill_sources, normalized_convolution
+
+#: Sources (:mod:`sarclear.datasets`) whose real cloudy train-split scenes training may take cloud
+#: layers from (:mod:`sarclear.cloud_layers`). The quality benchmark lays other scenes' clouds.
+TRAINING_LAYER_SOURCES = ("benv2",)
 
 #: Cloud kinds and their drawing probability.
 KINDS = ("thick", "haze", "shadow")
@@ -106,19 +112,28 @@ def detector_mask(opacity: Tensor, shadow: Tensor, g: torch.Generator) -> Tensor
 
 
 def make_batch(truth: Tensor, sar_db: Tensor, has_sar: Tensor, bands: Sequence[str], sar_scaling,
-               g: torch.Generator, kinds: Sequence[str] | None = None, fill_buffer: int = 0) -> FillBatch:
+               g: torch.Generator, kinds: Sequence[str] | None = None, fill_buffer: int = 0,
+               layers: Sequence[CloudLayer] = (), layer_fraction: float = 0.0) -> FillBatch:
     """Clouds, mask, prior and inputs for clear crops ``truth`` (B, C, h, w) (NaN = no data);
     ``sar_db`` (B, S, h, w), ``has_sar`` (B,) bool. ``kinds`` fixes each item's cloud kind;
-    ``fill_buffer``: the prior's source buffer (:func:`sarclear.fill.fill_sources`)."""
+    ``fill_buffer``: the prior's source buffer (:func:`sarclear.fill.fill_sources`). With
+    ``layers``, a share ``layer_fraction`` of the items gets one of them (kind "real"), turned
+    and cut at random, instead of synthetic clouds (no random draw is spent on it otherwise,
+    so a run without layers draws the batches it always did)."""
     b, _, h, w = truth.shape
     valid = torch.isfinite(truth).all(1, keepdim=True).float()
     truth = torch.nan_to_num(truth)
     cloudy, opacity, thick, shadow, chosen = [], [], [], [], []
     for i in range(b):
-        kind = kinds[i] if kinds is not None else KINDS[_pick(KIND_WEIGHTS, g)]
-        cell = math.exp(math.log(30.0) + (math.log(120.0) - math.log(30.0)) * float(torch.rand(1, generator=g)))
-        field = CloudField(1, h, w, cloud_config(kind, cell), seed=g, device=truth.device)
-        r = field.apply(truth[i:i + 1], bands)
+        if layers and layer_fraction > 0 and float(torch.rand(1, generator=g)) < layer_fraction:
+            kind = "real"
+            layer = layers[int(torch.randint(0, len(layers), (1,), generator=g))]
+            r = layer.placed(h, w, int(torch.randint(0, 2**31 - 1, (1,), generator=g))).apply(truth[i:i + 1], bands)
+        else:
+            kind = kinds[i] if kinds is not None else KINDS[_pick(KIND_WEIGHTS, g)]
+            cell = math.exp(math.log(30.0) + (math.log(120.0) - math.log(30.0)) * float(torch.rand(1, generator=g)))
+            field = CloudField(1, h, w, cloud_config(kind, cell), seed=g, device=truth.device)
+            r = field.apply(truth[i:i + 1], bands)
         cloudy.append(r.cloudy)
         opacity.append(r.opacity)
         thick.append(r.thick)

@@ -32,7 +32,7 @@ from .atomic import atomic_path
 from .checkpoint import load_model, save_model
 from .data import item_seed
 from .errors import InputError
-from .fill_data import SceneArrays, _pick, crop_scene, make_batch
+from .fill_data import TRAINING_LAYER_SOURCES, SceneArrays, _pick, crop_scene, make_batch
 from .fill_eval import eval_items, score
 from .networks import ModelConfig, build
 from .train_state import EMA, git_revision, latest_checkpoint, load_training_state, optimizer_state, save_training_state
@@ -74,6 +74,25 @@ def load_training_scenes(root: str, bands: tuple[str, ...], sar_channels: tuple[
             sar = loaded.sar if sar_channels else None
             out.append(SceneArrays(p.key, ms, sar, split))
     return out
+
+
+def load_training_layers(root: str, bands: tuple[str, ...]) -> list:
+    """Cloud layers (:mod:`sarclear.cloud_layers`) of the real cloudy train-split scenes of
+    :data:`~sarclear.fill_data.TRAINING_LAYER_SOURCES` under the data folder ``root``."""
+    from .cloud_layers import scene_layers
+    from .datasets import load_scenes
+
+    path = Path(root)
+    if not path.is_dir():
+        raise InputError(f"real_layer_fraction needs a data folder with real cloudy scenes; {root} is not a folder")
+    cloudy = [s for s in load_scenes(path, bands=bands, include_cloudy=True, sources=TRAINING_LAYER_SOURCES)
+              if s.cloudy and s.split == "train"]
+    layers = [layer for _, layer in scene_layers(cloudy)]
+    if not layers:
+        raise InputError(f"real_layer_fraction is set but {root} holds no real cloudy train-split scene of "
+                         f"{', '.join(TRAINING_LAYER_SOURCES)}; set it to 0 or point the data at them")
+    log.info("real cloud layers from %s", ", ".join(layer.source for layer in layers))
+    return layers
 
 
 class ScenePool:
@@ -183,6 +202,7 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
                        crop=min(config.eval_max_size, 128), seed=config.seed)
     log.info("%d training scenes (%d with SAR), %d validation scenes; model %s", len(pool.scenes),
              len(pool.with_sar), len(val_scenes), model_config.preset)
+    layers = load_training_layers(config.data, model_config.bands) if config.real_layer_fraction > 0 else []
 
     torch.manual_seed(config.seed)
     G, _ = build(model_config)
@@ -239,7 +259,8 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
     while step < total:
         g = torch.Generator().manual_seed(item_seed(config.seed, 31337, step))
         truth, sar, has = pool.draw(config.batch_size, n_sar, g)
-        b = make_batch(truth, sar, has, model_config.bands, sar_scaling, g)
+        b = make_batch(truth, sar, has, model_config.bands, sar_scaling, g, layers=layers,
+                       layer_fraction=config.real_layer_fraction)
         loss, parts = fill_loss(G, b, config.nll_weight, config.gate_weight)
         if not math.isfinite(parts["loss"]):
             raise RuntimeError(f"training diverged at step {step + 1} (loss {parts['loss']}); lower the learning rate")
