@@ -60,10 +60,10 @@ from quality_io import (
     DEFAULT_DATA,
     KIND_CONFIGS,
     KINDS,
-    REAL_LAYERS,
     layer_sources,
     read_output,
     real_cloud_scenes,
+    scene_clouds,
     test_scenes,
     write_mask,
     write_scene,
@@ -72,7 +72,6 @@ from quality_io import (
 from sarclear import fill
 from sarclear.adapt import fit_problem
 from sarclear.checkpoint import load_model
-from sarclear.clouds import CloudField
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.metrics import MetricAccumulator, correlation, ssim_map
 
@@ -200,17 +199,6 @@ class Runner:
         self.auto_ok = True
         return result
 
-    def clouds(self, scene, kind: str):
-        """What corrupts ``scene`` under ``kind``: a seeded synthetic cloud field, or one of the
-        real cloud layers (not from the scene's own place), turned and cut to the scene, seeded."""
-        h, w = scene.ms.shape[1:]
-        seed = _seed(self.args.seed, scene.name, kind)
-        if kind != REAL_LAYERS:
-            return CloudField(1, h, w, KIND_CONFIGS[kind], seed=seed)
-        here = scene.place.rsplit(":", 1)[0]  # the location, whichever part of it
-        eligible = [layer for source, layer in self.layers if source.place.rsplit(":", 1)[0] != here]
-        return eligible[seed % len(eligible)].placed(h, w, seed) if eligible else None
-
     def run(self, scene, kind: str, scorer: Scorer, figure: dict | None = None, adapt_subset: bool = False) -> None:
         """Clouds of ``kind`` on ``scene``, every method, scored; ``figure`` receives the
         outputs; scenes of the ``adapt_subset`` are scored again, with ``+ adapt`` rows, in
@@ -220,7 +208,7 @@ class Runner:
         valid = torch.isfinite(ref).all(0)
         if scene.sar is not None:
             valid &= torch.from_numpy(np.isfinite(scene.sar).all(0))
-        clouds = self.clouds(scene, kind)
+        clouds = scene_clouds(scene, kind, _seed(self.args.seed, scene.name, kind), self.layers)
         if clouds is None:
             log.info("%s: no real cloud layer from another place; no %s row", scene.name, kind)
             return

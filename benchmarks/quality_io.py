@@ -12,8 +12,9 @@ from common import ROOT, SAMPLES
 from osgeo import gdal, osr
 
 from sarclear.cloud_layers import CloudLayer, scene_layers
-from sarclear.clouds import CloudConfig
+from sarclear.clouds import CloudConfig, CloudField
 from sarclear.datasets import Scene, load_scenes
+from sarclear.fill_data import TRAINING_LAYER_SOURCES
 
 log = logging.getLogger("quality")
 
@@ -110,7 +111,22 @@ def layer_sources(data: Path, quick: bool, size: int) -> list[tuple[Scene, Cloud
     if not quick and data.is_dir():
         scenes += [crop(s, size) for s in load_scenes(data, include_cloudy=True, sources=["majortom"])
                    if s.cloudy and s.place.endswith(":q00")]
+    shared = sorted({s.source for s in scenes} & set(TRAINING_LAYER_SOURCES))
+    if shared:
+        raise SystemExit(f"the benchmark's cloud layers must not come from training's sources ({', '.join(shared)})")
     return scene_layers(scenes, MIN_LAYER_CLOUD)
+
+
+def scene_clouds(scene: Scene, kind: str, seed: int, layers: list[tuple[Scene, CloudLayer]]):
+    """What corrupts ``scene`` under ``kind`` (``.apply(clear, bands)``): a seeded synthetic cloud
+    field, or one of the real cloud ``layers`` from another location, turned and cut to the scene
+    (None where every layer comes from the scene's own location)."""
+    h, w = scene.ms.shape[1:]
+    if kind != REAL_LAYERS:
+        return CloudField(1, h, w, KIND_CONFIGS[kind], seed=seed)
+    here = scene.place.rsplit(":", 1)[0]  # the location, whichever part of it
+    eligible = [layer for source, layer in layers if source.place.rsplit(":", 1)[0] != here]
+    return eligible[seed % len(eligible)].placed(h, w, seed) if eligible else None
 
 
 def _create(path: Path, scene: Scene, count: int, dtype: int) -> gdal.Dataset:

@@ -60,7 +60,8 @@ def _panels(path: Path, views: dict[str, np.ndarray], bands, stretch_from: str, 
 def figure_synthetic(path: Path, views: dict, scene, kind: str) -> Path:
     """Reference, cloudy input and every method's output on one scene and cloud kind."""
     views = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in views.items()}
-    return _panels(path, views, scene.bands, "reference", f"Synthetic {kind} on {scene.name} (test split)")
+    what = "Real cloud layers" if kind == "real layers" else f"Synthetic {kind}"
+    return _panels(path, views, scene.bands, "reference", f"{what} on {scene.name} (test split)")
 
 
 def figures_real(out_dir: Path, scenes, models: dict, runner, work: Path) -> list[Path]:

@@ -28,10 +28,9 @@ import quality
 import real_clouds
 import torch
 from osgeo import gdal
-from quality_io import DEFAULT_DATA, KIND_CONFIGS, test_scenes
+from quality_io import DEFAULT_DATA, KIND_CONFIGS, REAL_LAYERS, layer_sources, scene_clouds, test_scenes
 
 from sarclear.checkpoint import load_model
-from sarclear.clouds import CloudField
 from sarclear.defaults import FILL_BUFFER_PX
 from sarclear.fill import ClassicalFill, classical_fill, fill_sources, fill_variance
 from sarclear.fill_eval import Z90, coverage90
@@ -91,19 +90,21 @@ class Pool:
         return [float(s[p].mean()) for p in parts_], [float(e[p].pow(2).mean().sqrt()) for p in parts_]
 
 
-def synthetic(scenes, seed: int, config: ModelConfig) -> dict[str, Pool]:
+def synthetic(scenes, seed: int, config: ModelConfig, layers=()) -> dict[str, Pool]:
     """The quality benchmark's clouds on ``scenes``: pools per "<kind>, <true|detected> mask"
-    and "all kinds, ..." (the calibration in scripts/make_classic_model.py runs this on the
-    train split, this benchmark on the test split)."""
+    and "all kinds, ..." over the synthetic kinds (the calibration in
+    scripts/make_classic_model.py runs this on the train split, this benchmark on the test
+    split); with ``layers`` (:func:`quality_io.layer_sources`), "real layers, ..." too."""
     pools: dict[str, Pool] = {}
     for scene in scenes:
         rows = [scene.bands.index(b) for b in config.bands]  # the model's bands, as decloud reads them
         ref = torch.from_numpy(scene.ms)
         valid = torch.isfinite(ref).all(0)
-        h, w = ref.shape[1:]
-        for kind in KIND_CONFIGS:
-            field = CloudField(1, h, w, KIND_CONFIGS[kind], seed=quality._seed(seed, scene.name, kind))
-            res = field.apply(torch.nan_to_num(ref)[None], scene.bands)
+        for kind in (*KIND_CONFIGS, *([REAL_LAYERS] if layers else [])):
+            clouds = scene_clouds(scene, kind, quality._seed(seed, scene.name, kind), list(layers))
+            if clouds is None:
+                continue
+            res = clouds.apply(torch.nan_to_num(ref)[None], scene.bands)
             cloudy = (torch.round(res.cloudy[0].clamp(0, 6.5) * 10000) / 10000).float()
             cloudy = torch.where(valid, cloudy, torch.nan).numpy()
             ok = valid.numpy()
@@ -114,7 +115,7 @@ def synthetic(scenes, seed: int, config: ModelConfig) -> dict[str, Pool]:
                 if not (mask & ok).any() or not (~mask & ok).any():
                     continue  # nothing hidden, or nothing to fill from
                 classical = _fill(cloudy[rows], mask, ok, config)
-                for key in (f"{kind}, {name} mask", f"all kinds, {name} mask"):
+                for key in (f"{kind}, {name} mask", *([f"all kinds, {name} mask"] if kind in KIND_CONFIGS else [])):
                     pools.setdefault(key, Pool()).add(classical, ref_q, mask & ok)
     return pools
 
@@ -176,13 +177,13 @@ def main() -> None:
     model = load_model(MODEL)
     sigma = model.config.fill_sigma
     scenes, _ = test_scenes(args.data, args.quick, 384)
-    pools = synthetic(scenes, args.seed, model.config)
+    pools = synthetic(scenes, args.seed, model.config, layer_sources(args.data, args.quick, 384))
     real_pools, diff = real(model.config)
     rows = {**{k: pools[k].summary(sigma) for k in sorted(pools)},
             **{f"real clouds, {k}": v.summary(sigma) for k, v in real_pools.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
-    figure(args.out / "uncertainty.png", {k: pools[k] for k in ("thick, true mask", "haze, detected mask",
-                                                               "thick+shadow, detected mask") if k in pools}
+    shown = ("thick, true mask", "haze, detected mask", "thick+shadow, detected mask", "real layers, detected mask")
+    figure(args.out / "uncertainty.png", {k: pools[k] for k in shown if k in pools}
            | {f"real, {k}": v for k, v in real_pools.items()}, sigma)
     command = "python benchmarks/uncertainty.py" + (f" --seed {args.seed}" if args.seed else "") + (
         " --quick" if args.quick else "")

@@ -174,3 +174,12 @@ def test_ms_only_twin_trains_on_rasters_smaller_than_the_crop(tmp_path):
     assert summary["step"] == 2
     state = _final_state(tmp_path / "twin")
     assert state["G.down.0.block.0.weight"].shape[1] == 10  # ten MS bands in, no SAR
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "resources" / "models").glob("*_train.yaml")), ids=lambda p: p.name)
+def test_every_shipped_training_config_loads(path):
+    """The configs that made the bundled models are valid as written (option names, ranges, preset)."""
+    config = training.TrainConfig.from_file(path, data="x", out="y")
+    assert config.model_config().preset.startswith(config.preset)
+    if "_layers" in path.name:  # the fine-tunes under real cloud layers start from a trained model
+        assert config.real_layer_fraction > 0 and config.init
