@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def layer_sources(data: Path, quick: bool, size: int) -> list[tuple[Scene, Cloud
     return scene_layers(scenes, MIN_LAYER_CLOUD)
 
 
-def scene_clouds(scene: Scene, kind: str, seed: int, layers: list[tuple[Scene, CloudLayer]]):
+def scene_clouds(scene: Scene, kind: str, seed: int, layers: Sequence[tuple[Scene, CloudLayer]]):
     """What corrupts ``scene`` under ``kind`` (``.apply(clear, bands)``): a seeded synthetic cloud
     field, or one of the real cloud ``layers`` from another location, turned and cut to the scene
     (None where every layer comes from the scene's own location)."""

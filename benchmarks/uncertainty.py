@@ -101,7 +101,7 @@ def synthetic(scenes, seed: int, config: ModelConfig, layers=()) -> dict[str, Po
         ref = torch.from_numpy(scene.ms)
         valid = torch.isfinite(ref).all(0)
         for kind in (*KIND_CONFIGS, *([REAL_LAYERS] if layers else [])):
-            clouds = scene_clouds(scene, kind, quality._seed(seed, scene.name, kind), list(layers))
+            clouds = scene_clouds(scene, kind, quality._seed(seed, scene.name, kind), layers)
             if clouds is None:
                 continue
             res = clouds.apply(torch.nan_to_num(ref)[None], scene.bands)

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from .clouds import CloudResult
 from .errors import InputError
-from .fill import fill_sources, gauss_blur, normalized_convolution
+from .fill import FILL_REACH_PX, fill_sources, local_mean, normalized_convolution
 
 CORE_QUANTILE = 0.8    # cloud pixels whose blue is above this quantile are the cores (the colour)
 MIN_CONTRAST = 0.05    # cloud colour minus ground, blue (reflectance): floor of the opacity's scale
@@ -98,10 +98,6 @@ class CloudLayer:
         return CloudResult(cloudy, a_out, a_out, (1 - k).expand_as(a_out))
 
 
-def _local_mean(t: Tensor, sigma: float) -> Tensor:
-    return gauss_blur(t, sigma) / gauss_blur(torch.ones_like(t[:, :1]), sigma)
-
-
 def extract_layer(reflectance: np.ndarray, bands: Sequence[str], classes: np.ndarray, valid: np.ndarray,
                   source: str = "") -> CloudLayer:
     """The cloud layer (module docstring) of a cloudy scene: ``reflectance`` (C, H, W), its band
@@ -117,19 +113,19 @@ def extract_layer(reflectance: np.ndarray, bands: Sequence[str], classes: np.nda
     ok = torch.from_numpy(valid & np.isfinite(reflectance).all(0))
     cloud = torch.from_numpy(classes == 1) & ok
     clear = (torch.from_numpy(classes == 0) & ok).double()[None, None]
-    ground = normalized_convolution(x, fill_sources(clear, SOURCE_BUFFER_PX), sigma=4.0, reach=64.0)
+    ground = normalized_convolution(x, fill_sources(clear, SOURCE_BUFFER_PX), sigma=4.0, reach=FILL_REACH_PX)
     blue = x[0, b]
     cores = (cloud & (blue >= torch.quantile(blue[cloud], CORE_QUANTILE))).double()[None, None]
     tops = normalized_convolution(x, cores, sigma=8.0)
     scale = (tops[:, b] - ground[:, b]).clamp_min(MIN_CONTRAST)
     alpha = ((x[:, b] - ground[:, b]) / scale).clamp(0, 1)[:, None]
-    near = _local_mean(torch.from_numpy(classes > 0).double()[None, None], 2.0) > 0.01
+    near = local_mean(torch.from_numpy(classes > 0).double()[None, None], 2.0) > 0.01
     alpha = torch.where(alpha >= MIN_ALPHA, alpha, torch.zeros_like(alpha)) * near * ok
     model = (1 - alpha) * ground + alpha * tops
     colour = (tops + alpha * (x - model)).clamp_min(0)  # alpha * colour = observed - (1 - alpha) * ground at alpha 1
     ratio = (x / ground.clamp_min(1e-3)).clamp(0.1, 1.0).mean(1, keepdim=True)
-    flagged = _local_mean(torch.from_numpy(classes == 2).double()[None, None], 1.5)
-    shadow = 1 - flagged * (1 - _local_mean(ratio, 2.0)) * (1 - alpha) * ok
+    flagged = local_mean(torch.from_numpy(classes == 2).double()[None, None], 1.5)
+    shadow = 1 - flagged * (1 - local_mean(ratio, 2.0)) * (1 - alpha) * ok
     return CloudLayer(alpha[0, 0].float(), colour[0].float(), shadow[0, 0].float(), bands, source)
 
 

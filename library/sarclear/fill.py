@@ -9,6 +9,8 @@ fill (usually only where ``clear`` is 0); the functions return it everywhere.
 
 - :func:`mean_fill`: each band's mean over the clear pixels of its image.
 - :func:`fill_sources`: the clear pixels a fill draws from, without a buffer along the mask.
+- :func:`local_mean`: a Gaussian local mean over the pixels a weight allows (the detail and
+  layer code's building block).
 - :func:`normalized_convolution`: Gaussian-weighted mean of the clear pixels around each
   pixel (Knutsson and Westin's normalized convolution), computed on a pyramid so that holes
   of any size get a value: where the fine scale sees too few clear pixels, the next coarser
@@ -72,6 +74,13 @@ def gauss_blur(t: Tensor, sigma: float) -> Tensor:
     g = (g / g.sum()).view(1, 1, 1, -1).repeat(t.shape[1], 1, 1, 1)
     t = F.conv2d(F.pad(t, (radius, radius, 0, 0)), g, groups=t.shape[1])
     return F.conv2d(F.pad(t, (0, 0, radius, radius)), g.transpose(2, 3), groups=t.shape[1])
+
+
+def local_mean(t: Tensor, sigma: float, weight: Tensor | None = None) -> Tensor:
+    """Gaussian local mean of ``t`` (N, C, H, W) over the pixels where ``weight`` (N, 1, H, W;
+    default all) is 1: near the border it averages the pixels inside the image only."""
+    w = torch.ones_like(t[:, :1]) if weight is None else weight.to(t)
+    return gauss_blur(t * w, sigma) / gauss_blur(w, sigma).clamp_min(1e-6)
 
 
 def normalized_convolution(x: Tensor, clear: Tensor, sigma: float = 2.0, support: float = 0.25,

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .fill import FILL_REACH_PX, gauss_blur, normalized_convolution
+from .fill import FILL_REACH_PX, local_mean, normalized_convolution
 
 DETAIL_SIGMA_PX = 4.0             # the local mean the fine detail is taken from (Gaussian, pixels)
 THIN_EXCESS = (0.02, 0.05)        # blue excess over the fill (reflectance): full detail -> none
@@ -50,12 +50,6 @@ CONTRAST_RATIO = (1.5, 3.0)       # coarse blue contrast over the clear ground's
 GROUND_CONTRAST = 0.008           # clear ground's coarse blue contrast (RMS, reflectance) where no
                                   # clear pixel is near: the median of the 54 train-split scenes
 BLUE, NIR = "B2", ("B8", "B8A")
-
-
-def _local_mean(t: Tensor, sigma: float, weight: Tensor | None = None) -> Tensor:
-    """Gaussian local mean of ``t`` over the pixels where ``weight`` (N, 1, H, W) is 1."""
-    w = torch.ones_like(t[:, :1]) if weight is None else weight.to(t)
-    return gauss_blur(t * w, sigma) / gauss_blur(w, sigma).clamp_min(1e-6)
 
 
 def _ramp(v: Tensor, full: float, none: float) -> Tensor:
@@ -76,7 +70,7 @@ def _ground_tests(excess: Tensor, detail: Tensor, b: int, n: int, window: float,
     """(weight, local blue variance of ``detail``), (N, 1, H, W) each: the thin and the
     not-cloud-texture tests (module docstring) on one scale of detail."""
     db, dn = detail[:, b:b + 1], detail[:, n:n + 1]
-    cov, vb, vn = (_local_mean(t, window, valid) for t in (db * dn, db * db, dn * dn))
+    cov, vb, vn = (local_mean(t, window, valid) for t in (db * dn, db * db, dn * dn))
     correlation = cov / (vb * vn).clamp_min(1e-12).sqrt()
     thin = _ramp(excess, *THIN_EXCESS)
     ground = _ramp(correlation, *TEXTURE_CORRELATION) * _ramp(excess, *TEXTURE_EXCESS)
@@ -86,7 +80,7 @@ def _ground_tests(excess: Tensor, detail: Tensor, b: int, n: int, window: float,
 def observed_detail(observed: Tensor, valid: Tensor | None = None) -> Tensor:
     """The observed image minus its local mean (sigma ``DETAIL_SIGMA_PX``) over the ``valid``
     pixels (N, 1, H, W; default all), (N, C, H, W)."""
-    return observed - _local_mean(observed, DETAIL_SIGMA_PX, valid)
+    return observed - local_mean(observed, DETAIL_SIGMA_PX, valid)
 
 
 def coarse_detail(observed: Tensor, valid: Tensor | None = None, local: Tensor | None = None) -> Tensor:
@@ -94,8 +88,8 @@ def coarse_detail(observed: Tensor, valid: Tensor | None = None, local: Tensor |
     the ``valid`` pixels (N, 1, H, W; default all), (N, C, H, W). ``local``: the first of them,
     when the caller has it (:func:`keep_detail` does, from the fine detail)."""
     if local is None:
-        local = _local_mean(observed, DETAIL_SIGMA_PX, valid)
-    return local - _local_mean(observed, COARSE_SIGMA_PX, valid)
+        local = local_mean(observed, DETAIL_SIGMA_PX, valid)
+    return local - local_mean(observed, COARSE_SIGMA_PX, valid)
 
 
 def detail_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], detail: Tensor | None = None,
@@ -108,7 +102,7 @@ def detail_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], detail:
     if idx is None:
         return torch.zeros_like(observed[:, :1])
     b, n = idx
-    excess = _local_mean(observed[:, b:b + 1] - prior[:, b:b + 1], DETAIL_SIGMA_PX, valid)
+    excess = local_mean(observed[:, b:b + 1] - prior[:, b:b + 1], DETAIL_SIGMA_PX, valid)
     if detail is None:
         detail = observed_detail(observed, valid)
     return _ground_tests(excess, detail, b, n, TEXTURE_SIGMA_PX, valid)[0]
@@ -123,7 +117,7 @@ def coarse_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], coarse:
     if idx is None:
         return torch.zeros_like(observed[:, :1])
     b, n = idx
-    excess = _local_mean(observed[:, b:b + 1] - prior[:, b:b + 1], COARSE_SIGMA_PX, valid)
+    excess = local_mean(observed[:, b:b + 1] - prior[:, b:b + 1], COARSE_SIGMA_PX, valid)
     weight, variance = _ground_tests(excess, coarse, b, n, COARSE_WINDOW_PX, valid)
     reference = torch.full_like(variance, GROUND_CONTRAST ** 2)
     if sources is not None:  # the clear ground's own contrast: local means over clear pixels only
@@ -149,7 +143,7 @@ def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: flo
     if valid is not None:
         ok &= valid.to(torch.bool)
     observed = torch.where(ok, observed, prior)
-    local = _local_mean(observed, DETAIL_SIGMA_PX, ok)  # shared by both scales
+    local = local_mean(observed, DETAIL_SIGMA_PX, ok)  # shared by both scales
     fine, coarse = (observed - local) * ok, coarse_detail(observed, ok, local) * ok
     if sources is not None:
         sources = sources * ok
