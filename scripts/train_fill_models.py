@@ -2,15 +2,18 @@
 the MS-only twin first (resources/models/fill-ms_train.yaml), then the SAR model, which
 starts from the twin (resources/models/fill_train.yaml); then each is fine-tuned under real
 cloud layers (``*_layers_train.yaml``: 40 % of the items under the clouds of real cloudy
-train-split scenes, :mod:`sarclear.cloud_layers`).
+train-split scenes, :mod:`sarclear.cloud_layers`), and once more with a random radiometric
+level per item on top (``*_level_train.yaml``, :func:`sarclear.fill_data.jitter_level`), so that
+an L1C scene is not pulled towards the L2A level of every S1+S2 training pair.
 
-    python scripts/train_fill_models.py --data ../shared/data/train            # both, ~30 min each on 2 cores
+    python scripts/train_fill_models.py --data ../shared/data/train            # both, ~1 h each on 2 cores
     python scripts/train_fill_models.py --data ../shared/data/train --resume   # continue after an interruption
 
 Each run is the same as ``sarclear train --config <yaml> --data <data> --out runs/<name>``.
-The model shipped is each fine-tune's last EMA weights (``model.safetensors``): its validation
-has synthetic clouds only, so its "best" would favour the start, before the real clouds were
-learnt; the first two runs hand on their ``best.safetensors``.
+The model shipped is the last fine-tune's last EMA weights (``model.safetensors``), and each
+fine-tune hands its last EMA weights on: their validation has synthetic clouds only, so its
+"best" would favour the start, before the real clouds were learnt; the first two runs hand on
+their ``best.safetensors``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from sarclear.training import TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 #: (run, the run it starts from, the file it becomes: None for a stage that is fine-tuned further)
 RUNS = (("fill-ms", None, None), ("fill", "fill-ms", None),
-        ("fill-ms_layers", "fill-ms", "sarclear-fill-ms.safetensors"),
-        ("fill_layers", "fill", "sarclear-fill.safetensors"))
+        ("fill-ms_layers", "fill-ms", None), ("fill_layers", "fill", None),
+        ("fill-ms_level", "fill-ms_layers", "sarclear-fill-ms.safetensors"),
+        ("fill_level", "fill_layers", "sarclear-fill.safetensors"))
+#: runs that hand on their last EMA weights rather than their best validation (see above)
+LAST_EMA = {"fill-ms_layers", "fill_layers", "fill-ms_level", "fill_level"}
 
 
 def main() -> None:
@@ -41,7 +47,8 @@ def main() -> None:
         out = Path(args.runs) / name
         overrides = {"data": args.data, "out": str(out)}
         if start:
-            overrides["init"] = str(Path(args.runs) / start / "best.safetensors")
+            handed_on = "model.safetensors" if start in LAST_EMA else "best.safetensors"
+            overrides["init"] = str(Path(args.runs) / start / handed_on)
         config = TrainConfig.from_file(ROOT / "resources" / "models" / f"{name}_train.yaml", **overrides)
         summary = train(config, resume=args.resume)
         logging.info("%s: best validation %s; best checkpoint %s", name, summary["best"], summary["best_checkpoint"])

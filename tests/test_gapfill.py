@@ -30,6 +30,31 @@ def _batch(seed=0, size=48, kinds=("thick", "haze", "shadow")):
                       networks.preset("fill").sar_scaling(), g, list(kinds))
 
 
+def test_level_jitter_gives_each_item_its_own_level_and_draws_nothing_when_off():
+    scenes = [s for s in load_training_scenes(str(MANIFEST), networks.preset("fill").bands, ("VV", "VH"))
+              if s.split == "train" and s.sar is not None]
+    ms = torch.stack([scenes[0].ms[:, :48, :48]] * 3)  # one real crop, three times
+    sar, has, bands = torch.stack([scenes[0].sar[:, :48, :48]] * 3), torch.ones(3, dtype=torch.bool), \
+        networks.preset("fill").bands
+
+    def batch(**kw):
+        return make_batch(ms, sar, has, bands, networks.preset("fill").sar_scaling(),
+                          torch.Generator().manual_seed(4), ["thick"] * 3, **kw)
+
+    plain, off, on = batch(), batch(level_jitter=0.0), batch(level_jitter=1.0)
+    assert torch.equal(plain.observed, off.observed) and torch.equal(plain.truth, off.truth)
+    assert torch.equal(plain.truth[0], ms[0]) and not torch.equal(on.truth[0], on.truth[1])
+    for i in range(3):  # per item: an affine change of each band, the offset falling with wavelength
+        x, y = ms[i].flatten(1), on.truth[i].flatten(1)
+        keep = (y > 0).all(0)
+        fits = [np.polyfit(x[b, keep].numpy(), y[b, keep].numpy(), 1) for b in range(len(bands))]
+        gains = [f[0] for f in fits]
+        assert max(gains) - min(gains) < 1e-3 and np.exp(-0.2) - 1e-3 < gains[0] < np.exp(0.2) + 1e-3
+        offsets = [f[1] for f in fits]
+        assert -0.031 < offsets[0] < 0.061 and abs(offsets[-1]) <= abs(offsets[0]) + 1e-6
+    assert on.observed.shape == plain.observed.shape and torch.isfinite(on.prior).all()
+
+
 def test_presets_are_small_gapfill_generators_without_transposed_convolutions():
     for name, sar in (("fill", 2), ("fill-ms", 0)):
         cfg = networks.preset(name)

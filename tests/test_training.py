@@ -181,5 +181,6 @@ def test_every_shipped_training_config_loads(path):
     """The configs that made the bundled models are valid as written (option names, ranges, preset)."""
     config = training.TrainConfig.from_file(path, data="x", out="y")
     assert config.model_config().preset.startswith(config.preset)
-    if "_layers" in path.name:  # the fine-tunes under real cloud layers start from a trained model
+    if "_layers" in path.name or "_level" in path.name:  # fine-tunes under real layers start from a model
         assert config.real_layer_fraction > 0 and config.init
+    assert (config.level_jitter > 0) == ("_level" in path.name)

@@ -12,6 +12,11 @@ A batch item is built from a clear crop ``truth`` (C, h, w) reflectance::
     prior   = normalized_convolution(cloudy, clear)
     observed = cloudy, with nodata replaced by the prior
 
+With ``level_jitter``, each item's clear crop first gets its own radiometric level
+(:func:`jitter_level`): the network then cannot learn one product level (every S1+S2 training
+pair is L2A surface reflectance) and must take the level from the scene's clear pixels, as users
+bring L1C and L2A alike.
+
 Everything is seeded by a ``torch.Generator``, so a step's batch is a function of the run's
 seed and the step number (exact resume).
 """
@@ -26,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .bands import S2_WAVELENGTH_NM
 from .cloud_layers import CloudLayer
 from .clouds import CloudConfig, CloudField
 from .fill import FILL_REACH_PX, fill_sources, normalized_convolution
@@ -111,18 +117,40 @@ def detector_mask(opacity: Tensor, shadow: Tensor, g: torch.Generator) -> Tensor
     return torch.cat(out)
 
 
+#: Level jitter at ``level_jitter`` 1: a gain of exp(+-0.2) for all bands, and an offset of up to
+#: -0.03 .. +0.06 reflectance at 490 nm, falling as (490 nm / wavelength)^2 (haze and path
+#: radiance, about what separates L1C from L2A over land).
+LEVEL_GAIN, LEVEL_OFFSET = 0.2, (-0.03, 0.06)
+
+
+def jitter_level(truth: Tensor, bands: Sequence[str], strength: float, g: torch.Generator) -> Tensor:
+    """``truth`` (B, C, h, w) with a random gain and a wavelength-shaped offset per item
+    (:data:`LEVEL_GAIN`, :data:`LEVEL_OFFSET`, scaled by ``strength``), never below 0."""
+    b = truth.shape[0]
+    u = torch.rand(b, 2, generator=g).to(truth)
+    gain = torch.exp(strength * LEVEL_GAIN * (2 * u[:, 0] - 1))
+    low, high = LEVEL_OFFSET
+    offset = strength * (low + (high - low) * u[:, 1])
+    shape = torch.tensor([(490.0 / S2_WAVELENGTH_NM[n]) ** 2 for n in bands]).to(truth)
+    return (truth * gain[:, None, None, None] + offset[:, None, None, None] * shape[None, :, None, None]).clamp_min(0)
+
+
 def make_batch(truth: Tensor, sar_db: Tensor, has_sar: Tensor, bands: Sequence[str], sar_scaling,
                g: torch.Generator, kinds: Sequence[str] | None = None, fill_buffer: int = 0,
-               layers: Sequence[CloudLayer] = (), layer_fraction: float = 0.0) -> FillBatch:
+               layers: Sequence[CloudLayer] = (), layer_fraction: float = 0.0,
+               level_jitter: float = 0.0) -> FillBatch:
     """Clouds, mask, prior and inputs for clear crops ``truth`` (B, C, h, w) (NaN = no data);
     ``sar_db`` (B, S, h, w), ``has_sar`` (B,) bool. ``kinds`` fixes each item's cloud kind;
     ``fill_buffer``: the prior's source buffer (:func:`sarclear.fill.fill_sources`). With
     ``layers``, a share ``layer_fraction`` of the items gets one of them (kind "real"), turned
     and cut at random, instead of synthetic clouds (no random draw is spent on it otherwise,
-    so a run without layers draws the batches it always did)."""
+    so a run without layers draws the batches it always did). ``level_jitter`` (0..1):
+    :func:`jitter_level` on the clear crops first (none at 0, and no random draw spent)."""
     b, _, h, w = truth.shape
     valid = torch.isfinite(truth).all(1, keepdim=True).float()
     truth = torch.nan_to_num(truth)
+    if level_jitter > 0:
+        truth = jitter_level(truth, bands, level_jitter, g) * valid
     cloudy, opacity, thick, shadow, chosen = [], [], [], [], []
     for i in range(b):
         if layers and layer_fraction > 0 and float(torch.rand(1, generator=g)) < layer_fraction:

@@ -260,7 +260,7 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
         g = torch.Generator().manual_seed(item_seed(config.seed, 31337, step))
         truth, sar, has = pool.draw(config.batch_size, n_sar, g)
         b = make_batch(truth, sar, has, model_config.bands, sar_scaling, g, layers=layers,
-                       layer_fraction=config.real_layer_fraction)
+                       layer_fraction=config.real_layer_fraction, level_jitter=config.level_jitter)
         loss, parts = fill_loss(G, b, config.nll_weight, config.gate_weight)
         if not math.isfinite(parts["loss"]):
             raise RuntimeError(f"training diverged at step {step + 1} (loss {parts['loss']}); lower the learning rate")

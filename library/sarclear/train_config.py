@@ -26,7 +26,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "beta2": (0.0, 0.999999), "l1_weight": (0.0, 1e6), "ema_decay": (0.0, 1.0), "crop": (1, 8192),
     "samples_per_epoch": (0, 10**9), "test_fraction": (0.0, 0.99), "checkpoint_every": (0, 10**9),
     "eval_every": (0, 10**9), "eval_max_pairs": (0, 10**6), "eval_max_size": (16, 10**5), "workers": (0, 256),
-    "keep_checkpoints": (1, 10**6), "real_layer_fraction": (0.0, 1.0)}
+    "keep_checkpoints": (1, 10**6), "real_layer_fraction": (0.0, 1.0),
+    "level_jitter": (0.0, 1.0)}
 #: settings that fix the network's architecture: a resumed run cannot change them
 _ARCHITECTURE = ("preset", "ms_only", "bands", "sar_channels")
 
@@ -76,6 +77,8 @@ class TrainConfig:
     gate_weight: float = 0.1        # BCE of the gate against the thick-cloud opacity
     real_layer_fraction: float = 0.0  # share of items under real cloud layers from the data's cloudy
                                       # train-split scenes (sarclear.cloud_layers) instead of synthetic
+    level_jitter: float = 0.0       # random radiometric level per item (sarclear.fill_data.jitter_level):
+                                    # 1 = gain exp(+-0.2), blue offset -0.03..+0.06; 0: off
 
     def __post_init__(self) -> None:
         self.sar_channels = tuple(self.sar_channels)
