@@ -41,6 +41,7 @@ from sarclear.io import open_optical
 from sarclear.mask_detectors import dilate
 from sarclear.masks import MaskOptions, detect_array
 from sarclear.resources import bundled_models
+from sarclear.thin_cloud import BLUE, DETAIL_SIGMA_PX
 from sarclear.tiling import Window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,8 +78,9 @@ def _scores(pred: np.ndarray, ref: np.ndarray, where: np.ndarray) -> dict[str, f
 
 #: rings around the detected cloud body (no buffer), in 10 m pixels, for the halo profile
 HALO_RINGS = ((1, 3), (3, 6), (6, 10), (10, 20), (20, 40))
-#: classes of the hidden pixels by their blue excess over the normalized-convolution fill
-#: (Gaussian local mean, 4 px): nearly clear (the mask's buffer, shadow) up to thick cloud
+#: classes of the hidden pixels by their blue excess over the normalized-convolution fill (local
+#: mean at the default's detail scale, as its thin-cloud test sees it): nearly clear (the mask's
+#: buffer, shadow) up to thick cloud
 EXCESS_CLASSES = ((-1.0, 0.03), (0.03, 0.1), (0.1, 0.2), (0.2, 9.0))
 
 
@@ -87,8 +89,9 @@ def _by_excess(x: np.ndarray, fill: np.ndarray, hidden: np.ndarray, rows: dict[s
     """RMSE of each method against ``ref`` over the hidden pixels, split by how much brighter
     the observed blue is than the fill there: where each method wins or loses (nearly clear
     pixels under the mask's buffer, thin cloud, thick cloud)."""
-    blue = torch.from_numpy(np.nan_to_num(x[0] - fill[0]))[None, None].float()
-    excess = local_mean(blue, 4.0)[0, 0].numpy()
+    b = S2_PAPER10.index(BLUE)
+    blue = torch.from_numpy(np.nan_to_num(x[b] - fill[b]))[None, None].float()
+    excess = local_mean(blue, DETAIL_SIGMA_PX)[0, 0].numpy()
     out = []
     for lo, hi in EXCESS_CLASSES:
         part = hidden & (excess > lo) & (excess <= hi)
@@ -175,9 +178,10 @@ def main() -> None:
              "flat fill scores low: it has no detail; wrong detail scores low too).", "",
              "| method | " + " | ".join(f"RMSE vs {n} | SAM ° vs {n} | corr vs {n}" for n in names) + " |",
              "|---|" + "---|---|---|" * len(names)]
-    for k, s in sorted(table.items(), key=lambda kv: kv[1][names[1]]["rmse"]):
-        lines.append(f"| {k} | " + " | ".join(f"{s[n]['rmse']:.4f} | {s[n]['sam_deg']:.2f} | {s[n]['corr']:.3f}"
-                                               for n in names) + " |")
+    order = sorted(table, key=lambda k: table[k][names[1]]["rmse"])  # every table's rows, best first
+    for k in order:
+        lines.append(f"| {k} | " + " | ".join(f"{table[k][n]['rmse']:.4f} | {table[k][n]['sam_deg']:.2f} | "
+                                               f"{table[k][n]['corr']:.3f}" for n in names) + " |")
     lines += ["", "The references' own disagreement with the cloudy date, on the pixels the mask calls clear "
               "(observed values, not a method): " + "; ".join(
                   f"RMSE {floor[n]['rmse']:.4f}, corr {floor[n]['corr']:.3f} vs {n}" for n in names)
@@ -190,14 +194,14 @@ def main() -> None:
               "|---|---|" + "---|" * len(names)]
     lines += [f"| {r['from_m']}-{r['to_m']} m | {r['pixels']} | " + " | ".join(f"{r[n]:.4f}" for n in names) + " |"
               for r in halo]
-    methods = sorted(rows, key=lambda k: table[k][names[1]]["rmse"])
     label = lambda r: f"{r['from']:g}-{r['to']:g}" if r["from"] > -1 else f"< {r['to']:g}"  # noqa: E731
     lines += ["", f"Where the error is: RMSE against the {names[1]} reference over the hidden pixels, by their "
-              "blue excess over the normalized-convolution fill (Gaussian local mean, 4 px; reflectance). Below "
-              "0.03 the pixels look clear in blue (the mask's buffer, shadow); above 0.2 is thick cloud.", "",
+              "blue excess over the normalized-convolution fill (Gaussian local mean, "
+              f"{DETAIL_SIGMA_PX:g} px; reflectance). Below 0.03 the pixels look clear in blue (the mask's "
+              "buffer, shadow); above 0.2 is thick cloud.", "",
               "| method | " + " | ".join(f"excess {label(r)} ({100 * r['share']:.0f} %)" for r in excess) + " |",
               "|---|" + "---|" * len(excess)]
-    lines += [f"| {k} | " + " | ".join(f"{r[k]:.4f}" for r in excess) + " |" for k in methods]
+    lines += [f"| {k} | " + " | ".join(f"{r[k]:.4f}" for r in excess) + " |" for k in order]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "real_clouds.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -10,10 +10,11 @@ an L1C scene is not pulled towards the L2A level of every S1+S2 training pair.
     python scripts/train_fill_models.py --data ../shared/data/train --resume   # continue after an interruption
 
 Each run is the same as ``sarclear train --config <yaml> --data <data> --out runs/<name>``.
-The model shipped is the last fine-tune's last EMA weights (``model.safetensors``), and each
-fine-tune hands its last EMA weights on: their validation has synthetic clouds only, so its
-"best" would favour the start, before the real clouds were learnt; the first two runs hand on
-their ``best.safetensors``.
+What a run hands on (to the next stage, or to resources/models) follows from its config: a run
+under real cloud layers (``real_layer_fraction`` > 0) hands on its last EMA weights
+(``model.safetensors``), since its validation has synthetic clouds only and its "best" would
+favour the start, before the real clouds were learnt; the first two runs hand on their
+``best.safetensors``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ RUNS = (("fill-ms", None, None), ("fill", "fill-ms", None),
         ("fill-ms_layers", "fill-ms", None), ("fill_layers", "fill", None),
         ("fill-ms_level", "fill-ms_layers", "sarclear-fill-ms.safetensors"),
         ("fill_level", "fill_layers", "sarclear-fill.safetensors"))
-#: runs that hand on their last EMA weights rather than their best validation (see above)
-LAST_EMA = {"fill-ms_layers", "fill_layers", "fill-ms_level", "fill_level"}
 
 
 def main() -> None:
@@ -43,17 +42,19 @@ def main() -> None:
     p.add_argument("--no-copy", action="store_true", help="leave resources/models as it is")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    handed_on: dict[str, str] = {}  # run -> the model file it hands on (see above)
     for name, start, shipped in RUNS:
-        out = Path(args.runs) / name
-        overrides = {"data": args.data, "out": str(out)}
+        overrides = {"data": args.data, "out": str(Path(args.runs) / name)}
         if start:
-            handed_on = "model.safetensors" if start in LAST_EMA else "best.safetensors"
-            overrides["init"] = str(Path(args.runs) / start / handed_on)
+            overrides["init"] = handed_on[start]
         config = TrainConfig.from_file(ROOT / "resources" / "models" / f"{name}_train.yaml", **overrides)
         summary = train(config, resume=args.resume)
         logging.info("%s: best validation %s; best checkpoint %s", name, summary["best"], summary["best_checkpoint"])
+        handed_on[name] = summary["model"] if config.real_layer_fraction > 0 else summary["best_checkpoint"]
+        if not handed_on[name]:
+            raise SystemExit(f"{name} saved no best model (its validation split is empty?); nothing to hand on")
         if shipped and not args.no_copy:
-            shutil.copyfile(summary["model"], ROOT / "resources" / "models" / shipped)
+            shutil.copyfile(handed_on[name], ROOT / "resources" / "models" / shipped)
 
 
 if __name__ == "__main__":
