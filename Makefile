@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export GDAL_PAM_ENABLED ?= NO
 
-.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clean
+.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clear-scenes clean
 
 all: test
 
@@ -61,6 +61,11 @@ quality: setup
 # Is the default model's uncertainty map honest (held-out places, real scene)? docs/quality/uncertainty.md
 uncertainty: setup
 	$(PY) benchmarks/uncertainty.py $(ARGS)
+
+# Every real clear scene in ../shared/data, every split, whole, through default decloud (the CNN
+# detector runs on the large ones): docs/quality/clear_scenes.md
+clear-scenes: setup
+	$(PY) benchmarks/clear_scenes.py $(ARGS)
 
 quality-quick: setup
 	$(PY) benchmarks/quality.py --quick --out out/quality-quick $(ARGS)

@@ -55,6 +55,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from quality_io import (
+    CHANGE_TOL,
     CLEAR_CHANGED_PCT,
     CLEAR_RMSE,
     DEFAULT_DATA,
@@ -76,7 +77,6 @@ from sarclear.inference import DecloudOptions, decloud
 from sarclear.metrics import MetricAccumulator, correlation, ssim_map
 
 log = logging.getLogger("quality")
-CHANGE_TOL = 0.002  # reflectance: a pixel "changed" when any band moved more than this
 ADAPT_GROUP = "adapt subset (S1+S2)"
 MASK_OPACITY = 0.02  # opacity (and shadow darkening) from which a pixel counts as cloud-affected
 

@@ -22,7 +22,9 @@ log = logging.getLogger("quality")
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 _BASE = CloudConfig()
-#: The three cloud kinds: ranges from which each scene's parameters are drawn (seeded).
+#: The three cloud kinds: ranges from which each scene's parameters are drawn (seeded). Shadows keep
+#: the bluish diffuse light (CloudConfig's ``shadow_diffuse``): they darken NIR and SWIR far more
+#: than blue, as real ones do.
 KIND_CONFIGS = {
     "thick": dataclasses.replace(_BASE, coverage=(0.35, 0.35), haze=(0.0, 0.0), shadow=(0.0, 0.0)),
     "haze": dataclasses.replace(_BASE, coverage=(0.0, 0.0), haze=(0.25, 0.5), shadow=(0.0, 0.0)),
@@ -39,6 +41,7 @@ MIN_LAYER_CLOUD = 0.05
 #: Issue 11's target for a real clear scene through default decloud: at most this share of its
 #: pixels changed (%), and at most this RMSE against the input (reflectance).
 CLEAR_CHANGED_PCT, CLEAR_RMSE = 0.5, 0.002
+CHANGE_TOL = 0.002  # reflectance: a pixel "changed" when any band moved more than this
 
 #: Where a scene has no georeferencing (BigEarthNet from configilm): a dummy UTM 33N grid.
 DUMMY_EPSG, DUMMY_GT = 32633, (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)

@@ -46,7 +46,8 @@ def score(models: dict[str, checkpoint.Model], pairs: list[data.Pair]) -> dict[s
         clear, sar, valid = loaded.clear[None], torch.nan_to_num(loaded.sar[None]), loaded.valid
         h, w = clear.shape[-2:]
         for r in range(REALISATIONS):
-            field = CloudField(1, h, w, CloudConfig(), seed=item_seed(2024, i, r))
+            field = CloudField(1, h, w, CloudConfig(shadow_diffuse=(0.0, 0.0)),  # grey shadows, as trained
+                               seed=item_seed(2024, i, r))
             result = field.apply(torch.nan_to_num(clear), bands)
             thick = valid & result.mask[0, 0]
             preds = {"cloudy input": result.cloudy[0]}

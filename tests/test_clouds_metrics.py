@@ -50,6 +50,24 @@ def test_haze_is_thicker_at_short_wavelengths_and_shadows_darken(clear):
     assert shade.any() and (r.cloudy[0][:, shade] < clear[0][:, shade]).all()
 
 
+def test_shadows_keep_diffuse_light_so_they_darken_blue_least(clear):
+    """A shadow keeps the bluish diffuse light: with a share of 0.9 kept at 490 nm, blue darkens
+    by a tenth of what the direct light alone would take, NIR and SWIR by far more; with none
+    kept, every band darkens by the same factor."""
+    b2, b8, b12 = (S2_PAPER10.index(b) for b in ("B2", "B8", "B12"))
+    for kept in (0.9, 0.0):
+        cfg = CloudConfig().fixed(coverage=0.3, haze=0.0, shadow=0.6, shadow_diffuse=kept)
+        r = add_clouds(clear, S2_PAPER10, cfg, seed=3)
+        shade = (r.shadow[0, 0] > 0.5) & (r.thick[0, 0] < 1e-4)
+        ratio = (r.cloudy[0][:, shade] / clear[0][:, shade]).mean(dim=1)
+        expected = 1 - r.shadow[0, 0][shade].mean()  # darkening by direct light alone
+        if kept:
+            assert ratio[b2] > 1 - 0.11 * (1 - expected) and ratio[b2] > ratio[b8] > ratio[b12]
+            assert ratio[b12] < 1 - 0.85 * (1 - expected)
+        else:
+            assert torch.allclose(ratio, ratio[b2].expand_as(ratio), atol=1e-4)
+
+
 def test_clouds_evaluated_window_by_window_equal_the_whole_image(clear):
     field = CloudField(1, 264, 264, seed=5)
     p98 = torch.quantile(clear.flatten(2), 0.98, dim=2)

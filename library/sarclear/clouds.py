@@ -3,7 +3,7 @@
 Following the paper ("adding Perlin noise to all Sentinel-2 channels in an adaptive
 manner"), a cloudy image is composed from a clear one, per band ``b``::
 
-    shadowed_b = clear_b * (1 - s * shadow)                   # cloud shadow on the ground
+    shadowed_b = clear_b * (1 - s * shadow * (1 - d_b))       # cloud shadow on the ground
     cloudy_b   = shadowed_b * (1 - a_b) + cloud_b * a_b       # cloud and haze on top
     a_b        = 1 - (1 - thick) * (1 - haze) ** k_b
 
@@ -15,7 +15,14 @@ manner"), a cloudy image is composed from a clear one, per band ``b``::
   VNIR, darker in SWIR), and *adaptive*: never darker than the scene's own 98th percentile in
   that band, so clouds are always brighter than the ground they cover;
 * ``shadow``: the thick-cloud opacity displaced by a random offset, darkening the ground by
-  the sampled strength ``s``.
+  the sampled strength ``s`` where only direct sunlight lit it. A shadow keeps the diffuse
+  light: skylight, which is blue, and at the top of the atmosphere the path radiance, which
+  is bluer still. So the share ``d_b = d * (490 nm / wavelength_b) ** 2`` of each band's light
+  stays, with ``d`` sampled per image (``shadow_diffuse``): real shadows darken NIR and SWIR
+  far more than blue, and on top-of-atmosphere (L1C) scenes they barely show in blue at all
+  (measured on the real cloudy SSL4EO-S12 scene against its clear date 10 days earlier:
+  observed over clear 0.99 in blue, 0.92 red, 0.83 NIR, 0.79 SWIR, where the mask's
+  shadows and buffer look clear in blue).
 
 The noise is a function of pixel coordinates, so a large raster can be corrupted window by
 window with the same result as all at once. Everything runs on any torch device and is
@@ -48,13 +55,14 @@ class CloudConfig:
     brightness: tuple[float, float] = (0.35, 0.9)  # cloud-top reflectance, visible/NIR
     shadow: tuple[float, float] = (0.0, 0.6)      # darkening of the ground in cloud shadow
     shadow_offset: tuple[float, float] = (5.0, 20.0)  # shadow displacement, pixels
+    shadow_diffuse: tuple[float, float] = (0.2, 0.95)  # share of the light at 490 nm a shadow keeps
     octaves: int = 6
     cell_px: float = 100.0                        # noise cell size of the coarsest octave, pixels
     persistence: float = 0.5
     softness: float = 0.6                         # noise std over which cloud edges fade in
 
     def __post_init__(self) -> None:
-        for name in ("coverage", "haze", "brightness", "shadow"):
+        for name in ("coverage", "haze", "brightness", "shadow", "shadow_diffuse"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
                 raise InputError(f"cloud {name} range is {lo}..{hi}; it must lie within 0..1, minimum first")
@@ -169,6 +177,10 @@ class CloudField:
         haze_config = CloudConfig(octaves=3, cell_px=1.6 * config.cell_px, persistence=0.5)
         self._haze = _Perlin(batch, height, width, haze_config, gen, self.device)
         self.threshold = self._thresholds()
+        # drawn last and only when asked for, so clouds with ``shadow_diffuse`` (0, 0) (grey shadows,
+        # as the bundled models were trained) and whatever the caller draws next are as before
+        self.shadow_diffuse = (_uniform(gen, batch, config.shadow_diffuse) if config.shadow_diffuse[1] > 0
+                               else torch.zeros(batch)).to(self.device)
 
     def _thresholds(self) -> Tensor:
         """Per-image noise level above which the sampled fraction of the scene is cloud
@@ -214,7 +226,9 @@ class CloudField:
         shape = torch.tensor([_CLOUD_SHAPE.get(name, 1.0) for name in bands], device=self.device)
         level = torch.maximum(self.brightness[:, None] * shape[None], scene_p98.to(self.device))
         cloud = level[:, :, None, None] * (0.9 + 0.1 * thick)  # thicker cores are a bit brighter
-        shadowed = clear * (1 - self.shadow_strength[:, None, None, None] * shadow)
+        kept = (self.shadow_diffuse[:, None] * (490.0 / wavelength[None]) ** 2).clamp(0, 1)  # (B, C)
+        darkening = self.shadow_strength[:, None, None, None] * (1 - kept[:, :, None, None])
+        shadowed = clear * (1 - darkening * shadow)
         cloudy = shadowed * (1 - alpha) + cloud * alpha
         opacity = 1 - (1 - thick) * (1 - haze)
         return CloudResult(cloudy, opacity, thick, shadow * self.shadow_strength[:, None, None, None])

@@ -44,10 +44,13 @@ TRAINING_LAYER_SOURCES = ("benv2",)
 KINDS = ("thick", "haze", "shadow")
 KIND_WEIGHTS = (0.4, 0.25, 0.35)
 
+#: Grey shadows (``shadow_diffuse`` 0: every band darkens alike), as the bundled models were
+#: trained; a fine-tune under shadows that keep the bluish diffuse light (the benchmark's) did not
+#: do better on the real cloudy scene (docs/QUALITY.md), so the training draws stay as they were.
 _KIND_CONFIGS = {
-    "thick": dict(coverage=(0.1, 0.7), haze=(0.0, 0.15), shadow=(0.0, 0.0)),
-    "haze": dict(coverage=(0.0, 0.0), haze=(0.15, 0.7), shadow=(0.0, 0.0)),
-    "shadow": dict(coverage=(0.1, 0.5), haze=(0.0, 0.1), shadow=(0.3, 0.8)),
+    "thick": dict(coverage=(0.1, 0.7), haze=(0.0, 0.15), shadow=(0.0, 0.0), shadow_diffuse=(0.0, 0.0)),
+    "haze": dict(coverage=(0.0, 0.0), haze=(0.15, 0.7), shadow=(0.0, 0.0), shadow_diffuse=(0.0, 0.0)),
+    "shadow": dict(coverage=(0.1, 0.5), haze=(0.0, 0.1), shadow=(0.3, 0.8), shadow_diffuse=(0.0, 0.0)),
 }
 
 
