@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=common.ROOT / "docs" / "quality")
     args = p.parse_args(argv)
     common.setup_logging(False)
+    log.setLevel(logging.INFO)
     detector = _DetectorLog()
     logging.getLogger("sarclear").addHandler(detector)
     logging.getLogger("sarclear").setLevel(logging.INFO)

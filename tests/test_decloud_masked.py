@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SEA, read_raster, write_raster
+from osgeo import gdal
 
 from sarclear import checkpoint, inference, networks
 from sarclear.bands import S2_BANDS, S2_PAPER10
@@ -153,3 +154,27 @@ def test_the_detected_mask_grows_by_the_mask_buffer_and_a_bad_buffer_is_named(tm
     with pytest.raises(InputError, match="mask buffer"):
         inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, _prior_model(), tmp_path / "bad.tif", maps=False,
                           options=inference.DecloudOptions(mask_buffer=65))
+
+
+def test_the_detector_reads_the_product_level_given_or_named_else_guesses_it_and_says_so(tmp_path):
+    """A 10-band stack without B10 and without a product name is guessed L2A, with a note; the
+    caller's --product-level wins, and so does MSIL1C in the file name. The mask file records
+    the level used; a level that is neither is refused before any work."""
+    clear = read_raster(CLEAR_S2)[0][[S2_BANDS.index(b) for b in S2_PAPER10]]
+    named = tmp_path / "S2B_MSIL1C_20200101T100000_N0208_R022_T33UUP_20200101T120000.tif"
+    for path in (tmp_path / "stack.tif", named):
+        write_raster(path, clear, like=CLEAR_S2)
+    runs = {"guessed": (tmp_path / "stack.tif", None), "given": (tmp_path / "stack.tif", "L1C"),
+            "named": (named, None)}
+    for name, (path, level) in runs.items():
+        res = inference.decloud(path, CLEAR_S1, _prior_model(), tmp_path / f"{name}.tif", maps=False,
+                                options=inference.DecloudOptions(mask_method="rules", product_level=level,
+                                                                 ms_bands=list(S2_PAPER10)))
+        guessed = [n for n in res.notes if "product level not given" in n]
+        recorded = gdal.Open(str(tmp_path / f"{name}_mask.tif")).GetMetadataItem("PRODUCT_LEVEL")
+        assert (recorded, bool(guessed)) == {"guessed": ("L2A", True), "given": ("L1C", False),
+                                             "named": ("L1C", False)}[name]
+    with pytest.raises(InputError, match="product level") as err:
+        inference.decloud(tmp_path / "stack.tif", CLEAR_S1, _prior_model(), tmp_path / "bad.tif", maps=False,
+                          options=inference.DecloudOptions(product_level="toa"))
+    assert err.value.option == "product_level"

@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-method", choices=("auto", "csmask", "rules"), default="auto",
                    help="detector for --mask auto: ukis-csmask's CNN (csmask), the spectral rules, or auto "
                         "(csmask when installed)")
+    p.add_argument("--product-level", choices=("l1c", "l2a"), type=str.lower,
+                   help="processing level of the optical input, for the cloud detector: l1c (top of atmosphere) or "
+                        "l2a (surface reflectance). Default: the level in the file names (MSIL1C / MSIL2A, SAFE "
+                        "folders included), else guessed from the bands (B10 only in L1C), with a note")
     p.add_argument("--adapt", action="store_true",
                    help="first fit a copy of the model to this scene's clear pixels (synthetic clouds drawn over "
                         "them), then decloud with it")
@@ -157,7 +161,7 @@ def _decloud(args: argparse.Namespace) -> int:
     opts = DecloudOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
                           mask_method=args.mask_method, mask_feather=args.mask_feather, fill_buffer=args.fill_buffer,
-                          mask_buffer=args.mask_buffer,
+                          mask_buffer=args.mask_buffer, product_level=args.product_level,
                           ms_bands=args.ms_bands,
                           sar_channels=args.sar_channels, adapt=args.adapt, adapt_seconds=args.adapt_time,
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
@@ -265,7 +269,7 @@ _FLAGS = {
     "ms_bands": "--ms-bands B2,B3,...", "sar_channels": "--sar-channels VV,VH", "sar_units": "--sar-units db|linear",
     "ms_scale": "--ms-scale", "ms_offset": "--ms-offset", "overwrite": "--overwrite", "sar": "--sar",
     "aoi": "--aoi", "window": "--aoi", "model": "--model", "cloud_mask": "--mask", "device": "--device",
-    "batch_size": "--batch-size", "reference": "--reference",
+    "batch_size": "--batch-size", "reference": "--reference", "product_level": "--product-level l1c|l2a",
     "adapt": "--model resources/models/sarclear-fill-scene.safetensors, or leave out --adapt",
 }
 

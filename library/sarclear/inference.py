@@ -74,6 +74,7 @@ class DecloudOptions:
     cloud_mask: str | None = "auto"      # "auto": detect clouds and shadows; None/"none": no mask;
                                          # else a raster: 0 clear, > 0 cloud (float: cloud probability)
     mask_method: str = "auto"            # detector for "auto": auto (ukis-csmask, else rules), csmask, rules
+    product_level: str | None = None     # "l1c" / "l2a" for the detector; None: what the product declares, else guessed
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
     fill_buffer: int = FILL_BUFFER_PX    # clear pixels this close to the mask do not feed the fill (fill.fill_sources)
     mask_buffer: int = MASK_BUFFER_PX    # "auto": detected cloud and shadow grow by this many pixels (masks.py)
@@ -363,7 +364,8 @@ def _detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, P
     which detector ran and why) join ``notes``."""
     from .masks import MaskOptions, detect_raster
 
-    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=_product_level(stack, scaling),
+    level = _product_level(stack, scaling, opts.product_level)
+    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=level,
                             options=MaskOptions(method=opts.mask_method, dilate_px=opts.mask_buffer),
                             progress=progress, cancel=cancel,
                             overwrite=True, probability_path=paths["probability"])
@@ -373,10 +375,19 @@ def _detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, P
     return summary
 
 
-def _product_level(stack: RasterStack, scaling: OpticalScaling) -> str | None:
-    """"l2a" for a +1000-offset product; "l1c" / "l2a" for a single file with 13 / 12
-    bands (L1C has the cirrus band B10, L2A has not), whichever bands the model reads; None
-    (the detector guesses) otherwise."""
+def _product_level(stack: RasterStack, scaling: OpticalScaling, given: str | None = None) -> str | None:
+    """The product level for the cloud detector: ``given`` (the caller's word); else the one the
+    file names carry (``MSIL1C``/``MSIL2A``, :func:`~sarclear.masks.level_in_names`); "l2a" for a
+    +1000-offset product; "l1c" / "l2a" for a single file with 13 / 12 bands (L1C has the
+    cirrus band B10, L2A has not), whichever bands the model reads; None (the detector guesses
+    from the bands it reads) otherwise."""
+    from .masks import level_in_names
+
+    if given is not None:
+        return given.lower()
+    named = level_in_names(stack)
+    if named is not None:
+        return named
     if scaling.offset:
         return "l2a"
     files = {b.path for b in stack.bands}

@@ -338,7 +338,7 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     area = (area or stack.grid.window).intersection(stack.grid.window)
     if area.empty:
         raise InputError("the area to mask does not overlap the optical raster")
-    level, notes = guess_product_level(product_level or _level_in_names(stack), stack.names)
+    level, notes = guess_product_level(product_level or level_in_names(stack), stack.names)
     pixel_m, more = grid_pixel_size_m(stack.grid)
     factor = max(1, round(opts.working_resolution_m / pixel_m))
     margin = -(-opts.overlap_px // factor) * factor
@@ -362,7 +362,8 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
                  ) if runner else None
     grid = stack.grid.subgrid(area)
     label = runner.label if runner else RULES_LABEL
-    meta = {"CLASSES": f"{CLEAR}=clear,{CLOUD}=cloud,{SHADOW}=shadow,{NODATA}=nodata", "METHOD": label}
+    meta = {"CLASSES": f"{CLEAR}=clear,{CLOUD}=cloud,{SHADOW}=shadow,{NODATA}=nodata", "METHOD": label,
+            "PRODUCT_LEVEL": level.upper()}
     cores = [Window(area.col_off + c, area.row_off + r, min(step, area.width - c), min(step, area.height - r))
              for r in range(0, area.height, step) for c in range(0, area.width, step)]
     counts = np.zeros(3, np.int64)
@@ -396,7 +397,7 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     return MaskSummary(out_path, label, cloud_f, shadow_f, valid, notes, prob_path)
 
 
-def _level_in_names(stack: RasterStack) -> str | None:
+def level_in_names(stack: RasterStack) -> str | None:
     """"l1c" or "l2a" when the band files' paths name one product level only (Sentinel-2
     product names carry MSIL1C or MSIL2A), else None."""
     found = {level for ref in stack.bands for level in ("l1c", "l2a") if f"MSI{level.upper()}" in ref.path.upper()}
