@@ -28,6 +28,7 @@ from .adapt_option import unavailable_reason
 from .algorithm_base import ResultStyle, _advanced, _names, _SarclearAlgorithm, _style_on_load
 from .buffer_option import buffer_defaults
 from .environment import missing_dependencies
+from .level_option import LEVELS
 from .models import model_label
 from .task import RunParameters, metrics_text, progress_percent, run_decloud, stage_text
 
@@ -122,6 +123,10 @@ class RemoveClouds(_SarclearAlgorithm):
             "FILL_BUFFER", "Clear pixels this close to the mask are kept but do not feed the fill (pixels)",
             QgsProcessingParameterNumber.Type.Integer, defaultValue=fill_buffer, minValue=0, maxValue=64,
             optional=True)))
+        self.addParameter(_advanced(QgsProcessingParameterEnum(
+            "PRODUCT_LEVEL", "Product level of the cloudy image, for cloud detection (without a cloud mask layer; "
+            "a 10-band stack made from an L1C product is otherwise read as L2A)",
+            options=[label for label, _ in LEVELS], defaultValue=0)))
         self.addParameter(_advanced(QgsProcessingParameterBoolean(
             "COG", "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Reconstruction"))
@@ -180,6 +185,9 @@ class RemoveClouds(_SarclearAlgorithm):
         for name in ("MASK_BUFFER", "FILL_BUFFER"):  # absent (older models, scripts): the library's default
             if parameters.get(name) not in (None, ""):
                 extra[name.lower()] = self.parameterAsInt(parameters, name, context)
+        level = LEVELS[self.parameterAsEnum(parameters, "PRODUCT_LEVEL", context)][1]
+        if level and mask is None:  # empty: the library's rule (file names, else guessed)
+            extra["product_level"] = level
         if parameters.get("MS_OFFSET") not in (None, ""):  # empty: the library's rule (declared, else none)
             extra["ms_offset"] = self.parameterAsDouble(parameters, "MS_OFFSET", context)
         batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)

@@ -92,6 +92,7 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
         self.sar_list.itemChanged.connect(self._sar_changed)
         self.reference_combo.layerChanged.connect(self._update_bands)
         self.mask_combo.layerChanged.connect(lambda layer: self.buffer_option.set_detecting(layer is None))
+        self.mask_combo.layerChanged.connect(lambda layer: self.level_option.set_detecting(layer is None))
         self.model_widget.fileChanged.connect(self._model_changed)
         self.model_combo.activated.connect(self._model_chosen)
         self.adapt_option.changed.connect(self._update_area)  # the run's estimate includes the fitting
@@ -193,7 +194,8 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
             model_label=model_label(self.model_widget.filePath(),
                                     self.model_config.sar_channels if self.model_config else None),
             extra={**({} if self.offset_choice() is None else {"ms_offset": self.offset_choice()}),
-                   **self.buffer_option.options(), **self.adapt_option.options()},
+                   **self.buffer_option.options(), **self.level_option.options(),
+                   **self.adapt_option.options()},
         )
 
     def confirm_overwrite(self, existing: list[Path]) -> bool:

@@ -41,6 +41,7 @@ from qgis.PyQt.QtWidgets import (
 from .adapt_option import AdaptOption
 from .buffer_option import BufferOptions
 from .environment import python_problem
+from .level_option import LevelOption
 from .models import card_summary, model_label
 
 HELP_URL = "https://github.com/sarclear/sarclear#qgis-plugin"
@@ -165,6 +166,8 @@ class DialogWidgets:
         self.buffer_option = BufferOptions()  # the mask buffer greys out with a mask layer (SarclearDialog)
         form.addRow("Mask buffer", self.buffer_option.mask_spin)
         form.addRow("Fill buffer", self.buffer_option.fill_spin)
+        self.level_option = LevelOption()  # greys out with a mask layer too (SarclearDialog)
+        form.addRow("Product level", self.level_option.combo)
         return inputs
 
     def _model_box(self) -> QGroupBox:

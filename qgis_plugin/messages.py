@@ -23,6 +23,7 @@ DIALOG = {
     "overwrite": "Output: Run name and Save to",
     "acquisition": "Cloudy Sentinel-2 (MS): pick the band files of one acquisition",
     "sar_units": "Sentinel-1 SAR (dB or linear power: give the layer in dB)",
+    "product_level": "Product level",
 }
 
 #: input or option -> the Processing parameter that sets it ("Remove clouds")
@@ -43,6 +44,7 @@ PROCESSING = {
     "overwrite": "Reconstruction",
     "acquisition": "Cloudy Sentinel-2 (MS) layer",
     "sar_units": "SAR units (advanced parameters)",
+    "product_level": "Product level of the cloudy image (advanced parameters)",
 }
 
 

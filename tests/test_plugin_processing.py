@@ -283,3 +283,18 @@ def test_remove_clouds_grows_the_detected_mask_by_the_mask_buffer(provider, tmp_
         assert options["mask_buffer"] == px and options["fill_buffer"] == 3
         hidden[px] = np.isin(_array(tmp_path / f"buffer{px}_mask.tif"), (1, 2)).sum()
     assert 0 < hidden[0] < hidden[9]
+
+
+def test_remove_clouds_passes_the_chosen_product_level_to_the_detector(provider, tmp_path):
+    """PRODUCT_LEVEL defaults to the product (this 13-band L1C file: L1C); choosing L2A reaches
+    DecloudOptions and the detector, whose mask file records the level it used."""
+    levels = {}
+    for choice in (0, 2):
+        out = tmp_path / f"level{choice}.tif"
+        result = _run("sarclear:removeclouds", {
+            "INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "DEVICE": 1, "PRODUCT_LEVEL": choice,
+            "OUTPUT": str(out)})
+        options = json.loads(Path(result["METRICS"]).read_text())["provenance"]["options"]
+        levels[choice] = (options.get("product_level"),
+                          gdal.Open(str(tmp_path / f"level{choice}_mask.tif")).GetMetadataItem("PRODUCT_LEVEL"))
+    assert levels == {0: (None, "L1C"), 2: ("l2a", "L2A")}
