@@ -77,13 +77,16 @@ class SyntheticClouds(_SarclearAlgorithm):
         "then compare with the clear image (Reconstruction error maps).<br>"
         "Each range is the interval a value is drawn from with the seed; empty: the library's default range. "
         "<b>Coverage</b>: fraction of the image under thick cloud; <b>haze</b>: opacity of the haze veil at "
-        "490 nm; <b>shadow</b>: darkening in cloud shadows (0..1). The optional opacity output is the cloud "
-        "and haze opacity (0..1).")
+        "490 nm; <b>shadow</b>: darkening in cloud shadows (0..1); <b>light kept in shadow</b>: the share of the "
+        "light at 490 nm a shadow keeps (diffuse skylight, less at longer wavelengths, so shadows darken NIR and "
+        "SWIR most, as real ones do; 0 for grey shadows). The optional opacity output is the cloud and haze "
+        "opacity (0..1).")
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Clear Sentinel-2 layer"))
         for name, label in (("COVERAGE", "Cloud coverage range (fraction)"), ("HAZE", "Haze opacity range"),
-                            ("SHADOW", "Shadow darkening range")):
+                            ("SHADOW", "Shadow darkening range"),
+                            ("SHADOW_DIFFUSE", "Light kept in shadow at 490 nm, range (fraction)")):
             self.addParameter(QgsProcessingParameterRange(
                 name, label, QgsProcessingParameterNumber.Type.Double, optional=True))
         self.addParameter(QgsProcessingParameterNumber(
@@ -100,7 +103,8 @@ class SyntheticClouds(_SarclearAlgorithm):
     #: range parameter -> its name in sarclear.clouds.CloudConfig and its label in messages
     RANGES: ClassVar[dict[str, tuple[str, str]]] = {
         "COVERAGE": ("coverage", "Cloud coverage range"), "HAZE": ("haze", "Haze opacity range"),
-        "SHADOW": ("shadow", "Shadow darkening range")}
+        "SHADOW": ("shadow", "Shadow darkening range"),
+        "SHADOW_DIFFUSE": ("shadow_diffuse", "Light kept in shadow range")}
 
     def ranges(self, parameters: dict, context: QgsProcessingContext, defaults) -> dict:
         """The ranges the user gave; an empty range (the toolbox sends "None,None", NaN

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, SSL4EO_CLEAR, SSL4EO_S1
 from osgeo import gdal
@@ -31,6 +32,30 @@ def test_clouds_then_decloud_with_reference_writes_maps_metrics_and_figure(tmp_p
     assert metrics["kind"] == "error" and 0 < metrics["rmse"] < 1 and len(metrics["rmse_per_band"]) == 10
     for name in ("out_rmse.tif", "out_sam.tif", "fig.png"):
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_clouds_shadows_keep_the_diffuse_light_unless_told_grey(tmp_path):
+    """clouds --shadow-diffuse: by default shadows keep bluish light (blue darkens far less than
+    SWIR); 0 0 gives grey shadows that darken every band by the same factor."""
+    stack = tmp_path / "clear.tif"  # the per-band sample as one stack, unchanged: no cloud, haze or shadow
+    assert main(["-q", "clouds", "--in", str(SSL4EO_CLEAR), "--out", str(stack), "--coverage", "0", "0",
+                 "--haze", "0", "0", "--shadow", "0", "0"]) == 0
+    ds = gdal.Open(str(stack))
+    clear = ds.ReadAsArray().astype(float)
+    names = [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
+    ratios = {}
+    for kept in ("0.9", "0"):
+        out = tmp_path / f"kept{kept}.tif"
+        assert main(["-q", "clouds", "--in", str(SSL4EO_CLEAR), "--out", str(out), "--seed", "3", "--coverage",
+                     "0.3", "0.3", "--haze", "0", "0", "--shadow", "0.6", "0.6", "--shadow-diffuse", kept, kept]) == 0
+        cloudy = gdal.Open(str(out)).ReadAsArray().astype(float)
+        opacity = gdal.Open(str(tmp_path / f"kept{kept}_opacity.tif")).ReadAsArray()
+        shade = (opacity < 1e-4) & (cloudy[names.index("B12")] < 0.7 * clear[names.index("B12")])
+        assert shade.sum() > 100
+        ratios[kept] = {b: float(np.median(cloudy[names.index(b)][shade] / clear[names.index(b)][shade]))
+                        for b in ("B2", "B8", "B12")}
+    assert ratios["0.9"]["B2"] > 0.93 and ratios["0.9"]["B12"] < 0.7
+    assert max(ratios["0"].values()) - min(ratios["0"].values()) < 0.02
 
 
 def test_evaluate_scores_a_prediction(tmp_path, capsys):

@@ -199,7 +199,7 @@ def test_synthetic_clouds_with_the_default_empty_ranges(provider, sea_clear, tmp
     cloudy = tmp_path / "cloudy.tif"
     params = {"INPUT": str(sea_clear), "SEED": 1, "OUTPUT": str(cloudy)}
     if empty is not None:
-        params.update({"COVERAGE": empty, "HAZE": empty, "SHADOW": empty})
+        params.update({"COVERAGE": empty, "HAZE": empty, "SHADOW": empty, "SHADOW_DIFFUSE": empty})
     made = _run("sarclear:syntheticclouds", params)
     dirty = _array(cloudy).astype(float)
     assert np.isfinite(made["MEAN_OPACITY"]) and 0 < made["MEAN_OPACITY"] < 1
@@ -298,3 +298,18 @@ def test_remove_clouds_passes_the_chosen_product_level_to_the_detector(provider,
         levels[choice] = (options.get("product_level"),
                           gdal.Open(str(tmp_path / f"level{choice}_mask.tif")).GetMetadataItem("PRODUCT_LEVEL"))
     assert levels == {0: (None, "L1C"), 2: ("l2a", "L2A")}
+
+
+def test_synthetic_clouds_shadows_keep_the_light_given(provider, sea_clear, tmp_path):
+    """SHADOW_DIFFUSE reaches the clouds: grey shadows (0) and shadows that keep most of the blue
+    light (0.9) differ only where shadow falls, and there blue is brighter with the light kept."""
+    out = {}
+    for kept in ("0,0", "0.9,0.9"):
+        path = tmp_path / f"kept{kept[0]}{kept[-1]}.tif"
+        _run("sarclear:syntheticclouds", {"INPUT": str(sea_clear), "SEED": 2, "COVERAGE": "0.3,0.3", "HAZE": "0,0",
+                                          "SHADOW": "0.6,0.6", "SHADOW_DIFFUSE": kept, "OUTPUT": str(path)})
+        out[kept] = _array(path).astype(float)
+    grey, blue_kept = out["0,0"], out["0.9,0.9"]
+    differs = (grey != blue_kept).any(axis=0)
+    assert differs.any() and (blue_kept[1][differs] >= grey[1][differs]).all()  # band 2: B2 (blue)
+    assert (blue_kept[1][differs] > grey[1][differs]).mean() > 0.9

@@ -117,6 +117,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="haze opacity at 490 nm (default 0.1 0.3)")
     p.add_argument("--shadow", type=_FRACTION, nargs=2, metavar=("MIN", "MAX"), default=(0.3, 0.5),
                    help="darkening in cloud shadows (default 0.3 0.5; 0 0 for none)")
+    p.add_argument("--shadow-diffuse", type=_FRACTION, nargs=2, metavar=("MIN", "MAX"), default=(0.2, 0.95),
+                   help="share of the light at 490 nm a shadow keeps (diffuse skylight; less at longer wavelengths, "
+                        "so shadows darken NIR and SWIR most, as real ones do; default 0.2 0.95; 0 0 for grey "
+                        "shadows that darken every band alike)")
     p.add_argument("--cloud-size", type=_POSITIVE, default=100.0, metavar="PX",
                    help="size of the largest cloud structures in pixels (default 100)")
     _add_io_options(p)
@@ -195,7 +199,7 @@ def _clouds(args: argparse.Namespace) -> int:
 
     opacity = args.opacity or str(Path(args.out).with_suffix("")) + "_opacity.tif"
     config = CloudConfig(coverage=tuple(args.coverage), haze=tuple(args.haze), shadow=tuple(args.shadow),
-                         cell_px=args.cloud_size)
+                         shadow_diffuse=tuple(args.shadow_diffuse), cell_px=args.cloud_size)
     bar = _Progress(not args.quiet, "clouds")
     try:
         stats = cloud_raster(args.clear, args.out, opacity_out=opacity, config=config, seed=args.seed,
