@@ -83,7 +83,7 @@ class CloudResult:
     cloudy: Tensor
     opacity: Tensor  # combined cloud + haze opacity at 490 nm, [0, 1]
     thick: Tensor    # thick-cloud opacity, [0, 1]
-    shadow: Tensor   # shadow darkening applied, [0, 1]
+    shadow: Tensor   # shadow darkening of the direct light (the most any band darkens), [0, 1]
 
     @property
     def mask(self) -> Tensor:
