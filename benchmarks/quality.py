@@ -224,7 +224,9 @@ class Runner:
         score("cloudy input", "-", cloudy)
         masks = {"true": true_mask}
         if self.detect is not None:
-            det = self.detect(cloudy.numpy(), bands, valid.numpy(), scene.product_level)
+            # the level decloud reads from the written stack (10 bands, no product name: guessed from its
+            # bands, as for any such file), so that the baselines' detected mask is the models' own
+            det = self.detect(cloudy.numpy(), bands, valid.numpy(), None)
             masks["detected"] = torch.from_numpy(np.isin(det.classes, (1, 2)))
         for mask_name, m in masks.items():
             clear_w = (~m & valid).float()[None, None]
