@@ -74,7 +74,8 @@ class DecloudOptions:
     cloud_mask: str | None = "auto"      # "auto": detect clouds and shadows; None/"none": no mask;
                                          # else a raster: 0 clear, > 0 cloud (float: cloud probability)
     mask_method: str = "auto"            # detector for "auto": auto (ukis-csmask, else rules), csmask, rules
-    product_level: str | None = None     # "l1c" / "l2a" for the detector; None: what the product declares, else guessed
+    product_level: str | None = None     # "l1c" / "l2a" for the detector; None: what the input says
+                                         # (masks.product_level_of), else guessed
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
     fill_buffer: int = FILL_BUFFER_PX    # clear pixels this close to the mask do not feed the fill (fill.fill_sources)
     mask_buffer: int = MASK_BUFFER_PX    # "auto": detected cloud and shadow grow by this many pixels (masks.py)
@@ -364,8 +365,7 @@ def _detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, P
     which detector ran and why) join ``notes``."""
     from .masks import MaskOptions, detect_raster
 
-    level = _product_level(stack, scaling, opts.product_level)
-    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=level,
+    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=opts.product_level,
                             options=MaskOptions(method=opts.mask_method, dilate_px=opts.mask_buffer),
                             progress=progress, cancel=cancel,
                             overwrite=True, probability_path=paths["probability"])
@@ -373,28 +373,6 @@ def _detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, P
              100 * summary.cloud_fraction, 100 * summary.shadow_fraction)
     notes.extend(summary.notes)  # detect_raster has logged them
     return summary
-
-
-def _product_level(stack: RasterStack, scaling: OpticalScaling, given: str | None = None) -> str | None:
-    """The product level for the cloud detector: ``given`` (the caller's word); else the one the
-    file names carry (``MSIL1C``/``MSIL2A``, :func:`~sarclear.masks.level_in_names`); "l2a" for a
-    +1000-offset product; "l1c" / "l2a" for a single file with 13 / 12 bands (L1C has the
-    cirrus band B10, L2A has not), whichever bands the model reads; None (the detector guesses
-    from the bands it reads) otherwise."""
-    from .masks import level_in_names
-
-    if given is not None:
-        return given.lower()
-    named = level_in_names(stack)
-    if named is not None:
-        return named
-    if scaling.offset:
-        return "l2a"
-    files = {b.path for b in stack.bands}
-    if len(files) == 1:
-        count = gdal.OpenEx(next(iter(files)), gdal.OF_RASTER).RasterCount
-        return {13: "l1c", 12: "l2a"}.get(count)
-    return None
 
 
 def _clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window) -> np.ndarray | None:

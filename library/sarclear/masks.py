@@ -338,7 +338,7 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     area = (area or stack.grid.window).intersection(stack.grid.window)
     if area.empty:
         raise InputError("the area to mask does not overlap the optical raster")
-    level, notes = guess_product_level(product_level or level_in_names(stack), stack.names)
+    level, notes = guess_product_level(product_level or product_level_of(stack, scaling), stack.names)
     pixel_m, more = grid_pixel_size_m(stack.grid)
     factor = max(1, round(opts.working_resolution_m / pixel_m))
     margin = -(-opts.overlap_px // factor) * factor
@@ -397,14 +397,25 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     return MaskSummary(out_path, label, cloud_f, shadow_f, valid, notes, prob_path)
 
 
-def level_in_names(stack: RasterStack) -> str | None:
-    """"l1c" or "l2a" when the band files' paths name one product level only (Sentinel-2
-    product names carry MSIL1C or MSIL2A), else None."""
+def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
+    """The product level ("l1c" or "l2a") that the optical input itself says, else None (the
+    detector then guesses from the bands, :func:`guess_product_level`): the level the band files'
+    paths name, when they name one only (Sentinel-2 product names carry MSIL1C or MSIL2A, SAFE
+    folders included); "l2a" for a +1000-offset product; "l1c" / "l2a" for a single file with 13 /
+    12 bands (L1C has the cirrus band B10, L2A has not), whichever bands are read."""
+    from osgeo import gdal
+
     found = {level for ref in stack.bands for level in ("l1c", "l2a") if f"MSI{level.upper()}" in ref.path.upper()}
     if len(found) == 1:
         level = found.pop()
         log.info("product level %s, from the file names", level.upper())
         return level
+    if scaling.offset:
+        return "l2a"
+    files = {b.path for b in stack.bands}
+    if len(files) == 1:
+        count = gdal.OpenEx(next(iter(files)), gdal.OF_RASTER).RasterCount
+        return {13: "l1c", 12: "l2a"}.get(count)
     return None
 
 
