@@ -46,6 +46,15 @@ from .errors import InputError
 _CLOUD_SHAPE = {"B10": 0.3, "B11": 0.75, "B12": 0.5}
 
 
+def scattering_shape(bands: Sequence[str], power: float, device: str | torch.device | None = None) -> Tensor:
+    """``(490 nm / wavelength) ** power`` per band, (C,) float32: how scattered light (haze,
+    skylight, path radiance) falls off from blue towards the SWIR. Haze opacity goes as the
+    first power, the diffuse light a shadow keeps and the level offset of training crops
+    (:func:`sarclear.fill_data.jitter_level`) as the second."""
+    wavelength = torch.tensor([S2_WAVELENGTH_NM[name] for name in bands], device=device)
+    return (490.0 / wavelength) ** power
+
+
 @dataclass(frozen=True)
 class CloudConfig:
     """Ranges from which each image's cloud parameters are drawn (uniformly)."""
@@ -218,15 +227,14 @@ class CloudField:
         clear = clear.to(self.device, torch.float32)
         _, _, h, w = clear.shape
         thick, haze, shadow = self.opacities(row_off, col_off, h, w)
-        wavelength = torch.tensor([S2_WAVELENGTH_NM[name] for name in bands], device=self.device)
-        k = (490.0 / wavelength)[None, :, None, None]
+        k = scattering_shape(bands, 1, self.device)[None, :, None, None]
         alpha = 1 - (1 - thick) * (1 - haze) ** k  # (B, C, h, w)
         if scene_p98 is None:
             scene_p98 = torch.quantile(clear.flatten(2).nan_to_num(0.0), 0.98, dim=2)
         shape = torch.tensor([_CLOUD_SHAPE.get(name, 1.0) for name in bands], device=self.device)
         level = torch.maximum(self.brightness[:, None] * shape[None], scene_p98.to(self.device))
         cloud = level[:, :, None, None] * (0.9 + 0.1 * thick)  # thicker cores are a bit brighter
-        kept = (self.shadow_diffuse[:, None] * (490.0 / wavelength[None]) ** 2).clamp(0, 1)  # (B, C)
+        kept = (self.shadow_diffuse[:, None] * scattering_shape(bands, 2, self.device)[None]).clamp(0, 1)  # (B, C)
         darkening = self.shadow_strength[:, None, None, None] * (1 - kept[:, :, None, None])
         shadowed = clear * (1 - darkening * shadow)
         cloudy = shadowed * (1 - alpha) + cloud * alpha

@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .bands import S2_WAVELENGTH_NM
 from .cloud_layers import CloudLayer
-from .clouds import CloudConfig, CloudField
+from .clouds import CloudConfig, CloudField, scattering_shape
 from .fill import FILL_REACH_PX, fill_sources, normalized_convolution
 
 #: Sources (:mod:`sarclear.datasets`) whose real cloudy train-split scenes training may take cloud
@@ -134,7 +133,7 @@ def jitter_level(truth: Tensor, bands: Sequence[str], strength: float, g: torch.
     gain = torch.exp(strength * LEVEL_GAIN * (2 * u[:, 0] - 1))
     low, high = LEVEL_OFFSET
     offset = strength * (low + (high - low) * u[:, 1])
-    shape = torch.tensor([(490.0 / S2_WAVELENGTH_NM[n]) ** 2 for n in bands]).to(truth)
+    shape = scattering_shape(bands, 2).to(truth)
     return (truth * gain[:, None, None, None] + offset[:, None, None, None] * shape[None, :, None, None]).clamp_min(0)
 
 
