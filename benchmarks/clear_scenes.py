@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import logging
-import math
 import shutil
 import sys
 import tempfile
@@ -34,7 +33,19 @@ from pathlib import Path
 import common
 import numpy as np
 from osgeo import gdal
-from quality_io import CHANGE_TOL, CLEAR_CHANGED_PCT, CLEAR_RMSE, DEFAULT_DATA, _load, crop, read_output, write_scene
+from quality_io import (
+    CHANGE_TOL,
+    CLEAR_CHANGED_PCT,
+    CLEAR_RMSE,
+    DEFAULT_DATA,
+    _load,
+    clear_change,
+    clear_rmse,
+    crop,
+    read_output,
+    within_clear_target,
+    write_scene,
+)
 
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.resources import default_model
@@ -65,28 +76,21 @@ def score(scene, model: Path, work: Path, detector: _DetectorLog) -> dict:
     out = read_output(out_path).astype(np.float64)
     mask = gdal.Open(str(work / "out_mask.tif")).ReadAsArray()  # 0 clear, 1 cloud, 2 shadow, 255 nodata
     valid = np.isfinite(scene.ms).all(0) & np.isfinite(out).all(0)
-    diff = (out - inp)[:, valid]
-    moved = int((np.abs(diff) > CHANGE_TOL).any(0).sum())
+    moved, squared_error = clear_change(out, inp, valid)
     return {"scene": scene.name, "split": scene.split, "source": scene.source, "level": scene.product_level,
             "size": f"{scene.ms.shape[2]}x{scene.ms.shape[1]}", "detector": detector.method,
-            "pixels": int(valid.sum()), "changed": moved, "squared_error": float((diff ** 2).sum()),
-            "bands": int(diff.shape[0]),
+            "pixels": int(valid.sum()), "changed": moved, "squared_error": squared_error, "bands": int(out.shape[0]),
             "cloud_pct": float(100 * ((mask == 1) & valid).sum() / max(valid.sum(), 1)),
             "shadow_pct": float(100 * ((mask == 2) & valid).sum() / max(valid.sum(), 1))}
-
-
-def _rmse(squared_error: float, values: int) -> float:
-    return math.sqrt(squared_error / max(values, 1))
 
 
 def summary(rows: list[dict]) -> dict:
     """Pooled changed share and RMSE, and how many scenes meet the target on their own."""
     pixels = sum(r["pixels"] for r in rows)
-    within = sum(100 * r["changed"] / max(r["pixels"], 1) <= CLEAR_CHANGED_PCT
-                 and _rmse(r["squared_error"], r["pixels"] * r["bands"]) <= CLEAR_RMSE for r in rows)
+    within = sum(within_clear_target(r["changed"], r["pixels"], r["squared_error"], r["bands"]) for r in rows)
     return {"scenes": len(rows), "pixels": pixels, "within": within,
             "changed_pct": 100 * sum(r["changed"] for r in rows) / max(pixels, 1),
-            "rmse": _rmse(sum(r["squared_error"] for r in rows), sum(r["pixels"] * r["bands"] for r in rows))}
+            "rmse": clear_rmse(sum(r["squared_error"] for r in rows), sum(r["pixels"] * r["bands"] for r in rows))}
 
 
 def report(rows: list[dict], meta: dict) -> str:
@@ -111,7 +115,7 @@ def report(rows: list[dict], meta: dict) -> str:
         lines += ["| scene | split | level | size | detector | changed % | RMSE | cloud % | shadow % |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in changed:
-            rmse = _rmse(r["squared_error"], r["pixels"] * r["bands"])
+            rmse = clear_rmse(r["squared_error"], r["pixels"] * r["bands"])
             lines.append(f"| {r['scene']} | {r['split']} | {r['level']} | {r['size']} | {r['detector']} | "
                          f"{100 * r['changed'] / r['pixels']:.2f} | {rmse:.4f} | {r['cloud_pct']:.1f} | "
                          f"{r['shadow_pct']:.1f} |")

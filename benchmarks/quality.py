@@ -55,17 +55,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from quality_io import (
-    CHANGE_TOL,
-    CLEAR_CHANGED_PCT,
-    CLEAR_RMSE,
     DEFAULT_DATA,
     KIND_CONFIGS,
     KINDS,
+    clear_change,
+    clear_rmse,
     layer_sources,
     read_output,
     real_cloud_scenes,
     scene_clouds,
     test_scenes,
+    within_clear_target,
     write_mask,
     write_scene,
 )
@@ -275,15 +275,14 @@ def clear_check(scenes, models: dict, runner: Runner, work: Path) -> list[dict]:
             valid = np.isfinite(scene.ms).all(0) & np.isfinite(out).all(0)
             if scene.sar is not None:
                 valid &= np.isfinite(scene.sar).all(0)
-            diff = (out - inp)[:, valid]
-            moved = int((np.abs(diff) > CHANGE_TOL).any(0).sum())
-            scene_sq = float((diff.astype(np.float64) ** 2).sum())
+            moved, scene_sq = clear_change(out, inp, valid)
+            pixels, bands = int(valid.sum()), out.shape[0]
             changed += moved
-            total += int(valid.sum())
+            total += pixels
             sq += scene_sq
-            scene_pct = 100.0 * moved / max(int(valid.sum()), 1)
-            scene_rmse = math.sqrt(scene_sq / max(diff.size, 1))
-            within += scene_pct <= CLEAR_CHANGED_PCT and scene_rmse <= CLEAR_RMSE  # the target, scene by scene
+            scene_pct = 100.0 * moved / max(pixels, 1)
+            scene_rmse = clear_rmse(scene_sq, pixels * bands)
+            within += within_clear_target(moved, pixels, scene_sq, bands)  # the target, scene by scene
             if moved:  # where the change comes from: a real cloud the scene has, or a false detection
                 scenes_changed.append({"scene": scene.name, "changed_pct": scene_pct, "rmse": scene_rmse,
                                        "squared_error_share": scene_sq})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,27 @@ MIN_LAYER_CLOUD = 0.05
 #: pixels changed (%), and at most this RMSE against the input (reflectance).
 CLEAR_CHANGED_PCT, CLEAR_RMSE = 0.5, 0.002
 CHANGE_TOL = 0.002  # reflectance: a pixel "changed" when any band moved more than this
+
+
+def clear_change(out: np.ndarray, inp: np.ndarray, valid: np.ndarray) -> tuple[int, float]:
+    """What decloud changed in a clear scene: (valid pixels where any band of ``out`` moved by
+    more than :data:`CHANGE_TOL` from ``inp``, the squared difference summed over bands and
+    valid pixels); ``out`` and ``inp`` (C, H, W) reflectance, ``valid`` (H, W)."""
+    diff = (out - inp)[:, valid]
+    return int((np.abs(diff) > CHANGE_TOL).any(0).sum()), float((diff.astype(np.float64) ** 2).sum())
+
+
+def clear_rmse(squared_error: float, values: int) -> float:
+    """RMSE against the input from :func:`clear_change`'s squared error over ``values`` (valid
+    pixels x bands)."""
+    return math.sqrt(squared_error / max(values, 1))
+
+
+def within_clear_target(changed: int, pixels: int, squared_error: float, bands: int) -> bool:
+    """Whether one clear scene meets issue 11's target on its own (:data:`CLEAR_CHANGED_PCT`,
+    :data:`CLEAR_RMSE`)."""
+    return (100.0 * changed / max(pixels, 1) <= CLEAR_CHANGED_PCT
+            and clear_rmse(squared_error, pixels * bands) <= CLEAR_RMSE)
 
 #: Where a scene has no georeferencing (BigEarthNet from configilm): a dummy UTM 33N grid.
 DUMMY_EPSG, DUMMY_GT = 32633, (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
