@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from osgeo import gdal
 
@@ -43,11 +42,11 @@ from .io import (
     numpy_dtype,
     open_inputs,
     open_single_band,
-    preview,
 )
 from .outputs import GEOTIFF, JSON, PNG, OutputSet
 from .provenance import run_provenance
-from .radiometry import OpticalScaling, network_to_reflectance
+from .radiometry import network_to_reflectance
+from .scene_prep import adapt_to_scene, clear_stats, detect_mask
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
 from .thin_cloud import keep_detail
 from .tiling import Window
@@ -300,7 +299,7 @@ def decloud(
     result = DecloudResult(Path(out).absolute(), area, 0, 0.0, str(device), batch, notes=notes)
     with outputs:  # all outputs appear at the end, or none
         if staged_mask:
-            summary = _detect_mask(ms_stack, scaling, staged_mask, area, opts, notes, progress, cancel)
+            summary = detect_mask(ms_stack, scaling, staged_mask, area, opts, notes, progress, cancel)
             stacks["mask"] = open_single_band(staged_mask["mask"], ms_stack.grid)
             result.maps["mask"] = side["mask"].absolute()
             if summary.probability_path is None:
@@ -310,9 +309,9 @@ def decloud(
         provenance = run_provenance(mdl, inputs, opts)
         if staged_mask:
             provenance["mask"] = f"detected ({summary.method}): {side['mask']}"
-        fallback = _clear_stats(stacks, scaling, area) if gapfill else None
+        fallback = clear_stats(stacks, scaling, area) if gapfill else None
         if opts.adapt:
-            mdl = _adapt(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
+            mdl = adapt_to_scene(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
         engine = TileEngine(mdl, device, batch, opts.precision, opts.fill_buffer)
         engine.notes = notes
         notes.extend(w for w in [inputs.scaling.warning] if w)
@@ -355,80 +354,3 @@ def decloud(
             result.figure = Path(figure).absolute()
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Path], area: Window,
-                 opts: DecloudOptions, notes: list[str], progress: ProgressFn | None, cancel: CancelFn | None):
-    """Detect clouds and shadows over ``area`` into ``paths["mask"]`` (and the cloud
-    probability, where the detector gives one, into ``paths["probability"]``); returns the
-    detector's :class:`~sarclear.masks.MaskSummary`. Its notes (no cloud, nearly all cloud,
-    which detector ran and why) join ``notes``."""
-    from .masks import MaskOptions, detect_raster
-
-    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=opts.product_level,
-                            options=MaskOptions(method=opts.mask_method, dilate_px=opts.mask_buffer),
-                            progress=progress, cancel=cancel,
-                            overwrite=True, probability_path=paths["probability"])
-    log.info("cloud mask (%s): %.1f %% cloud, %.1f %% shadow", summary.method,
-             100 * summary.cloud_fraction, 100 * summary.shadow_fraction)
-    notes.extend(summary.notes)  # detect_raster has logged them
-    return summary
-
-
-def _clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window) -> np.ndarray | None:
-    """Each band's mean and standard deviation (2, C) of the reflectance over the clear pixels
-    of a decimated view of ``area``: the prior (and its spread) of tiles that see no clear pixel
-    at all. Over all valid pixels when the view has no clear pixel; None when it has no valid
-    pixel."""
-    refl = scaling.to_reflectance(preview(stacks["ms"], 512, area))  # (C, h, w), NaN nodata
-    ok = np.isfinite(refl).all(axis=0)
-    if "mask" in stacks:
-        m = stacks["mask"].open().read_decimated(area, refl.shape[2], refl.shape[1])[0]
-        clear = ok & (np.nan_to_num(m, nan=1.0) == 0)
-        if clear.any():
-            ok = clear
-    if not ok.any():
-        return None
-    seen = refl[:, ok].astype(np.float64)
-    return np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32)
-
-
-def _adapt(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,
-           opts: DecloudOptions, device: torch.device, notes: list[str], progress: ProgressFn | None,
-           cancel: CancelFn | None) -> Model:
-    """A copy of ``model`` fitted to the scene: its clear pixels in the central window of
-    ``area`` (at most ``adapt_size`` a side), with synthetic clouds drawn over them."""
-    from .adapt import AdaptOptions, adapt_model, estimate_seconds
-
-    side = opts.adapt_size
-    win = Window(area.col_off + max(0, (area.width - side) // 2), area.row_off + max(0, (area.height - side) // 2),
-                 min(side, area.width), min(side, area.height))
-    raw, valid = stacks["ms"].open().read(win)
-    ms = scaling.to_reflectance(raw)
-    sar = None
-    if "sar" in stacks:
-        sar, sar_valid = stacks["sar"].open().read(win)
-        valid &= sar_valid
-    clear = valid.copy()
-    if "mask" in stacks:
-        m, m_valid = stacks["mask"].open().read(win)
-        clear &= m_valid & (np.nan_to_num(m[0], nan=1.0) == 0)
-    options = AdaptOptions(seconds=opts.adapt_seconds, fill_buffer=opts.fill_buffer)
-    eta = estimate_seconds(model, win.height, win.width, options, device)
-    log.info("fitting the model to this scene (%d x %d px, %.0f %% clear): about %.0f s", win.width, win.height,
-             100 * clear.mean(), eta)
-    if clear.mean() < 0.05:
-        notes.append(f"too few clear pixels to fit the model to this scene ({100 * clear.mean():.1f} %); "
-                     "the model is used as trained")
-        log.warning(notes[-1])
-        return model
-    adapted = adapt_model(model, ms, sar, clear, options, progress=progress, cancel=cancel)
-    rec = adapted.info.get("adapted", {})
-    note = f"model fitted to this scene for {opts.adapt_seconds:.0f} s on {clear.sum()} clear pixels"
-    if rec.get("kept") == "as trained":
-        note += (f"; the fit did not lower the error on held-out synthetic clouds of the scene "
-                 f"({rec['held_out_error_after']:.4f} against {rec['held_out_error_before']:.4f}), so the model "
-                 "is used as trained")
-        log.warning(note)
-    notes.append(note)
-    return adapted

@@ -1,0 +1,102 @@
+"""What decloud learns about a scene before its tiles run: the detected cloud and shadow mask,
+the clear pixels' statistics (the prior of tiles that see no clear pixel), and, when asked, a
+copy of the model fitted to the scene. Each step reads the whole area (decimated or a central
+window) once; the tiles then stream (:mod:`sarclear.inference`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .checkpoint import Model
+from .io import RasterStack, preview
+from .radiometry import OpticalScaling
+from .tiling import Window
+
+if TYPE_CHECKING:
+    from .inference import CancelFn, DecloudOptions, ProgressFn
+    from .masks import MaskSummary
+
+log = logging.getLogger(__name__)
+
+
+def detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Path], area: Window,
+                 opts: DecloudOptions, notes: list[str], progress: ProgressFn | None, cancel: CancelFn | None
+                ) -> MaskSummary:
+    """Detect clouds and shadows over ``area`` into ``paths["mask"]`` (and the cloud
+    probability, where the detector gives one, into ``paths["probability"]``); returns the
+    detector's :class:`~sarclear.masks.MaskSummary`. Its notes (no cloud, nearly all cloud,
+    which detector ran and why) join ``notes``."""
+    from .masks import MaskOptions, detect_raster
+
+    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=opts.product_level,
+                            options=MaskOptions(method=opts.mask_method, dilate_px=opts.mask_buffer),
+                            progress=progress, cancel=cancel,
+                            overwrite=True, probability_path=paths["probability"])
+    log.info("cloud mask (%s): %.1f %% cloud, %.1f %% shadow", summary.method,
+             100 * summary.cloud_fraction, 100 * summary.shadow_fraction)
+    notes.extend(summary.notes)  # detect_raster has logged them
+    return summary
+
+
+def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window) -> np.ndarray | None:
+    """Each band's mean and standard deviation (2, C) of the reflectance over the clear pixels
+    of a decimated view of ``area``: the prior (and its spread) of tiles that see no clear pixel
+    at all. Over all valid pixels when the view has no clear pixel; None when it has no valid
+    pixel."""
+    refl = scaling.to_reflectance(preview(stacks["ms"], 512, area))  # (C, h, w), NaN nodata
+    ok = np.isfinite(refl).all(axis=0)
+    if "mask" in stacks:
+        m = stacks["mask"].open().read_decimated(area, refl.shape[2], refl.shape[1])[0]
+        clear = ok & (np.nan_to_num(m, nan=1.0) == 0)
+        if clear.any():
+            ok = clear
+    if not ok.any():
+        return None
+    seen = refl[:, ok].astype(np.float64)
+    return np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32)
+
+
+def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,
+           opts: DecloudOptions, device: torch.device, notes: list[str], progress: ProgressFn | None,
+           cancel: CancelFn | None) -> Model:
+    """A copy of ``model`` fitted to the scene: its clear pixels in the central window of
+    ``area`` (at most ``adapt_size`` a side), with synthetic clouds drawn over them."""
+    from .adapt import AdaptOptions, adapt_model, estimate_seconds
+
+    side = opts.adapt_size
+    win = Window(area.col_off + max(0, (area.width - side) // 2), area.row_off + max(0, (area.height - side) // 2),
+                 min(side, area.width), min(side, area.height))
+    raw, valid = stacks["ms"].open().read(win)
+    ms = scaling.to_reflectance(raw)
+    sar = None
+    if "sar" in stacks:
+        sar, sar_valid = stacks["sar"].open().read(win)
+        valid &= sar_valid
+    clear = valid.copy()
+    if "mask" in stacks:
+        m, m_valid = stacks["mask"].open().read(win)
+        clear &= m_valid & (np.nan_to_num(m[0], nan=1.0) == 0)
+    options = AdaptOptions(seconds=opts.adapt_seconds, fill_buffer=opts.fill_buffer)
+    eta = estimate_seconds(model, win.height, win.width, options, device)
+    log.info("fitting the model to this scene (%d x %d px, %.0f %% clear): about %.0f s", win.width, win.height,
+             100 * clear.mean(), eta)
+    if clear.mean() < 0.05:
+        notes.append(f"too few clear pixels to fit the model to this scene ({100 * clear.mean():.1f} %); "
+                     "the model is used as trained")
+        log.warning(notes[-1])
+        return model
+    adapted = adapt_model(model, ms, sar, clear, options, progress=progress, cancel=cancel)
+    rec = adapted.info.get("adapted", {})
+    note = f"model fitted to this scene for {opts.adapt_seconds:.0f} s on {clear.sum()} clear pixels"
+    if rec.get("kept") == "as trained":
+        note += (f"; the fit did not lower the error on held-out synthetic clouds of the scene "
+                 f"({rec['held_out_error_after']:.4f} against {rec['held_out_error_before']:.4f}), so the model "
+                 "is used as trained")
+        log.warning(note)
+    notes.append(note)
+    return adapted
