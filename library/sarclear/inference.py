@@ -74,7 +74,7 @@ class DecloudOptions:
                                          # else a raster: 0 clear, > 0 cloud (float: cloud probability)
     mask_method: str = "auto"            # detector for "auto": auto (ukis-csmask, else rules), csmask, rules
     product_level: str | None = None     # "l1c" / "l2a" for the detector; None: what the input says
-                                         # (masks.product_level_of), else guessed
+                                         # (product_level.product_level_of), else guessed
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
     fill_buffer: int = FILL_BUFFER_PX    # clear pixels this close to the mask do not feed the fill (fill.fill_sources)
     mask_buffer: int = MASK_BUFFER_PX    # "auto": detected cloud and shadow grow by this many pixels (masks.py)

@@ -1,0 +1,51 @@
+"""Which Sentinel-2 processing level an optical input is (L1C top-of-atmosphere or L2A surface
+reflectance): the cloud detector picks its model and rules by it. Decided once, here: what the
+caller says, else what the input itself says (:func:`product_level_of`), else a guess from the
+bands (:func:`guess_product_level`), which says that it guessed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from .errors import InputError
+from .raster import RasterStack
+from .scaling import OpticalScaling
+
+log = logging.getLogger(__name__)
+
+
+def guess_product_level(product_level: str | None, bands: Sequence[str]) -> tuple[str, list[str]]:
+    """The product level to use ("l1c" or "l2a") and a note when it was guessed."""
+    if product_level is not None:
+        level = product_level.lower()
+        if level not in ("l1c", "l2a"):
+            raise InputError(f"product level {product_level!r} is neither l1c nor l2a")
+        return level, []
+    level = "l1c" if "B10" in bands else "l2a"
+    note = (f"product level not given: read as {level.upper()} because the cirrus band B10 is "
+            f"{'present' if level == 'l1c' else 'absent'}")
+    log.info(note)
+    return level, [note]
+
+
+def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
+    """The product level ("l1c" or "l2a") that the optical input itself says, else None (the
+    detector then guesses from the bands, :func:`guess_product_level`): the level the band files'
+    paths name, when they name one only (Sentinel-2 product names carry MSIL1C or MSIL2A, SAFE
+    folders included); "l2a" for a +1000-offset product; "l1c" / "l2a" for a single file with 13 /
+    12 bands (L1C has the cirrus band B10, L2A has not), whichever bands are read."""
+    from osgeo import gdal
+
+    found = {level for ref in stack.bands for level in ("l1c", "l2a") if f"MSI{level.upper()}" in ref.path.upper()}
+    if len(found) == 1:
+        level = found.pop()
+        log.info("product level %s, from the file names", level.upper())
+        return level
+    if scaling.offset:
+        return "l2a"
+    files = {b.path for b in stack.bands}
+    if len(files) == 1:
+        count = gdal.OpenEx(next(iter(files)), gdal.OF_RASTER).RasterCount
+        return {13: "l1c", 12: "l2a"}.get(count)
+    return None
