@@ -30,6 +30,7 @@ from typing import Any
 
 import common
 import inputs
+import memory_use
 
 TARGET_CPU_SECONDS = 12.0   # 1024 x 1024, paper, 2 cores, fp32
 TARGET_CPU_RATIO = 0.8      # end-to-end patches/s over model-only patches/s
@@ -61,8 +62,8 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     options = DecloudOptions(device=str(device), overwrite=True, batch_size=spec.get("batch_size"),
                              window=Window(*spec["window"]) if spec.get("window") else None,
                              io_threads=spec.get("io_threads", True), precision=spec.get("precision", "auto"))
-    rss_before = common.rss_bytes()
-    common.reset_cuda_peak(device)
+    rss_before = memory_use.rss_bytes()
+    memory_use.reset_cuda_peak(device)
     t0 = time.perf_counter()
     result = decloud(spec["ms"], spec["sar"], model, out, maps=spec.get("maps", False), options=options)
     seconds = time.perf_counter() - t0
@@ -70,8 +71,8 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": seconds, "tiles": result.tiles, "patches_per_s": result.tiles / seconds,
         "batch_size": result.batch_size, "device": str(device), "notes": result.notes,
         "window": list(result.window.__dict__.values()), "output_bytes": out.stat().st_size,
-        "rss_before_decloud_bytes": rss_before, "peak_rss_self_bytes": common.peak_rss_bytes(),
-        "peak_cuda_bytes": common.cuda_peak_bytes(device), "torch_threads": torch.get_num_threads(),
+        "rss_before_decloud_bytes": rss_before, "peak_rss_self_bytes": memory_use.peak_rss_bytes(),
+        "peak_cuda_bytes": memory_use.cuda_peak_bytes(device), "torch_threads": torch.get_num_threads(),
         "cores": len(os.sched_getaffinity(0)),
     }
     if not spec.get("keep_output"):
@@ -110,7 +111,7 @@ def run_decloud(sc: inputs.Scene, workdir: Path, *, model: str, identity: bool, 
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec), "--child-result",
            str(result_path)]
-    run = common.run_child(cmd, timeout=timeout)
+    run = memory_use.run_child(cmd, timeout=timeout)
     if run["returncode"] != 0 or not result_path.exists():
         return {"failed": f"exit status {run['returncode']}", "output": run["output"][-3000:],
                 "peak_rss_bytes": run["peak_rss_bytes"], "process_seconds": run["seconds"]}

@@ -32,6 +32,7 @@ from typing import Any
 import common
 import decloud_scaling
 import inputs
+import memory_use
 import numpy as np
 from osgeo import gdal
 
@@ -40,7 +41,7 @@ TARGET_RSS_BYTES = 8e9
 
 
 def _evict(*paths: Path) -> bool:
-    return all(common.evict_from_page_cache(p) for p in paths)
+    return all(memory_use.evict_from_page_cache(p) for p in paths)
 
 
 def raw_read(path: Path, *, cold: bool, threads: str | None = None) -> dict[str, Any]:

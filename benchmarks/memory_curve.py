@@ -26,6 +26,7 @@ from typing import Any
 
 import common
 import inputs
+import memory_use
 
 
 def child_main(spec: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
 
     def sample() -> None:
         while not stop.is_set():
-            samples.append((time.perf_counter() - t0, common.rss_bytes() or 0, gdal.GetCacheUsed(), done[0]))
+            samples.append((time.perf_counter() - t0, memory_use.rss_bytes() or 0, gdal.GetCacheUsed(), done[0]))
             stop.wait(spec["interval"])
 
     def progress(n: int, total: int, _: str) -> None:
@@ -58,7 +59,8 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     stop.set()
     sampler.join()
     Path(spec["out"]).unlink(missing_ok=True)
-    return {"seconds": time.perf_counter() - t0, "tiles": result.tiles, "peak_rss_self_bytes": common.peak_rss_bytes(),
+    return {"seconds": time.perf_counter() - t0, "tiles": result.tiles,
+            "peak_rss_self_bytes": memory_use.peak_rss_bytes(),
             "gdal_cache_max_bytes": gdal.GetCacheMax(),
             "samples": [{"t": t, "rss": r, "gdal_cache": c, "tiles": n} for t, r, c, n in samples]}
 
@@ -152,7 +154,7 @@ def main() -> int:
     result_path = out_dir / f"memory_{args.size}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec), "--child-result",
            str(result_path)]
-    run = common.run_child(cmd)
+    run = memory_use.run_child(cmd)
     if run["returncode"] != 0:
         print(run["output"][-3000:], file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ import traceback
 from typing import Any
 
 import common
+import memory_use
 import torch
 import workloads
 
@@ -36,8 +37,8 @@ def _measure(kind: str, preset_name: str, variant: workloads.Variant, device: to
     if why:
         return {**row, "skipped": why}
     cfg = preset(preset_name)
-    common.free_device_memory(device)
-    common.reset_cuda_peak(device)
+    memory_use.free_device_memory(device)
+    memory_use.reset_cuda_peak(device)
     try:
         step = (workloads.InferenceStep(cfg, variant, device) if kind == "inference"
                 else workloads.TrainStep(cfg, variant, device))
@@ -55,8 +56,8 @@ def _measure(kind: str, preset_name: str, variant: workloads.Variant, device: to
     gflop = flops["inference_gflop" if kind == "inference" else "training_gflop"]
     row.update(seconds_per_step=t["median"], seconds_min=t["min"], seconds_max=t["max"], iters=t["iters"],
                repeats=t["repeats"], per_s=rate, tflops=rate * gflop / 1e3,
-               peak_cuda_gib=common.gib(common.cuda_peak_bytes(device)))
-    common.free_device_memory(device)
+               peak_cuda_gib=common.gib(memory_use.cuda_peak_bytes(device)))
+    memory_use.free_device_memory(device)
     return row
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import common
 import inputs
+import memory_use
 import torch
 import workloads
 
@@ -77,9 +78,9 @@ def trainer_run(manifest: Path, cache: bool, device: torch.device, batch: int, w
                          channels_last=args.channels_last, compile=args.compile, workers=workers, cache=cache,
                          test_fraction=0.0, seed=0)
     clock = common.StepClock()
-    common.free_device_memory(device)
-    common.reset_cuda_peak(device)
-    common.reset_peak_rss()
+    memory_use.free_device_memory(device)
+    memory_use.reset_cuda_peak(device)
+    memory_use.reset_peak_rss()
     t0 = time.perf_counter()
     try:
         train(config, progress=clock, stop_after_steps=total)
@@ -88,8 +89,8 @@ def trainer_run(manifest: Path, cache: bool, device: torch.device, batch: int, w
     rate = clock.rate(args.warmup_steps, batch)
     return {"per_s": rate, "steps": len(clock.times) - args.warmup_steps, "warmup_steps": args.warmup_steps,
             "startup_s": clock.times[0] - t0 if clock.times else None, "total_s": time.perf_counter() - t0,
-            "peak_cuda_gib": common.gib(common.cuda_peak_bytes(device)),
-            "peak_rss_gib": common.gib(common.peak_rss_bytes())}
+            "peak_cuda_gib": common.gib(memory_use.cuda_peak_bytes(device)),
+            "peak_rss_gib": common.gib(memory_use.peak_rss_bytes())}
 
 
 def model_only(device: torch.device, batch: int, settings: dict[str, Any], args: argparse.Namespace,
@@ -100,15 +101,15 @@ def model_only(device: torch.device, batch: int, settings: dict[str, Any], args:
     else:
         variant = workloads.Variant("model only", batch, settings["precision"], settings["channels_last"],
                                     settings["compile"], fused_adam=settings["fused_adam"])
-    common.free_device_memory(device)
-    common.reset_cuda_peak(device)
+    memory_use.free_device_memory(device)
+    memory_use.reset_cuda_peak(device)
     step = workloads.TrainStep(cfg, variant, device)
     t = common.benchmark(step, device, warmup=args.warmup_steps, repeats=args.repeats, min_time=args.min_time,
                          iters=args.iters)
     del step
     out = {"per_s": variant.batch / t["median"], "seconds_per_step": t["median"], "iters": t["iters"],
-           "repeats": t["repeats"], "peak_cuda_gib": common.gib(common.cuda_peak_bytes(device))}
-    common.free_device_memory(device)
+           "repeats": t["repeats"], "peak_cuda_gib": common.gib(memory_use.cuda_peak_bytes(device))}
+    memory_use.free_device_memory(device)
     return out
 
 
@@ -202,7 +203,7 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             if not is_out_of_memory(exc):
                 raise
             row["skipped"] = "out of memory"
-            common.free_device_memory(device)
+            memory_use.free_device_memory(device)
         sweep.append(row)
 
     cfg_text = (f"{args.preset}, {settings['precision']}, channels_last {settings['channels_last']}, fused Adam "
