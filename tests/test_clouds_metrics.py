@@ -68,6 +68,32 @@ def test_shadows_keep_diffuse_light_so_they_darken_blue_least(clear):
             assert torch.allclose(ratio, ratio[b2].expand_as(ratio), atol=1e-4)
 
 
+def test_haze_power_sets_how_the_veil_thins_with_wavelength(clear):
+    """The veil's opacity per band, recovered from the same clouds over two grounds: with
+    ``haze_power`` 0 (thin water cloud) it is the 490 nm opacity in every band; with 1 (aerosol
+    haze, the default) it is 1 - (1 - opacity) ** (490 / wavelength), so thinner in SWIR."""
+    from sarclear.bands import S2_WAVELENGTH_NM
+    from sarclear.errors import InputError
+
+    _, c, h, w = clear.shape
+    ground = clear > 0.02
+    for power in (0.0, 1.0):
+        cfg = CloudConfig(haze_power=power).fixed(coverage=0.0, haze=0.4, shadow=0.0)
+        assert cfg.haze_power == power
+        a, b = (CloudField(1, h, w, cfg, seed=5).apply(g, S2_PAPER10, scene_p98=torch.full((1, c), 0.5))
+                for g in (clear, 0.5 * clear))
+        alpha = 1 - (a.cloudy - b.cloudy) / (0.5 * clear).clamp_min(1e-6)
+        op = a.opacity[0, 0]
+        for i, band in enumerate(S2_PAPER10):
+            k = (490.0 / S2_WAVELENGTH_NM[band]) ** power
+            expected = 1 - (1 - op) ** k
+            assert torch.allclose(alpha[0, i][ground[0, i]], expected[ground[0, i]], atol=2e-3)
+        swir_over_blue = alpha[0, S2_PAPER10.index("B12")].mean() / alpha[0, S2_PAPER10.index("B2")].mean()
+        assert (abs(swir_over_blue - 1) < 1e-2) if power == 0 else (swir_over_blue < 0.4)
+    with pytest.raises(InputError, match="spectral power"):
+        CloudConfig(haze_power=5.0)
+
+
 def test_clouds_evaluated_window_by_window_equal_the_whole_image(clear):
     field = CloudField(1, 264, 264, seed=5)
     p98 = torch.quantile(clear.flatten(2), 0.98, dim=2)
