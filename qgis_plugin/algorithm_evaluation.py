@@ -79,8 +79,9 @@ class SyntheticClouds(_SarclearAlgorithm):
         "<b>Coverage</b>: fraction of the image under thick cloud; <b>haze</b>: opacity of the haze veil at "
         "490 nm; <b>shadow</b>: darkening in cloud shadows (0..1); <b>light kept in shadow</b>: the share of the "
         "light at 490 nm a shadow keeps (diffuse skylight, less at longer wavelengths, so shadows darken NIR and "
-        "SWIR most, as real ones do; 0 for grey shadows). The optional opacity output is the cloud and haze "
-        "opacity (0..1).")
+        "SWIR most, as real ones do; 0 for grey shadows); <b>haze spectral power</b>: how the haze thins with "
+        "wavelength (1: aerosol haze, thinner in NIR and SWIR; 0: neutral, the same in every band, as thin water "
+        "cloud is). The optional opacity output is the cloud and haze opacity (0..1).")
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Clear Sentinel-2 layer"))
@@ -89,6 +90,9 @@ class SyntheticClouds(_SarclearAlgorithm):
                             ("SHADOW_DIFFUSE", "Light kept in shadow at 490 nm, range (fraction)")):
             self.addParameter(QgsProcessingParameterRange(
                 name, label, QgsProcessingParameterNumber.Type.Double, optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            "HAZE_POWER", "Haze spectral power (1 aerosol haze, 0 neutral thin cloud)",
+            QgsProcessingParameterNumber.Type.Double, defaultValue=1.0, minValue=0.0, maxValue=4.0))
         self.addParameter(QgsProcessingParameterNumber(
             "CELL_PX", "Size of the largest cloud structures (pixels)", QgsProcessingParameterNumber.Type.Double,
             defaultValue=100.0, minValue=2.0))
@@ -128,6 +132,7 @@ class SyntheticClouds(_SarclearAlgorithm):
 
         clear = layers.layer_paths(self.parameterAsRasterLayer(parameters, "INPUT", context))
         config = CloudConfig(cell_px=self.parameterAsDouble(parameters, "CELL_PX", context),
+                             haze_power=self.parameterAsDouble(parameters, "HAZE_POWER", context),
                              **self.ranges(parameters, context, CloudConfig()))
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         opacity = self.parameterAsOutputLayer(parameters, "OPACITY", context) or None

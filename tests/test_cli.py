@@ -58,6 +58,27 @@ def test_clouds_shadows_keep_the_diffuse_light_unless_told_grey(tmp_path):
     assert max(ratios["0"].values()) - min(ratios["0"].values()) < 0.02
 
 
+def test_clouds_haze_power_zero_veils_every_band_alike(tmp_path):
+    """clouds --haze-power: the default (1) aerosol haze brightens blue far more than SWIR; 0
+    (thin water cloud) veils every band with the same opacity, so SWIR moves towards the cloud
+    as far as blue does (relative to the cloud-ground contrast)."""
+    shares = {}
+    for power in ("1", "0"):
+        out = tmp_path / f"p{power}.tif"
+        assert main(["-q", "clouds", "--in", str(SSL4EO_CLEAR), "--out", str(out), "--seed", "4", "--coverage",
+                     "0", "0", "--haze", "0.4", "0.4", "--shadow", "0", "0", "--haze-power", power]) == 0
+        ds = gdal.Open(str(out))
+        names = [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
+        shares[power] = np.asarray(ds.ReadAsArray(), float), names
+    (aerosol, names), (neutral, _) = shares["1"], shares["0"]
+    b2, b12 = names.index("B2"), names.index("B12")
+    # the same veil at 490 nm: blue (492 nm) all but identical; SWIR far more veiled when neutral
+    assert np.abs(neutral[b2] - aerosol[b2]).max() <= 10  # DN
+    assert np.median(neutral[b12] - aerosol[b12]) > 100
+    with pytest.raises(SystemExit):
+        main(["-q", "clouds", "--in", str(SSL4EO_CLEAR), "--out", str(tmp_path / "x.tif"), "--haze-power", "5"])
+
+
 def test_evaluate_scores_a_prediction(tmp_path, capsys):
     assert main(["-q", "evaluate", "--prediction", str(SSL4EO_CLEAR), "--reference", str(SSL4EO_CLEAR),
                  "--out-prefix", str(tmp_path / "self")]) == 0

@@ -313,3 +313,17 @@ def test_synthetic_clouds_shadows_keep_the_light_given(provider, sea_clear, tmp_
     differs = (grey != blue_kept).any(axis=0)
     assert differs.any() and (blue_kept[1][differs] >= grey[1][differs]).all()  # band 2: B2 (blue)
     assert (blue_kept[1][differs] > grey[1][differs]).mean() > 0.9
+
+
+def test_synthetic_clouds_haze_power_reaches_the_clouds(provider, sea_clear, tmp_path):
+    """HAZE_POWER reaches the clouds: a neutral veil (0) hides the longest band far more than the
+    default aerosol haze (1), and blue (band 2) about as much."""
+    out = {}
+    for power in (1.0, 0.0):
+        path = tmp_path / f"power{power:g}.tif"
+        _run("sarclear:syntheticclouds", {"INPUT": str(sea_clear), "SEED": 2, "COVERAGE": "0,0", "HAZE": "0.4,0.4",
+                                          "SHADOW": "0,0", "HAZE_POWER": power, "OUTPUT": str(path)})
+        out[power] = _array(path).astype(float)
+    aerosol, neutral = out[1.0], out[0.0]
+    assert np.abs(neutral[1] - aerosol[1]).max() <= 10
+    assert np.median(neutral[-1] - aerosol[-1]) > 100

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_args import _FINITE, _FRACTION, _NONNEG, _NONNEG_INT, _POSITIVE, _POSITIVE_INT, _csv, _Progress
+from .cli_args import _FINITE, _FRACTION, _HAZE_POWER, _NONNEG, _NONNEG_INT, _POSITIVE, _POSITIVE_INT, _csv, _Progress
 from .cli_train import _add_train_arguments, _train
 from .defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
 from .errors import Cancelled, SarclearError
@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of the light at 490 nm a shadow keeps (diffuse skylight; less at longer wavelengths, "
                         "so shadows darken NIR and SWIR most, as real ones do; default 0.2 0.95; 0 0 for grey "
                         "shadows that darken every band alike)")
+    p.add_argument("--haze-power", type=_HAZE_POWER, default=1.0, metavar="P",
+                   help="how the haze thins with wavelength: opacity at a band = 1 - (1 - haze) ^ ((490 nm / "
+                        "wavelength) ^ P); 1 (default) aerosol haze, thinner in NIR and SWIR; 0 neutral, the same "
+                        "in every band, as thin water cloud is (0 to 4)")
     p.add_argument("--cloud-size", type=_POSITIVE, default=100.0, metavar="PX",
                    help="size of the largest cloud structures in pixels (default 100)")
     _add_io_options(p)
@@ -199,7 +203,8 @@ def _clouds(args: argparse.Namespace) -> int:
 
     opacity = args.opacity or str(Path(args.out).with_suffix("")) + "_opacity.tif"
     config = CloudConfig(coverage=tuple(args.coverage), haze=tuple(args.haze), shadow=tuple(args.shadow),
-                         shadow_diffuse=tuple(args.shadow_diffuse), cell_px=args.cloud_size)
+                         shadow_diffuse=tuple(args.shadow_diffuse), haze_power=args.haze_power,
+                         cell_px=args.cloud_size)
     bar = _Progress(not args.quiet, "clouds")
     try:
         stats = cloud_raster(args.clear, args.out, opacity_out=opacity, config=config, seed=args.seed,

@@ -40,6 +40,7 @@ _POSITIVE = _number(float, above=0)
 _NONNEG = _number(float, low=0)
 _FINITE = _number(float)
 _FRACTION = _number(float, low=0, high=1)
+_HAZE_POWER = _number(float, low=0, high=4)
 
 
 class _Progress:
