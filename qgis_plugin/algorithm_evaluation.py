@@ -92,7 +92,7 @@ class SyntheticClouds(_SarclearAlgorithm):
                 name, label, QgsProcessingParameterNumber.Type.Double, optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             "HAZE_POWER", "Haze spectral power (1 aerosol haze, 0 neutral thin cloud)",
-            QgsProcessingParameterNumber.Type.Double, defaultValue=1.0, minValue=0.0, maxValue=4.0))
+            QgsProcessingParameterNumber.Type.Double, defaultValue=1.0, optional=True, minValue=0.0, maxValue=4.0))
         self.addParameter(QgsProcessingParameterNumber(
             "CELL_PX", "Size of the largest cloud structures (pixels)", QgsProcessingParameterNumber.Type.Double,
             defaultValue=100.0, minValue=2.0))
@@ -131,8 +131,10 @@ class SyntheticClouds(_SarclearAlgorithm):
         from sarclear.synthetic import cloud_raster
 
         clear = layers.layer_paths(self.parameterAsRasterLayer(parameters, "INPUT", context))
+        # optional, so that models and scripts saved before it existed still run: empty is the default
+        haze_power = self.parameterAsDouble(parameters, "HAZE_POWER", context)
         config = CloudConfig(cell_px=self.parameterAsDouble(parameters, "CELL_PX", context),
-                             haze_power=self.parameterAsDouble(parameters, "HAZE_POWER", context),
+                             haze_power=CloudConfig.haze_power if math.isnan(haze_power) else haze_power,
                              **self.ranges(parameters, context, CloudConfig()))
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         opacity = self.parameterAsOutputLayer(parameters, "OPACITY", context) or None
