@@ -159,6 +159,7 @@ class Runner:
         self.adapt_time = "adapt_seconds" in fields
         self.auto_ok: bool | None = None  # cloud_mask="auto" supported? (found by trying)
         self.notes: list[str] = []
+        self.unfillable: list[str] = []  # scene, kind and mask where every valid pixel is hidden
         self.layers = list(layers)  # (scene, CloudLayer) of the real cloudy scenes
         if self.detect is None:
             self.notes.append("sarclear.masks.detect_array is not in this library yet: no detected-mask rows "
@@ -235,8 +236,11 @@ class Runner:
         for mask_name, m in masks.items():
             clear_w = (~m & valid).float()[None, None]
             x = torch.nan_to_num(cloudy)[None]
+            fillable = bool(clear_w.any())  # else nothing to fill from: the image stays as it is (not zeros)
+            if not fillable:
+                self.unfillable.append(f"{scene.name} ({kind}, {mask_name} mask)")
             for method, fn in (("mean fill", fill.mean_fill), ("normalized convolution", fill.normalized_convolution)):
-                out = torch.where(m, fn(x, clear_w)[0], cloudy)
+                out = torch.where(m, fn(x, clear_w)[0], cloudy) if fillable else cloudy
                 score(method, mask_name, out)
                 outputs[f"{method} ({mask_name} mask)"] = out
         d = self.work / f"{_seed(scene.name)}_{kind.replace(' ', '_')}"
@@ -377,6 +381,10 @@ def main(argv=None) -> int:
             figures.append(figure_synthetic(args.out / name, views, fig_scene, kind))
         real = real_cloud_scenes(args.data, args.quick, args.crop)
         figures += figures_real(args.out, real, models, runner, work)
+    if runner.unfillable:
+        runner.notes.append(f"mean fill and normalized convolution leave the cloudy input as it is where the mask "
+                            f"hides every valid pixel (nothing to fill from; the library's fills would write 0): "
+                            f"{len(runner.unfillable)} cases, {', '.join(runner.unfillable)}")
     seconds = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {"cpu_seconds": usage.ru_utime + usage.ru_stime,
