@@ -62,14 +62,12 @@ from quality_io import (
     EXTRA_KIND_CONFIGS,
     KIND_CONFIGS,
     KINDS,
-    clear_change,
-    clear_rmse,
+    clear_check,
     layer_sources,
     read_output,
     real_cloud_scenes,
     scene_clouds,
     test_scenes,
-    within_clear_target,
     write_mask,
     write_scene,
 )
@@ -262,47 +260,6 @@ class Runner:
         if figure is not None:
             figure.update(outputs)
         shutil.rmtree(d, ignore_errors=True)
-
-
-def clear_check(scenes, models: dict, runner: Runner, work: Path) -> list[dict]:
-    """Real clear scenes through default decloud: share of pixels changed, RMSE vs input."""
-    rows = []
-    for name, model in models.items():
-        changed = total = 0
-        sq = 0.0
-        n_scenes = within = 0
-        scenes_changed = []
-        for scene in scenes:
-            if model.config.uses_sar and scene.sar is None:
-                continue
-            d = work / f"clear_{_seed(scene.name)}"
-            d.mkdir(parents=True, exist_ok=True)
-            inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000
-            ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, inp)
-            out = runner.decloud(model, ms_path, sar_path, d / "out.tif")
-            valid = np.isfinite(scene.ms).all(0) & np.isfinite(out).all(0)
-            if scene.sar is not None:
-                valid &= np.isfinite(scene.sar).all(0)
-            moved, scene_sq = clear_change(out, inp, valid)
-            pixels, bands = int(valid.sum()), out.shape[0]
-            changed += moved
-            total += pixels
-            sq += scene_sq
-            scene_pct = 100.0 * moved / max(pixels, 1)
-            scene_rmse = clear_rmse(scene_sq, pixels * bands)
-            within += within_clear_target(moved, pixels, scene_sq, bands)  # the target, scene by scene
-            if moved:  # where the change comes from: a real cloud the scene has, or a false detection
-                scenes_changed.append({"scene": scene.name, "changed_pct": scene_pct, "rmse": scene_rmse,
-                                       "squared_error_share": scene_sq})
-            n_scenes += 1
-            shutil.rmtree(d, ignore_errors=True)
-        if total:
-            rows.append({"model": name, "scenes": n_scenes, "scenes_within": within, "pixels": total,
-                         "changed_pct": 100.0 * changed / total,
-                         "rmse_vs_input": math.sqrt(sq / (total * len(scenes[0].bands))),
-                         "scenes_changed": [{**c, "squared_error_share": c["squared_error_share"] / sq if sq else 0.0}
-                                            for c in scenes_changed]})
-    return rows
 
 
 def main(argv=None) -> int:

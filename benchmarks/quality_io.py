@@ -1,11 +1,13 @@
 """Inputs of the quality benchmark: which scenes, which cloud kinds, and the GeoTIFFs that the
-models read (the path users get: uint16 DN, named bands, SAR in dB on the same grid)."""
+models read (the path users get: uint16 DN, named bands, SAR in dB on the same grid); and its
+clear-scene check (issue 11's target for a real clear scene), shared with clear_scenes.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,6 +75,48 @@ def within_clear_target(changed: int, pixels: int, squared_error: float, bands: 
 
 #: Where a scene has no georeferencing (BigEarthNet from configilm): a dummy UTM 33N grid.
 DUMMY_EPSG, DUMMY_GT = 32633, (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
+
+
+def clear_check(scenes, models: dict, runner, work: Path) -> list[dict]:
+    """Real clear scenes through default decloud (``runner.decloud``, the quality benchmark's):
+    share of pixels changed, RMSE vs input, per model."""
+    rows = []
+    for name, model in models.items():
+        changed = total = 0
+        sq = 0.0
+        n_scenes = within = 0
+        scenes_changed = []
+        for i, scene in enumerate(scenes):
+            if model.config.uses_sar and scene.sar is None:
+                continue
+            d = work / f"clear_{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000
+            ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, inp)
+            out = runner.decloud(model, ms_path, sar_path, d / "out.tif")
+            valid = np.isfinite(scene.ms).all(0) & np.isfinite(out).all(0)
+            if scene.sar is not None:
+                valid &= np.isfinite(scene.sar).all(0)
+            moved, scene_sq = clear_change(out, inp, valid)
+            pixels, bands = int(valid.sum()), out.shape[0]
+            changed += moved
+            total += pixels
+            sq += scene_sq
+            scene_pct = 100.0 * moved / max(pixels, 1)
+            scene_rmse = clear_rmse(scene_sq, pixels * bands)
+            within += within_clear_target(moved, pixels, scene_sq, bands)  # the target, scene by scene
+            if moved:  # where the change comes from: a real cloud the scene has, or a false detection
+                scenes_changed.append({"scene": scene.name, "changed_pct": scene_pct, "rmse": scene_rmse,
+                                       "squared_error_share": scene_sq})
+            n_scenes += 1
+            shutil.rmtree(d, ignore_errors=True)
+        if total:
+            rows.append({"model": name, "scenes": n_scenes, "scenes_within": within, "pixels": total,
+                         "changed_pct": 100.0 * changed / total,
+                         "rmse_vs_input": math.sqrt(sq / (total * len(scenes[0].bands))),
+                         "scenes_changed": [{**c, "squared_error_share": c["squared_error_share"] / sq if sq else 0.0}
+                                            for c in scenes_changed]})
+    return rows
 
 
 def crop(scene: Scene, height: int, width: int | None = None) -> Scene:
