@@ -14,12 +14,15 @@ from .scaling import OpticalScaling
 
 log = logging.getLogger(__name__)
 
+#: The processing levels the detector has a model and rules for.
+LEVELS = ("l1c", "l2a")
+
 
 def guess_product_level(product_level: str | None, bands: Sequence[str]) -> tuple[str, list[str]]:
     """The product level to use ("l1c" or "l2a") and a note when it was guessed."""
     if product_level is not None:
         level = product_level.lower()
-        if level not in ("l1c", "l2a"):
+        if level not in LEVELS:
             raise InputError(f"product level {product_level!r} is neither l1c nor l2a")
         return level, []
     level = "l1c" if "B10" in bands else "l2a"
@@ -37,7 +40,7 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
     12 bands (L1C has the cirrus band B10, L2A has not), whichever bands are read."""
     from osgeo import gdal
 
-    found = {level for ref in stack.bands for level in ("l1c", "l2a") if f"MSI{level.upper()}" in ref.path.upper()}
+    found = {level for ref in stack.bands for level in LEVELS if f"MSI{level.upper()}" in ref.path.upper()}
     if len(found) == 1:
         level = found.pop()
         log.info("product level %s, from the file names", level.upper())

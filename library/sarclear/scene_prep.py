@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Path], area: Window,
-                 opts: DecloudOptions, notes: list[str], progress: ProgressFn | None, cancel: CancelFn | None
-                ) -> MaskSummary:
+                opts: DecloudOptions, notes: list[str], progress: ProgressFn | None,
+                cancel: CancelFn | None) -> MaskSummary:
     """Detect clouds and shadows over ``area`` into ``paths["mask"]`` (and the cloud
     probability, where the detector gives one, into ``paths["probability"]``); returns the
     detector's :class:`~sarclear.masks.MaskSummary`. Its notes (no cloud, nearly all cloud,
@@ -62,8 +62,8 @@ def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
 
 
 def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,
-           opts: DecloudOptions, device: torch.device, notes: list[str], progress: ProgressFn | None,
-           cancel: CancelFn | None) -> Model:
+                   opts: DecloudOptions, device: torch.device, notes: list[str], progress: ProgressFn | None,
+                   cancel: CancelFn | None) -> Model:
     """A copy of ``model`` fitted to the scene: its clear pixels in the central window of
     ``area`` (at most ``adapt_size`` a side), with synthetic clouds drawn over them."""
     from .adapt import AdaptOptions, adapt_model, estimate_seconds

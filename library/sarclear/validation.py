@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import GeoreferenceError, InputError
+from .product_level import LEVELS
 from .raster import Grid, RasterStack, open_raster, overlap_window
 from .tiling import Window
 
@@ -47,7 +48,7 @@ def check_options(opts: DecloudOptions) -> None:
         raise bad("the adaptation time", opts.adapt_seconds, "0 or more seconds")
     if opts.mask_mode == "auto" and opts.mask_method not in ("auto", "csmask", "rules"):
         raise bad("the cloud detector", opts.mask_method, "auto, csmask or rules")
-    if opts.product_level is not None and str(opts.product_level).lower() not in ("l1c", "l2a"):
+    if opts.product_level is not None and str(opts.product_level).lower() not in LEVELS:
         raise InputError(f"the product level is {opts.product_level!r}; it must be l1c (top of atmosphere) or l2a "
                          "(surface reflectance), or left out to take it from the product", option="product_level")
     if opts.panel_width < 1:
