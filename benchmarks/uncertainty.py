@@ -40,7 +40,7 @@ from quality_io import (
 
 from sarclear.checkpoint import load_model
 from sarclear.defaults import FILL_BUFFER_PX
-from sarclear.fill import ClassicalFill, classical_fill, fill_sources, fill_variance
+from sarclear.fill import ClassicalFill, classical_fill, fill_sources, fill_variance, haze_excess
 from sarclear.fill_eval import Z90, coverage90
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.masks import detect_array
@@ -51,10 +51,12 @@ MODEL = common.ROOT / "resources" / "models" / "sarclear-fill-classic.safetensor
 BINS = 20
 
 
-def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelConfig) -> ClassicalFill:
+def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelConfig,
+          level: str) -> tuple[ClassicalFill, float]:
     """What decloud computes on one tile with this model, (1, C, H, W) each: its estimate (the
-    fill, plus the detail kept under thin cloud) in ``prior``, and the fill's spread.
-    Sources beyond the fill buffer; the scene's clear mean and standard deviation far from any."""
+    fill, plus the detail kept under thin cloud) in ``prior``, and the fill's spread; and the
+    scene's haze excess (over the pixels the mask calls clear, product ``level``). Sources
+    beyond the fill buffer; the scene's clear mean and standard deviation far from any."""
     xt = torch.from_numpy(np.nan_to_num(x)).double()[None]
     clear = torch.from_numpy(~hidden & valid).double()[None, None]
     seen = x[:, ~hidden & valid].astype(np.float64)
@@ -63,35 +65,42 @@ def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelCon
     classical = classical_fill(xt, sources, background)
     ok = torch.from_numpy(valid)[None, None]
     estimate = keep_detail(xt, classical.prior, config.bands, config.keep_detail, ok, sources)
-    return classical._replace(prior=estimate)
+    haze = haze_excess(x[list(config.bands).index("B2")][~hidden & valid], level) if "B2" in config.bands else 0.0
+    return classical._replace(prior=estimate), haze
 
 
 class Pool:
-    """|error| and spread of a classical fill at band-pixels, pooled (flattened)."""
+    """|error|, spread and scene haze of a classical fill at band-pixels, pooled (flattened)."""
 
     def __init__(self) -> None:
-        self.parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.parts: list[tuple[torch.Tensor, torch.Tensor, float]] = []
 
-    def add(self, classical: ClassicalFill, ref: np.ndarray, where: np.ndarray) -> None:
-        """``classical.prior``: the estimate scored (see :func:`_fill`)."""
+    def add(self, fill: tuple[ClassicalFill, float], ref: np.ndarray, where: np.ndarray) -> None:
+        """``fill``: :func:`_fill`'s (classical fill with the estimate scored in ``prior``, haze)."""
+        classical, haze = fill
         m = torch.from_numpy(where)
         err = (classical.prior[0] - torch.from_numpy(ref).double())[:, m].abs().flatten()
-        self.parts.append((err, classical.spread[0][:, m].flatten()))
+        self.parts.append((err, classical.spread[0][:, m].flatten(), haze))
 
-    def arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(|errors|, the spread at the same band-pixels)."""
-        err, spread = (torch.cat(t) for t in zip(*self.parts))
-        return err, spread
+    def arrays(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(|errors|, the spread and the scene's haze excess at the same band-pixels)."""
+        err = torch.cat([e for e, _, _ in self.parts])
+        spread = torch.cat([s for _, s, _ in self.parts])
+        haze = torch.cat([torch.full_like(e, h) for e, _, h in self.parts])
+        return err, spread, haze
+
+    def sigma(self, sigma: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """(|errors|, predicted sigma) at the pooled band-pixels."""
+        e, spread, haze = self.arrays()
+        return e, fill_variance(spread, sigma, haze).sqrt()
 
     def summary(self, sigma: tuple) -> dict:
-        e, spread = self.arrays()
-        s = fill_variance(spread, sigma).sqrt()
+        e, s = self.sigma(sigma)
         return {"band_pixels": int(e.numel()), "rmse": float(e.pow(2).mean().sqrt()),
                 "sigma_rms": float(s.pow(2).mean().sqrt()), "coverage90": coverage90(e, s)}
 
     def bins(self, sigma: tuple) -> tuple[list[float], list[float]]:
-        e, spread = self.arrays()
-        s = fill_variance(spread, sigma).sqrt()
+        e, s = self.sigma(sigma)
         order = torch.argsort(s)
         parts_ = [order[i * len(order) // BINS:(i + 1) * len(order) // BINS] for i in range(BINS)]
         parts_ = [p for p in parts_ if len(p)]
@@ -124,7 +133,8 @@ def synthetic(scenes, seed: int, config: ModelConfig, layers=(), extra: bool = F
             for name, mask in (("true", true), ("detected", det)):
                 if not (mask & ok).any() or not (~mask & ok).any():
                     continue  # nothing hidden, or nothing to fill from
-                classical = _fill(cloudy[rows], mask, ok, config)
+                # the haze term by the scene's own level, as decloud reads it from a real product
+                classical = _fill(cloudy[rows], mask, ok, config, scene.product_level)
                 for key in (f"{kind}, {name} mask", *([f"all kinds, {name} mask"] if kind in KIND_CONFIGS else [])):
                     pools.setdefault(key, Pool()).add(classical, ref_q, mask & ok)
     return pools
@@ -142,8 +152,8 @@ def real(config: ModelConfig) -> tuple[dict[str, Pool], float]:
         mask = gdal.Open(str(res.maps["mask"])).ReadAsArray()
         raster = gdal.Open(str(res.maps["uncertainty"])).ReadAsArray()
     hidden = (mask > 0) & (mask < 255)
-    classical = _fill(x, hidden, ok_x, config)
-    rms = fill_variance(classical.spread, config.fill_sigma)[0].mean(0).sqrt().numpy()
+    classical = _fill(x, hidden, ok_x, config, res.product_level)
+    rms = fill_variance(classical[0].spread, config.fill_sigma, classical[1])[0].mean(0).sqrt().numpy()
     diff = float(np.nanmax(np.abs(raster - rms)[hidden & ok_x]))
     close, ok_c = refs["10-day reference"]
     seen = ~hidden & ok_x & ok_c
@@ -204,8 +214,9 @@ def main() -> None:
     (args.out / "uncertainty.json").write_text(json.dumps(record, indent=2) + "\n")
     cal = model.info.get("sigma_calibration") or {}
     lines = [f"Uncertainty of `{MODEL.name}` "
-             "(sigma^2 = (gain x spread)^2 + floor^2, "
-             f"gain, floor = {', '.join(f'{v:g}' for v in sigma)}, fitted by "
+             "(sigma^2 = (gain x spread)^2 + floor^2 + (haze_gain x haze)^2, haze: the scene's dark-object "
+             "blue above its level's typical, `sarclear.fill.haze_excess`; "
+             f"gain, floor{', haze_gain' if len(sigma) > 2 else ''} = {', '.join(f'{v:g}' for v in sigma)}, fitted by "
              f"`scripts/make_classic_model.py` on the same kinds of synthetic cloud over the "
              f"{cal.get('scenes', '?')} scenes of the train split). `{command}`, {record['date']}, revision "
              f"`{record['revision']}`. Held-out places only; the figure is `uncertainty.png`.", "",

@@ -8,8 +8,9 @@ Every weight of the ``fill-ms`` network is zero and the gate's bias is 40 (sigmo
 network's output is exactly the prior that decloud computes (:func:`sarclear.fill.classical_fill`)
 and nothing is learned. Its config's ``keep_detail`` (0.7) then puts back the ground detail the
 sensor saw through thin cloud (:mod:`sarclear.thin_cloud`). Its uncertainty comes from the fill's
-spread (the standard deviation of the clear pixels it averaged):
-``sigma^2 = (gain * spread)^2 + floor^2``; the two numbers are fitted here, by maximum
+spread (the standard deviation of the clear pixels it averaged) and from how hazy the scene's
+clear pixels are (:func:`sarclear.fill.haze_excess`):
+``sigma^2 = (gain * spread)^2 + floor^2 + (haze_gain * haze)^2``; the three numbers are fitted here, by maximum
 likelihood, on the quality benchmark's synthetic clouds (true and detected masks) over the
 *train* split's places (:func:`sarclear.fill_eval.fit_fill_sigma`), and stored in the model
 config (``fill_sigma``). ``benchmarks/uncertainty.py`` checks them on the held-out places. Run from the repository root:
@@ -24,11 +25,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sarclear.checkpoint import save_model
 from sarclear.defaults import FILL_BUFFER_PX
-from sarclear.fill import fill_variance
+from sarclear.fill import DARK_BLUE, DARK_PERCENTILE, fill_variance
 from sarclear.fill_eval import coverage90, fit_fill_sigma
 from sarclear.networks import ModelConfig, build, preset
 
@@ -39,6 +41,17 @@ CROP = 384
 KEEP_DETAIL = 0.7  # share of the observed detail kept under thin cloud (sarclear.thin_cloud)
 
 
+def dark_blue(scenes) -> dict[str, float]:
+    """Per product level, the median over ``scenes`` (clear) of their dark-object blue: what
+    :data:`sarclear.fill.DARK_BLUE` holds."""
+    values: dict[str, list[float]] = {}
+    for scene in scenes:
+        level = scene.product_level
+        blue = scene.ms[scene.bands.index("B2")]
+        values.setdefault(level, []).append(float(np.percentile(blue[np.isfinite(blue)], DARK_PERCENTILE)))
+    return {level: round(float(np.median(v)), 4) for level, v in sorted(values.items())}
+
+
 def calibrate(data: Path, config: ModelConfig) -> dict:
     """Fit (gain, floor) on the train split's places, with the quality benchmark's
     seeded synthetic clouds and both masks (true and detected)."""
@@ -46,15 +59,19 @@ def calibrate(data: Path, config: ModelConfig) -> dict:
     from uncertainty import synthetic
 
     scenes = split_scenes(data, "train", CROP)
+    dark = dark_blue(scenes)
+    if any(abs(dark[level] - DARK_BLUE[level]) > 0.0015 for level in dark):
+        print(f"warning: the train split's typical dark blue is {dark}, sarclear.fill.DARK_BLUE says {DARK_BLUE}")
     pools = synthetic(scenes, SEED, config)
     parts = [pools[key].arrays() for key in ("all kinds, true mask", "all kinds, detected mask")]
-    err, spread = (torch.cat(t) for t in zip(*parts))
-    gain, floor = fit_fill_sigma(err, spread)
-    sigma = fill_variance(spread, (gain, floor)).sqrt()
-    return {"gain": gain, "floor": floor, "split": "train", "scenes": len(scenes),
+    err, spread, haze = (torch.cat(t) for t in zip(*parts))
+    gain, floor, haze_gain = fit_fill_sigma(err, spread, haze)
+    sigma = fill_variance(spread, (gain, floor, haze_gain), haze).sqrt()
+    return {"gain": gain, "floor": floor, "haze_gain": haze_gain, "split": "train", "scenes": len(scenes),
             "band_pixels": int(err.numel()), "coverage90_train": round(coverage90(err, sigma), 4),
             "rmse_train": round(float(err.pow(2).mean().sqrt()), 5), "crop": CROP, "seed": SEED,
-            "clouds": "benchmarks/quality_io.KIND_CONFIGS, true and detected masks", "fill_buffer": FILL_BUFFER_PX}
+            "clouds": "benchmarks/quality_io.KIND_CONFIGS, true and detected masks", "fill_buffer": FILL_BUFFER_PX,
+            "dark_blue_train": dark}
 
 
 def main() -> None:
@@ -64,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     base = dataclasses.replace(preset("fill-ms"), preset="fill-classic", keep_detail=KEEP_DETAIL)
     fit = calibrate(args.data, base)
-    config = dataclasses.replace(base, fill_sigma=(fit["gain"], fit["floor"]))
+    config = dataclasses.replace(base, fill_sigma=(fit["gain"], fit["floor"], fit["haze_gain"]))
     generator, _ = build(config)
     with torch.no_grad():
         for p in generator.parameters():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from sarclear.fill import fill_sources, mean_fill, normalized_convolution
@@ -103,6 +105,26 @@ def test_the_classical_fill_reports_the_spread_of_what_it_averaged():
     var = fill_variance(out.spread, (2.0, 0.01))
     assert torch.allclose(var, (2.0 * out.spread) ** 2 + 0.01**2)
     assert var[0, 1, 48, 48] > var[0, 0, 48, 48]  # varied sources: less sure than uniform ones
+
+
+def test_haze_over_the_clear_pixels_widens_the_fills_uncertainty():
+    """A veil the mask did not catch lifts the scene's darkest ground above what clear scenes of
+    its product level show (sarclear.fill.DARK_BLUE); the variance grows with that lift."""
+    from sarclear.fill import DARK_BLUE, fill_variance, haze_excess
+
+    rng = np.random.default_rng(0)
+    ground = rng.uniform(0.0, 0.1, 10_000) + DARK_BLUE["l2a"]  # clear L2A ground: its 2nd percentile is about typical
+    assert haze_excess(ground, "l2a") == pytest.approx(0.002, abs=0.001)
+    hazy = 0.7 * ground + 0.3 * 0.35                              # a 30 % veil of 0.35 reflectance
+    lift = float(np.percentile(hazy, 2)) - DARK_BLUE["l2a"]
+    assert haze_excess(hazy, "l2a") == pytest.approx(lift) and lift > 0.09
+    # top-of-atmosphere (L1C) dark ground is bluer than surface reflectance: the same pixels are clear there
+    assert haze_excess(ground + (DARK_BLUE["l1c"] - DARK_BLUE["l2a"]), "l1c") == pytest.approx(0.002, abs=0.001)
+    assert haze_excess(np.full(5, np.nan), "l2a") == 0.0 and haze_excess(np.zeros(0), "l1c") == 0.0
+    assert haze_excess(np.r_[ground, np.full(100, np.nan)], "l2a") == haze_excess(ground, "l2a")
+    spread = torch.tensor([0.0, 0.02])
+    assert torch.allclose(fill_variance(spread, (2.0, 0.01, 1.5), 0.04), (2.0 * spread) ** 2 + 0.01**2 + 0.06**2)
+    assert torch.equal(fill_variance(spread, (2.0, 0.01), 0.04), fill_variance(spread, (2.0, 0.01, 0.0), 0.0))
 
 
 def test_far_beyond_its_reach_the_spread_is_the_scenes():

@@ -71,7 +71,7 @@ def test_pickle_checkpoints_are_refused_without_being_opened(tmp_path):
 def test_a_model_whose_header_length_starts_like_a_pickle_still_loads(tmp_path):
     """A safetensors file starts with its header length; when that length's low byte is 0x80,
     the file's first byte equals a pickle's. It must load, not be refused as a pickle."""
-    cfg = dataclasses.replace(networks.preset("fill-ms"), fill_sigma=(1.4, 0.01))
+    cfg = dataclasses.replace(networks.preset("fill-ms"), fill_sigma=(1.4, 0.01, 0.7))
     good = checkpoint.save_model(tmp_path / "m.safetensors", networks.build(cfg)[0], cfg)
     data = good.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
@@ -81,7 +81,10 @@ def test_a_model_whose_header_length_starts_like_a_pickle_still_loads(tmp_path):
     shifted.write_bytes(struct.pack("<Q", target) + header.ljust(target) + body)
     assert shifted.read_bytes()[:1] == b"\x80"
     m = checkpoint.load_model(shifted)
-    assert m.config == cfg and m.config.fill_sigma == (1.4, 0.01)
+    assert m.config == cfg and m.config.fill_sigma == (1.4, 0.01, 0.7)
+    for bad in ((1.4,), (1.4, 0.01, 0.7, 1.0), (1.4, -0.01)):
+        with pytest.raises(ValueError, match="fill_sigma must be"):
+            dataclasses.replace(cfg, fill_sigma=bad)
 
 
 def test_truncated_corrupt_and_foreign_files_are_clear_errors(tmp_path):

@@ -52,7 +52,7 @@ def test_the_uncertainty_benchmark_scores_the_default_models_sigma_against_real_
     assert {"all kinds, true mask", "real clouds, 10-day reference", "real clouds, 80-day reference"} <= rows.keys()
     for r in rows.values():
         assert r["band_pixels"] > 0 and 0 < r["rmse"] < 1 and 0 < r["sigma_rms"] < 1 and 0 <= r["coverage90"] <= 1
-    assert len(doc["fill_sigma"]) == 2 and doc["decloud_raster_vs_rule_max_abs_diff"] < 0.01
+    assert len(doc["fill_sigma"]) == 3 and doc["decloud_raster_vs_rule_max_abs_diff"] < 0.01
     assert (tmp_path / "uncertainty.png").stat().st_size > 0 and "inside the 90 % interval" in (
         tmp_path / "uncertainty.md").read_text()
 

@@ -18,7 +18,8 @@ fill (usually only where ``clear`` is 0); the functions return it everywhere.
 - :func:`classical_fill`: that fill as decloud runs it (reach, scene background) together
   with its *spread*: the standard deviation of the clear pixels it averaged, weighted the
   same way. A fill drawn from a varied neighbourhood is less sure than one drawn from a
-  uniform field; :func:`fill_variance` turns the spread into a calibrated variance.
+  uniform field; :func:`fill_variance` turns the spread into a calibrated variance, widened
+  by :func:`haze_excess` where the scene's clear pixels are themselves hazy.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -151,14 +153,42 @@ def classical_fill(x: Tensor, sources: Tensor, background: Tensor | None = None,
     return ClassicalFill(prior, (second - prior * prior).clamp_min(0).sqrt())
 
 
-def fill_variance(spread: Tensor, sigma: Sequence[float]) -> Tensor:
+#: Typical dark-object blue (reflectance, the :data:`DARK_PERCENTILE` percentile of B2 over a
+#: scene's clear pixels) per product level: the medians of the 9 L1C and 45 L2A clear scenes of
+#: the train split (benchmarks/quality_io.split_scenes, 384 px crops). L1C is top of atmosphere,
+#: so its darkest ground still carries the air's blue path radiance; L2A is surface reflectance.
+DARK_BLUE = {"l1c": 0.092, "l2a": 0.016}
+DARK_PERCENTILE = 2.0
+
+
+def haze_excess(blue: np.ndarray, level: str) -> float:
+    """How much a veil lifts the scene's darkest ground: the :data:`DARK_PERCENTILE` percentile
+    of ``blue`` (B2 reflectance of the pixels the mask calls clear, any shape; NaN ignored) above
+    :data:`DARK_BLUE` of its product ``level``, never below 0; 0 without a finite value.
+
+    A fill drawn from clear pixels is biased by whatever haze or thin cloud the mask did not
+    catch over them, and nothing local can see that bias: the spread of a uniformly hazy
+    neighbourhood is small. Haze lifts dark ground most (a veil adds its own brightness where
+    the ground has little), so the scene's dark objects show it (Chavez's dark-object
+    subtraction reads the same signal). A bright scene (snow, desert, a town) also lifts them:
+    there the uncertainty grows without haze, which errs on the cautious side."""
+    values = np.asarray(blue, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return 0.0
+    return max(0.0, float(np.percentile(values, DARK_PERCENTILE)) - DARK_BLUE[level])
+
+
+def fill_variance(spread: Tensor, sigma: Sequence[float], haze: float = 0.0) -> Tensor:
     """Variance (reflectance^2, the shape of ``spread``) of a classical fill's error, from its
-    spread (:attr:`ClassicalFill.spread`):
-    ``(gain * spread)^2 + floor^2``, ``sigma`` = (gain, floor), fitted once on synthetic clouds
-    over training places (scripts/make_classic_model.py) and stored in the model file
-    (``fill_sigma``): a fill is less sure where the pixels it averaged vary. (A third term for
-    sparse sources, the share of clear pixels around, was fitted to zero on those clouds and
-    dropped: the spread already grows where the fill reaches far, as it then averages a wider,
-    more varied area.)"""
-    gain, floor = sigma
-    return (gain * spread) ** 2 + floor**2
+    spread (:attr:`ClassicalFill.spread`) and the scene's :func:`haze_excess`:
+    ``(gain * spread)^2 + floor^2 + (haze_gain * haze)^2``, ``sigma`` = (gain, floor) or
+    (gain, floor, haze_gain), fitted once on synthetic clouds over training places
+    (scripts/make_classic_model.py) and stored in the model file (``fill_sigma``): a fill is
+    less sure where the pixels it averaged vary, and in a scene whose clear pixels are hazy. (A
+    term for sparse sources, the share of clear pixels around, was fitted to zero on those
+    clouds and dropped: the spread already grows where the fill reaches far, as it then
+    averages a wider, more varied area.)"""
+    gain, floor, *rest = sigma
+    haze_gain = rest[0] if rest else 0.0
+    return (gain * spread) ** 2 + floor**2 + (haze_gain * haze) ** 2

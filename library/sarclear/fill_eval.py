@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import item_seed
-from .fill import fill_variance, mean_fill
+from .fill import mean_fill
 from .fill_data import KINDS, FillBatch, SceneArrays, make_batch
 
 Z90 = 1.6448536269514722  # two-sided 90 % interval of a normal: +- 1.645 sigma
@@ -124,23 +124,30 @@ def score(generator: nn.Module | None, items: Sequence[EvalItem],
     return out
 
 
-def fit_fill_sigma(errors: Tensor, spreads: Tensor) -> tuple[float, float]:
-    """(gain, floor) of :func:`sarclear.fill.fill_variance` that maximise the Gaussian
-    likelihood of ``errors`` (absolute errors of a classical fill, flattened; ``spreads``: its
-    spread at the same band-pixels; grid search: gain 0.5-3 by 0.05, floor 0.005-0.08 by
-    0.0025 reflectance), so that sigma tracks the RMS error."""
-    step = max(1, errors.numel() // 2_000_000)  # an even subsample is plenty for two numbers
+def fit_fill_sigma(errors: Tensor, spreads: Tensor, hazes: Tensor | None = None) -> tuple[float, ...]:
+    """(gain, floor), or with ``hazes`` (gain, floor, haze_gain), of
+    :func:`sarclear.fill.fill_variance` that maximise the Gaussian likelihood of ``errors``
+    (absolute errors of a classical fill, flattened; ``spreads``: its spread at the same
+    band-pixels; ``hazes``: the :func:`sarclear.fill.haze_excess` of each one's scene). Grid
+    search: gain 0.5-3 by 0.05, floor 0.005-0.08 by 0.0025, haze_gain 0-3 by 0.1, so that sigma
+    tracks the RMS error."""
+    step = max(1, errors.numel() // (2_000_000 if hazes is None else 500_000))  # an even subsample
     e2 = errors[::step].double() ** 2
     sub = spreads[::step].double()
-    best = (math.inf, (1.0, 0.05))
+    haze = None if hazes is None else hazes[::step].double()
+    floors = torch.arange(0.005, 0.0801, 0.0025, dtype=torch.float64)
+    haze_gains = [0.0] if haze is None else torch.arange(0.0, 3.0001, 0.1).tolist()
+    best = (math.inf, (1.0, 0.05, 0.0))
     for gain in torch.arange(0.5, 3.0001, 0.05).tolist():
-        for floor in torch.arange(0.005, 0.0801, 0.0025).tolist():
-            sigma = (round(gain, 2), round(floor, 4))
-            var = fill_variance(sub, sigma)
-            nll = float((0.5 * torch.log(var) + 0.5 * e2 / var).mean())
-            if nll < best[0]:
-                best = (nll, sigma)
-    return best[1]
+        for haze_gain in haze_gains:
+            var = (gain * sub) ** 2 + floors[:, None] ** 2  # (floors, samples)
+            if haze is not None:
+                var = var + (haze_gain * haze) ** 2
+            nll = (0.5 * torch.log(var) + 0.5 * e2 / var).mean(dim=1)
+            i = int(nll.argmin())
+            if float(nll[i]) < best[0]:
+                best = (float(nll[i]), (round(gain, 2), round(float(floors[i]), 4), round(haze_gain, 2)))
+    return best[1] if haze is not None else best[1][:2]
 
 
 def coverage90(errors: Tensor, sigma: Tensor) -> float:

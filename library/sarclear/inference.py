@@ -44,6 +44,7 @@ from .io import (
     open_single_band,
 )
 from .outputs import GEOTIFF, JSON, PNG, OutputSet
+from .product_level import resolve_level
 from .provenance import run_provenance
 from .radiometry import network_to_reflectance
 from .scene_prep import adapt_to_scene, clear_stats, detect_mask
@@ -117,6 +118,8 @@ class DecloudResult:
     metrics_path: Path | None = None
     notes: list[str] = field(default_factory=list)
     figure: Path | None = None
+    product_level: str | None = None  # "l1c" / "l2a", where the detector or the fill's uncertainty used it
+    haze: float = 0.0                 # the clear pixels' sarclear.fill.haze_excess (mask-aware models)
 
 
 def side_paths(out: str | os.PathLike) -> dict[str, Path]:
@@ -152,7 +155,7 @@ class TileEngine:
         return self._batched(lambda m, s: (network_to_reflectance(self.generator(m, s).float()),), ms, sar)[0]
 
     def fill(self, observed: torch.Tensor, clear: torch.Tensor, sar: torch.Tensor,
-             fallback: torch.Tensor | None = None, valid: torch.Tensor | None = None
+             fallback: torch.Tensor | None = None, valid: torch.Tensor | None = None, haze: float = 0.0
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask-aware generator: observed reflectance (N, C, H, W), clear weight (N, 1, H, W),
         SAR in network range (N, S, H, W), and optionally the pixels with data (N, 1, H, W; bool)
@@ -164,7 +167,8 @@ class TileEngine:
         ``fallback`` (2, C: the scene's clear mean and standard deviation) beyond
         ``FILL_REACH_PX`` of them; a tile with no clear pixel takes the fallback throughout. A
         model whose config has ``fill_sigma`` reports the variance of that fill from its spread
-        (:func:`sarclear.fill.fill_variance`); the others their own ``log_var``. A model
+        and the scene's ``haze`` (:func:`sarclear.fill.fill_variance`); the others their own
+        ``log_var``. A model
         whose config has ``keep_detail`` adds the observed detail under thin cloud to its estimate
         (:func:`sarclear.thin_cloud.keep_detail`)."""
         config = self.model.config
@@ -178,7 +182,7 @@ class TileEngine:
                 estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok,
                                        sources)
             if config.fill_sigma:
-                return estimate.float(), fill_variance(classical.spread, config.fill_sigma)
+                return estimate.float(), fill_variance(classical.spread, config.fill_sigma, haze)
             return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
 
         if valid is None:
@@ -298,8 +302,13 @@ def decloud(
                 "SARCLEAR_PRESET": cfg.preset}
     result = DecloudResult(Path(out).absolute(), area, 0, 0.0, str(device), batch, notes=notes)
     with outputs:  # all outputs appear at the end, or none
+        level = None  # the product level, where the detector or the fill's uncertainty needs it
+        if staged_mask or gapfill:
+            level, level_notes = resolve_level(ms_stack, scaling, opts.product_level)
+            notes.extend(level_notes)
+            result.product_level = level
         if staged_mask:
-            summary = detect_mask(ms_stack, scaling, staged_mask, area, opts, notes, progress, cancel)
+            summary = detect_mask(ms_stack, scaling, staged_mask, area, level, opts, notes, progress, cancel)
             stacks["mask"] = open_single_band(staged_mask["mask"], ms_stack.grid)
             result.maps["mask"] = side["mask"].absolute()
             if summary.probability_path is None:
@@ -309,7 +318,8 @@ def decloud(
         provenance = run_provenance(mdl, inputs, opts)
         if staged_mask:
             provenance["mask"] = f"detected ({summary.method}): {side['mask']}"
-        fallback = clear_stats(stacks, scaling, area) if gapfill else None
+        stats = clear_stats(stacks, scaling, area, level) if gapfill else None
+        result.haze = stats.haze if stats is not None else 0.0
         if opts.adapt:
             mdl = adapt_to_scene(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
         engine = TileEngine(mdl, device, batch, opts.precision, opts.fill_buffer)
@@ -326,7 +336,7 @@ def decloud(
                 descriptions=("sigma (reflectance, RMS over bands)",), metadata=metadata, overwrite=True,
                 compress=opts.compress))
             stream = TileStream(stacks, area, cfg.sar_scaling() if cfg.uses_sar else None, scaling, engine,
-                                writer, opts, progress, cancel, sigma_writer=sigma_writer, fallback=fallback)
+                                writer, opts, progress, cancel, sigma_writer=sigma_writer, stats=stats)
             result.tiles = stream.run()
             check_not_empty(stream.valid_pixels, area, stacks)
         if staged_sigma is not None:

@@ -70,7 +70,7 @@ from .mask_detectors import (
     upsample_nearest,
     upsample_smooth,
 )
-from .product_level import guess_product_level, product_level_of
+from .product_level import guess_product_level, resolve_level
 from .raster import GeoTiffWriter, RasterStack
 from .scaling import OpticalScaling
 from .tiling import Window
@@ -325,7 +325,7 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     area = (area or stack.grid.window).intersection(stack.grid.window)
     if area.empty:
         raise InputError("the area to mask does not overlap the optical raster")
-    level, notes = guess_product_level(product_level or product_level_of(stack, scaling), stack.names)
+    level, notes = resolve_level(stack, scaling, product_level)
     pixel_m, more = grid_pixel_size_m(stack.grid)
     factor = max(1, round(opts.working_resolution_m / pixel_m))
     margin = -(-opts.overlap_px // factor) * factor

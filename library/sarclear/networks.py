@@ -53,8 +53,9 @@ class ModelConfig:
     tile_size: int = 256
     sar_db_range: dict[str, tuple[float, float]] = field(default_factory=dict)
     blind: bool = False             # gapfill only: never look at hidden pixels (pure SAR-guided inpainting)
-    fill_sigma: tuple[float, ...] = ()  # gapfill only: (gain, floor) -> uncertainty of the fill from its
-                                        # spread (sarclear.fill.fill_variance), not the network's log_var
+    fill_sigma: tuple[float, ...] = ()  # gapfill only: (gain, floor[, haze_gain]) -> uncertainty of the fill
+                                        # from its spread and the scene's haze (sarclear.fill.fill_variance),
+                                        # not the network's log_var
     keep_detail: float = 0.0        # gapfill only: add this share of the observed detail under thin cloud
                                     # (sarclear.thin_cloud.keep_detail); 0: off
     format_version: int = FORMAT_VERSION
@@ -66,8 +67,9 @@ class ModelConfig:
         ranges = {c: tuple(self.sar_db_range.get(c, S1_DB_RANGE.get(c, (0.0, 0.0)))) for c in self.sar_channels}
         object.__setattr__(self, "sar_db_range", ranges)
         object.__setattr__(self, "fill_sigma", tuple(float(v) for v in self.fill_sigma))
-        if self.fill_sigma and (len(self.fill_sigma) != 2 or min(self.fill_sigma) < 0):
-            raise ValueError(f"fill_sigma must be (gain, floor), both >= 0, not {self.fill_sigma}")
+        if self.fill_sigma and (len(self.fill_sigma) not in (2, 3) or min(self.fill_sigma) < 0):
+            raise ValueError(f"fill_sigma must be (gain, floor) or (gain, floor, haze_gain), all >= 0, "
+                             f"not {self.fill_sigma}")
         if not 0.0 <= self.keep_detail <= 1.0:
             raise ValueError(f"keep_detail must be between 0 and 1, not {self.keep_detail}")
         if self.kind not in KINDS:

@@ -1,7 +1,8 @@
 """Which Sentinel-2 processing level an optical input is (L1C top-of-atmosphere or L2A surface
-reflectance): the cloud detector picks its model and rules by it. Decided once, here: what the
+reflectance): the cloud detector picks its model and rules by it, and the fill's uncertainty its
+typical dark ground (:data:`sarclear.fill.DARK_BLUE`). Decided once, here: what the
 caller says, else what the input itself says (:func:`product_level_of`), else a guess from the
-bands (:func:`guess_product_level`), which says that it guessed."""
+bands (:func:`guess_product_level`), which says that it guessed: :func:`resolve_level`."""
 
 from __future__ import annotations
 
@@ -52,3 +53,9 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
         count = gdal.OpenEx(next(iter(files)), gdal.OF_RASTER).RasterCount
         return {13: "l1c", 12: "l2a"}.get(count)
     return None
+
+
+def resolve_level(stack: RasterStack, scaling: OpticalScaling, given: str | None = None) -> tuple[str, list[str]]:
+    """The product level of an optical stack: ``given`` (the caller's), else what the input says
+    (:func:`product_level_of`), else guessed from its bands; and a note when it was guessed."""
+    return guess_product_level(given or product_level_of(stack, scaling), stack.names)

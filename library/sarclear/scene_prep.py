@@ -1,11 +1,13 @@
 """What decloud learns about a scene before its tiles run: the detected cloud and shadow mask,
-the clear pixels' statistics (the prior of tiles that see no clear pixel), and, when asked, a
-copy of the model fitted to the scene. Each step reads the whole area (decimated or a central
-window) once; the tiles then stream (:mod:`sarclear.inference`)."""
+the clear pixels' statistics (the prior of tiles that see no clear pixel, and how hazy those
+pixels are), and, when asked, a copy of the model fitted to the scene. Each step reads the
+whole area (decimated or a central window) once; the tiles then stream
+(:mod:`sarclear.inference`)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Model
+from .fill import haze_excess
 from .io import RasterStack, preview
 from .radiometry import OpticalScaling
 from .tiling import Window
@@ -24,16 +27,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Path], area: Window,
+def detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Path], area: Window, level: str,
                 opts: DecloudOptions, notes: list[str], progress: ProgressFn | None,
                 cancel: CancelFn | None) -> MaskSummary:
-    """Detect clouds and shadows over ``area`` into ``paths["mask"]`` (and the cloud
-    probability, where the detector gives one, into ``paths["probability"]``); returns the
-    detector's :class:`~sarclear.masks.MaskSummary`. Its notes (no cloud, nearly all cloud,
-    which detector ran and why) join ``notes``."""
+    """Detect clouds and shadows over ``area`` of a product of ``level`` into ``paths["mask"]``
+    (and the cloud probability, where the detector gives one, into ``paths["probability"]``);
+    returns the detector's :class:`~sarclear.masks.MaskSummary`. Its notes (no cloud, nearly
+    all cloud, which detector ran and why) join ``notes``."""
     from .masks import MaskOptions, detect_raster
 
-    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=opts.product_level,
+    summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=level,
                             options=MaskOptions(method=opts.mask_method, dilate_px=opts.mask_buffer),
                             progress=progress, cancel=cancel,
                             overwrite=True, probability_path=paths["probability"])
@@ -43,11 +46,20 @@ def detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Pa
     return summary
 
 
-def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window) -> np.ndarray | None:
-    """Each band's mean and standard deviation (2, C) of the reflectance over the clear pixels
-    of a decimated view of ``area``: the prior (and its spread) of tiles that see no clear pixel
-    at all. Over all valid pixels when the view has no clear pixel; None when it has no valid
-    pixel."""
+@dataclass(frozen=True)
+class ClearStats:
+    """What the clear pixels of a whole scene tell every tile."""
+
+    background: np.ndarray  # (2, C): each band's mean and standard deviation, the prior of tiles
+                            # that see no clear pixel at all
+    haze: float             # sarclear.fill.haze_excess of the same pixels: widens the fill's uncertainty
+
+
+def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window, level: str
+                ) -> ClearStats | None:
+    """The :class:`ClearStats` of the clear pixels of a decimated view of ``area`` (product
+    ``level`` "l1c" / "l2a"). Over all valid pixels when the view has no clear pixel; None when
+    it has no valid pixel."""
     refl = scaling.to_reflectance(preview(stacks["ms"], 512, area))  # (C, h, w), NaN nodata
     ok = np.isfinite(refl).all(axis=0)
     if "mask" in stacks:
@@ -58,7 +70,9 @@ def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
     if not ok.any():
         return None
     seen = refl[:, ok].astype(np.float64)
-    return np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32)
+    names = stacks["ms"].names
+    haze = haze_excess(seen[names.index("B2")], level) if "B2" in names else 0.0
+    return ClearStats(np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32), haze)
 
 
 def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,

@@ -26,6 +26,7 @@ from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
 if TYPE_CHECKING:
     from .inference import CancelFn, DecloudOptions, ProgressFn, TileEngine
+    from .scene_prep import ClearStats
 
 
 def _fill_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -214,13 +215,14 @@ class TileStream:
     def __init__(self, stacks: dict[str, RasterStack], area: Window, sar_scaling, scaling: OpticalScaling,
                  engine: TileEngine, writer: GeoTiffWriter, opts: DecloudOptions,
                  progress: ProgressFn | None, cancel: CancelFn | None,
-                 sigma_writer: GeoTiffWriter | None = None, fallback: np.ndarray | None = None):
+                 sigma_writer: GeoTiffWriter | None = None, stats: ClearStats | None = None):
         self.stacks, self.area, self.sar_scaling, self.scaling = stacks, area, sar_scaling, scaling
         self.engine, self.writer, self.opts, self.progress, self.cancel = engine, writer, opts, progress, cancel
         self.sigma_writer = sigma_writer
         self.gapfill = engine.model.config.kind == "gapfill"
-        self.fallback = None if fallback is None else torch.as_tensor(fallback, dtype=torch.float32,
-                                                                       device=engine.device)
+        self.fallback = None if stats is None else torch.as_tensor(stats.background, dtype=torch.float32,
+                                                                    device=engine.device)
+        self.haze = 0.0 if stats is None else stats.haze
         self.tile = engine.model.config.tile_size
         self.overlap = self.tile // 4 if opts.overlap is None else opts.overlap
         self.row_offsets = tile_offsets(area.height, self.tile, self.overlap)
@@ -254,7 +256,7 @@ class TileStream:
             observed = torch.stack([t.ms for t in batch])
             clear = 1 - torch.stack([t.mask for t in batch])[:, None]  # a mask-aware tile always has one
             valid = torch.stack([t.valid for t in batch])[:, None]
-            estimate, var = self.engine.fill(observed, clear, sar, self.fallback, valid)
+            estimate, var = self.engine.fill(observed, clear, sar, self.fallback, valid, self.haze)
             var = var.mean(dim=1, keepdim=True)
         else:
             estimate, var = self.engine(torch.stack([t.ms for t in batch]), sar), None
