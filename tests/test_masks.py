@@ -16,7 +16,7 @@ from conftest import CR_CLOUDY_S2, SEA, SSL4EO_CLEAR, SSL4EO_CLOUDY, write_raste
 from osgeo import gdal
 
 from sarclear import masks
-from sarclear.bands import normalise_s2_name
+from sarclear.bands import S2_PAPER10, normalise_s2_name
 from sarclear.errors import InputError, SarclearError
 from sarclear.mask_detectors import USEFUL_BANDS, csmask_available, dilate
 from sarclear.masks import CLEAR, CLOUD, NODATA, SHADOW, MaskOptions, detect_array, detect_raster
@@ -278,6 +278,26 @@ def test_detect_raster_takes_the_product_level_from_sentinel2_file_names(tmp_pat
     summary = detect_raster(stack, detect_optical_scaling(stack), tmp_path / "m.tif", options=MaskOptions("rules"))
     assert not any("read as" in n for n in summary.notes)
     assert summary.cloud_fraction > 0.3
+
+
+def test_a_folder_of_band_files_says_its_level_by_the_bands_it_holds(tmp_path):
+    """SSL4EO-S12 L1C: one file per band, B10 among them. A model reads ten bands, never B10,
+    yet the folder is L1C; without B10 but with B1 and B9 it is a 12-band L2A set; with only
+    the ten bands read, nothing says, and the level is guessed (with a note)."""
+    import shutil
+
+    from sarclear.product_level import resolve_level
+
+    cases = {"all13": ("l1c", False), "no_b10": ("l2a", False), "ten": ("l2a", True)}
+    for name, (level, guessed) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in SSL4EO_CLOUDY.glob("B*.tif"):
+            if name == "all13" or (name == "no_b10" and f.stem != "B10") or f.stem in S2_PAPER10:
+                shutil.copy(f, folder / f.name)
+        stack = open_optical(folder, S2_PAPER10)
+        found, notes = resolve_level(stack, detect_optical_scaling(stack))
+        assert (found, bool(notes)) == (level, guessed), name
 
 
 # --------------------------------------------------------------------------- rasters

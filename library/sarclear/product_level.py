@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import InputError
 from .raster import RasterStack
@@ -38,7 +39,9 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
     detector then guesses from the bands, :func:`guess_product_level`): the level the band files'
     paths name, when they name one only (Sentinel-2 product names carry MSIL1C or MSIL2A, SAFE
     folders included); "l2a" for a +1000-offset product; "l1c" / "l2a" for a single file with 13 /
-    12 bands (L1C has the cirrus band B10, L2A has not), whichever bands are read."""
+    12 bands (L1C has the cirrus band B10, L2A has not), whichever bands are read; and for band
+    files in a folder, "l1c" when the folder holds B10 too, "l2a" when it holds B1 and B9 but
+    not B10."""
     from osgeo import gdal
 
     found = {level for ref in stack.bands for level in LEVELS if f"MSI{level.upper()}" in ref.path.upper()}
@@ -52,7 +55,31 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
     if len(files) == 1:
         count = gdal.OpenEx(next(iter(files)), gdal.OF_RASTER).RasterCount
         return {13: "l1c", 12: "l2a"}.get(count)
+    beside = _bands_beside(files)
+    if "B10" in beside or {"B1", "B9"} <= beside:
+        level = "l1c" if "B10" in beside else "l2a"
+        log.info("product level %s: the band files' folder %s the cirrus band B10", level.upper(),
+                 "holds" if level == "l1c" else "holds B1 and B9 but not")
+        return level
     return None
+
+
+def _bands_beside(files: set[str]) -> set[str]:
+    """The Sentinel-2 bands that one-band files name in the folders of ``files``: a per-band
+    product (a folder of B01.tif ... B12.tif) holds the cirrus band B10 only at L1C, even when
+    the model reads ten other bands of it."""
+    from .bands import normalise_s2_name
+    from .io.gdalio import RASTER_SUFFIXES
+
+    names: set[str] = set()
+    for folder in {Path(f).parent for f in files}:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:  # a /vsi path or a folder gone: nothing to learn here
+            continue
+        names.update(n for f in entries if f.suffix.lower() in RASTER_SUFFIXES
+                     for n in [normalise_s2_name(f.stem)] if n)
+    return names
 
 
 def resolve_level(stack: RasterStack, scaling: OpticalScaling, given: str | None = None) -> tuple[str, list[str]]:
