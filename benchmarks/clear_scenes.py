@@ -72,7 +72,9 @@ def score(scene, model: Path, work: Path, detector: _DetectorLog) -> dict:
     ms_path, _ = write_scene(work / "ms.tif", work / "sar.tif", scene, inp)
     out_path = work / "out.tif"
     detector.method = "?"
-    decloud(ms_path, None, model, out_path, maps=False, options=DecloudOptions(overwrite=True))
+    # told the scene's level, as its real product would say it (the written stack carries no product name)
+    decloud(ms_path, None, model, out_path, maps=False,
+            options=DecloudOptions(overwrite=True, product_level=scene.product_level))
     out = read_output(out_path).astype(np.float64)
     mask = gdal.Open(str(work / "out_mask.tif")).ReadAsArray()  # 0 clear, 1 cloud, 2 shadow, 255 nodata
     valid = np.isfinite(scene.ms).all(0) & np.isfinite(out).all(0)

@@ -170,6 +170,11 @@ class Runner:
         decloud(ms_path, sar_path if model.config.uses_sar else None, model, out, maps=False, options=options)
         return read_output(out)
 
+    def level_option(self, scene) -> dict:
+        """decloud's ``product_level`` for ``scene`` where decloud has that option: the level its
+        real product would say (the written 10-band stack carries no product name)."""
+        return {"product_level": scene.product_level} if "product_level" in options_fields() else {}
+
     def model_variants(self, model, adapt_subset: bool):
         """(label suffix, extra options) per model run: without and, where decloud has it and
         the model is mask-aware (the kind scene adaptation fits), with scene adaptation
@@ -227,9 +232,9 @@ class Runner:
         score("cloudy input", "-", cloudy)
         masks = {"true": true_mask}
         if self.detect is not None:
-            # the level decloud reads from the written stack (10 bands, no product name: guessed from its
-            # bands, as for any such file), so that the baselines' detected mask is the models' own
-            det = self.detect(cloudy.numpy(), bands, valid.numpy(), None)
+            # the scene's own level, as decloud is told it below (a 10-band stack without a product name
+            # says none): the baselines' detected mask is the models' own
+            det = self.detect(cloudy.numpy(), bands, valid.numpy(), scene.product_level)
             masks["detected"] = torch.from_numpy(np.isin(det.classes, (1, 2)))
         for mask_name, m in masks.items():
             clear_w = (~m & valid).float()[None, None]
@@ -245,16 +250,18 @@ class Runner:
         d.mkdir(parents=True, exist_ok=True)
         ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, cloudy.numpy())
         mask_path = write_mask(d / "mask.tif", true_mask.numpy(), scene)
+        level = self.level_option(scene)
         for name, model in self.models.items():
             if model.config.uses_sar and scene.sar is None:
                 continue
             for suffix, extra in self.model_variants(model, adapt_subset):
                 label = name + suffix
                 gs = [ADAPT_GROUP] if suffix else groups
-                out = self.decloud(model, ms_path, sar_path, d / "out_true.tif", cloud_mask=str(mask_path), **extra)
+                out = self.decloud(model, ms_path, sar_path, d / "out_true.tif", cloud_mask=str(mask_path),
+                                   **level, **extra)
                 score(label, "true", torch.from_numpy(out), gs)
                 outputs[f"{label} (true mask)"] = torch.from_numpy(out)
-                out = self.try_auto(model, ms_path, sar_path, d / "out_auto.tif", **extra)
+                out = self.try_auto(model, ms_path, sar_path, d / "out_auto.tif", **level, **extra)
                 if out is not None:
                     score(label, "detected", torch.from_numpy(out), gs)
         if figure is not None:

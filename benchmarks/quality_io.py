@@ -93,7 +93,7 @@ def clear_check(scenes, models: dict, runner, work: Path) -> list[dict]:
             d.mkdir(parents=True, exist_ok=True)
             inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000
             ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, inp)
-            out = runner.decloud(model, ms_path, sar_path, d / "out.tif")
+            out = runner.decloud(model, ms_path, sar_path, d / "out.tif", **runner.level_option(scene))
             valid = np.isfinite(scene.ms).all(0) & np.isfinite(out).all(0)
             if scene.sar is not None:
                 valid &= np.isfinite(scene.sar).all(0)

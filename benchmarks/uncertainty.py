@@ -127,13 +127,12 @@ def synthetic(scenes, seed: int, config: ModelConfig, layers=(), extra: bool = F
             cloudy = torch.where(valid, cloudy, torch.nan).numpy()
             ok = valid.numpy()
             true = ((res.opacity[0, 0] >= quality.MASK_OPACITY) | (res.shadow[0, 0] >= quality.MASK_OPACITY)).numpy()
-            # the level decloud reads from the quality benchmark's stacks (guessed from the bands): its mask
-            det = np.isin(detect_array(cloudy, scene.bands, ok, None).classes, (1, 2))
+            # the scene's own level, as the quality benchmark tells decloud: its detected mask
+            det = np.isin(detect_array(cloudy, scene.bands, ok, scene.product_level).classes, (1, 2))
             ref_q = np.round(scene.ms[rows] * 10000) / 10000
             for name, mask in (("true", true), ("detected", det)):
                 if not (mask & ok).any() or not (~mask & ok).any():
                     continue  # nothing hidden, or nothing to fill from
-                # the haze term by the scene's own level, as decloud reads it from a real product
                 classical = _fill(cloudy[rows], mask, ok, config, scene.product_level)
                 for key in (f"{kind}, {name} mask", *([f"all kinds, {name} mask"] if kind in KIND_CONFIGS else [])):
                     pools.setdefault(key, Pool()).add(classical, ref_q, mask & ok)

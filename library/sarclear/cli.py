@@ -62,9 +62,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="detector for --mask auto: ukis-csmask's CNN (csmask), the spectral rules, or auto "
                         "(csmask when installed)")
     p.add_argument("--product-level", choices=("l1c", "l2a"), type=str.lower,
-                   help="processing level of the optical input, for the cloud detector: l1c (top of atmosphere) or "
-                        "l2a (surface reflectance). Default: the level in the file names (MSIL1C / MSIL2A, SAFE "
-                        "folders included), else guessed from the bands (B10 only in L1C), with a note")
+                   help="processing level of the optical input, for the cloud detector and the uncertainty's haze "
+                        "term: l1c (top of atmosphere) or l2a (surface reflectance). Default: the level in the file "
+                        "names (MSIL1C / MSIL2A, SAFE folders included), else the bands (B10 in the file or its "
+                        "folder: L1C), else guessed, with a note")
     p.add_argument("--adapt", action="store_true",
                    help="first fit a copy of the model to this scene's clear pixels (synthetic clouds drawn over "
                         "them), then decloud with it")

@@ -74,8 +74,8 @@ class DecloudOptions:
     cloud_mask: str | None = "auto"      # "auto": detect clouds and shadows; None/"none": no mask;
                                          # else a raster: 0 clear, > 0 cloud (float: cloud probability)
     mask_method: str = "auto"            # detector for "auto": auto (ukis-csmask, else rules), csmask, rules
-    product_level: str | None = None     # "l1c" / "l2a" for the detector; None: what the input says
-                                         # (product_level.product_level_of), else guessed
+    product_level: str | None = None     # "l1c" / "l2a" for the detector and the fill's uncertainty; None:
+                                         # what the input says (product_level.product_level_of), else guessed
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
     fill_buffer: int = FILL_BUFFER_PX    # clear pixels this close to the mask do not feed the fill (fill.fill_sources)
     mask_buffer: int = MASK_BUFFER_PX    # "auto": detected cloud and shadow grow by this many pixels (masks.py)
