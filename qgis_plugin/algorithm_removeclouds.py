@@ -124,8 +124,8 @@ class RemoveClouds(_SarclearAlgorithm):
             QgsProcessingParameterNumber.Type.Integer, defaultValue=fill_buffer, minValue=0, maxValue=64,
             optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterEnum(
-            "PRODUCT_LEVEL", "Product level of the cloudy image, for cloud detection (without a cloud mask layer; "
-            "a 10-band stack made from an L1C product is otherwise read as L2A)",
+            "PRODUCT_LEVEL", "Product level of the cloudy image, for cloud detection and the uncertainty "
+            "(a 10-band stack made from an L1C product is otherwise read as L2A)",
             options=[label for label, _ in LEVELS], defaultValue=0)))
         self.addParameter(_advanced(QgsProcessingParameterBoolean(
             "COG", "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
@@ -186,7 +186,7 @@ class RemoveClouds(_SarclearAlgorithm):
             if parameters.get(name) not in (None, ""):
                 extra[name.lower()] = self.parameterAsInt(parameters, name, context)
         level = LEVELS[self.parameterAsEnum(parameters, "PRODUCT_LEVEL", context)][1]
-        if level and mask is None:  # empty: the library's rule (file names, else guessed)
+        if level:  # empty: the library's rule (file names, else the bands, else guessed)
             extra["product_level"] = level
         if parameters.get("MS_OFFSET") not in (None, ""):  # empty: the library's rule (declared, else none)
             extra["ms_offset"] = self.parameterAsDouble(parameters, "MS_OFFSET", context)

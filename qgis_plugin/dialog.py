@@ -92,7 +92,6 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
         self.sar_list.itemChanged.connect(self._sar_changed)
         self.reference_combo.layerChanged.connect(self._update_bands)
         self.mask_combo.layerChanged.connect(lambda layer: self.buffer_option.set_detecting(layer is None))
-        self.mask_combo.layerChanged.connect(lambda layer: self.level_option.set_detecting(layer is None))
         self.model_widget.fileChanged.connect(self._model_changed)
         self.model_combo.activated.connect(self._model_chosen)
         self.adapt_option.changed.connect(self._update_area)  # the run's estimate includes the fitting

@@ -516,8 +516,8 @@ def test_the_mask_and_fill_buffers_default_to_the_library_and_reach_the_run(dial
 
 def test_the_product_level_defaults_to_the_product_and_reaches_the_run(dialog, sample_project):
     """Left at "From the product", the run gets no level (the library reads the file names, else
-    guesses); L1C or L2A reaches DecloudOptions; with a cloud mask layer it greys out and is left
-    out, as the mask buffer is."""
+    guesses); L1C or L2A reaches DecloudOptions, with a cloud mask layer too (the default model's
+    uncertainty reads the level)."""
     level = dialog.level_option
     assert level.combo.currentIndex() == 0 and "product_level" not in dialog.parameters().extra
     assert "B10" in level.combo.toolTip()
@@ -528,7 +528,4 @@ def test_the_product_level_defaults_to_the_product_and_reaches_the_run(dialog, s
 
     assert DecloudOptions(**params.extra).product_level == "l1c"
     dialog.mask_combo.setLayer(sample_project["cloudy"])
-    assert not level.combo.isEnabled() and "used as it is" in level.combo.toolTip()
-    assert "product_level" not in dialog.parameters().extra
-    dialog.mask_combo.setLayer(None)
     assert level.combo.isEnabled() and dialog.parameters().extra["product_level"] == "l1c"
