@@ -65,8 +65,7 @@ def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelCon
     classical = classical_fill(xt, sources, background)
     ok = torch.from_numpy(valid)[None, None]
     estimate = keep_detail(xt, classical.prior, config.bands, config.keep_detail, ok, sources)
-    haze = haze_excess(x[list(config.bands).index("B2")][~hidden & valid], level) if "B2" in config.bands else 0.0
-    return classical._replace(prior=estimate), haze
+    return classical._replace(prior=estimate), haze_excess(x[:, ~hidden & valid], config.bands, level)
 
 
 class Pool:
@@ -133,9 +132,9 @@ def synthetic(scenes, seed: int, config: ModelConfig, layers=(), extra: bool = F
             for name, mask in (("true", true), ("detected", det)):
                 if not (mask & ok).any() or not (~mask & ok).any():
                     continue  # nothing hidden, or nothing to fill from
-                classical = _fill(cloudy[rows], mask, ok, config, scene.product_level)
+                fill = _fill(cloudy[rows], mask, ok, config, scene.product_level)
                 for key in (f"{kind}, {name} mask", *([f"all kinds, {name} mask"] if kind in KIND_CONFIGS else [])):
-                    pools.setdefault(key, Pool()).add(classical, ref_q, mask & ok)
+                    pools.setdefault(key, Pool()).add(fill, ref_q, mask & ok)
     return pools
 
 
@@ -151,8 +150,9 @@ def real(config: ModelConfig) -> tuple[dict[str, Pool], float]:
         mask = gdal.Open(str(res.maps["mask"])).ReadAsArray()
         raster = gdal.Open(str(res.maps["uncertainty"])).ReadAsArray()
     hidden = (mask > 0) & (mask < 255)
-    classical = _fill(x, hidden, ok_x, config, res.product_level)
-    rms = fill_variance(classical[0].spread, config.fill_sigma, classical[1])[0].mean(0).sqrt().numpy()
+    fill = _fill(x, hidden, ok_x, config, res.product_level)
+    classical, haze = fill
+    rms = fill_variance(classical.spread, config.fill_sigma, haze)[0].mean(0).sqrt().numpy()
     diff = float(np.nanmax(np.abs(raster - rms)[hidden & ok_x]))
     close, ok_c = refs["10-day reference"]
     seen = ~hidden & ok_x & ok_c
@@ -162,7 +162,7 @@ def real(config: ModelConfig) -> tuple[dict[str, Pool], float]:
     pools = {}
     for name, (ref, ok_r) in refs.items():
         pools[name] = Pool()
-        pools[name].add(classical, ref, hidden & ok_x & ok_r)
+        pools[name].add(fill, ref, hidden & ok_x & ok_r)
     return pools, diff
 
 

@@ -30,7 +30,7 @@ import torch
 
 from sarclear.checkpoint import save_model
 from sarclear.defaults import FILL_BUFFER_PX
-from sarclear.fill import DARK_BLUE, DARK_PERCENTILE, fill_variance
+from sarclear.fill import DARK_BLUE, dark_blue, fill_variance
 from sarclear.fill_eval import coverage90, fit_fill_sigma
 from sarclear.networks import ModelConfig, build, preset
 
@@ -41,25 +41,23 @@ CROP = 384
 KEEP_DETAIL = 0.7  # share of the observed detail kept under thin cloud (sarclear.thin_cloud)
 
 
-def dark_blue(scenes) -> dict[str, float]:
+def typical_dark_blue(scenes) -> dict[str, float]:
     """Per product level, the median over ``scenes`` (clear) of their dark-object blue: what
     :data:`sarclear.fill.DARK_BLUE` holds."""
     values: dict[str, list[float]] = {}
     for scene in scenes:
-        level = scene.product_level
-        blue = scene.ms[scene.bands.index("B2")]
-        values.setdefault(level, []).append(float(np.percentile(blue[np.isfinite(blue)], DARK_PERCENTILE)))
+        values.setdefault(scene.product_level, []).append(dark_blue(scene.ms[scene.bands.index("B2")]))
     return {level: round(float(np.median(v)), 4) for level, v in sorted(values.items())}
 
 
 def calibrate(data: Path, config: ModelConfig) -> dict:
-    """Fit (gain, floor) on the train split's places, with the quality benchmark's
+    """Fit (gain, floor, haze_gain) on the train split's places, with the quality benchmark's
     seeded synthetic clouds and both masks (true and detected)."""
     from quality_io import split_scenes
     from uncertainty import synthetic
 
     scenes = split_scenes(data, "train", CROP)
-    dark = dark_blue(scenes)
+    dark = typical_dark_blue(scenes)
     if any(abs(dark[level] - DARK_BLUE[level]) > 0.0015 for level in dark):
         print(f"warning: the train split's typical dark blue is {dark}, sarclear.fill.DARK_BLUE says {DARK_BLUE}")
     pools = synthetic(scenes, SEED, config)

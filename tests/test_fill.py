@@ -114,14 +114,18 @@ def test_haze_over_the_clear_pixels_widens_the_fills_uncertainty():
 
     rng = np.random.default_rng(0)
     ground = rng.uniform(0.0, 0.1, 10_000) + DARK_BLUE["l2a"]  # clear L2A ground: its 2nd percentile is about typical
-    assert haze_excess(ground, "l2a") == pytest.approx(0.002, abs=0.001)
+    blue = ("B2",)
+    assert haze_excess(ground[None], blue, "l2a") == pytest.approx(0.002, abs=0.001)
     hazy = 0.7 * ground + 0.3 * 0.35                              # a 30 % veil of 0.35 reflectance
     lift = float(np.percentile(hazy, 2)) - DARK_BLUE["l2a"]
-    assert haze_excess(hazy, "l2a") == pytest.approx(lift) and lift > 0.09
+    assert haze_excess(hazy[None], blue, "l2a") == pytest.approx(lift) and lift > 0.09
     # top-of-atmosphere (L1C) dark ground is bluer than surface reflectance: the same pixels are clear there
-    assert haze_excess(ground + (DARK_BLUE["l1c"] - DARK_BLUE["l2a"]), "l1c") == pytest.approx(0.002, abs=0.001)
-    assert haze_excess(np.full(5, np.nan), "l2a") == 0.0 and haze_excess(np.zeros(0), "l1c") == 0.0
-    assert haze_excess(np.r_[ground, np.full(100, np.nan)], "l2a") == haze_excess(ground, "l2a")
+    assert haze_excess((ground + (DARK_BLUE["l1c"] - DARK_BLUE["l2a"]))[None], blue, "l1c") == pytest.approx(
+        0.002, abs=0.001)
+    assert haze_excess(np.full((1, 5), np.nan), blue, "l2a") == 0.0
+    assert haze_excess(np.zeros((1, 0)), blue, "l1c") == 0.0
+    assert haze_excess(np.r_[ground, np.full(100, np.nan)][None], blue, "l2a") == haze_excess(ground[None], blue, "l2a")
+    assert haze_excess(hazy[None], ("B3",), "l2a") == 0.0  # no blue band: nothing to measure
     spread = torch.tensor([0.0, 0.02])
     assert torch.allclose(fill_variance(spread, (2.0, 0.01, 1.5), 0.04), (2.0 * spread) ** 2 + 0.01**2 + 0.06**2)
     assert torch.equal(fill_variance(spread, (2.0, 0.01), 0.04), fill_variance(spread, (2.0, 0.01, 0.0), 0.0))

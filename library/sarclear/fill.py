@@ -161,10 +161,18 @@ DARK_BLUE = {"l1c": 0.092, "l2a": 0.016}
 DARK_PERCENTILE = 2.0
 
 
-def haze_excess(blue: np.ndarray, level: str) -> float:
-    """How much a veil lifts the scene's darkest ground: the :data:`DARK_PERCENTILE` percentile
-    of ``blue`` (B2 reflectance of the pixels the mask calls clear, any shape; NaN ignored) above
-    :data:`DARK_BLUE` of its product ``level``, never below 0; 0 without a finite value.
+def dark_blue(blue: np.ndarray) -> float | None:
+    """The :data:`DARK_PERCENTILE` percentile of ``blue`` (B2 reflectance, any shape; NaN
+    ignored): how bright the scene's darkest ground is; None without a finite value."""
+    values = np.asarray(blue, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, DARK_PERCENTILE)) if values.size else None
+
+
+def haze_excess(pixels: np.ndarray, bands: Sequence[str], level: str) -> float:
+    """How much a veil lifts the scene's darkest ground: the :func:`dark_blue` of ``pixels``
+    (reflectance (C, ...) of the pixels the mask calls clear, band names ``bands``) above
+    :data:`DARK_BLUE` of its product ``level``, never below 0; 0 without B2 or a finite value.
 
     A fill drawn from clear pixels is biased by whatever haze or thin cloud the mask did not
     catch over them, and nothing local can see that bias: the spread of a uniformly hazy
@@ -172,11 +180,8 @@ def haze_excess(blue: np.ndarray, level: str) -> float:
     the ground has little), so the scene's dark objects show it (Chavez's dark-object
     subtraction reads the same signal). A bright scene (snow, desert, a town) also lifts them:
     there the uncertainty grows without haze, which errs on the cautious side."""
-    values = np.asarray(blue, dtype=np.float64).ravel()
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return 0.0
-    return max(0.0, float(np.percentile(values, DARK_PERCENTILE)) - DARK_BLUE[level])
+    dark = dark_blue(pixels[list(bands).index("B2")]) if "B2" in bands else None
+    return 0.0 if dark is None else max(0.0, dark - DARK_BLUE[level])
 
 
 def fill_variance(spread: Tensor, sigma: Sequence[float], haze: float = 0.0) -> Tensor:

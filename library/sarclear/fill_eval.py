@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import item_seed
-from .fill import mean_fill
+from .fill import fill_variance, mean_fill
 from .fill_data import KINDS, FillBatch, SceneArrays, make_batch
 
 Z90 = 1.6448536269514722  # two-sided 90 % interval of a normal: +- 1.645 sigma
@@ -140,9 +140,8 @@ def fit_fill_sigma(errors: Tensor, spreads: Tensor, hazes: Tensor | None = None)
     best = (math.inf, (1.0, 0.05, 0.0))
     for gain in torch.arange(0.5, 3.0001, 0.05).tolist():
         for haze_gain in haze_gains:
-            var = (gain * sub) ** 2 + floors[:, None] ** 2  # (floors, samples)
-            if haze is not None:
-                var = var + (haze_gain * haze) ** 2
+            # (floors, samples): every floor at once
+            var = fill_variance(sub, (gain, floors[:, None], haze_gain), 0.0 if haze is None else haze)
             nll = (0.5 * torch.log(var) + 0.5 * e2 / var).mean(dim=1)
             i = int(nll.argmin())
             if float(nll[i]) < best[0]:

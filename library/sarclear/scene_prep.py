@@ -70,9 +70,8 @@ def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
     if not ok.any():
         return None
     seen = refl[:, ok].astype(np.float64)
-    names = stacks["ms"].names
-    haze = haze_excess(seen[names.index("B2")], level) if "B2" in names else 0.0
-    return ClearStats(np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32), haze)
+    return ClearStats(np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32),
+                      haze_excess(seen, stacks["ms"].names, level))
 
 
 def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,
