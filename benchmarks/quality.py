@@ -277,6 +277,9 @@ def main(argv=None) -> int:
                    help="a model to compare (repeatable; default: every model in resources/models)")
     p.add_argument("--crop", type=int, default=384, help="size of the crop taken from large test scenes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=("test", "train", "val"), default="test",
+                   help="places to score: the held-out test places (default), or train/val ones to choose a "
+                        "setting without looking at the test places")
     p.add_argument("--kinds", default=",".join(KINDS),
                    help=f"comma-separated cloud kinds to run (default all: {', '.join(KINDS)})")
     p.add_argument("--adapt-time", type=float, default=15.0,
@@ -317,8 +320,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report = args.report or (args.out / "QUALITY.md" if args.quick else common.ROOT / "docs" / "QUALITY.md")
 
-    scenes, chosen = test_scenes(args.data, args.quick, args.crop)
-    log.info("%d test scenes: %s", len(scenes), ", ".join(f"{s.name} {s.ms.shape[2]}x{s.ms.shape[1]}" for s in scenes))
+    scenes, chosen = test_scenes(args.data, args.quick, args.crop, args.split)
+    log.info("%d %s scenes: %s", len(scenes), args.split,
+             ", ".join(f"{s.name} {s.ms.shape[2]}x{s.ms.shape[1]}" for s in scenes))
     layers = layer_sources(args.data, args.quick, args.crop)
     log.info("%d real cloud layers: %s", len(layers),
              ", ".join(f"{s.name} ({100 * layer.cloud_fraction:.0f} % cloud)" for s, layer in layers))

@@ -147,11 +147,12 @@ def split_scenes(data: Path, split: str, size: int) -> list[Scene]:
     return [crop(s, size) for s in _load(data) if s.split == split]
 
 
-def test_scenes(data: Path, quick: bool, size: int) -> tuple[list[Scene], list[dict]]:
-    """Clear test-split scenes: large ones centre-cropped to ``size``. Quick: a 96 x 128 part
-    of SSL4EO-S12 (S1+S2) and one BigEarthNet test patch, if present."""
+def test_scenes(data: Path, quick: bool, size: int, split: str = "test") -> tuple[list[Scene], list[dict]]:
+    """Clear scenes of ``split`` (the held-out ``test`` places unless a setting is being chosen,
+    which is done on ``train`` or ``val``): large ones centre-cropped to ``size``. Quick: a 96 x
+    128 part of SSL4EO-S12 (S1+S2) and one BigEarthNet patch, if present."""
     sources = ["ssl4eo-s12", "benv1"] if quick else None
-    scenes = [s for s in _load(data, sources=sources) if s.split == "test"]
+    scenes = [s for s in _load(data, sources=sources) if s.split == split]
     if quick:
         picked = [crop(s, 96, 128) for s in scenes if s.source == "ssl4eo-s12"][:1]
         picked += [s for s in scenes if s.source.startswith("ben")][:1]
@@ -161,7 +162,7 @@ def test_scenes(data: Path, quick: bool, size: int) -> tuple[list[Scene], list[d
     chosen = [{"name": s.name, "place": s.place, "source": s.source, "level": s.product_level,
                "size": f"{s.ms.shape[2]}x{s.ms.shape[1]}", "sar": s.sar is not None} for s in scenes]
     if not scenes:
-        raise SystemExit(f"no test scenes under {data}; see docs/DATA.md")
+        raise SystemExit(f"no {split} scenes under {data}; see docs/DATA.md")
     return scenes, chosen
 
 

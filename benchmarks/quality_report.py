@@ -61,7 +61,7 @@ def figure_synthetic(path: Path, views: dict, scene, kind: str) -> Path:
     """Reference, cloudy input and every method's output on one scene and cloud kind."""
     views = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in views.items()}
     what = "Real cloud layers" if kind == "real layers" else f"Synthetic {kind}"
-    return _panels(path, views, scene.bands, "reference", f"{what} on {scene.name} (test split)")
+    return _panels(path, views, scene.bands, "reference", f"{what} on {scene.name} ({scene.split} split)")
 
 
 def figures_real(out_dir: Path, scenes, models: dict, runner, work: Path) -> list[Path]:
@@ -199,8 +199,12 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
     rel = lambda p: os.path.relpath(p, report.parent)  # noqa: E731
     groups = [g for g in ("S1+S2", "S2 only", "adapt subset (S1+S2)") if any(r["group"] == g for r in rows)]
     n = {g: len({r["scene"] for r in doc["per_scene"] if r["group"] == g}) for g in groups}
+    split = doc["args"].get("split", "test")
+    held = ("Real clear scenes held out from training (test split by place, `sarclear.datasets`)" if split == "test"
+            else f"**Not held out**: clear scenes of the {split} split (`--split {split}`), places that settings are "
+                 "chosen on and the learned models trained on")
     out = ["# Quality benchmark", "",
-           "Real clear scenes held out from training (test split by place, `sarclear.datasets`), with "
+           held + ", with "
            "seeded synthetic clouds of four kinds (thick, haze, thick+shadow, and *thin cloud*: the haze "
            "kind's veil made neutral, the same opacity in every band, as thin water cloud is; no target) and "
            "under *real layers*: the clouds and shadows of real "
@@ -213,8 +217,9 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
            f"- machine: {env['device']}, torch {env['torch']}, GDAL {env['gdal']}",
            f"- run time: {doc['seconds']:.0f} s wall, {doc['cpu_seconds']:.0f} CPU-s (synthetic clouds "
            f"{doc['seconds_synthetic']:.0f} s wall)",
-           f"- scenes: every clear test-split scene under `--data` ({len(doc['scenes'])}), large ones centre-cropped "
-           f"to {doc['args']['crop']} px; cloud seed {doc['args']['seed']}; the same clouds for every method",
+           f"- scenes: every clear {split}-split scene under `--data` ({len(doc['scenes'])}), large ones "
+           f"centre-cropped to {doc['args']['crop']} px; cloud seed {doc['args']['seed']}; the same clouds for "
+           "every method",
            f"- raw results: `{rel(json_path)}`", "",
            "Metrics are on reflectance. *RMSE cloud*: over the true mask (" + doc["mask_rule"] + "); *RMSE all*, "
            "SAM (degrees), PSNR, SSIM: over every valid pixel; *corr*: Pearson correlation with the reference per "
@@ -225,10 +230,10 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
            + ", ".join(f"`{n}` ({m['preset']}, {'S1+S2' if m['uses_sar'] else 'MS only'}, {Path(m['path']).name})"
                        for n, m in doc.get("models", {}).items()) + ".", ""]
     for g in groups:
-        out += [f"## {g} test scenes ({n[g]})", "", _main_table(rows, g), ""]
+        out += [f"## {g} {split} scenes ({n[g]})", "", _main_table(rows, g), ""]
     out += ["## Targets (issue 11), S1+S2 scenes", "", *_targets(doc), ""]
     out += ["## Clear scenes through default decloud", "",
-            "Each clear test scene, without synthetic clouds, through `decloud` with default options. "
+            f"Each clear {split} scene, without synthetic clouds, through `decloud` with default options. "
             "Changed: share of valid pixels where any band moved by more than 0.002 reflectance. "
             f"Target (issue 11): at most {CLEAR_CHANGED_PCT:g} % changed and RMSE at most {CLEAR_RMSE:g}. "
             "*Pooled*: over all the scenes' pixels together; *within*: the scenes that meet both limits "

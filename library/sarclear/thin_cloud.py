@@ -25,9 +25,11 @@ that the detail is ground and not cloud.
   fill's sources), the coarse detail is dropped; ``GROUND_CONTRAST`` stands in where no clear
   pixel is near.
 
-The detail is shrunk by ``gain`` (0.7 in the default model): under real clouds it is only
-partly the ground's (haze scatters, edges move), and a shrunk detail costs little where it is
-wrong. Under thick cloud the tests fail and the result is the fill, exactly.
+The detail is scaled by ``gain``, the model's ``keep_detail``: 1.0 in the default model, which
+keeps it whole. A smaller gain hedges against detail that is partly the cloud's (haze scatters,
+edges move); on the train split's synthetic clouds and real cloud layers the tests above already
+drop most of that, and the whole detail did better than 0.7 (model card). Under thick cloud the
+tests fail and the result is the fill, exactly.
 """
 
 from __future__ import annotations
