@@ -77,3 +77,22 @@ def test_the_clear_scenes_benchmark_runs_every_clear_sample_through_default_decl
     text = (tmp_path / "clear_scenes.md").read_text()
     assert f"| all | all | {len(rows)} | {pooled['pixels']:,} | {pooled['changed_pct']:.3f} |" in text
     assert "--max-side 96" in doc["meta"]["command"]
+
+
+def test_the_quality_benchmark_scores_the_split_it_is_asked_for(tmp_path):
+    """Settings are chosen on train places (``--split train``), results reported on test ones:
+    each split yields only its own places, the two share none, and a split with no scene says
+    which one it lacked."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import quality_io
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    absent = tmp_path / "absent"  # the bundled samples stand in
+    test, _ = quality_io.test_scenes(absent, False, 96)
+    train, chosen = quality_io.test_scenes(absent, False, 96, "train")
+    assert test and train and {s.split for s in test} == {"test"} and {s.split for s in train} == {"train"}
+    assert not {s.place for s in test} & {s.place for s in train}
+    assert [c["name"] for c in chosen] == [s.name for s in train]
+    with pytest.raises(SystemExit, match="no val scenes"):
+        quality_io.test_scenes(absent, False, 96, "val")
