@@ -287,9 +287,10 @@ def main(argv=None) -> int:
     p.add_argument("--adapt-scenes", type=int, default=2,
                    help="the largest S1+S2 test scenes that also run with adaptation (its own table)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=common.ROOT / "docs" / "quality", help="JSON and figures")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON and figures (default docs/quality; out/quality-<split> with --split train/val)")
     p.add_argument("--report", type=Path, default=None, help="Markdown report (default docs/QUALITY.md; "
-                   "with --quick, <out>/QUALITY.md)")
+                   "with --quick or --split train/val, <out>/QUALITY.md)")
     p.add_argument("--workdir", type=Path, default=common.DEFAULT_WORKDIR)
     p.add_argument("--quick", action="store_true", help="two small scenes, no real-cloud figures but one (CI)")
     p.add_argument("--no-figures", action="store_true")
@@ -317,8 +318,11 @@ def main(argv=None) -> int:
     work = args.workdir / "quality"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if args.out is None:  # a run on train or val places never overwrites the held-out results
+        args.out = common.ROOT / ("docs/quality" if args.split == "test" else f"out/quality-{args.split}")
     args.out.mkdir(parents=True, exist_ok=True)
-    report = args.report or (args.out / "QUALITY.md" if args.quick else common.ROOT / "docs" / "QUALITY.md")
+    published = not args.quick and args.split == "test"  # only held-out runs write docs/QUALITY.md
+    report = args.report or (common.ROOT / "docs" / "QUALITY.md" if published else args.out / "QUALITY.md")
 
     scenes, chosen = test_scenes(args.data, args.quick, args.crop, args.split)
     log.info("%d %s scenes: %s", len(scenes), args.split,
