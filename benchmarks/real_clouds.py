@@ -41,7 +41,7 @@ from sarclear.io import open_optical
 from sarclear.mask_detectors import dilate
 from sarclear.masks import MaskOptions, detect_array
 from sarclear.resources import bundled_models
-from sarclear.thin_cloud import BLUE, DETAIL_SIGMA_PX
+from sarclear.thin_cloud import BLUE, DETAIL_SIGMA_PX, observed_detail
 from sarclear.tiling import Window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,8 +91,7 @@ def _detail_floor(x: np.ndarray, ref: np.ndarray, where: np.ndarray) -> dict[str
     penalizes correct detail (the ground changed between the dates), so it cannot rank how much
     detail a method keeps; its correlation can."""
     def fine(a: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(np.nan_to_num(a))[None].float()
-        return (t - local_mean(t, DETAIL_SIGMA_PX))[0].numpy()
+        return observed_detail(torch.from_numpy(np.nan_to_num(a))[None].float())[0].numpy()
     seen, truth = fine(x)[:, where], fine(ref)[:, where]
     return {"observed_detail_rmse": float(np.sqrt(((seen - truth) ** 2).mean())),
             "no_detail_rmse": float(np.sqrt((truth ** 2).mean())),
