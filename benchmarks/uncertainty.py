@@ -110,7 +110,7 @@ def synthetic(scenes, seed: int, config: ModelConfig, layers=(), extra: bool = F
     """The quality benchmark's clouds on ``scenes``: pools per "<kind>, <true|detected> mask"
     and "all kinds, ..." over issue 11's three synthetic kinds (the calibration in
     scripts/make_classic_model.py runs this on the train split, this benchmark on the test
-    split); with ``extra``, the kinds the calibration does not see (thin cloud) too, each in a
+    split); with ``extra``, the kinds beyond issue 11's three (thin cloud) too, each in a
     pool of its own; with ``layers`` (:func:`quality_io.layer_sources`), "real layers, ..." too."""
     pools: dict[str, Pool] = {}
     for scene in scenes:
