@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the calibration is the uncertainty benchmark's own code
 SEED = 0
 CROP = 384
-CALIBRATION_KINDS = ("thin cloud",)  # beside "all kinds" (KIND_CONFIGS): quality_io.EXTRA_KIND_CONFIGS
 KEEP_DETAIL = 1.0  # share of the observed detail kept under thin cloud (sarclear.thin_cloud); chosen on
                    # the train split's synthetic clouds and real layers (model card: 1.0 against 0.7)
 
@@ -59,7 +58,7 @@ def calibrate(data: Path, config: ModelConfig) -> dict:
     thicker part, so the fill draws from veiled pixels and is biased bright, which only the haze
     term can say; without it in the fit, haze_gain came out at 0.7 and the held-out thin cloud's
     90 % interval held 66 % of the errors."""
-    from quality_io import split_scenes
+    from quality_io import EXTRA_KIND_CONFIGS, split_scenes
     from uncertainty import synthetic
 
     scenes = split_scenes(data, "train", CROP)
@@ -67,7 +66,7 @@ def calibrate(data: Path, config: ModelConfig) -> dict:
     if any(abs(dark[level] - DARK_BLUE[level]) > 0.0015 for level in dark):
         print(f"warning: the train split's typical dark blue is {dark}, sarclear.fill.DARK_BLUE says {DARK_BLUE}")
     pools = synthetic(scenes, SEED, config, extra=True)
-    keys = [f"{kind}, {mask} mask" for kind in CALIBRATION_KINDS for mask in ("true", "detected")]
+    keys = [f"{kind}, {mask} mask" for kind in EXTRA_KIND_CONFIGS for mask in ("true", "detected")]  # thin cloud
     parts = [pools[key].arrays() for key in ("all kinds, true mask", "all kinds, detected mask", *keys)]
     err, spread, haze = (torch.cat(t) for t in zip(*parts))
     gain, floor, haze_gain = fit_fill_sigma(err, spread, haze)
