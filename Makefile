@@ -61,6 +61,7 @@ quality: setup
 # Is the default model's uncertainty map honest (held-out places, real scene)? docs/quality/uncertainty.md
 uncertainty: setup
 	$(PY) benchmarks/uncertainty.py $(ARGS)
+	$(PY) benchmarks/uncertainty.py --model resources/models/sarclear-fill-guided.safetensors $(ARGS)
 
 # Every real clear scene in ../shared/data, every split, whole, through default decloud (the CNN
 # detector runs on the large ones): docs/quality/clear_scenes.md

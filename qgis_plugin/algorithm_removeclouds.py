@@ -46,9 +46,10 @@ class RemoveClouds(_SarclearAlgorithm):
         "the documented order for 13, 12 or 10 bands, else as given under <i>MS band names</i>.<br>"
         "<b>Sentinel-1</b>: one multi-band layer or one layer per polarisation, in dB or linear power, on any "
         "grid or CRS (warped onto the optical grid). Only the overlap is processed.<br>"
-        "<b>Model</b>: a sarclear .safetensors file; empty: the default model (sarclear-fill-classic, a "
-        "classical fill of what the cloud mask hides that keeps the ground detail seen through thin cloud, "
-        "with an uncertainty map).<br>"
+        "<b>Model</b>: a sarclear .safetensors file; empty: the default model, sarclear-fill-guided with SAR "
+        "layers (each hidden pixel filled from the clear pixels around it that look like it in SAR), else "
+        "sarclear-fill-classic (the same fill without SAR); both keep the ground detail seen through thin "
+        "cloud and write an uncertainty map.<br>"
         "<b>Cloud mask</b>: empty: clouds and shadows are detected, then grown by <i>Detected cloud and shadow "
         "grow by</i> pixels (default 9, 90 m at 10 m); pixels the mask calls clear keep their values.<br>"
         "<b>Area</b>: empty: the whole layer; else snapped outward to the layer's pixel grid.<br>"
@@ -142,7 +143,7 @@ class RemoveClouds(_SarclearAlgorithm):
         if not ok:
             return ok, message
         model = self.parameterAsFile(parameters, "MODEL", context)
-        config, info = self._config(model)
+        config, info = self._config(model, bool(self.parameterAsLayerList(parameters, "SAR", context)))
         if config is None:
             return True, ""  # unreadable here: the run says why
         reason = unavailable_reason(config, model_label(model or config.preset), info)
@@ -155,9 +156,10 @@ class RemoveClouds(_SarclearAlgorithm):
         return True, ""
 
     @staticmethod
-    def _config(model: str):
-        """The ModelConfig of ``model`` (the bundled default when empty) and its file
-        information; (None, {}) if its header cannot be read here (the run then says why)."""
+    def _config(model: str, with_sar: bool = False):
+        """The ModelConfig of ``model`` (the bundled default when empty: the SAR-guided one
+        ``with_sar``) and its file information; (None, {}) if its header cannot be read here
+        (the run then says why)."""
         if missing_dependencies():
             return None, {}
         from sarclear.checkpoint import read_header
@@ -165,7 +167,7 @@ class RemoveClouds(_SarclearAlgorithm):
         from sarclear.resources import default_model
 
         try:
-            return read_header(model or default_model())
+            return read_header(model or default_model(with_sar))
         except SarclearError:
             return None, {}
 
@@ -199,11 +201,12 @@ class RemoveClouds(_SarclearAlgorithm):
         if self.parameterAsBoolean(parameters, "ADAPT", context):
             extra.update(adapt=True, adapt_seconds=self.parameterAsDouble(parameters, "ADAPT_TIME", context))
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        sar = layers.layers_paths(self.parameterAsLayerList(parameters, "SAR", context))
         params = RunParameters(
             name=ms.name(),
             ms=layers.layer_paths(ms),
-            sar=layers.layers_paths(self.parameterAsLayerList(parameters, "SAR", context)),
-            model=self.parameterAsFile(parameters, "MODEL", context) or str(default_model()),
+            sar=sar,
+            model=self.parameterAsFile(parameters, "MODEL", context) or str(default_model(with_sar=bool(sar))),
             out=out,
             reference=layers.layer_paths(reference) if reference is not None else None,
             cloud_mask=layers.layer_paths(mask)[0] if mask is not None else "auto",

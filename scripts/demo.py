@@ -46,11 +46,11 @@ def _report(title: str, result, folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "out" / "demo"))
-    parser.add_argument("--model", default=None, help="model file (default: the bundled demo model)")
+    parser.add_argument("--model", default=None, help="model file (default: the default model for SAR input)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="sarclear: %(message)s")
-    model_path = Path(args.model) if args.model else default_model()
+    model_path = Path(args.model) if args.model else default_model(with_sar=True)  # both scenes have SAR
     model = load_model(model_path)
     cfg = model.config
     opts = DecloudOptions(device=args.device, overwrite=True)

@@ -1,5 +1,7 @@
 """Write resources/models/sarclear-fill-classic.safetensors: normalized-convolution fill of the
-masked pixels from the clear ones around them, packaged as a mask-aware ("gapfill") model file
+masked pixels from the clear ones around them (with ``--guided``, sarclear-fill-guided.safetensors:
+the same fill guided by SAR, :mod:`sarclear.sar_guide`, each hidden pixel filled from the clear
+pixels that look like it in SAR; it reads VV and VH), packaged as a mask-aware ("gapfill") model file
 so that decloud, the plugin and the benchmarks run it like any model. (decloud's prior is
 normalized convolution from the clear pixels beyond a 2-px buffer along the mask, fading to the
 scene's clear mean far from any clear pixel: see sarclear.fill and the model card.)
@@ -16,6 +18,7 @@ likelihood, on the quality benchmark's synthetic clouds (true and detected masks
 config (``fill_sigma``). ``benchmarks/uncertainty.py`` checks them on the held-out places. Run from the repository root:
 
     python scripts/make_classic_model.py --data ../shared/data
+    python scripts/make_classic_model.py --data ../shared/data --guided
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sarclear.defaults import FILL_BUFFER_PX
 from sarclear.fill import DARK_BLUE, dark_blue, fill_variance
 from sarclear.fill_eval import coverage90, fit_fill_sigma
 from sarclear.networks import ModelConfig, build, preset
+from sarclear.sar_guide import STEP_DB
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the calibration is the uncertainty benchmark's own code
@@ -62,7 +66,7 @@ def calibrate(data: Path, config: ModelConfig) -> dict:
     from uncertainty import synthetic
 
     scenes = split_scenes(data, "train", CROP)
-    dark = typical_dark_blue(scenes)
+    dark = typical_dark_blue(scenes)  # over every train scene: what DARK_BLUE holds, whichever model
     if any(abs(dark[level] - DARK_BLUE[level]) > 0.0015 for level in dark):
         print(f"warning: the train split's typical dark blue is {dark}, sarclear.fill.DARK_BLUE says {DARK_BLUE}")
     pools = synthetic(scenes, SEED, config, extra=True)
@@ -71,7 +75,8 @@ def calibrate(data: Path, config: ModelConfig) -> dict:
     err, spread, haze = (torch.cat(t) for t in zip(*parts))
     gain, floor, haze_gain = fit_fill_sigma(err, spread, haze)
     sigma = fill_variance(spread, (gain, floor, haze_gain), haze).sqrt()
-    return {"gain": gain, "floor": floor, "haze_gain": haze_gain, "split": "train", "scenes": len(scenes),
+    used = sum(1 for s in scenes if s.sar is not None or not config.sar_guide)  # a guided model: SAR scenes
+    return {"gain": gain, "floor": floor, "haze_gain": haze_gain, "split": "train", "scenes": used,
             "band_pixels": int(err.numel()), "coverage90_train": round(coverage90(err, sigma), 4),
             "rmse_train": round(float(err.pow(2).mean().sqrt()), 5), "crop": CROP, "seed": SEED,
             "clouds": "benchmarks/quality_io.KIND_CONFIGS and thin cloud, true and detected masks",
@@ -82,8 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
                         help="the data folder (its train split calibrates the uncertainty)")
+    parser.add_argument("--guided", action="store_true",
+                        help="write sarclear-fill-guided (the SAR-guided fill; reads VV and VH) instead")
     args = parser.parse_args()
-    base = dataclasses.replace(preset("fill-ms"), preset="fill-classic", keep_detail=KEEP_DETAIL)
+    if args.guided:
+        base = dataclasses.replace(preset("fill"), preset="fill-guided", keep_detail=KEEP_DETAIL, sar_guide=STEP_DB)
+        name, what = "sarclear-fill-guided", "SAR-guided normalized-convolution fill"
+    else:
+        base = dataclasses.replace(preset("fill-ms"), preset="fill-classic", keep_detail=KEEP_DETAIL)
+        name, what = "sarclear-fill-classic", "normalized-convolution fill"
     fit = calibrate(args.data, base)
     config = dataclasses.replace(base, fill_sigma=(fit["gain"], fit["floor"], fit["haze_gain"]))
     generator, _ = build(config)
@@ -91,8 +103,8 @@ def main() -> None:
         for p in generator.parameters():
             p.zero_()
         generator.gate.bias.fill_(40.0)
-    out = save_model(ROOT / "resources" / "models" / "sarclear-fill-classic.safetensors", generator, config,
-                     info={"description": "normalized-convolution fill of the masked pixels (no learned part); "
+    out = save_model(ROOT / "resources" / "models" / f"{name}.safetensors", generator, config,
+                     info={"description": f"{what} of the masked pixels (no learned part); "
                                           "uncertainty from the fill's spread",
                            "made_by": "scripts/make_classic_model.py", "sigma_calibration": fit,
                            "fixed": True})  # nothing to fit to a scene (sarclear.adapt.fit_problem)

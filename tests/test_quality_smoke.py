@@ -43,18 +43,23 @@ def test_quality_quick_run_scores_every_method_on_every_cloud_kind(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_uncertainty_benchmark_scores_the_default_models_sigma_against_real_errors(tmp_path):
+@pytest.mark.parametrize("model", [None, "sarclear-fill-guided"])
+def test_the_uncertainty_benchmark_scores_the_default_models_sigma_against_real_errors(tmp_path, model):
+    """Both defaults (without SAR, and the SAR-guided one with it)."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "uncertainty.py"), "--quick", "--out", str(tmp_path)]
+    if model:
+        cmd += ["--model", str(ROOT / "resources" / "models" / f"{model}.safetensors")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    doc = json.loads((tmp_path / "uncertainty.json").read_text())
+    stem = f"uncertainty_{model}" if model else "uncertainty"
+    doc = json.loads((tmp_path / f"{stem}.json").read_text())
     rows = doc["rows"]
     assert {"all kinds, true mask", "real clouds, 10-day reference", "real clouds, 80-day reference"} <= rows.keys()
     for r in rows.values():
         assert r["band_pixels"] > 0 and 0 < r["rmse"] < 1 and 0 < r["sigma_rms"] < 1 and 0 <= r["coverage90"] <= 1
     assert len(doc["fill_sigma"]) == 3 and doc["decloud_raster_vs_rule_max_abs_diff"] < 0.01
-    assert (tmp_path / "uncertainty.png").stat().st_size > 0 and "inside the 90 % interval" in (
-        tmp_path / "uncertainty.md").read_text()
+    assert (tmp_path / f"{stem}.png").stat().st_size > 0 and "inside the 90 % interval" in (
+        tmp_path / f"{stem}.md").read_text()
 
 
 def test_the_clear_scenes_benchmark_runs_every_clear_sample_through_default_decloud(tmp_path):

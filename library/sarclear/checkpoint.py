@@ -62,6 +62,7 @@ CONFIG_LIMITS: dict[str, Limit] = {
     "tile_size": Limit(int, 16, 2048),
     "format_version": Limit(int, 0, FORMAT_VERSION),
     "blind": Limit(bool),
+    "sar_guide": Limit(float, 0.0, 60.0),  # dB between class nodes: the fill's cost grows as its inverse square
 }
 #: Largest generator accepted (the paper preset has 168 million weights).
 MAX_GENERATOR_PARAMETERS = 500_000_000

@@ -166,7 +166,7 @@ def _decloud(args: argparse.Namespace) -> int:
     from .inference import DecloudOptions, decloud
     from .resources import default_model
 
-    model = args.model or default_model()
+    model = args.model or default_model(with_sar=bool(args.sar))
     opts = DecloudOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
                           mask_method=args.mask_method, mask_feather=args.mask_feather, fill_buffer=args.fill_buffer,

@@ -33,7 +33,7 @@ from .defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
 from .devices import autocast, is_out_of_memory, resolve_device
 from .errors import CheckpointError, DeviceError, InputError
 from .evaluation import evaluate, map_paths
-from .fill import classical_fill, fill_sources, fill_variance
+from .fill import fill_sources, fill_variance
 from .io import (
     GeoTiffWriter,
     InputOptions,
@@ -47,6 +47,7 @@ from .outputs import GEOTIFF, JSON, PNG, OutputSet
 from .product_level import resolve_level
 from .provenance import run_provenance
 from .radiometry import network_to_reflectance
+from .sar_guide import SAR_MISSING, model_prior
 from .scene_prep import adapt_to_scene, clear_stats, detect_mask
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
 from .thin_cloud import keep_detail
@@ -176,7 +177,12 @@ class TileEngine:
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor, ok: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
             sources = fill_sources(clr.float(), self.fill_buffer)
-            classical = classical_fill(obs.float(), sources, fallback, with_spread=bool(config.fill_sigma))
+            sar_db = config.sar_scaling().from_network(s.float()) if config.sar_guide else None
+            classical = model_prior(obs.float(), sources, fallback, sar_db=sar_db,
+                                    db_range=[config.sar_db_range[c] for c in config.sar_channels],
+                                    step_db=config.sar_guide, hidden=(clr < 0.5) & ok,
+                                    sar_valid=(s > SAR_MISSING / 2).all(dim=1, keepdim=True),
+                                    with_spread=bool(config.fill_sigma))
             estimate, log_var = self.generator(obs, clr, classical.prior, s)
             if config.keep_detail > 0:
                 estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok,

@@ -58,6 +58,8 @@ class ModelConfig:
                                         # not the network's log_var
     keep_detail: float = 0.0        # gapfill only: add this share of the observed detail under thin cloud
                                     # (sarclear.thin_cloud.keep_detail); 0: off
+    sar_guide: float = 0.0          # gapfill only: the prior is the SAR-guided fill, classes every this many dB
+                                    # (sarclear.sar_guide); 0: normalized convolution of every clear pixel
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -72,6 +74,9 @@ class ModelConfig:
                              f"not {self.fill_sigma}")
         if not 0.0 <= self.keep_detail <= 1.0:
             raise ValueError(f"keep_detail must be between 0 and 1, not {self.keep_detail}")
+        if self.sar_guide and (self.sar_guide < 1.0 or not self.sar_channels):
+            raise ValueError(f"sar_guide ({self.sar_guide} dB) must be 0 (off) or at least 1 dB, "
+                             "and needs SAR channels")
         if self.kind not in KINDS:
             raise ValueError(f"unknown generator kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         if self.tile_size % self.size_multiple:

@@ -18,6 +18,9 @@ DEMO_MODEL = "sarclear-lite-demo.safetensors"
 #: MS-only twin) beat it on the synthetic-cloud benchmark but lost to it, and to mean fill, on
 #: real clouds (docs/QUALITY.md), so they are chosen with --model until they win there too.
 DEFAULT_MODELS = ("sarclear-fill-classic.safetensors", "sarclear-fill.safetensors", DEMO_MODEL)
+#: The default when SAR is given, ahead of :data:`DEFAULT_MODELS`: the same fill guided by SAR
+#: (sarclear.sar_guide), each hidden pixel filled from the clear pixels that look like it in SAR.
+DEFAULT_SAR_MODELS = ("sarclear-fill-guided.safetensors",)
 
 
 def resources_dir() -> Path | None:
@@ -39,11 +42,12 @@ def bundled_models() -> list[Path]:
     return sorted((root / "models").glob("*.safetensors")) if root else []
 
 
-def default_model() -> Path:
-    """The first of :data:`DEFAULT_MODELS` that is installed; raises
+def default_model(with_sar: bool = False) -> Path:
+    """The first of :data:`DEFAULT_MODELS` that is installed, or with SAR given
+    (``with_sar``), of :data:`DEFAULT_SAR_MODELS` and then those; raises
     :class:`CheckpointError` if none is."""
     root = resources_dir()
-    for name in DEFAULT_MODELS:
+    for name in (*DEFAULT_SAR_MODELS, *DEFAULT_MODELS) if with_sar else DEFAULT_MODELS:
         if root is not None and (root / "models" / name).is_file():
             return root / "models" / name
     raise CheckpointError(

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from .errors import Cancelled
 from .io import GeoTiffWriter, RasterStack, numpy_dtype, to_dtype
 from .radiometry import OpticalScaling, reflectance_to_network
+from .sar_guide import SAR_MISSING
 from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
 if TYPE_CHECKING:
@@ -220,6 +221,7 @@ class TileStream:
         self.engine, self.writer, self.opts, self.progress, self.cancel = engine, writer, opts, progress, cancel
         self.sigma_writer = sigma_writer
         self.gapfill = engine.model.config.kind == "gapfill"
+        self.sar_optional = bool(engine.model.config.sar_guide)  # SAR guides the fill where there is some
         self.fallback = None if stats is None else torch.as_tensor(stats.background, dtype=torch.float32,
                                                                     device=engine.device)
         self.haze = 0.0 if stats is None else stats.haze
@@ -338,7 +340,10 @@ class TileStream:
             sar_raw, sar_valid = data["sar"]
             sar_valid_t = torch.from_numpy(sar_valid).to(device)
             sar_net = _fill_invalid(self.sar_scaling.to_network(torch.from_numpy(sar_raw).to(device)), sar_valid_t)
-            valid_t = valid_t & sar_valid_t
+            if self.sar_optional:  # the SAR-guided fill: a pixel without SAR is kept, or filled without SAR
+                sar_net = torch.where(sar_valid_t, sar_net, SAR_MISSING)
+            else:
+                valid_t = valid_t & sar_valid_t
         else:
             sar_net = ms_in[:0]
         mask = weight = original = None

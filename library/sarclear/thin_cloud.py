@@ -133,10 +133,11 @@ def coarse_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], coarse:
 
 def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: float,
                 valid: Tensor | None = None, sources: Tensor | None = None) -> Tensor:
-    """``prior`` plus ``gain`` times the observed fine and coarse detail where
-    :func:`detail_weight` and :func:`coarse_weight` say it is ground, (N, C, H, W), never
-    below 0. The caller uses it only for hidden pixels; clear ones stay as observed. ``valid``
-    (N, 1, H, W): the pixels with data; nodata (there, or where a value is not finite) takes no
+    """``prior`` with ``gain`` times the observed fine and coarse detail in place of its own
+    (the prior's detail at the same scales) where :func:`detail_weight` and
+    :func:`coarse_weight` say it is ground, (N, C, H, W), never below 0. The caller uses it
+    only for hidden pixels; clear ones stay as observed. ``valid`` (N, 1, H, W): the pixels
+    with data; nodata (there, or where a value is not finite) takes no
     part in the local means and gets no detail. ``sources``: the clear pixels the fill drew
     from, whose contrast the coarse detail is checked against."""
     if gain <= 0:
@@ -149,6 +150,9 @@ def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: flo
     fine, coarse = (observed - local) * ok, coarse_detail(observed, ok, local) * ok
     if sources is not None:
         sources = sources * ok
-    detail = (detail_weight(observed, prior, bands, fine, ok) * fine
-              + coarse_weight(observed, prior, bands, coarse, sources, ok) * coarse)
+    # the kept detail replaces the prior's own at the same scales (a SAR-guided fill has some): not added to it
+    prior_local = local_mean(prior, DETAIL_SIGMA_PX, ok)
+    prior_fine, prior_coarse = (prior - prior_local) * ok, coarse_detail(prior, ok, prior_local) * ok
+    detail = (detail_weight(observed, prior, bands, fine, ok) * (fine - prior_fine)
+              + coarse_weight(observed, prior, bands, coarse, sources, ok) * (coarse - prior_coarse))
     return (prior + gain * detail).clamp_min(0)

@@ -156,7 +156,8 @@ def open_sar(
             "Use a SAR scene that covers the optical one")
     if covered != area:
         frac = covered.width * covered.height / (area.width * area.height)
-        log.warning("SAR covers %.0f %% of the area; the rest of the output is nodata", 100 * frac)
+        log.warning("SAR covers %.0f %% of the area; the rest of the output is nodata, except with a model "
+                    "whose SAR is optional (the SAR-guided fill: there it fills without SAR)", 100 * frac)
     dtype, nodata, descs = _stack_meta(refs)
     linear = _is_linear_power(refs, units)
     return RasterStack("sar", tuple(refs), grid, dtype, nodata, descs, resampling, linear,
