@@ -149,7 +149,7 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
         """Fill the dialog from the project: model, device, SAR list; guess the MS and SAR
         layers when none is chosen yet."""
         if not self.model_widget.filePath() and self.models:
-            self.model_widget.setFilePath(str(self._default_entry().path))  # -> _model_changed
+            self.model_widget.setFilePath(str(self.models[0].path))  # -> _model_changed
         elif self.model_config is None and self.probe is None:
             self._model_changed(self.model_widget.filePath())
         self._choose_output()
@@ -158,17 +158,6 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
         self._update_bands()
         self._update_area()
         self.fit()
-
-    def _default_entry(self):
-        """The model to preselect, as the library's default for what the project holds: the
-        SAR-guided fill when the project has Sentinel-1 layers (VV and VH), else the first
-        bundled entry (the MS-only default)."""
-        from sarclear.resources import DEFAULT_SAR_MODELS
-
-        guided = next((e for e in self.models if e.path.name in DEFAULT_SAR_MODELS), None)
-        if guided is not None and layers.guess_sar_layers(self.raster_layers(), ("VV", "VH")):
-            return guided
-        return self.models[0]
 
     def _update_run_button(self) -> None:
         running = self.task is not None
