@@ -67,6 +67,7 @@ uncertainty: setup
 # detector runs on the large ones): docs/quality/clear_scenes.md
 clear-scenes: setup
 	$(PY) benchmarks/clear_scenes.py $(ARGS)
+	$(PY) benchmarks/clear_scenes.py --model resources/models/sarclear-fill-guided.safetensors $(ARGS)
 
 quality-quick: setup
 	$(PY) benchmarks/quality.py --quick --out out/quality-quick $(ARGS)

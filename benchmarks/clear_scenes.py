@@ -47,6 +47,7 @@ from quality_io import (
     write_scene,
 )
 
+from sarclear.checkpoint import read_header
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.resources import default_model
 
@@ -69,11 +70,12 @@ class _DetectorLog(logging.Handler):
 def score(scene, model: Path, work: Path, detector: _DetectorLog) -> dict:
     """One clear scene through default decloud: what it changed and what it detected."""
     inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000  # what a uint16 product holds
-    ms_path, _ = write_scene(work / "ms.tif", work / "sar.tif", scene, inp)
+    ms_path, sar_path = write_scene(work / "ms.tif", work / "sar.tif", scene, inp)
     out_path = work / "out.tif"
     detector.method = "?"
-    # told the scene's level, as its real product would say it (the written stack carries no product name)
-    decloud(ms_path, None, model, out_path, maps=False,
+    # told the scene's level, as its real product would say it (the written stack carries no product name);
+    # a model that reads SAR gets the scene's own (the caller skips scenes without)
+    decloud(ms_path, sar_path if read_header(model)[0].uses_sar else None, model, out_path, maps=False,
             options=DecloudOptions(overwrite=True, product_level=scene.product_level))
     out = read_output(out_path).astype(np.float64)
     mask = gdal.Open(str(work / "out_mask.tif")).ReadAsArray()  # 0 clear, 1 cloud, 2 shadow, 255 nodata
@@ -137,10 +139,11 @@ def main(argv=None) -> int:
     logging.getLogger("sarclear").addHandler(detector)
     logging.getLogger("sarclear").setLevel(logging.INFO)
     model = args.model or default_model()
+    uses_sar = read_header(model)[0].uses_sar  # a SAR model (the default with SAR) runs on the scenes with SAR
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, scene in enumerate(_load(args.data)):
+        for i, scene in enumerate(s for s in _load(args.data) if s.sar is not None or not uses_sar):
             work = Path(tmp) / str(i)
             work.mkdir()
             rows.append(score(crop(scene, args.max_side), model, work, detector))
@@ -151,9 +154,10 @@ def main(argv=None) -> int:
             .isoformat(timespec="seconds"), "revision": common.git_revision(), "seconds": time.perf_counter() - t0,
             "command": " ".join(["python benchmarks/clear_scenes.py", *(sys.argv[1:] if argv is None else argv)])}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "clear_scenes.json").write_text(json.dumps({"meta": meta, "scenes": rows}, indent=1))
+    stem = "clear_scenes" if args.model is None else f"clear_scenes_{Path(model).stem}"
+    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "scenes": rows}, indent=1))
     text = report(rows, meta)
-    (args.out / "clear_scenes.md").write_text(text)
+    (args.out / f"{stem}.md").write_text(text)
     print(text)
     return 0
 

@@ -62,24 +62,29 @@ def test_the_uncertainty_benchmark_scores_the_default_models_sigma_against_real_
         tmp_path / f"{stem}.md").read_text()
 
 
-def test_the_clear_scenes_benchmark_runs_every_clear_sample_through_default_decloud(tmp_path):
-    """Every clear sample scene, whole, through the default model: each one scored with the
-    detector that ran, a scene where nothing was detected comes back unchanged, and the report's
-    pooled row is the JSON's rows pooled."""
+@pytest.mark.parametrize("model", [None, "sarclear-fill-guided"])
+def test_the_clear_scenes_benchmark_runs_every_clear_sample_through_default_decloud(tmp_path, model):
+    """Every clear sample scene, whole, through the default model (and the default with SAR, on
+    the scenes with SAR, given their SAR): each one scored with the detector that ran, a scene
+    where nothing was detected comes back unchanged, and the report's pooled row is the JSON's
+    rows pooled."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import clear_scenes
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    assert clear_scenes.main(["--data", str(tmp_path / "absent"), "--max-side", "96", "--out", str(tmp_path)]) == 0
-    doc = json.loads((tmp_path / "clear_scenes.json").read_text())
+    extra = ["--model", str(ROOT / "resources" / "models" / f"{model}.safetensors")] if model else []
+    assert clear_scenes.main(["--data", str(tmp_path / "absent"), "--max-side", "96", "--out", str(tmp_path),
+                              *extra]) == 0
+    stem = f"clear_scenes_{model}" if model else "clear_scenes"
+    doc = json.loads((tmp_path / f"{stem}.json").read_text())
     rows = doc["scenes"]
     assert len(rows) >= 3 and all(r["pixels"] > 0 and r["detector"] != "?" for r in rows)
     for r in rows:
         if r["cloud_pct"] == 0 and r["shadow_pct"] == 0:  # nothing hidden: a mask-aware model changes nothing
             assert r["changed"] == 0 and r["squared_error"] == 0
     pooled = clear_scenes.summary(rows)
-    text = (tmp_path / "clear_scenes.md").read_text()
+    text = (tmp_path / f"{stem}.md").read_text()
     assert f"| all | all | {len(rows)} | {pooled['pixels']:,} | {pooled['changed_pct']:.3f} |" in text
     assert "--max-side 96" in doc["meta"]["command"]
 
