@@ -67,15 +67,15 @@ class _DetectorLog(logging.Handler):
             self.method = message[len("cloud mask ("):].split(")")[0]
 
 
-def score(scene, model: Path, work: Path, detector: _DetectorLog) -> dict:
-    """One clear scene through default decloud: what it changed and what it detected."""
+def score(scene, model: Path, work: Path, detector: _DetectorLog, uses_sar: bool = False) -> dict:
+    """One clear scene through default decloud: what it changed and what it detected; a model
+    that ``uses_sar`` gets the scene's own SAR."""
     inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000  # what a uint16 product holds
     ms_path, sar_path = write_scene(work / "ms.tif", work / "sar.tif", scene, inp)
     out_path = work / "out.tif"
     detector.method = "?"
-    # told the scene's level, as its real product would say it (the written stack carries no product name);
-    # a model that reads SAR gets the scene's own (the caller skips scenes without)
-    decloud(ms_path, sar_path if read_header(model)[0].uses_sar else None, model, out_path, maps=False,
+    # told the scene's level, as its real product would say it (the written stack carries no product name)
+    decloud(ms_path, sar_path if uses_sar else None, model, out_path, maps=False,
             options=DecloudOptions(overwrite=True, product_level=scene.product_level))
     out = read_output(out_path).astype(np.float64)
     mask = gdal.Open(str(work / "out_mask.tif")).ReadAsArray()  # 0 clear, 1 cloud, 2 shadow, 255 nodata
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         for i, scene in enumerate(s for s in _load(args.data) if s.sar is not None or not uses_sar):
             work = Path(tmp) / str(i)
             work.mkdir()
-            rows.append(score(crop(scene, args.max_side), model, work, detector))
+            rows.append(score(crop(scene, args.max_side), model, work, detector, uses_sar))
             shutil.rmtree(work)
             log.info("[%d] %s %s: %d changed of %d (%s)", i + 1, scene.split, scene.name, rows[-1]["changed"],
                      rows[-1]["pixels"], rows[-1]["detector"])

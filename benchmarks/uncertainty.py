@@ -68,7 +68,7 @@ def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelCon
     sources = fill_sources(clear, FILL_BUFFER_PX)
     sar_db = None if sar is None else torch.from_numpy(np.nan_to_num(sar, nan=-20.0)).double()[None]
     classical = model_prior(xt, sources, background, sar_db=sar_db,
-                            db_range=[config.sar_db_range[c] for c in config.sar_channels],
+                            db_range=config.sar_ranges,
                             step_db=config.sar_guide, hidden=torch.from_numpy(hidden & valid)[None, None],
                             sar_valid=None if sar is None else torch.from_numpy(np.isfinite(sar).all(0))[None, None])
     ok = torch.from_numpy(valid)[None, None]

@@ -177,11 +177,12 @@ class TileEngine:
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor, ok: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
             sources = fill_sources(clr.float(), self.fill_buffer)
-            sar_db = config.sar_scaling().from_network(s.float()) if config.sar_guide else None
-            classical = model_prior(obs.float(), sources, fallback, sar_db=sar_db,
-                                    db_range=[config.sar_db_range[c] for c in config.sar_channels],
-                                    step_db=config.sar_guide, hidden=(clr < 0.5) & ok,
-                                    sar_valid=(s > SAR_MISSING / 2).all(dim=1, keepdim=True),
+            sar_db = sar_valid = None
+            if config.sar_guide:
+                sar_db = config.sar_scaling().from_network(s.float())
+                sar_valid = (s > SAR_MISSING / 2).all(dim=1, keepdim=True)
+            classical = model_prior(obs.float(), sources, fallback, sar_db=sar_db, db_range=config.sar_ranges,
+                                    step_db=config.sar_guide, hidden=(clr < 0.5) & ok, sar_valid=sar_valid,
                                     with_spread=bool(config.fill_sigma))
             estimate, log_var = self.generator(obs, clr, classical.prior, s)
             if config.keep_detail > 0:

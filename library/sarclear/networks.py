@@ -103,6 +103,11 @@ class ModelConfig:
     def sar_scaling(self) -> SarScaling:
         return SarScaling(self.sar_channels, dict(self.sar_db_range))
 
+    @property
+    def sar_ranges(self) -> list[tuple[float, float]]:
+        """The (low, high) dB range of each SAR channel, in channel order."""
+        return [self.sar_db_range[c] for c in self.sar_channels]
+
     def ms_only(self) -> ModelConfig:
         """The MS-only twin (Opt-cGAN): same network, no SAR input."""
         preset = self.preset if self.preset.endswith("-ms") else f"{self.preset}-ms"
