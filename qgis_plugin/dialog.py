@@ -1,7 +1,8 @@
 """The "Remove clouds" dialog: gathers the user's choices into :class:`RunParameters`.
 
 It lists the project's raster layers (cloudy MS layer; one or more SAR layers; optional
-reference and cloud mask), the model (the default model preselected) and the device
+reference and cloud mask), the model (the library's default for the project preselected: the
+SAR-guided fill when SAR layers are there, the plain one without) and the device
 (with what was detected), and the area: the current map extent, the MS layer's full extent
 or a rectangle drawn on the map. The band matching (as the library will do it) is shown
 before the run, editable where the library cannot name the bands; a mismatch is explained
@@ -62,6 +63,8 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
         # thread until a background task has imported it
         self.library_ready = "torch" in sys.modules
         self.models = bundled_entries()
+        self.auto_model: str | None = None  # the model the dialog chose itself, until the user chooses
+        self.bundled_sar_channels: dict[str, tuple[str, ...]] = {}  # bundled model -> its SAR channels
         self.ms_order: list[str] | None = None   # band names the user typed, file order
         self.ms_files: list[str] | None = None   # band files, a folder or a .SAFE instead of a layer
         self._ms_file_layer: QgsRasterLayer | None = None
@@ -149,7 +152,8 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
         """Fill the dialog from the project: model, device, SAR list; guess the MS and SAR
         layers when none is chosen yet."""
         if not self.model_widget.filePath() and self.models:
-            self.model_widget.setFilePath(str(self.models[0].path))  # -> _model_changed
+            self.auto_model = str(self.models[0].path)  # the SAR default replaces it if SAR layers are there
+            self.model_widget.setFilePath(self.auto_model)  # -> _model_changed
         elif self.model_config is None and self.probe is None:
             self._model_changed(self.model_widget.filePath())
         self._choose_output()

@@ -67,11 +67,20 @@ class DialogInputs:
             self.ms_combo.setLayer(guess)  # -> _ms_changed
             self.set_sar_layers([])
         if not self.sar_layer_ids():
-            ms = self.ms_layer()
-            others = layers.by_date([c for c in candidates if c is not ms], ms)  # nearest in time first
-            if ms is not None:  # those that cover the MS layer first
-                others.sort(key=lambda c: not layers.intersects(c, ms.extent(), ms.crs()))
-            self.set_sar_layers(layers.guess_sar_layers(others, self.model_config.sar_channels))
+            self.set_sar_layers(layers.guess_sar_layers(self.sar_candidates(candidates),
+                                                        self.model_config.sar_channels))
+
+    def sar_candidates(self, candidates: list[QgsRasterLayer] | None = None) -> list[QgsRasterLayer]:
+        """The layers that could be the SAR input, best first: not the MS layer, those that
+        cover it first, then nearest in time (``candidates``: the ranked raster layers)."""
+        if candidates is None:
+            view, view_crs = self.canvas.extent(), self.canvas.mapSettings().destinationCrs()
+            candidates = layers.rank_layers(self.raster_layers(), self.selected_layers(), view, view_crs)
+        ms = self.ms_layer()
+        others = layers.by_date([c for c in candidates if c is not ms], ms)  # nearest in time first
+        if ms is not None:  # those that cover the MS layer first
+            others.sort(key=lambda c: not layers.intersects(c, ms.extent(), ms.crs()))
+        return others
 
     def ms_layer(self) -> QgsRasterLayer | None:
         """The MS input as a layer: the chosen layer or, for band files / a folder / a SAFE, a
@@ -136,6 +145,8 @@ class DialogInputs:
 
     def _layers_changed(self, *_args) -> None:
         self._fill_sar_list()
+        if self.model_config is not None and self.choose_default_model():
+            return  # a SAR layer came or went: the other default model loads, then re-matches
         self._update_bands()
 
     def _ms_changed(self, *_args) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from qgis.PyQt.QtWidgets import QMessageBox
 
+from . import layers
 from .dialog_widgets import ERROR_STYLE
 from .environment import python_problem
 from .models import model_label
@@ -19,6 +20,7 @@ class DialogModel:
     device choice and the dependency installation."""
 
     def _model_chosen(self, index: int) -> None:
+        self.auto_model = None  # the user chose: keep it
         path = self.model_combo.itemData(index)
         if path:
             self.model_widget.setFilePath(path)
@@ -38,6 +40,8 @@ class DialogModel:
     def _model_changed(self, path: str) -> None:
         """A model was chosen: read its header in the background (torch loads there)."""
         self.model_config = None
+        if path != self.auto_model:
+            self.auto_model = None  # the user chose: keep it
         self.adapt_option.set_model(None)
         self._select_model_entry(path)
         if self.missing:
@@ -75,6 +79,7 @@ class DialogModel:
             self._update_bands()
             return
         self.cuda = probe.cuda
+        self.bundled_sar_channels.update(probe.sar_channels)
         for path, channels in probe.sar_channels.items():
             index = self.model_combo.findData(path)
             if index >= 0:
@@ -97,9 +102,39 @@ class DialogModel:
         self.sar_list.setEnabled(self.model_config is None or self.model_config.uses_sar)
         self.adapt_option.set_model(self.model_config, model_label(probe.model), probe.info)
         self._guess_layers()
+        if not probe.error and self.choose_default_model():
+            return  # the other default model loads; this runs again when it has
         self._update_bands()
         self._update_area()
         self.fit()
+
+    def default_model(self) -> str | None:
+        """The bundled model the library would choose for the project's layers: its SAR
+        default (:data:`sarclear.resources.DEFAULT_SAR_MODELS`) when the project holds SAR
+        layers that model reads, else its default without SAR; None if neither is bundled."""
+        from sarclear.resources import DEFAULT_MODELS, DEFAULT_SAR_MODELS
+
+        bundled = {entry.path.name: str(entry.path) for entry in self.models}
+        plain = next((bundled[name] for name in DEFAULT_MODELS if name in bundled), None)
+        for name in DEFAULT_SAR_MODELS:
+            channels = self.bundled_sar_channels.get(bundled.get(name, ""))
+            if channels and layers.guess_sar_layers(self.sar_candidates(), channels):
+                return bundled[name]
+        return plain
+
+    def choose_default_model(self) -> bool:
+        """Until the user chooses a model, keep the default that fits the project: the
+        SAR-guided fill when SAR layers are there, the plain fill without. Runs once torch is
+        loaded (the band check needs the library); True when it switched model (a new probe
+        runs)."""
+        if self.auto_model is None or not self.library_ready:
+            return False
+        wanted = self.default_model()
+        if wanted is None or wanted == self.model_widget.filePath():
+            return False
+        self.auto_model = wanted
+        self.model_widget.setFilePath(wanted)  # -> _model_changed: probes it
+        return True
 
     def _update_device_info(self) -> None:
         if self.missing or self.cuda is None:

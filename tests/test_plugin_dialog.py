@@ -529,3 +529,43 @@ def test_the_product_level_defaults_to_the_product_and_reaches_the_run(dialog, s
     assert DecloudOptions(**params.extra).product_level == "l1c"
     dialog.mask_combo.setLayer(sample_project["cloudy"])
     assert level.combo.isEnabled() and dialog.parameters().extra["product_level"] == "l1c"
+
+
+def test_the_default_model_follows_the_sar_layers_until_the_user_chooses_one(plugin, qgis_new_project, qgis_iface):
+    """Like the CLI and the Processing algorithm: the SAR-guided fill when the project holds
+    SAR layers, the plain fill without; a model the user picks stays."""
+    from conftest import CR_CLOUDY_S1
+
+    cloudy = add_raster(CR_CLOUDY_S2, "cloudy S2")
+    qgis_iface.mapCanvas().setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32631"))
+    qgis_iface.mapCanvas().setExtent(cloudy.extent())
+    dlg = plugin.show_dialog()
+    try:
+        wait_until(dlg.ready)
+        assert Path(dlg.model_widget.filePath()).name == "sarclear-fill-classic.safetensors"
+        assert dlg.model_info.text().startswith("fill-classic model") and not dlg.sar_list.isEnabled()
+        assert dlg.run_button.isEnabled()
+
+        s1 = add_raster(CR_CLOUDY_S1, "S1 VV VH")  # SAR arrives: the SAR default loads and takes it
+        wait_until(dlg.ready)
+        assert Path(dlg.model_widget.filePath()).name == "sarclear-fill-guided.safetensors"
+        assert dlg.model_info.text().startswith("fill-guided model") and dlg.sar_list.isEnabled()
+        assert dlg.sar_layers() == [s1] and dlg.run_button.isEnabled()
+        assert Path(dlg.parameters().model).name == "sarclear-fill-guided.safetensors"
+
+        QgsProject.instance().removeMapLayer(s1.id())  # and goes: back to the fill without SAR
+        wait_until(dlg.ready)
+        assert Path(dlg.model_widget.filePath()).name == "sarclear-fill-classic.safetensors"
+
+        s1 = add_raster(CR_CLOUDY_S1, "S1 VV VH")
+        wait_until(dlg.ready)
+        classic = dlg.model_combo.findData(str(MODELS / "sarclear-fill-classic.safetensors"))
+        dlg.model_combo.setCurrentIndex(classic)
+        dlg.model_combo.activated.emit(classic)  # the user picks the plain fill despite the SAR
+        wait_until(dlg.ready)
+        QgsProject.instance().removeMapLayer(s1.id())
+        add_raster(CR_CLOUDY_S1, "S1 again")
+        wait_until(dlg.ready)
+        assert Path(dlg.model_widget.filePath()).name == "sarclear-fill-classic.safetensors"
+    finally:
+        dlg.close()

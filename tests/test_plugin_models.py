@@ -127,7 +127,7 @@ while not dialog.ready() and time.monotonic() < deadline:
 assert dialog.model_config is not None and "torch" in sys.modules
 assert importers and not any(importers), f"torch imported in the GUI thread: {{importers}}"
 assert dialog.run_button.isEnabled()
-assert dialog.model_info.text().startswith("fill-classic model"), dialog.model_info.text()  # the default
+assert dialog.model_info.text().startswith("fill-guided model"), dialog.model_info.text()  # the SAR default (S1 loaded)
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=180,
