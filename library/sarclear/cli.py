@@ -50,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sar", nargs="+", metavar="PATH",
                    help="Sentinel-1 raster(s) (VV, VH; dB or linear power), any grid or CRS: warped onto the "
                         "optical grid")
-    p.add_argument("--model", metavar="FILE", help="model file (.safetensors); default: the bundled mask-aware SAR "
-                   "model (sarclear-fill), else the demo model")
+    p.add_argument("--model", metavar="FILE", help="model file (.safetensors); default: with --sar the bundled "
+                   "SAR-guided fill (sarclear-fill-guided), without it the classical fill (sarclear-fill-classic)")
     p.add_argument("--out", required=True, metavar="FILE", help="output GeoTIFF")
     p.add_argument("--reference", nargs="+", metavar="PATH", help="cloud-free reference to score against")
     p.add_argument("--mask", metavar="auto|none|FILE", default="auto",

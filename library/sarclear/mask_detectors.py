@@ -16,8 +16,9 @@ Spectral rules (:func:`spectral_rules`, always available)
 
     or, when the cirrus band B10 is present (L1C), when B10 exceeds 0.03 top-of-atmosphere
     reflectance (only high, thin ice cloud reflects at 1375 nm). A pixel is a **shadow
-    candidate** when it is dark in NIR and SWIR (B8 or B8A below 0.16 and B11 below 0.10) but
-    not water (NIR above green; water is darker in NIR than in green, land in shadow is not).
+    candidate** when it is dark in NIR and SWIR (B8 or B8A, and B11, below 0.6 of the scene's
+    clear median, :data:`SHADOW_DARKNESS`) but not water (NIR above green; water is darker in
+    NIR than in green, land in shadow is not).
 
     Thresholds follow Fmask (Zhu and Woodcock 2012) and were checked on the real scenes in the
     project's data. The rules find the bodies of clouds; they are weaker on thin cloud edges
