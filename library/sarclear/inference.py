@@ -156,8 +156,8 @@ class TileEngine:
         return self._batched(lambda m, s: (network_to_reflectance(self.generator(m, s).float()),), ms, sar)[0]
 
     def fill(self, observed: torch.Tensor, clear: torch.Tensor, sar: torch.Tensor,
-             fallback: torch.Tensor | None = None, valid: torch.Tensor | None = None, haze: float = 0.0
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+             fallback: torch.Tensor | None = None, valid: torch.Tensor | None = None, haze: float = 0.0,
+             classes: dict[tuple[int, ...], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask-aware generator: observed reflectance (N, C, H, W), clear weight (N, 1, H, W),
         SAR in network range (N, S, H, W), and optionally the pixels with data (N, 1, H, W; bool)
         -> (estimate, variance), reflectance, fp32.
@@ -166,7 +166,8 @@ class TileEngine:
         from them. The prior is each tile's normalized-convolution fill of its clear pixels farther
         than ``fill_buffer`` from the mask (:func:`sarclear.fill.classical_fill`), fading to
         ``fallback`` (2, C: the scene's clear mean and standard deviation) beyond
-        ``FILL_REACH_PX`` of them; a tile with no clear pixel takes the fallback throughout. A
+        ``FILL_REACH_PX`` of them; a tile with no clear pixel takes the fallback throughout (a
+        SAR-guided model: each SAR class fades to its scene mean, ``classes``). A
         model whose config has ``fill_sigma`` reports the variance of that fill from its spread
         and the scene's ``haze`` (:func:`sarclear.fill.fill_variance`); the others their own
         ``log_var``. A model
@@ -183,7 +184,7 @@ class TileEngine:
                 sar_valid = (s > SAR_MISSING / 2).all(dim=1, keepdim=True)
             classical = model_prior(obs.float(), sources, fallback, sar_db=sar_db, db_range=config.sar_ranges,
                                     step_db=config.sar_guide, hidden=(clr < 0.5) & ok, sar_valid=sar_valid,
-                                    with_spread=bool(config.fill_sigma))
+                                    with_spread=bool(config.fill_sigma), scene=classes)
             estimate, log_var = self.generator(obs, clr, classical.prior, s)
             if config.keep_detail > 0:
                 estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok,
@@ -325,7 +326,7 @@ def decloud(
         provenance = run_provenance(mdl, inputs, opts)
         if staged_mask:
             provenance["mask"] = f"detected ({summary.method}): {side['mask']}"
-        stats = clear_stats(stacks, scaling, area, level) if gapfill else None
+        stats = clear_stats(stacks, scaling, area, level, cfg) if gapfill else None
         result.haze = stats.haze if stats is not None else 0.0
         if opts.adapt:
             mdl = adapt_to_scene(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)

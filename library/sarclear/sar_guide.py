@@ -15,7 +15,11 @@ polarisations:
 - **a pixel's fill** is the membership-weighted mean of its classes' fills. A class with fewer
   than :data:`MIN_SOURCES` clear pixels in the tile gives its share to the plain fill, so a pixel
   whose backscatter no clear pixel shares gets the plain fill, and a scene where SAR says nothing
-  about the optical ground gets about the plain fill.
+  about the optical ground gets about the plain fill;
+- **beyond a class's reach** (:data:`sarclear.fill.FILL_REACH_PX` from its clear pixels) its fill
+  fades to the class's mean over the whole scene (:func:`scene_classes`, from decloud's decimated
+  view of the scene), the same in every tile, as the plain fill fades to the scene's clear mean.
+  Without it each tile's class mean took that place, and large clouds showed the tiles.
 
 Nothing is learned: the relation between SAR and the optical ground is taken afresh from each
 scene's own clear pixels, so it holds for any place, season and product level.
@@ -44,6 +48,12 @@ SAR_MISSING = -3.0
 #: hidden pixels share little of too, and the normalized convolution already widens its reach
 #: where its sources are sparse.
 MIN_SOURCES = 1.0
+#: A class's scene mean (:func:`scene_classes`) needs this many clear pixels (membership-weighted)
+#: of the scene's decimated view: the mean of ten has a third of the class's spread as its error.
+MIN_SCENE_SOURCES = 10.0
+
+#: A class's key: its node index along each SAR channel (:func:`sar_memberships`).
+ClassKey = tuple[int, ...]
 
 
 def sar_memberships(sar_db: Tensor, db_range: Sequence[tuple[float, float]], step_db: float = STEP_DB,
@@ -69,41 +79,73 @@ def sar_memberships(sar_db: Tensor, db_range: Sequence[tuple[float, float]], ste
     return tents
 
 
-def classes(tents: Sequence[Tensor]) -> Iterator[Tensor]:
-    """The classes' memberships (N, 1, H, W), one per combination of the channels' nodes
-    (:func:`sar_memberships`), skipping those no pixel belongs to."""
-    active = [[t[:, j:j + 1] for j in range(t.shape[1]) if bool((t[:, j] > 0).any())] for t in tents]
-    for combo in itertools.product(*active):
-        u = combo[0]
-        for v in combo[1:]:
-            u = u * v
+def keyed_classes(tents: Sequence[Tensor]) -> Iterator[tuple[ClassKey, Tensor]]:
+    """The classes' keys and memberships (N, 1, H, W), one per combination of the channels'
+    nodes (:func:`sar_memberships`), skipping those no pixel belongs to."""
+    active = [[j for j in range(t.shape[1]) if bool((t[:, j] > 0).any())] for t in tents]
+    for key in itertools.product(*active):
+        u = tents[0][:, key[0]:key[0] + 1]
+        for t, j in zip(tents[1:], key[1:]):
+            u = u * t[:, j:j + 1]
         if bool((u > 0).any()):
-            yield u
+            yield key, u
+
+
+def classes(tents: Sequence[Tensor]) -> Iterator[Tensor]:
+    """The classes' memberships, as :func:`keyed_classes` without the keys."""
+    return (u for _, u in keyed_classes(tents))
+
+
+def scene_classes(x: Tensor, clear: Tensor, tents: Sequence[Tensor],
+                  min_sources: float = MIN_SCENE_SOURCES) -> dict[ClassKey, Tensor]:
+    """Each class's clear mean and standard deviation over a whole scene, (2, C) per class key:
+    ``x`` (1, C, H, W) reflectance, ``clear`` (1, 1, H, W) its clear pixels, ``tents`` its
+    memberships (:func:`sar_memberships`). Classes with fewer than ``min_sources`` clear pixels
+    (membership-weighted) are left out: their tiles keep their own mean."""
+    out = {}
+    for key, u in keyed_classes(tents):
+        w = (u * clear.to(u)).to(x)
+        total = float(w.sum())
+        if total < min_sources:
+            continue
+        mean = (w * x).sum(dim=(0, 2, 3)) / total
+        square = (w * x * x).sum(dim=(0, 2, 3)) / total
+        out[key] = torch.stack([mean, (square - mean * mean).clamp_min(0).sqrt()])
+    return out
 
 
 def sar_guided_fill(x: Tensor, sources: Tensor, tents: Sequence[Tensor], background: Tensor | None = None, *,
-                    hidden: Tensor | None = None, with_spread: bool = True) -> ClassicalFill:
+                    hidden: Tensor | None = None, with_spread: bool = True,
+                    scene: dict[ClassKey, Tensor] | None = None) -> ClassicalFill:
     """The fill of ``x`` (N, C, H, W) from ``sources`` (N, 1, H, W; :func:`sarclear.fill.fill_sources`)
     guided by SAR classes (``tents``: :func:`sar_memberships`), with its spread: the
     membership-weighted mean of each class's normalized convolution, and of its second moment
     (see the module docstring). ``background`` (2, C): as :func:`sarclear.fill.classical_fill`,
-    for the plain fill that takes the share of classes without sources. ``hidden`` (N, 1, H, W):
-    where the fill will be used; classes absent there are skipped (cost only)."""
+    for the plain fill that takes the share of classes without sources. ``scene``: the classes'
+    scene means (:func:`scene_classes`), what each class's fill fades to beyond its reach (a
+    class found there needs no source in the tile); without it, the class's mean in the image.
+    ``hidden`` (N, 1, H, W): where the fill will be used; classes absent there are skipped (cost
+    only)."""
     plain = classical_fill(x, sources, background, with_spread=with_spread)
     moments = torch.cat([x, x * x], dim=1) if with_spread else x
     c = x.shape[1]
     num = torch.zeros_like(moments)
     share = torch.zeros_like(x[:, :1])
-    for u in classes(tents):
+    for key, u in keyed_classes(tents):
         u = u.to(x)
         weight = sources * u
-        usable = weight.sum(dim=(1, 2, 3)) >= MIN_SOURCES  # (N,)
+        known = scene.get(key) if scene else None
+        usable = weight.sum(dim=(1, 2, 3)) >= (0.0 if known is not None else MIN_SOURCES)  # (N,)
         if hidden is not None:
             usable &= (u * hidden.to(x)).sum(dim=(1, 2, 3)) > 0
         if not bool(usable.any()):
             continue
         u = u * usable.view(-1, 1, 1, 1)
-        est = normalized_convolution(moments, weight, reach=FILL_REACH_PX)  # fades to the class's own mean
+        back = None  # the class's own mean in each image
+        if known is not None:
+            known = known.to(x)
+            back = torch.cat([known[0], known[0] ** 2 + known[1] ** 2]) if with_spread else known[0]
+        est = normalized_convolution(moments, weight, reach=FILL_REACH_PX, background=back)
         num += u * est
         share += u
     rest = (1 - share).clamp_min(0)
@@ -117,12 +159,13 @@ def sar_guided_fill(x: Tensor, sources: Tensor, tents: Sequence[Tensor], backgro
 
 def model_prior(x: Tensor, sources: Tensor, background: Tensor | None = None, *, sar_db: Tensor | None = None,
                 db_range: Sequence[tuple[float, float]] = (), step_db: float = 0.0, hidden: Tensor | None = None,
-                sar_valid: Tensor | None = None, with_spread: bool = True) -> ClassicalFill:
+                sar_valid: Tensor | None = None, with_spread: bool = True,
+                scene: dict[ClassKey, Tensor] | None = None) -> ClassicalFill:
     """The prior a mask-aware model corrects, as decloud computes it on a tile: the SAR-guided
     fill where the model asks for one (``step_db`` > 0, its config's ``sar_guide``) and SAR is
     given (dB, (N, S, H, W), with each channel's ``db_range``; ``sar_valid`` (N, 1, H, W): where
     there is SAR), else :func:`sarclear.fill.classical_fill`. Arguments as :func:`sar_guided_fill`."""
     if step_db > 0 and sar_db is not None:
         tents = sar_memberships(sar_db, db_range, step_db, valid=sar_valid)
-        return sar_guided_fill(x, sources, tents, background, hidden=hidden, with_spread=with_spread)
+        return sar_guided_fill(x, sources, tents, background, hidden=hidden, with_spread=with_spread, scene=scene)
     return classical_fill(x, sources, background, with_spread=with_spread)

@@ -18,11 +18,13 @@ from .checkpoint import Model
 from .fill import haze_excess
 from .io import RasterStack, preview
 from .radiometry import OpticalScaling
+from .sar_guide import ClassKey, sar_memberships, scene_classes
 from .tiling import Window
 
 if TYPE_CHECKING:
     from .inference import CancelFn, DecloudOptions, ProgressFn
     from .masks import MaskSummary
+    from .networks import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,16 @@ class ClearStats:
     background: np.ndarray  # (2, C): each band's mean and standard deviation, the prior of tiles
                             # that see no clear pixel at all
     haze: float             # sarclear.fill.haze_excess of the same pixels: widens the fill's uncertainty
+    classes: dict[ClassKey, torch.Tensor] | None = None  # a SAR-guided fill's classes: scene mean and std
+                                                         # (sarclear.sar_guide.scene_classes)
 
 
-def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window, level: str
-                ) -> ClearStats | None:
+def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window, level: str,
+                config: ModelConfig | None = None) -> ClearStats | None:
     """The :class:`ClearStats` of the clear pixels of a decimated view of ``area`` (product
     ``level`` "l1c" / "l2a"). Over all valid pixels when the view has no clear pixel; None when
-    it has no valid pixel."""
+    it has no valid pixel. With the ``config`` of a SAR-guided model and SAR in ``stacks``, also
+    its classes' scene means, from the same view of the SAR."""
     refl = scaling.to_reflectance(preview(stacks["ms"], 512, area))  # (C, h, w), NaN nodata
     ok = np.isfinite(refl).all(axis=0)
     if "mask" in stacks:
@@ -70,8 +75,16 @@ def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
     if not ok.any():
         return None
     seen = refl[:, ok].astype(np.float64)
+    classes = None
+    if config is not None and config.sar_guide and "sar" in stacks:
+        sar_db = torch.from_numpy(stacks["sar"].open().read_decimated(area, refl.shape[2], refl.shape[1]))
+        sar_ok = torch.isfinite(sar_db).all(dim=0)
+        tents = sar_memberships(torch.nan_to_num(sar_db)[None], config.sar_ranges, config.sar_guide,
+                                valid=sar_ok[None, None])
+        x = torch.from_numpy(np.nan_to_num(refl)[None]).float()
+        classes = scene_classes(x, torch.from_numpy(ok)[None, None] & sar_ok[None, None], tents)
     return ClearStats(np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32),
-                      haze_excess(seen, stacks["ms"].names, level))
+                      haze_excess(seen, stacks["ms"].names, level), classes)
 
 
 def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,

@@ -225,6 +225,7 @@ class TileStream:
         self.fallback = None if stats is None else torch.as_tensor(stats.background, dtype=torch.float32,
                                                                     device=engine.device)
         self.haze = 0.0 if stats is None else stats.haze
+        self.classes = None if stats is None else stats.classes
         self.tile = engine.model.config.tile_size
         self.overlap = self.tile // 4 if opts.overlap is None else opts.overlap
         self.row_offsets = tile_offsets(area.height, self.tile, self.overlap)
@@ -258,7 +259,7 @@ class TileStream:
             observed = torch.stack([t.ms for t in batch])
             clear = 1 - torch.stack([t.mask for t in batch])[:, None]  # a mask-aware tile always has one
             valid = torch.stack([t.valid for t in batch])[:, None]
-            estimate, var = self.engine.fill(observed, clear, sar, self.fallback, valid, self.haze)
+            estimate, var = self.engine.fill(observed, clear, sar, self.fallback, valid, self.haze, self.classes)
             var = var.mean(dim=1, keepdim=True)
         else:
             estimate, var = self.engine(torch.stack([t.ms for t in batch]), sar), None
