@@ -111,14 +111,17 @@ class DialogModel:
     def default_model(self) -> str | None:
         """The bundled model the library would choose for the project's layers: its SAR
         default (:data:`sarclear.resources.DEFAULT_SAR_MODELS`) when the project holds SAR
-        layers that model reads, else its default without SAR; None if neither is bundled."""
+        layers that model reads and that overlap the MS layer, else its default without SAR;
+        None if neither is bundled."""
         from sarclear.resources import DEFAULT_MODELS, DEFAULT_SAR_MODELS
 
         bundled = {entry.path.name: str(entry.path) for entry in self.models}
         plain = next((bundled[name] for name in DEFAULT_MODELS if name in bundled), None)
+        ms = self.ms_layer()
+        candidates = [c for c in self.sar_candidates() if ms is None or layers.intersects(c, ms.extent(), ms.crs())]
         for name in DEFAULT_SAR_MODELS:
             channels = self.bundled_sar_channels.get(bundled.get(name, ""))
-            if channels and layers.guess_sar_layers(self.sar_candidates(), channels):
+            if channels and layers.guess_sar_layers(candidates, channels):
                 return bundled[name]
         return plain
 

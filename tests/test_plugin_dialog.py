@@ -534,9 +534,11 @@ def test_the_product_level_defaults_to_the_product_and_reaches_the_run(dialog, s
 def test_the_default_model_follows_the_sar_layers_until_the_user_chooses_one(plugin, qgis_new_project, qgis_iface):
     """Like the CLI and the Processing algorithm: the SAR-guided fill when the project holds
     SAR layers, the plain fill without; a model the user picks stays."""
-    from conftest import CR_CLOUDY_S1
+    from conftest import BEN_S1, CR_CLOUDY_S1
 
     cloudy = add_raster(CR_CLOUDY_S2, "cloudy S2")
+    for path in sorted(BEN_S1.glob("*_V[VH].tif")):  # SAR elsewhere on Earth: no use for this scene
+        add_raster(path, path.stem)
     qgis_iface.mapCanvas().setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32631"))
     qgis_iface.mapCanvas().setExtent(cloudy.extent())
     dlg = plugin.show_dialog()
@@ -544,7 +546,7 @@ def test_the_default_model_follows_the_sar_layers_until_the_user_chooses_one(plu
         wait_until(dlg.ready)
         assert Path(dlg.model_widget.filePath()).name == "sarclear-fill-classic.safetensors"
         assert dlg.model_info.text().startswith("fill-classic model") and not dlg.sar_list.isEnabled()
-        assert dlg.run_button.isEnabled()
+        assert dlg.ms_layer() is cloudy and dlg.run_button.isEnabled()
 
         s1 = add_raster(CR_CLOUDY_S1, "S1 VV VH")  # SAR arrives: the SAR default loads and takes it
         wait_until(dlg.ready)
