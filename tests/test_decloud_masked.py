@@ -202,3 +202,23 @@ def test_the_detector_reads_the_product_level_given_or_named_else_guesses_it_and
         inference.decloud(tmp_path / "stack.tif", CLEAR_S1, _prior_model(), tmp_path / "bad.tif", maps=False,
                           options=inference.DecloudOptions(product_level="toa"))
     assert err.value.option == "product_level"
+
+
+def test_a_mask_that_hides_nothing_or_everything_is_named_with_how_masks_are_read(tmp_path):
+    """An all-zero mask (the output equals the input) and an all-cloud one (the fill has no clear
+    pixel) both run, but not silently: both are what a raster in another encoding gives."""
+    _cloudy_scene(tmp_path)
+    model = _prior_model()
+    shape = read_raster(CLEAR_S2)[0].shape[1:]
+    notes = {}
+    for name, value in (("none", 0), ("all", 2), ("some", None)):
+        mask = read_raster(tmp_path / "mask.tif")[0][None] if value is None else np.full((1, *shape), value, np.uint8)
+        write_raster(tmp_path / f"{name}.tif", mask, like=CLEAR_S2, dtype=1)
+        res = inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, model, tmp_path / f"out_{name}.tif", maps=False,
+                                options=inference.DecloudOptions(cloud_mask=str(tmp_path / f"{name}.tif")))
+        notes[name] = [n for n in res.notes if n.startswith("the cloud mask")]
+    assert len(notes["none"]) == 1 and "none.tif marks no cloud (0.00 % of the valid pixels)" in notes["none"][0]
+    assert "output will equal the input" in notes["none"][0] and "0 as clear" in notes["none"][0]
+    assert len(notes["all"]) == 1 and "all.tif marks 100.0 % of the valid pixels as cloud" in notes["all"][0]
+    assert "scene classification (SCL)" in notes["all"][0]
+    assert notes["some"] == []  # a mask that hides part of the scene: nothing to say

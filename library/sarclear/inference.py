@@ -48,7 +48,7 @@ from .product_level import resolve_level
 from .provenance import run_provenance
 from .radiometry import network_to_reflectance
 from .sar_guide import SAR_MISSING, model_prior
-from .scene_prep import adapt_to_scene, clear_stats, detect_mask
+from .scene_prep import adapt_to_scene, clear_stats, detect_mask, user_mask_notes
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
 from .thin_cloud import keep_detail
 from .tiling import Window
@@ -326,6 +326,10 @@ def decloud(
         provenance = run_provenance(mdl, inputs, opts)
         if staged_mask:
             provenance["mask"] = f"detected ({summary.method}): {side['mask']}"
+        if mask_file is not None:
+            for note in user_mask_notes(stacks, area, Path(mask_file).name):
+                log.warning(note)
+                notes.append(note)
         stats = clear_stats(stacks, scaling, area, level, cfg) if gapfill else None
         result.haze = stats.haze if stats is not None else 0.0
         if opts.adapt:

@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import Model
 from .fill import haze_excess
-from .io import RasterStack, preview
+from .io import RasterStack, numpy_dtype, preview
 from .radiometry import OpticalScaling
 from .sar_guide import ClassKey, sar_memberships, scene_classes
 from .tiling import Window
@@ -85,6 +85,46 @@ def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
         classes = scene_classes(x, torch.from_numpy(ok)[None, None] & sar_ok[None, None], tents)
     return ClearStats(np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32),
                       haze_excess(seen, stacks["ms"].names, level), classes)
+
+
+def mask_weight(raw: np.ndarray, valid: np.ndarray, dtype: int) -> np.ndarray:
+    """Cloud-mask raster values -> cloud weight in [0, 1]: integers: > 0 is cloud;
+    floating point: a probability, clipped to [0, 1]. Nodata (``~valid``, NaN) counts as cloud."""
+    if numpy_dtype(dtype).kind == "f":
+        m = np.clip(np.nan_to_num(raw, nan=1.0), 0.0, 1.0)
+    else:
+        m = (np.nan_to_num(raw, nan=1.0) > 0).astype(np.float32)
+    m[~valid] = 1.0
+    return m.astype(np.float32)
+
+
+def user_mask_notes(stacks: dict[str, RasterStack], area: Window, name: str) -> list[str]:
+    """Warnings about a cloud mask the caller gave (``stacks["mask"]``, called ``name``), from a
+    decimated view of ``area``: one that hides no valid pixel (the output then equals the
+    input) or nearly all of them (the fill has almost nothing to draw from). Both are also what
+    a raster in another encoding gives (a class map, a probability in percent), so the notes
+    say how a mask is read."""
+    from .masks import MaskOptions
+
+    limits = MaskOptions()
+    ms = preview(stacks["ms"], 512, area)
+    valid = np.isfinite(ms).all(axis=0)
+    raw = stacks["mask"].open().read_decimated(area, ms.shape[2], ms.shape[1])[0]
+    if not valid.any():
+        return []
+    share = float(mask_weight(raw, np.isfinite(raw), stacks["mask"].dtype)[valid].mean())
+    how = ("A mask reads 0 as clear and anything above 0 as cloud (a floating-point mask: the cloud "
+           "probability, 0 to 1)")
+    if share < limits.no_cloud_fraction:
+        return [f"the cloud mask {name} marks no cloud ({100 * share:.2f} % of the valid pixels): the output "
+                f"will equal the input. {how}; if the scene has clouds, check the mask's values, or let "
+                "sarclear detect the clouds"]
+    if share > limits.overcast_fraction:
+        return [f"the cloud mask {name} marks {100 * share:.1f} % of the valid pixels as cloud: the "
+                "reconstruction rests on the few clear pixels (and on SAR, for a model that reads it). "
+                f"{how}: a class map such as Sentinel-2's scene classification (SCL), or a cloud probability "
+                "in percent, must be converted first"]
+    return []
 
 
 def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,

@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from .errors import Cancelled
-from .io import GeoTiffWriter, RasterStack, numpy_dtype, to_dtype
+from .io import GeoTiffWriter, RasterStack, to_dtype
 from .radiometry import OpticalScaling, reflectance_to_network
 from .sar_guide import SAR_MISSING
+from .scene_prep import mask_weight
 from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
 if TYPE_CHECKING:
@@ -57,17 +58,6 @@ def estimate_weight(mask: torch.Tensor, feather: float) -> torch.Tensor:
     clear = F.pad(1 - mask, (radius, radius, radius, radius), mode="replicate")
     clear = F.conv2d(F.conv2d(clear, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))  # local clear fraction
     return mask * (1 - clear).clamp(0, 1)
-
-
-def _mask_values(raw: np.ndarray, valid: np.ndarray, dtype: int) -> np.ndarray:
-    """Cloud-mask raster values -> cloud weight in [0, 1]: integers: > 0 is cloud;
-    floating point: a probability, clipped to [0, 1]. Nodata counts as cloud."""
-    if numpy_dtype(dtype).kind == "f":
-        m = np.clip(np.nan_to_num(raw, nan=1.0), 0.0, 1.0)
-    else:
-        m = (np.nan_to_num(raw, nan=1.0) > 0).astype(np.float32)
-    m[~valid] = 1.0
-    return m.astype(np.float32)
 
 
 class _Strips:
@@ -350,7 +340,7 @@ class TileStream:
         mask = weight = original = None
         if "mask" in data:
             m_raw, m_valid = data["mask"]
-            mask = torch.from_numpy(_mask_values(m_raw[0], m_valid, self.stacks["mask"].dtype)).to(device)
+            mask = torch.from_numpy(mask_weight(m_raw[0], m_valid, self.stacks["mask"].dtype)).to(device)
         elif self.gapfill:  # no mask: a mask-aware model keeps every pixel
             mask = torch.zeros_like(valid_t, dtype=torch.float32)
         if mask is not None:
