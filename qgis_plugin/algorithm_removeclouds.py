@@ -88,7 +88,8 @@ class RemoveClouds(_SarclearAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(
             "REFERENCE", "Cloud-free reference (maps become errors against it)", optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
-            "CLOUD_MASK", "Cloud mask (0 clear, > 0 cloud; clear pixels keep their values)", optional=True))
+            "CLOUD_MASK", "Cloud mask (0 clear, > 0 cloud; Sentinel-2's SCL and MSK_CLDPRB files are read as "
+            "such; clear pixels keep their values)", optional=True))
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Area (empty: the whole MS layer)", optional=True))
         self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", options=list(DEVICES), defaultValue=0))
         self.addParameter(QgsProcessingParameterBoolean(

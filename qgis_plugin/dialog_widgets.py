@@ -160,7 +160,8 @@ class DialogWidgets:
         self.reference_combo = raster_combo("A cloud-free Sentinel-2 image of the same place: the maps become "
                                              "errors against it and the metrics are reported", optional=True)
         form.addRow("Reference (optional)", self.reference_combo)
-        self.mask_combo = raster_combo("Cloud mask (band 1: 0 clear, > 0 cloud, or a cloud probability): clear "
+        self.mask_combo = raster_combo("Cloud mask (band 1: 0 clear, > 0 cloud, or a cloud probability; "
+                                        "Sentinel-2's SCL and MSK_CLDPRB files are known by their names): clear "
                                         "pixels keep their values", optional=True)
         form.addRow("Cloud mask (optional)", self.mask_combo)
         self.buffer_option = BufferOptions()  # the mask buffer greys out with a mask layer (SarclearDialog)

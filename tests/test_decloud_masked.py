@@ -222,3 +222,38 @@ def test_a_mask_that_hides_nothing_or_everything_is_named_with_how_masks_are_rea
     assert len(notes["all"]) == 1 and "all.tif marks 100.0 % of the valid pixels as cloud" in notes["all"][0]
     assert "scene classification (SCL)" in notes["all"][0]
     assert notes["some"] == []  # a mask that hides part of the scene: nothing to say
+
+
+def test_sentinel2_scene_classification_and_cloud_probability_files_are_read_as_masks(tmp_path):
+    """ESA's L2A mask files, given as they come: the scene classification (SCL: cloud, shadow,
+    cirrus and defective classes hidden, vegetation, water, snow clear) and the cloud
+    probability in percent (MSK_CLDPRB) give the same reconstruction as the 0/1 mask they
+    encode, and a note says how they were read."""
+    _, mask = _cloudy_scene(tmp_path)
+    model = _prior_model()
+    scl = np.full(mask.shape, 4, np.uint8)  # vegetation
+    scl[:, :40] = 6    # water
+    scl[:20] = 11      # snow
+    scl[200:, 200:] = 5  # bare soil
+    scl[mask == 1] = 9   # cloud, high probability
+    scl[70:90, 90:190] = 8   # cloud, medium probability
+    scl[140:150, 90:190] = 3   # cloud shadow
+    scl[100:110, 100:110] = 10  # cirrus
+    write_raster(tmp_path / "T33UUP_20200813T054639_SCL_20m.tif", scl[None], like=CLEAR_S2, dtype=1)
+    percent = np.where(mask == 1, 100, 0).astype(np.uint8)
+    write_raster(tmp_path / "MSK_CLDPRB_20m.tif", percent[None], like=CLEAR_S2, dtype=1)
+    outs, notes = {}, {}
+    for name in ("mask.tif", "T33UUP_20200813T054639_SCL_20m.tif", "MSK_CLDPRB_20m.tif"):
+        res = inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, model, tmp_path / f"out_{name}", maps=False,
+                                options=inference.DecloudOptions(cloud_mask=str(tmp_path / name)))
+        outs[name], notes[name] = read_raster(res.output)[0], res.notes
+    assert np.array_equal(outs["T33UUP_20200813T054639_SCL_20m.tif"], outs["mask.tif"])
+    assert np.array_equal(outs["MSK_CLDPRB_20m.tif"], outs["mask.tif"])
+    scl_notes = notes["T33UUP_20200813T054639_SCL_20m.tif"]
+    assert any("scene classification (SCL)" in n and "are hidden" in n for n in scl_notes)
+    assert any("cloud probability in percent" in n for n in notes["MSK_CLDPRB_20m.tif"])
+    # the same SCL classes under another file name are only an integer mask: nearly all "cloud", and said so
+    write_raster(tmp_path / "classes.tif", scl[None], like=CLEAR_S2, dtype=1)
+    res = inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, model, tmp_path / "out_classes.tif", maps=False,
+                            options=inference.DecloudOptions(cloud_mask=str(tmp_path / "classes.tif")))
+    assert any("classes.tif marks 100.0 % of the valid pixels as cloud" in n for n in res.notes)

@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", metavar="auto|none|FILE", default="auto",
                    help="cloud mask: auto (default: detect clouds and shadows, written to <out>_mask.tif), none "
                         "(no mask: a plain generator changes every pixel), or a raster: 0 = clear, > 0 = cloud; "
-                        "float = cloud probability. Pixels the mask calls clear are kept exactly")
+                        "float = cloud probability; Sentinel-2's *_SCL_20m scene classification and "
+                        "MSK_CLDPRB_20m (percent) are known by their names. Pixels the mask calls clear are kept "
+                        "exactly")
     p.add_argument("--mask-method", choices=("auto", "csmask", "rules"), default="auto",
                    help="detector for --mask auto: ukis-csmask's CNN (csmask), the spectral rules, or auto "
                         "(csmask when installed)")

@@ -48,7 +48,7 @@ from .product_level import resolve_level
 from .provenance import run_provenance
 from .radiometry import network_to_reflectance
 from .sar_guide import SAR_MISSING, model_prior
-from .scene_prep import adapt_to_scene, clear_stats, detect_mask, user_mask_notes
+from .scene_prep import DETECTED_MASK, adapt_to_scene, clear_stats, detect_mask, user_mask_notes
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
 from .thin_cloud import keep_detail
 from .tiling import Window
@@ -317,7 +317,7 @@ def decloud(
             result.product_level = level
         if staged_mask:
             summary = detect_mask(ms_stack, scaling, staged_mask, area, level, opts, notes, progress, cancel)
-            stacks["mask"] = open_single_band(staged_mask["mask"], ms_stack.grid)
+            stacks["mask"] = open_single_band(staged_mask["mask"], ms_stack.grid, name=DETECTED_MASK)
             result.maps["mask"] = side["mask"].absolute()
             if summary.probability_path is None:
                 outputs.drop(side["probability"])

@@ -7,6 +7,7 @@ whole area (decimated or a central window) once; the tiles then stream
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,7 +70,7 @@ def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
     ok = np.isfinite(refl).all(axis=0)
     if "mask" in stacks:
         m = stacks["mask"].open().read_decimated(area, refl.shape[2], refl.shape[1])[0]
-        clear = ok & (np.nan_to_num(m, nan=1.0) == 0)
+        clear = ok & (mask_weight(m, np.isfinite(m), stacks["mask"].dtype, mask_encoding(stacks["mask"])) == 0)
         if clear.any():
             ok = clear
     if not ok.any():
@@ -87,15 +88,58 @@ def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: W
                       haze_excess(seen, stacks["ms"].names, level), classes)
 
 
-def mask_weight(raw: np.ndarray, valid: np.ndarray, dtype: int) -> np.ndarray:
-    """Cloud-mask raster values -> cloud weight in [0, 1]: integers: > 0 is cloud;
-    floating point: a probability, clipped to [0, 1]. Nodata (``~valid``, NaN) counts as cloud."""
-    if numpy_dtype(dtype).kind == "f":
-        m = np.clip(np.nan_to_num(raw, nan=1.0), 0.0, 1.0)
+#: Sentinel-2 L2A scene classification (SCL) classes that hide the ground: 1 saturated or
+#: defective, 3 cloud shadow, 8 and 9 cloud (medium, high probability), 10 thin cirrus. 0 is no
+#: data; the others (2 dark area, 4 vegetation, 5 bare soil, 6 water, 7 unclassified, 11 snow)
+#: are clear.
+SCL_HIDDEN = (1, 3, 8, 9, 10)
+#: The band name of the stack that holds decloud's own detected mask (0 clear, 1 cloud, 2 shadow).
+DETECTED_MASK = "detected mask"
+
+
+def mask_encoding(stack: RasterStack) -> str:
+    """How a caller's cloud-mask raster is read (:func:`mask_weight`): ``"scl"``, Sentinel-2's
+    scene classification, and ``"percent"``, its cloud probability in percent (0-100), known by
+    the file names ESA gives them (``..._SCL_20m``, ``MSK_CLDPRB_20m``) or the band description;
+    else ``"probability"`` (floating point: 0 to 1) or ``"binary"`` (integers: > 0 is cloud).
+    sarclear's own detected mask (:data:`DETECTED_MASK`) is always binary, whatever its name."""
+    if stack.bands[0].name == DETECTED_MASK:
+        return "binary"
+    names = f"{Path(stack.bands[0].path).stem} {stack.descriptions[0]}".upper()
+    if re.search(r"(^|[^A-Z])SCL([^A-Z]|$)", names):
+        return "scl"
+    if "CLDPRB" in names:
+        return "percent"
+    return "probability" if numpy_dtype(stack.dtype).kind == "f" else "binary"
+
+
+#: How :func:`mask_encoding`'s encodings are read, for notes.
+ENCODING_NOTES = {
+    "scl": "the cloud mask is read as Sentinel-2's scene classification (SCL): classes "
+           f"{', '.join(map(str, SCL_HIDDEN))} (defective, cloud shadow, cloud, cirrus) are hidden, 0 is no data, "
+           "the others are clear",
+    "percent": "the cloud mask is read as Sentinel-2's cloud probability in percent (MSK_CLDPRB): 0-100",
+}
+
+
+def mask_weight(raw: np.ndarray, valid: np.ndarray, dtype: int, encoding: str | None = None) -> np.ndarray:
+    """Cloud-mask raster values -> cloud weight in [0, 1], by ``encoding``
+    (:func:`mask_encoding`; default: by ``dtype``): binary integers: > 0 is cloud; floating
+    point: a probability, clipped to [0, 1]; percent: divided by 100; SCL: 1 for
+    :data:`SCL_HIDDEN`. Nodata (``~valid``, NaN, SCL's 0) counts as cloud."""
+    encoding = encoding or ("probability" if numpy_dtype(dtype).kind == "f" else "binary")
+    values = np.nan_to_num(raw, nan=-1.0)
+    if encoding == "scl":
+        m = (np.isin(values, SCL_HIDDEN) | (values <= 0)).astype(np.float32)
+    elif encoding == "percent":
+        m = np.where(values < 0, 1.0, np.clip(values / 100.0, 0.0, 1.0))
+    elif encoding == "probability":
+        m = np.where(values < 0, 1.0, np.clip(values, 0.0, 1.0))
     else:
         m = (np.nan_to_num(raw, nan=1.0) > 0).astype(np.float32)
+    m = np.asarray(m, np.float32)
     m[~valid] = 1.0
-    return m.astype(np.float32)
+    return m
 
 
 def user_mask_notes(stacks: dict[str, RasterStack], area: Window, name: str) -> list[str]:
@@ -112,19 +156,21 @@ def user_mask_notes(stacks: dict[str, RasterStack], area: Window, name: str) -> 
     raw = stacks["mask"].open().read_decimated(area, ms.shape[2], ms.shape[1])[0]
     if not valid.any():
         return []
-    share = float(mask_weight(raw, np.isfinite(raw), stacks["mask"].dtype)[valid].mean())
+    encoding = mask_encoding(stacks["mask"])
+    share = float(mask_weight(raw, np.isfinite(raw), stacks["mask"].dtype, encoding)[valid].mean())
+    notes = [ENCODING_NOTES[encoding]] if encoding in ENCODING_NOTES else []
     how = ("A mask reads 0 as clear and anything above 0 as cloud (a floating-point mask: the cloud "
            "probability, 0 to 1)")
     if share < limits.no_cloud_fraction:
-        return [f"the cloud mask {name} marks no cloud ({100 * share:.2f} % of the valid pixels): the output "
+        return [*notes, f"the cloud mask {name} marks no cloud ({100 * share:.2f} % of the valid pixels): the output "
                 f"will equal the input. {how}; if the scene has clouds, check the mask's values, or let "
                 "sarclear detect the clouds"]
     if share > limits.overcast_fraction:
-        return [f"the cloud mask {name} marks {100 * share:.1f} % of the valid pixels as cloud: the "
+        return [*notes, f"the cloud mask {name} marks {100 * share:.1f} % of the valid pixels as cloud: the "
                 "reconstruction rests on the few clear pixels (and on SAR, for a model that reads it). "
                 f"{how}: a class map such as Sentinel-2's scene classification (SCL), or a cloud probability "
                 "in percent, must be converted first"]
-    return []
+    return notes
 
 
 def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,
@@ -146,7 +192,7 @@ def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: Optica
     clear = valid.copy()
     if "mask" in stacks:
         m, m_valid = stacks["mask"].open().read(win)
-        clear &= m_valid & (np.nan_to_num(m[0], nan=1.0) == 0)
+        clear &= mask_weight(m[0], m_valid, stacks["mask"].dtype, mask_encoding(stacks["mask"])) == 0
     options = AdaptOptions(seconds=opts.adapt_seconds, fill_buffer=opts.fill_buffer)
     eta = estimate_seconds(model, win.height, win.width, options, device)
     log.info("fitting the model to this scene (%d x %d px, %.0f %% clear): about %.0f s", win.width, win.height,

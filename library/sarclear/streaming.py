@@ -23,7 +23,7 @@ from .errors import Cancelled
 from .io import GeoTiffWriter, RasterStack, to_dtype
 from .radiometry import OpticalScaling, reflectance_to_network
 from .sar_guide import SAR_MISSING
-from .scene_prep import mask_weight
+from .scene_prep import mask_encoding, mask_weight
 from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
 if TYPE_CHECKING:
@@ -216,6 +216,7 @@ class TileStream:
                                                                     device=engine.device)
         self.haze = 0.0 if stats is None else stats.haze
         self.classes = None if stats is None else stats.classes
+        self.mask_encoding = mask_encoding(stacks["mask"]) if "mask" in stacks else None
         self.tile = engine.model.config.tile_size
         self.overlap = self.tile // 4 if opts.overlap is None else opts.overlap
         self.row_offsets = tile_offsets(area.height, self.tile, self.overlap)
@@ -340,7 +341,8 @@ class TileStream:
         mask = weight = original = None
         if "mask" in data:
             m_raw, m_valid = data["mask"]
-            mask = torch.from_numpy(mask_weight(m_raw[0], m_valid, self.stacks["mask"].dtype)).to(device)
+            mask = torch.from_numpy(mask_weight(m_raw[0], m_valid, self.stacks["mask"].dtype,
+                                                 self.mask_encoding)).to(device)
         elif self.gapfill:  # no mask: a mask-aware model keeps every pixel
             mask = torch.zeros_like(valid_t, dtype=torch.float32)
         if mask is not None:
