@@ -257,3 +257,22 @@ def test_sentinel2_scene_classification_and_cloud_probability_files_are_read_as_
     res = inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, model, tmp_path / "out_classes.tif", maps=False,
                             options=inference.DecloudOptions(cloud_mask=str(tmp_path / "classes.tif")))
     assert any("classes.tif marks 100.0 % of the valid pixels as cloud" in n for n in res.notes)
+
+
+def test_a_mask_that_covers_part_of_the_scene_runs_with_a_mask_aware_model(tmp_path):
+    """A user mask over the top-left quarter only: outside it every pixel counts as cloud (and a
+    warning says so); the scene's statistics and the mask checks read it decimated all the same
+    (they used to refuse it: "a decimated window must lie inside every band")."""
+    _cloudy_scene(tmp_path)
+    src = gdal.Open(str(tmp_path / "cloudy.tif"))
+    gt = src.GetGeoTransform()
+    quarter = np.zeros((1, src.RasterYSize // 2, src.RasterXSize // 2), np.uint8)
+    write_raster(tmp_path / "quarter.tif", quarter, gt=gt, srs=src.GetProjection(), dtype=gdal.GDT_Byte)
+    res = inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, _prior_model(), tmp_path / "out.tif", maps=False,
+                            options=inference.DecloudOptions(cloud_mask=str(tmp_path / "quarter.tif")))
+    out = read_raster(res.output)[0]
+    cloudy = read_raster(tmp_path / "cloudy.tif")[0][[S2_BANDS.index(b) for b in S2_PAPER10]]
+    h, w = quarter.shape[1:]
+    assert np.array_equal(out[:, :h, :w], np.clip(cloudy[:, :h, :w], 1, None))  # the clear quarter kept
+    assert (out[:, h:, :] != np.clip(cloudy[:, h:, :], 1, None)).any(axis=0).mean() > 0.5  # the rest filled
+    assert not any(n.startswith("the cloud mask") for n in res.notes)  # 75 % hidden: nothing to warn of

@@ -102,14 +102,21 @@ class StackReader:
                      buf: tuple[int, int] | None = None) -> tuple[np.ndarray, Window] | None:
         """The source's bands over ``window`` (stack grid), as (n, h, w) float32 with nodata
         as NaN, and where they lie in ``window``; None when the window misses the source.
-        ``buf``: a decimated (w, h) read."""
+        ``buf``: a decimated (w, h) read of ``window``; then where they lie is in that buffer
+        (a source that covers part of the window fills the same part of it)."""
         win = window.translate(src.col_off, src.row_off)
         part = win.intersection(Window(0, 0, src.width, src.height))
         if part.empty:
             return None
-        if buf is not None and part != win:
-            raise InputError("a decimated window must lie inside every band")
-        bw, bh = buf or (part.width, part.height)
+        rel = part.relative_to(win)
+        where = rel
+        if buf is not None:
+            sx, sy = buf[0] / win.width, buf[1] / win.height
+            x0, y0 = round(rel.col_off * sx), round(rel.row_off * sy)
+            where = Window(x0, y0, round(rel.right * sx) - x0, round(rel.bottom * sy) - y0)
+            if where.empty:
+                return None
+        bw, bh = where.width, where.height
         path = self.stack.bands[src.slots[0]].path
         arr = gdal_call(f"{path}: cannot be read (truncated or damaged?)", src.ds.ReadAsArray, part.col_off,
                         part.row_off, part.width, part.height, buf_xsize=bw, buf_ysize=bh, band_list=src.indices,
@@ -119,7 +126,7 @@ class StackReader:
             nodata = self.stack.nodata[slot]
             if nodata is not None and not np.isnan(nodata):
                 arr[k][arr[k] == np.float32(nodata)] = np.nan
-        return arr, part.relative_to(win)
+        return arr, where
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Read ``window`` of the stack's grid. Returns (float32 (C, h, w) values, bool
@@ -151,8 +158,10 @@ class StackReader:
         the files have them) to ``width`` x ``height``; nodata as NaN."""
         out = np.full((len(self.stack.bands), height, width), np.nan, np.float32)
         for src in self._sources:
-            arr, _ = self._read_source(src, window, (width, height))
-            out[src.slots] = arr
+            got = self._read_source(src, window, (width, height))
+            if got is not None:
+                arr, where = got
+                out[(src.slots, *where.toslices())] = arr
         return linear_to_db(out) if self.stack.linear_power else out
 
 
