@@ -128,17 +128,18 @@ def mask_weight(raw: np.ndarray, valid: np.ndarray, dtype: int, encoding: str | 
     point: a probability, clipped to [0, 1]; percent: divided by 100; SCL: 1 for
     :data:`SCL_HIDDEN`. Nodata (``~valid``, NaN, SCL's 0) counts as cloud."""
     encoding = encoding or ("probability" if numpy_dtype(dtype).kind == "f" else "binary")
-    values = np.nan_to_num(raw, nan=-1.0)
+    missing = ~np.isfinite(raw) | ~valid
+    values = np.where(missing, 0, raw)
     if encoding == "scl":
-        m = (np.isin(values, SCL_HIDDEN) | (values <= 0)).astype(np.float32)
+        m = np.isin(values, SCL_HIDDEN) | (values == 0)
     elif encoding == "percent":
-        m = np.where(values < 0, 1.0, np.clip(values / 100.0, 0.0, 1.0))
+        m = np.clip(values / 100.0, 0.0, 1.0)
     elif encoding == "probability":
-        m = np.where(values < 0, 1.0, np.clip(values, 0.0, 1.0))
+        m = np.clip(values, 0.0, 1.0)
     else:
-        m = (np.nan_to_num(raw, nan=1.0) > 0).astype(np.float32)
+        m = values > 0
     m = np.asarray(m, np.float32)
-    m[~valid] = 1.0
+    m[missing] = 1.0
     return m
 
 
