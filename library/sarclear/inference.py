@@ -48,7 +48,14 @@ from .product_level import resolve_level
 from .provenance import run_provenance
 from .radiometry import network_to_reflectance
 from .sar_guide import SAR_MISSING, model_prior
-from .scene_prep import DETECTED_MASK, adapt_to_scene, clear_stats, detect_mask, user_mask_notes
+from .scene_prep import (
+    DETECTED_MASK,
+    adapt_to_scene,
+    clear_stats,
+    detect_mask,
+    scene_view,
+    user_mask_notes,
+)
 from .streaming import TileStream, panels  # noqa: F401  (panels: public here)
 from .thin_cloud import keep_detail
 from .tiling import Window
@@ -326,11 +333,12 @@ def decloud(
         provenance = run_provenance(mdl, inputs, opts)
         if staged_mask:
             provenance["mask"] = f"detected ({summary.method}): {side['mask']}"
+        view = scene_view(stacks, area) if gapfill or mask_file is not None else None  # read once
         if mask_file is not None:
-            for note in user_mask_notes(stacks, area, Path(mask_file).name):
+            for note in user_mask_notes(view, stacks["mask"], Path(mask_file).name):
                 log.warning(note)
                 notes.append(note)
-        stats = clear_stats(stacks, scaling, area, level, cfg) if gapfill else None
+        stats = clear_stats(view, stacks, scaling, area, level, cfg) if gapfill else None
         result.haze = stats.haze if stats is not None else 0.0
         if opts.adapt:
             mdl = adapt_to_scene(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)

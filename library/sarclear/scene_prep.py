@@ -60,17 +60,36 @@ class ClearStats:
                                                          # (sarclear.sar_guide.scene_classes)
 
 
-def clear_stats(stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window, level: str,
-                config: ModelConfig | None = None) -> ClearStats | None:
-    """The :class:`ClearStats` of the clear pixels of a decimated view of ``area`` (product
-    ``level`` "l1c" / "l2a"). Over all valid pixels when the view has no clear pixel; None when
-    it has no valid pixel. With the ``config`` of a SAR-guided model and SAR in ``stacks``, also
-    its classes' scene means, from the same view of the SAR."""
-    refl = scaling.to_reflectance(preview(stacks["ms"], 512, area))  # (C, h, w), NaN nodata
-    ok = np.isfinite(refl).all(axis=0)
+@dataclass(frozen=True)
+class SceneView:
+    """A decimated view of the whole area (at most 512 px a side), read once for the scene
+    pass: the user-mask checks and the clear statistics both look at it."""
+
+    ms: np.ndarray                # (C, h, w) raw optical values, NaN nodata
+    hidden: np.ndarray | None     # (h, w) the mask's cloud weight (:func:`mask_weight`), with a mask
+
+
+def scene_view(stacks: dict[str, RasterStack], area: Window) -> SceneView:
+    """The :class:`SceneView` of ``area``: the optical stack decimated, and the mask on the
+    same pixels, read as :func:`mask_encoding` says."""
+    ms = preview(stacks["ms"], 512, area)
+    hidden = None
     if "mask" in stacks:
-        m = stacks["mask"].open().read_decimated(area, refl.shape[2], refl.shape[1])[0]
-        clear = ok & (mask_weight(m, np.isfinite(m), stacks["mask"].dtype, mask_encoding(stacks["mask"])) == 0)
+        m = stacks["mask"].open().read_decimated(area, ms.shape[2], ms.shape[1])[0]
+        hidden = mask_weight(m, np.isfinite(m), stacks["mask"].dtype, mask_encoding(stacks["mask"]))
+    return SceneView(ms, hidden)
+
+
+def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,
+                level: str, config: ModelConfig | None = None) -> ClearStats | None:
+    """The :class:`ClearStats` of the clear pixels of the scene's decimated ``view`` of ``area``
+    (product ``level`` "l1c" / "l2a"). Over all valid pixels when the view has no clear pixel;
+    None when it has no valid pixel. With the ``config`` of a SAR-guided model and SAR in
+    ``stacks``, also its classes' scene means, from the same view of the SAR."""
+    refl = scaling.to_reflectance(view.ms)  # (C, h, w), NaN nodata
+    ok = np.isfinite(refl).all(axis=0)
+    if view.hidden is not None:
+        clear = ok & (view.hidden == 0)
         if clear.any():
             ok = clear
     if not ok.any():
@@ -143,22 +162,20 @@ def mask_weight(raw: np.ndarray, valid: np.ndarray, dtype: int, encoding: str | 
     return m
 
 
-def user_mask_notes(stacks: dict[str, RasterStack], area: Window, name: str) -> list[str]:
-    """Warnings about a cloud mask the caller gave (``stacks["mask"]``, called ``name``), from a
-    decimated view of ``area``: one that hides no valid pixel (the output then equals the
-    input) or nearly all of them (the fill has almost nothing to draw from). Both are also what
-    a raster in another encoding gives (a class map, a probability in percent), so the notes
-    say how a mask is read."""
+def user_mask_notes(view: SceneView, mask: RasterStack, name: str) -> list[str]:
+    """Warnings about a cloud mask the caller gave (``mask``, called ``name``), from the scene's
+    decimated ``view``: one that hides no valid pixel (the output then equals the input) or
+    nearly all of them (the fill has almost nothing to draw from). Both are also what a raster
+    in another encoding gives (a class map, a probability in percent), so the notes say how a
+    mask is read."""
     from .masks import MaskOptions
 
     limits = MaskOptions()
-    ms = preview(stacks["ms"], 512, area)
-    valid = np.isfinite(ms).all(axis=0)
-    raw = stacks["mask"].open().read_decimated(area, ms.shape[2], ms.shape[1])[0]
-    if not valid.any():
+    valid = np.isfinite(view.ms).all(axis=0)
+    if view.hidden is None or not valid.any():
         return []
-    encoding = mask_encoding(stacks["mask"])
-    share = float(mask_weight(raw, np.isfinite(raw), stacks["mask"].dtype, encoding)[valid].mean())
+    encoding = mask_encoding(mask)
+    share = float(view.hidden[valid].mean())
     notes = [ENCODING_NOTES[encoding]] if encoding in ENCODING_NOTES else []
     how = ("A mask reads 0 as clear and anything above 0 as cloud (a floating-point mask: the cloud "
            "probability, 0 to 1)")
