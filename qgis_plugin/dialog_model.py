@@ -109,21 +109,21 @@ class DialogModel:
         self.fit()
 
     def default_model(self) -> str | None:
-        """The bundled model the library would choose for the project's layers: its SAR
-        default (:data:`sarclear.resources.DEFAULT_SAR_MODELS`) when the project holds SAR
-        layers that model reads and that overlap the MS layer, else its default without SAR;
-        None if neither is bundled."""
-        from sarclear.resources import DEFAULT_MODELS, DEFAULT_SAR_MODELS
+        """The model the library would choose for the project's layers
+        (:func:`sarclear.resources.default_model`): with SAR when the project holds SAR layers
+        that its SAR default reads and that overlap the MS layer; None if no model is bundled."""
+        from sarclear.errors import SarclearError
+        from sarclear.resources import default_model
 
-        bundled = {entry.path.name: str(entry.path) for entry in self.models}
-        plain = next((bundled[name] for name in DEFAULT_MODELS if name in bundled), None)
+        try:
+            sar_default = str(default_model(with_sar=True))
+        except SarclearError:
+            return None
         ms = self.ms_layer()
         candidates = [c for c in self.sar_candidates() if ms is None or layers.intersects(c, ms.extent(), ms.crs())]
-        for name in DEFAULT_SAR_MODELS:
-            channels = self.bundled_sar_channels.get(bundled.get(name, ""))
-            if channels and layers.guess_sar_layers(candidates, channels):
-                return bundled[name]
-        return plain
+        channels = self.bundled_sar_channels.get(sar_default)
+        with_sar = bool(channels) and bool(layers.guess_sar_layers(candidates, channels))
+        return str(default_model(with_sar=with_sar))
 
     def choose_default_model(self) -> bool:
         """Until the user chooses a model, keep the default that fits the project: the
