@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export GDAL_PAM_ENABLED ?= NO
 
-.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clear-scenes clean
+.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clear-scenes detector-context clean
 
 all: test
 
@@ -64,10 +64,15 @@ uncertainty: setup
 	$(PY) benchmarks/uncertainty.py --model resources/models/sarclear-fill-guided.safetensors $(ARGS)
 
 # Every real clear scene in ../shared/data, every split, whole, through default decloud (the CNN
-# detector runs on the large ones): docs/quality/clear_scenes.md
+# detector runs on those at least 2.4 km across): docs/quality/clear_scenes.md
 clear-scenes: setup
 	$(PY) benchmarks/clear_scenes.py $(ARGS)
 	$(PY) benchmarks/clear_scenes.py --model resources/models/sarclear-fill-guided.safetensors $(ARGS)
+
+# Which cloud detector from which area size: false detections on clear crops, missed clouds on
+# real cloudy scenes: docs/quality/detector_context.md
+detector-context: setup
+	$(PY) benchmarks/detector_context.py $(ARGS)
 
 quality-quick: setup
 	$(PY) benchmarks/quality.py --quick --out out/quality-quick $(ARGS)

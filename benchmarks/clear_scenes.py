@@ -2,11 +2,10 @@
 the default changes on a scene that has nothing to remove.
 
 The quality benchmark's clear check (``benchmarks/quality.py``) scores the held-out test
-split, cut to 384 px like its synthetic runs. At that size the cloud detector always falls back
-to its spectral rules: the CNN detector (ukis-csmask) needs areas at least 7.68 km across,
-which is what users bring. Here every clear scene runs whole (large ones cut to ``--max-side``
-around the centre), so the detector users get runs too, and on every place the data holds, not
-only the test split. Train- and validation-split places were seen while the detector's rules
+split, cut to 384 px like its synthetic runs. Here every clear scene runs whole (large ones cut
+to ``--max-side`` around the centre), with the detector ``--mask auto`` picks for that size
+(the CNN, ukis-csmask, from 2.4 km across; the spectral rules on smaller chips), and on every
+place the data holds, not only the test split. Train- and validation-split places were seen while the detector's rules
 and the default's constants were set, so the test rows are the held-out figure and the others a
 broader search for false detections.
 

@@ -75,11 +75,12 @@ def map_units(path: str) -> str:
     return ds.GetRasterBand(1).GetUnitType() if ds is not None else ""
 
 
-def style_map(layer: QgsRasterLayer, units: str) -> tuple[float, float]:
-    """Single-band pseudocolour from 0 to the 98th percentile, with a continuous legend
-    labelled in ``units``. Returns the (min, max) of the colour scale."""
+def style_map(layer: QgsRasterLayer, units: str, high: float | None = None) -> tuple[float, float]:
+    """Single-band pseudocolour from 0 to ``high`` (default: the 98th percentile), with a
+    continuous legend labelled in ``units``. Returns the (min, max) of the colour scale."""
     provider = layer.dataProvider()
-    _, high = provider.cumulativeCut(1, 0.0, 0.98, QgsRectangle(), 250_000)  # a sample: never blocks long
+    if high is None:
+        _, high = provider.cumulativeCut(1, 0.0, 0.98, QgsRectangle(), 250_000)  # a sample: never blocks long
     if not high > 0:
         high = max(provider.bandStatistics(1).maximumValue, 1e-6)
     function = QgsColorRampShader(0.0, high, _map_ramp(), QgsColorRampShader.Type.Interpolated)
@@ -88,7 +89,7 @@ def style_map(layer: QgsRasterLayer, units: str) -> tuple[float, float]:
     legend.setUseContinuousLegend(True)
     legend.setSuffix("°" if units == "degrees" else f" {units}" if units else "")
     number_format = QgsBasicNumericFormat()
-    number_format.setNumberDecimalPlaces(1 if units == "degrees" else 3)
+    number_format.setNumberDecimalPlaces(1 if units == "degrees" else 2 if not units else 3)
     legend.setNumericFormat(number_format)
     function.setLegendSettings(legend)
     shader = QgsRasterShader()
@@ -109,6 +110,8 @@ def style_result(layer: QgsRasterLayer, key: str) -> None:
         style_mask(layer)
     elif key == "uncertainty":
         style_map(layer, "reflectance")
+    elif key == "cloud_probability":
+        style_map(layer, "", high=1.0)
     else:
         style_map(layer, map_units(layer_paths(layer)[0]))
 
@@ -132,15 +135,18 @@ def result_layer_names(kind: str, model: str = "") -> dict[str, str]:
     reference) or "change" (input vs output); ``model``: the model's label ("... (demo
     model)"), so a demo's output is never taken for a real one."""
     output = f"reconstruction (true colour, {model})" if model else "reconstruction (true colour)"
-    side = {"mask": "cloud mask (detected)", "uncertainty": "uncertainty (1 sigma)"}
+    side = {"mask": "cloud mask (detected)", "cloud_probability": "cloud probability (detector, 0-1)",
+            "uncertainty": "uncertainty (1 sigma)"}
     if kind == "error":
         return {"output": output, "rmse": "RMSE error vs reference", "sam": "SAM error vs reference", **side}
     return {"output": output, "rmse": "RMSE change, input vs output", "sam": "SAM change, input vs output", **side}
 
 
 def result_layer_name(key: str, kind: str, path: str, model: str = "") -> str:
-    """The name of one output ("output", "rmse", "sam", "mask", "uncertainty") with the map's units."""
-    units = "reflectance" if key == "uncertainty" else "" if key in ("output", "mask") else map_units(str(path))
+    """The name of one output ("output", "rmse", "sam", "mask", "cloud_probability", "uncertainty")
+    with the map's units."""
+    units = ("reflectance" if key == "uncertainty" else "" if key in ("output", "mask", "cloud_probability")
+             else map_units(str(path)))
     return result_layer_names(kind, model).get(key, key) + (f" ({units})" if units else "")
 
 
@@ -148,12 +154,13 @@ def add_result_layers(name: str, output: str, maps: dict[str, str], kind: str, p
                       model: str = "") -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
     """Add a run's reconstruction and maps in a new group ``name`` at the top of the layer
     tree: the reconstruction in true colour (visible), the RMSE and SAM maps in
-    pseudocolour with their units in the name and legend, the detected cloud mask (classes)
-    and the uncertainty map, where the run wrote them (hidden, below it)."""
+    pseudocolour with their units in the name and legend, the detected cloud mask (classes),
+    the detector's cloud probability (0-1) and the uncertainty map, where the run wrote them
+    (hidden, below it)."""
     project = project or QgsProject.instance()
     group = project.layerTreeRoot().insertGroup(0, name)
     added = []
-    order = ("rmse", "sam", "mask", "uncertainty")
+    order = ("rmse", "sam", "mask", "cloud_probability", "uncertainty")
     for key, path in [("output", output), *sorted(maps.items(), key=lambda kv: order.index(kv[0])
                                                   if kv[0] in order else len(order))]:
         layer_name = unique_layer_name(result_layer_name(key, kind, path, model), project)

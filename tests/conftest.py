@@ -13,6 +13,8 @@ import pytest
 import torch
 from torch import nn
 
+from sarclear.mask_detectors import csmask_available
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"
 TEST_DATA = ROOT / "tests" / "data"
@@ -26,6 +28,9 @@ BEN_S2 = BEN / "s2-tiny" / "S2A_MSIL2A_20170617T113321_4_55"
 BEN_S1 = BEN / "s1-tiny" / "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_4_55"
 CR_CLOUDY_S2 = SAMPLES / "sen12ms-cr-cloudy" / "ROIs1868_summer_s2_cloudy_19_p30.tif"
 CR_CLOUDY_S1 = SAMPLES / "sen12ms-cr-cloudy" / "ROIs1868_summer_s1_19_p30.tif"
+#: What ``--mask auto`` writes beside a decloud of the whole CR sample to ``o.tif``: at 2.56 km
+#: across it runs the CNN detector where that is installed, which adds its cloud probability
+CR_MASK_FILES = ("o_mask.tif", "o_mask_probability.tif") if csmask_available() else ("o_mask.tif",)
 SEA = SAMPLES / "sen12ms-cr-sea"
 FLOODS_S2 = TEST_DATA / "sen1floods11" / "Spain_7370579_S2Hand.tif"
 FLOODS_S1 = TEST_DATA / "sen1floods11" / "Spain_7370579_S1Hand.tif"

@@ -4,7 +4,17 @@ cancellation, determinism, mixed CRSs."""
 import numpy as np
 import pytest
 import torch
-from conftest import BEN_S1, BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2, FLOODS_S1, FLOODS_S2, read_raster, write_raster
+from conftest import (
+    BEN_S1,
+    BEN_S2,
+    CR_CLOUDY_S1,
+    CR_CLOUDY_S2,
+    CR_MASK_FILES,
+    FLOODS_S1,
+    FLOODS_S2,
+    read_raster,
+    write_raster,
+)
 from osgeo import gdal
 
 from sarclear import checkpoint, inference, raster
@@ -205,7 +215,7 @@ def test_inputs_that_cannot_work_fail_before_any_output(tmp_path, lite_model_pat
 def test_reference_gives_error_maps_and_metrics_otherwise_change_maps(tmp_path, identity_model):
     res = inference.decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, identity_model, tmp_path / "o.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "o.tif", "o_change_metrics.json", "o_change_rmse.tif", "o_change_sam.tif", "o_mask.tif"]
+        "o.tif", "o_change_metrics.json", "o_change_rmse.tif", "o_change_sam.tif", *CR_MASK_FILES]
     # identity: output = input (up to the clip at reflectance 1): changes are ~0
     assert res.metrics["rmse"] < 0.01 and res.metrics["kind"] == "change"
     with pytest.raises(NoOverlapError):  # a reference elsewhere on Earth

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, SSL4EO, SSL4EO_CLEAR, read_raster, write_raster
+from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, CR_MASK_FILES, SSL4EO, SSL4EO_CLEAR, read_raster, write_raster
 from osgeo import gdal
 
 from sarclear import checkpoint, networks
@@ -247,7 +247,9 @@ def test_metrics_json_records_provenance(tmp_path, lite_model_path):
                                   "reason": "integer data: DN = reflectance x 10000", "source": "", "warning": None}
     assert [m["band"] for m in prov["ms_bands"]] == list(S2_PAPER10)
     assert prov["options"]["window"] is not None
-    assert prov["mask"] == f"detected (spectral rules): {res.maps['mask']}"  # detected by default
+    detector = "ukis-csmask " if len(CR_MASK_FILES) > 1 else "spectral rules"  # 2.56 km: the CNN where installed
+    assert prov["mask"].startswith(f"detected ({detector}")  # detected by default
+    assert prov["mask"].endswith(f"): {res.maps['mask']}")
     assert prov["sarclear_version"] and prov["inputs"]["ms"] == str(CR_CLOUDY_S2)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BEN_S1, CR_CLOUDY_S1, CR_CLOUDY_S2, SEA
+from conftest import BEN_S1, CR_CLOUDY_S1, CR_CLOUDY_S2, CR_MASK_FILES, SEA
 from osgeo import gdal
 from qgis.core import (
     QgsProcessingContext,
@@ -103,9 +103,13 @@ def test_remove_clouds_from_the_toolbox_loads_and_styles_the_three_layers(provid
         "OUTPUT": str(tmp_path / "toolbox.tif")}, feedback=QgsProcessingFeedback())
     loaded = {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
     output = "reconstruction (true colour, lite)"  # named for its model, as the dialog's runs
+    probability = "cloud probability (detector, 0-1)"  # the CNN detector's, where it ran (2.56 km)
     assert set(loaded) == {output, "RMSE change, input vs output (reflectance)",
-                           "SAM change, input vs output (degrees)", "cloud mask (detected)"}
+                           "SAM change, input vs output (degrees)", "cloud mask (detected)",
+                           *([probability] if len(CR_MASK_FILES) > 1 else [])}
     assert loaded["cloud mask (detected)"].renderer().type() == "paletted"
+    if probability in loaded:
+        assert loaded[probability].renderer().type() == "singlebandpseudocolor"
     assert loaded[output].renderer().type() == "multibandcolor"
     assert loaded[output].renderer().redBand() == 3  # B4 of the paper10 output
     sam = loaded["SAM change, input vs output (degrees)"].renderer()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2
+from conftest import BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2, CR_MASK_FILES
 from osgeo import gdal
 from plugin_helpers import *  # noqa: F403 (fixtures)
 from plugin_helpers import LEVELS, add_raster, messages, wait_for_runs, wait_until
@@ -75,7 +75,8 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
         "reference given): RMSE" in success
     group = _group("extent run")
     assert QgsProject.instance().layerTreeRoot().children()[0] is group  # on top
-    output, rmse, sam, mask = (node.layer() for node in group.findLayers())
+    output, rmse, sam, mask, *probability = (node.layer() for node in group.findLayers())
+    assert [p.name() for p in probability] == ["cloud probability (detector, 0-1)"] * (len(CR_MASK_FILES) - 1)
     assert output.name() == "reconstruction (true colour, lite)"  # the model's name (a demo says so)
     # the stages the dialog showed: loading (torch and the model, in the task), cloud detection, tiles, maps
     assert task.stages == [STAGE_LOADING, "1/1 cloud mask windows", "1/1 tiles", STAGE_MAPS]
@@ -123,7 +124,7 @@ def test_run_on_the_current_extent_adds_the_three_layers(plugin, dialog, sample_
     # files: the reconstruction, its two maps and the metrics, nothing half-written
     folder = task.result.output.parent
     assert _files(folder) == ["extent_run.tif", "extent_run_change_metrics.json", "extent_run_change_rmse.tif",
-                              "extent_run_change_sam.tif", "extent_run_mask.tif"]
+                              "extent_run_change_sam.tif", *(f.replace("o_", "extent_run_") for f in CR_MASK_FILES)]
     assert dialog.progress.value() == 100 and dialog.run_button.isEnabled()
     assert "extent run:" in dialog.status_label.text()
     # the next run's estimate: its tiles, at the speed this run measured
@@ -143,7 +144,8 @@ def test_run_with_a_reference_makes_error_maps_and_reports_metrics(plugin, dialo
     assert "error against the reference: RMSE" in success and "SSIM" in success
     names = [node.layer().name() for node in _group("with reference").findLayers()]
     assert names == ["reconstruction (true colour, lite)", "RMSE error vs reference (reflectance)",
-                     "SAM error vs reference (degrees)", "cloud mask (detected)"]
+                     "SAM error vs reference (degrees)", "cloud mask (detected)",
+                     *["cloud probability (detector, 0-1)"] * (len(CR_MASK_FILES) - 1)]
     output = _group("with reference").findLayers()[0].layer()
     assert output.extent().toString(3) == sample_project["cloudy"].extent().toString(3)  # whole layer
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, ROOT, read_raster, write_raster
+from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, CR_MASK_FILES, ROOT, read_raster, write_raster
 from osgeo import gdal
 
 from sarclear import atomic
@@ -172,7 +172,7 @@ def test_a_failure_while_the_maps_are_written_keeps_no_output(tmp_path, identity
     monkeypatch.undo()
     res = decloud(CR_CLOUDY_S2, CR_CLOUDY_S1, identity_model, tmp_path / "o.tif")  # a plain re-run is not blocked
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif", "o_change_metrics.json", "o_change_rmse.tif",
-                                                          "o_change_sam.tif", "o_mask.tif"]
+                                                          "o_change_sam.tif", *CR_MASK_FILES]
     assert res.output == tmp_path / "o.tif"
 
 
@@ -240,7 +240,7 @@ def test_a_signal_while_the_maps_are_written_leaves_no_output(tmp_path, lite_mod
     _, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err
     assert sorted(p.name for p in out.parent.iterdir()) == ["o.tif", "o_change_metrics.json", "o_change_rmse.tif",
-                                                            "o_change_sam.tif", "o_mask.tif"]
+                                                            "o_change_sam.tif", *CR_MASK_FILES]
 
 
 def test_clouds_on_an_all_nodata_raster_is_an_error_and_writes_nothing(tmp_path, capsys):
