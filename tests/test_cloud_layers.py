@@ -4,17 +4,20 @@ farmland (SSL4EO-S12, Punjab) under a cloud whose opacity is known."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
-from conftest import SSL4EO_CLEAR
+from conftest import CR_CLOUDY_S2, SSL4EO_CLEAR
 
 from sarclear.bands import S2_PAPER10
-from sarclear.cloud_layers import CloudLayer, extract_layer
+from sarclear.cloud_layers import CloudLayer, extract_layer, scene_layers
 from sarclear.clouds import CloudConfig, CloudField
 from sarclear.errors import InputError
 from sarclear.fill_data import make_batch
 from sarclear.io import open_optical
+from sarclear.masks import MaskOptions, detect_array
 from sarclear.tiling import Window
 
 
@@ -100,3 +103,17 @@ def test_training_batches_take_real_layers_only_when_asked():
     assert real.kinds == ["real"] * 4
     assert torch.equal(real.truth, plain.truth)
     assert torch.equal(real.thick, real.thick.clamp(0, 1)) and float(real.hidden.sum()) > 0
+
+
+def test_layers_are_lifted_with_the_rules_whatever_the_scenes_size():
+    """A 256-px scene (2.56 km) is large enough for the CNN under ``--mask auto``; its layer must
+    still come from the spectral rules, so that the layers (and the benchmarks and training
+    built on them) do not change with the detector a size picks."""
+    stack = open_optical(CR_CLOUDY_S2, S2_PAPER10)
+    raw, _ = stack.open().read(Window(0, 0, stack.grid.width, stack.grid.height))
+    ms = raw.astype(np.float32) / 10_000
+    scene = SimpleNamespace(ms=ms, bands=S2_PAPER10, product_level="l1c", name="cr")
+    [(_, layer)] = scene_layers([scene])
+    valid = np.ones(ms.shape[1:], bool)
+    rules = detect_array(ms, S2_PAPER10, valid, "l1c", options=MaskOptions(method="rules", dilate_px=0)).classes
+    assert torch.equal(layer.alpha, extract_layer(ms, S2_PAPER10, rules, valid, source="cr").alpha)

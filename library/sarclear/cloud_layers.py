@@ -131,14 +131,17 @@ def extract_layer(reflectance: np.ndarray, bands: Sequence[str], classes: np.nda
 
 def scene_layers(scenes: Sequence, min_cloud: float = 0.05) -> list[tuple[object, CloudLayer]]:
     """(scene, layer) for each real cloudy :class:`sarclear.datasets.Scene` in ``scenes`` whose
-    layer holds at least ``min_cloud`` thick cloud, from the library's own detection (spectral
-    rules on small scenes, undilated: the layer's opacity finds the soft edges itself)."""
+    layer holds at least ``min_cloud`` thick cloud, from the library's spectral rules (undilated:
+    the layer's opacity finds the soft edges itself). The rules, whatever the scene's size: the
+    opacity is read near what they flag, and a layer must not change with the detector that
+    ``--mask auto`` picks for that size (the CNN flags a whole overcast quadrant)."""
     from .masks import MaskOptions, detect_array
 
     out = []
     for s in scenes:
         valid = np.isfinite(s.ms).all(0)
-        classes = detect_array(s.ms, s.bands, valid, s.product_level, options=MaskOptions(dilate_px=0)).classes
+        rules = MaskOptions(method="rules", dilate_px=0)
+        classes = detect_array(s.ms, s.bands, valid, s.product_level, options=rules).classes
         if not ((classes == 1) & valid).any():
             continue
         layer = extract_layer(s.ms, s.bands, classes, valid, source=s.name)

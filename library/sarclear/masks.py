@@ -21,8 +21,10 @@ How a mask is made (both detectors):
    hides 0.07 % of the pixels (the rules 0.09 %), on 120-px crops 0.6 % (the rules 0.1 %);
    on real 256-264 px cloudy scenes the rules leave cloud edges and shadows that the CNN
    finds (whole-scene RMSE of default decloud against a 10-day reference 0.0288 with the CNN,
-   0.0312 with the rules). Until 2026-12-02 the limit was 7.68 km, which left SEN12MS-CR-sized
-   scenes (2.56 km) to the rules.
+   0.0312 with the rules). On synthetic clouds the CNN costs: it hides more clear ground
+   between dense cloud fields, and it does not flag the synthetic haze that the rules do
+   (same benchmark); synthetic clouds lack the haze around real ones. Until 2026-12-02 the limit
+   was 7.68 km, which left SEN12MS-CR-sized scenes (2.56 km) to the rules.
 3. *Shadow near cloud only.* Shadow pixels farther than ``shadow_max_distance_m`` (1.5 km)
    from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow. And
    there are at most ``shadow_cloud_ratio`` (1.5) shadow pixels per cloud pixel, the nearest
