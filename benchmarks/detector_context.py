@@ -39,6 +39,7 @@ import torch
 from osgeo import gdal
 from quality_io import CLEAR_CHANGED_PCT, DEFAULT_DATA, KINDS, _load, layer_sources, scene_clouds, split_scenes
 
+from sarclear.bands import S2_BANDS
 from sarclear.defaults import FILL_BUFFER_PX
 from sarclear.fill import FILL_REACH_PX, fill_sources, normalized_convolution
 from sarclear.inference import DecloudOptions, decloud
@@ -87,7 +88,7 @@ def synthetic(data: Path, size: int, seeds: int) -> list[dict]:
     ground that the mask hides and the fill gets wrong."""
     scenes = [s for s in split_scenes(data, "test", size) if min(s.ms.shape[1:]) >= 240]
     layers = layer_sources(data, False, size)
-    acc: dict[tuple[str, str], list[float]] = {}
+    acc: dict[tuple[str, str], list[float]] = {}  # squared error, band-values, hidden pixels, pixels
     for scene in scenes:
         truth = torch.from_numpy(np.nan_to_num(scene.ms))[None].float()
         valid = np.isfinite(scene.ms).all(0)
@@ -103,12 +104,13 @@ def synthetic(data: Path, size: int, seeds: int) -> list[dict]:
                     hidden = torch.from_numpy(np.isin(classes, (CLOUD, SHADOW)))[None, None].float()
                     fill = normalized_convolution(cloudy, fill_sources(1 - hidden, FILL_BUFFER_PX), reach=FILL_REACH_PX)
                     err = ((torch.where(hidden > 0, fill, cloudy) - truth)[0].numpy() ** 2)[:, valid]
-                    a = acc.setdefault((kind, det), [0.0, 0.0, 0.0])
+                    a = acc.setdefault((kind, det), [0.0, 0.0, 0.0, 0.0])
                     a[0] += float(err.sum())
                     a[1] += err.size
-                    a[2] += float(hidden[0, 0].numpy()[valid].sum()) * len(scene.bands)
+                    a[2] += float(hidden[0, 0].numpy()[valid].sum())
+                    a[3] += float(valid.sum())
     return [{"kind": k, "detector": d, "scenes": len(scenes), "rmse": float(np.sqrt(s / n)),
-             "hidden_pct": float(100 * h / n)} for (k, d), (s, n, h) in acc.items()]
+             "hidden_pct": float(100 * h / p)} for (k, d), (s, n, h, p) in acc.items()]
 
 
 def real_scene(model: Path) -> dict:
@@ -126,9 +128,7 @@ def real_scene(model: Path) -> dict:
             masks[det] = gdal.Open(str(out.with_name(f"{det}_mask.tif"))).ReadAsArray()
     ok = ok_x & ok_c & np.all([np.isfinite(v).all(0) for v in outs.values()], axis=0)
     seen = ok & np.all([m == 0 for m in masks.values()], axis=0)
-    for b in range(close.shape[0]):
-        gain, offset = np.polyfit(close[b][seen], x[b][seen], 1)
-        close[b] = gain * close[b] + offset
+    real_clouds.normalise(close, x, seen)
     rmse = lambda a: float(np.sqrt(((a - close)[:, ok] ** 2).mean()))  # noqa: E731
     return {"fit_pixels": int(seen.sum()), "pixels": int(ok.sum()), "input_rmse": rmse(x),
             "detectors": {d: {"hidden_pct": float(100 * (np.isin(masks[d], (CLOUD, SHADOW)) & ok).sum() / ok.sum()),
@@ -142,7 +142,7 @@ def sen12ms(data: Path) -> dict | None:
         return None
     ds = gdal.Open(str(files[0]))
     x = ds.ReadAsArray().astype(np.float32) / 10_000
-    bands = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+    bands = S2_BANDS  # the sample's 13 bands, in Sentinel-2's order
     valid = np.ones(x.shape[1:], bool)
     blue = x[bands.index("B2")]
     out = {"scene": files[0].name, "bright_pct": {str(t): float(100 * (blue >= t).mean()) for t in BRIGHT_BLUE},

@@ -66,6 +66,15 @@ def _output(path: Path) -> np.ndarray:
     return np.where(dn == nodata, np.nan, dn / 10_000) if nodata is not None else dn / 10_000
 
 
+def normalise(close: np.ndarray, x: np.ndarray, seen: np.ndarray) -> None:
+    """Bring the L2A reference ``close`` (C, H, W) to the cloudy date's L1C radiometry ``x``, in
+    place: one linear fit per band over the pixels ``seen`` as clear (relative radiometric
+    normalisation; those pixels are then not fair to score)."""
+    for b in range(close.shape[0]):
+        gain, offset = np.polyfit(close[b][seen], x[b][seen], 1)
+        close[b] = gain * close[b] + offset
+
+
 def _scores(pred: np.ndarray, ref: np.ndarray, where: np.ndarray) -> dict[str, float]:
     d = (pred - ref)[:, where]
     p, r = pred[:, where], ref[:, where]
@@ -161,9 +170,7 @@ def main() -> None:
     covered = np.all([np.isfinite(v).all(0) for v in rows.values()], axis=0)  # SAR models: nodata off the SAR
     hidden = (mask > 0) & (mask < 255) & ok_x & ok_r & ok_c & covered
     seen = (mask == 0) & ok_x & ok_c
-    for b in range(close.shape[0]):  # L2A -> the cloudy date's L1C, fitted on clear pixels only
-        gain, offset = np.polyfit(close[b][seen], x[b][seen], 1)
-        close[b] = gain * close[b] + offset
+    normalise(close, x, seen)  # L2A -> the cloudy date's L1C, fitted on clear pixels only
     clear = torch.from_numpy((mask == 0).astype(np.float64))[None, None]
     xt = torch.from_numpy(x)[None]
     for name, fill in (("mean fill", mean_fill), ("normalized convolution", normalized_convolution)):

@@ -184,9 +184,7 @@ def real(model_path: Path, config: ModelConfig) -> tuple[dict[str, Pool], float]
     diff = float(np.nanmax(np.abs(raster - rms)[hidden & ok_x]))
     close, ok_c = refs["10-day reference"]
     seen = ~hidden & ok_x & ok_c
-    for b in range(close.shape[0]):  # L2A -> the cloudy date's L1C on the clear pixels (as real_clouds.py)
-        gain, offset = np.polyfit(close[b][seen], x[b][seen], 1)
-        close[b] = gain * close[b] + offset
+    real_clouds.normalise(close, x, seen)  # L2A -> the cloudy date's L1C on the clear pixels
     pools = {}
     for name, (ref, ok_r) in refs.items():
         pools[name] = Pool()

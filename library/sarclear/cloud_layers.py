@@ -137,10 +137,10 @@ def scene_layers(scenes: Sequence, min_cloud: float = 0.05) -> list[tuple[object
     ``--mask auto`` picks for that size (the CNN flags a whole overcast quadrant)."""
     from .masks import MaskOptions, detect_array
 
+    rules = MaskOptions(method="rules", dilate_px=0)
     out = []
     for s in scenes:
         valid = np.isfinite(s.ms).all(0)
-        rules = MaskOptions(method="rules", dilate_px=0)
         classes = detect_array(s.ms, s.bands, valid, s.product_level, options=rules).classes
         if not ((classes == 1) & valid).any():
             continue
