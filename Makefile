@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export GDAL_PAM_ENABLED ?= NO
 
-.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clear-scenes detector-context clean
+.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clear-scenes detector-context overcast clean
 
 all: test
 
@@ -73,6 +73,9 @@ clear-scenes: setup
 # real cloudy scenes: docs/quality/detector_context.md
 detector-context: setup
 	$(PY) benchmarks/detector_context.py $(ARGS)
+
+overcast: setup
+	$(PY) benchmarks/overcast.py $(ARGS)
 
 quality-quick: setup
 	$(PY) benchmarks/quality.py --quick --out out/quality-quick $(ARGS)

@@ -89,6 +89,28 @@ def test_the_clear_scenes_benchmark_runs_every_clear_sample_through_default_decl
     assert "--max-side 96" in doc["meta"]["command"]
 
 
+def test_the_overcast_benchmark_fills_a_whole_scene_cloud_from_the_prior_and_leaves_haze_alone(tmp_path):
+    """The held-out sample scenes under a cloud that hides them whole: the default models use
+    their ground prior on every one and err far less than the cloud; under haze with the same
+    all-cloud mask they never use it, and the output is what it was without a prior."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import overcast
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert overcast.main(["--data", str(tmp_path / "absent"), "--seeds", "1", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "overcast.json").read_text())
+    rmse, used = doc["rmse"], doc["prior_used"]
+    groups = [g for g, n in doc["scenes"].items() if n]
+    assert groups
+    for g in groups:
+        runs = doc["scenes"][g]
+        assert used[f"{g}|overcast"] == f"{runs} of {runs}" and used[f"{g}|haze"] == f"0 of {runs}"
+        assert rmse[f"{g}|overcast|default decloud (ground prior)"] < 0.5 * rmse[f"{g}|overcast|cloudy input"]
+        assert rmse[f"{g}|haze|default decloud (ground prior)"] == rmse[f"{g}|haze|default without a ground prior"]
+    assert "| scenes where the prior was used |" in (tmp_path / "overcast.md").read_text()
+
+
 def test_the_quality_benchmark_scores_the_split_it_is_asked_for(tmp_path):
     """Settings are chosen on train places (``--split train``), results reported on test ones:
     each split yields only its own places, the two share none, and a split with no scene says

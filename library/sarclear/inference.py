@@ -339,6 +339,12 @@ def decloud(
                 log.warning(note)
                 notes.append(note)
         stats = clear_stats(view, stacks, scaling, area, level, cfg) if gapfill else None
+        if stats is not None and stats.from_prior:
+            note = ("the mask leaves (almost) no clear pixel: the fill is the model's ground prior, the typical "
+                    "clear ground of its training places" + (" for each pixel's SAR class" if stats.classes else "")
+                    + ", not this scene's own; read it as a rough guess (see the uncertainty map)")
+            log.warning(note)
+            notes.append(note)
         result.haze = stats.haze if stats is not None else 0.0
         if opts.adapt:
             mdl = adapt_to_scene(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .bands import DEFAULT_SAR_CHANNELS, S2_PAPER10
+from .ground_prior import check_table
 from .scaling import S1_DB_RANGE, SarScaling
 
 #: Version of the model-file format; files from a newer version are refused.
@@ -60,6 +61,9 @@ class ModelConfig:
                                     # (sarclear.thin_cloud.keep_detail); 0: off
     sar_guide: float = 0.0          # gapfill only: the prior is the SAR-guided fill, classes every this many dB
                                     # (sarclear.sar_guide); 0: normalized convolution of every clear pixel
+    ground_prior: dict[str, tuple[float, ...]] = field(default_factory=dict)  # gapfill only: clear ground's
+                                    # mean and spread by SAR class, the fill of a scene without a clear
+                                    # pixel (sarclear.ground_prior); empty: the mean of all its pixels
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -69,6 +73,8 @@ class ModelConfig:
         ranges = {c: tuple(self.sar_db_range.get(c, S1_DB_RANGE.get(c, (0.0, 0.0)))) for c in self.sar_channels}
         object.__setattr__(self, "sar_db_range", ranges)
         object.__setattr__(self, "fill_sigma", tuple(float(v) for v in self.fill_sigma))
+        prior = check_table(self.ground_prior, len(self.bands), len(self.sar_channels))
+        object.__setattr__(self, "ground_prior", prior)
         if self.fill_sigma and (len(self.fill_sigma) not in (2, 3) or min(self.fill_sigma) < 0):
             raise ValueError(f"fill_sigma must be (gain, floor) or (gain, floor, haze_gain), all >= 0, "
                              f"not {self.fill_sigma}")

@@ -17,6 +17,7 @@ import torch
 
 from .checkpoint import Model
 from .fill import haze_excess
+from .ground_prior import CLOUDED_DARK_EXCESS, MIN_CLEAR_PIXELS, GroundPrior
 from .io import RasterStack, numpy_dtype, preview
 from .radiometry import OpticalScaling
 from .sar_guide import ClassKey, sar_memberships, scene_classes
@@ -58,6 +59,8 @@ class ClearStats:
     haze: float             # sarclear.fill.haze_excess of the same pixels: widens the fill's uncertainty
     classes: dict[ClassKey, torch.Tensor] | None = None  # a SAR-guided fill's classes: scene mean and std
                                                          # (sarclear.sar_guide.scene_classes)
+    from_prior: bool = False  # the scene had (almost) no clear pixel: all of the above is the model's
+                              # ground prior (sarclear.ground_prior), not this scene's
 
 
 @dataclass(frozen=True)
@@ -83,17 +86,26 @@ def scene_view(stacks: dict[str, RasterStack], area: Window) -> SceneView:
 def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: OpticalScaling, area: Window,
                 level: str, config: ModelConfig | None = None) -> ClearStats | None:
     """The :class:`ClearStats` of the clear pixels of the scene's decimated ``view`` of ``area``
-    (product ``level`` "l1c" / "l2a"). Over all valid pixels when the view has no clear pixel;
-    None when it has no valid pixel. With the ``config`` of a SAR-guided model and SAR in
+    (product ``level`` "l1c" / "l2a"). With fewer than :data:`~sarclear.ground_prior.MIN_CLEAR_PIXELS`
+    clear pixels where even the darkest pixels are cloud (:data:`~sarclear.ground_prior.CLOUDED_DARK_EXCESS`),
+    the model's ground prior where its config carries one (``from_prior``); else over all valid
+    pixels when there is no clear one (haze: the ground shows through); None when the view has
+    no valid pixel. With the ``config`` of a SAR-guided model and SAR in
     ``stacks``, also its classes' scene means, from the same view of the SAR."""
     refl = scaling.to_reflectance(view.ms)  # (C, h, w), NaN nodata
     ok = np.isfinite(refl).all(axis=0)
-    if view.hidden is not None:
-        clear = ok & (view.hidden == 0)
-        if clear.any():
-            ok = clear
     if not ok.any():
         return None
+    if view.hidden is not None:
+        clear = ok & (view.hidden == 0)
+        prior = GroundPrior.from_table(config.ground_prior) if config is not None else None
+        if (prior is not None and int(clear.sum()) < MIN_CLEAR_PIXELS
+                and haze_excess(refl[:, ok], stacks["ms"].names, level) >= CLOUDED_DARK_EXCESS):
+            background, classes = prior.at_level(level, config.bands)
+            guided = config.sar_guide and "sar" in stacks
+            return ClearStats(background, 0.0, classes if guided else None, from_prior=True)
+        if clear.any():
+            ok = clear
     seen = refl[:, ok].astype(np.float64)
     classes = None
     if config is not None and config.sar_guide and "sar" in stacks:
