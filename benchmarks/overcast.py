@@ -8,7 +8,9 @@ with coverage 1) and, as the control, under the quality benchmark's haze with a 
 all of it too (``haze``: there the ground still shows, and the prior must not be used). Each
 runs through :func:`sarclear.inference.decloud` with an all-cloud mask and the default model for
 its inputs (the SAR-guided fill with SAR, the classical fill without), once as bundled and once
-with its ground prior removed. Scored: RMSE over every valid pixel against the clear scene.
+with its ground prior removed. Scored: RMSE over every valid pixel against the clear scene, and
+the per-band correlation with it (averaged over bands and runs: whether the ground's pattern
+survives).
 For scale, ``own mean``: each band's mean of the clear scene itself, flat (what a fill from the
 scene's own clear ground could at best give without detail; unknowable under an overcast). On
 the S1+S2 places also the classical fill (no SAR), whose prior has no classes: what SAR adds.
@@ -51,6 +53,16 @@ def _without_prior(model: Path, work: Path) -> Path:
     return save_model(work / f"{model.stem}-no-prior.safetensors", loaded.generator, config, info=loaded.info)
 
 
+def _corr(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Pearson correlation per band over the pixels (C, N), averaged: does the pattern survive?"""
+    values = []
+    for p, t in zip(pred.astype(np.float64), truth.astype(np.float64)):
+        ok = np.isfinite(p) & np.isfinite(t)
+        if ok.sum() > 1 and p[ok].std() > 0 and t[ok].std() > 0:  # a flat band has no pattern to compare
+            values.append(np.corrcoef(p[ok], t[ok])[0, 1])
+    return float(np.mean(values)) if values else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -62,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     scenes = split_scenes(args.data, "test", CROP)
     sums: dict[tuple[str, str, str], list[float]] = {}
     used: dict[tuple[str, str], list[int]] = {}
+    corrs: dict[tuple[str, str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         models = {sar: default_model(with_sar=sar) for sar in (True, False)}
@@ -94,24 +107,28 @@ def main(argv: list[str] | None = None) -> int:
                         err = (pred - scene.ms)[:, ok].astype(np.float64)
                         acc = sums.setdefault((group, case, name), [0.0, 0.0])
                         acc[0] += float((err**2).sum())
+                        if name != "own mean":  # flat: no correlation
+                            corrs.setdefault((group, case, name), []).append(_corr(pred[:, ok], scene.ms[:, ok]))
                         acc[1] += err.size
     rmse = {"|".join(k): round(float(np.sqrt(v[0] / v[1])), 4) for k, v in sums.items()}
+    corr = {"|".join(k): round(float(np.nanmean(v)), 3) for k, v in corrs.items() if np.isfinite(v).any()}
     record = {"command": "python benchmarks/overcast.py" + (f" --seeds {args.seeds}" if args.seeds != 2 else ""),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "revision": common.git_revision(), "seconds": round(time.perf_counter() - t0, 1),
               "scenes": {"S1+S2": sum(s.sar is not None for s in scenes),
                          "S2 only": sum(s.sar is None for s in scenes)},
-              "seeds": args.seeds, "rmse": rmse,
+              "seeds": args.seeds, "rmse": rmse, "corr": corr,
               "prior_used": {"|".join(k): f"{sum(v)} of {len(v)}" for k, v in used.items()}}
     groups = ("S1+S2", "S2 only")
     lines = [f"Whole-scene cloud, held-out places (test split, {CROP}-px crops, {args.seeds} seeds): "
              f"`{record['command']}`, {record['date'][:10]}, revision `{record['revision']}`. RMSE over every "
-             "valid pixel against the clear scene; an all-cloud mask. Default: sarclear-fill-guided with SAR "
-             "(S1+S2), sarclear-fill-classic without (S2 only).", "",
+             "valid pixel against the clear scene / per-band correlation with it (averaged); an all-cloud "
+             "mask. Default: sarclear-fill-guided with SAR (S1+S2), sarclear-fill-classic without (S2 only).", "",
              "| method | " + " | ".join(f"{g}, {c}" for g in groups for c in CASES) + " |",
              "|---|" + "---|" * (len(groups) * len(CASES))]
     for name in METHODS:
-        cells = [str(rmse.get(f"{g}|{c}|{name}", "-")) for g in groups for c in CASES]
+        cells = [f"{rmse[k]} / {corr.get(k, '-')}" if (k := f"{g}|{c}|{name}") in rmse else "-"
+                 for g in groups for c in CASES]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| scenes where the prior was used | " + " | ".join(
         record["prior_used"].get(f"{g}|{c}", "-") for g in groups for c in CASES) + " |")
