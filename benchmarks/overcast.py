@@ -107,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                         err = (pred - scene.ms)[:, ok].astype(np.float64)
                         acc = sums.setdefault((group, case, name), [0.0, 0.0])
                         acc[0] += float((err**2).sum())
+                        acc[1] += err.size
                         if name != "own mean":  # flat: no correlation
                             corrs.setdefault((group, case, name), []).append(_corr(pred[:, ok], scene.ms[:, ok]))
-                        acc[1] += err.size
     rmse = {"|".join(k): round(float(np.sqrt(v[0] / v[1])), 4) for k, v in sums.items()}
     corr = {"|".join(k): round(float(np.nanmean(v)), 3) for k, v in corrs.items() if np.isfinite(v).any()}
     record = {"command": "python benchmarks/overcast.py" + (f" --seeds {args.seeds}" if args.seeds != 2 else ""),

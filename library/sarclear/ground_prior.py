@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .clouds import scattering_shape
 from .sar_guide import ClassKey, keyed_classes, sar_memberships
 
 #: Fewer clear pixels than this in decloud's view of the scene: the fill's scene statistics are
@@ -102,8 +103,6 @@ class GroundPrior:
 
     def at_level(self, level: str, bands: Sequence[str]) -> tuple[np.ndarray, dict[ClassKey, torch.Tensor]]:
         """(overall (2, C) float32, classes {key: (2, C) tensor}) for a scene of product ``level``."""
-        from .clouds import scattering_shape
-
         shift = np.zeros((2, len(bands)))
         if level == "l1c":
             shift[0] = PATH_REFLECTANCE_490 * scattering_shape(bands, 2).numpy()
