@@ -129,6 +129,28 @@ def test_auto_runs_the_cnn_on_a_256px_scene_which_leaves_fewer_cloud_edges_than_
     assert left["auto"] < 0.02 < 0.05 < left["rules"]
 
 
+@needs_csmask
+def test_a_flat_bright_cloud_body_that_the_cnn_passes_over_is_still_cloud():
+    """The CNN reads texture: a uniform thick water cloud over the sea (a disk of 0.45-0.5
+    reflectance in every band but the cirrus band, which a low cloud leaves dark) gets none
+    of its cloud class. The spectral rules' cloud test never misses such a body, so where the
+    CNN runs its cloud is the union of both; the sea around stays clear but for the 90 m
+    buffer."""
+    x, ok, bands = _scene(sorted((SEA / "s2_cloudfree").glob("*.tif"))[0])
+    h, w = ok.shape
+    yy, xx = np.mgrid[:h, :w]
+    disk = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (h / 5) ** 2
+    cloud = {"B2": 0.5, "B3": 0.49, "B4": 0.48, "B8": 0.47, "B8A": 0.46, "B11": 0.45, "B12": 0.45}
+    for i, band in enumerate(bands):
+        if band in cloud:
+            x[i, disk] = 0.1 * x[i, disk] + 0.9 * cloud[band]
+    result = detect_array(x, bands, ok, options=MaskOptions(method="csmask", threads=1))
+    assert result.method.startswith("ukis-csmask")
+    assert (result.classes[disk] == CLOUD).mean() > 0.99
+    far = ~dilate(disk, 12)
+    assert (result.classes[far] == CLOUD).mean() < 0.01
+
+
 @pytest.mark.parametrize("method", BOTH)
 def test_partly_cloudy_ssl4eo_scene_has_cloud_and_shadow(method):
     result = _detect(SSL4EO_CLOUDY, method)

@@ -30,6 +30,8 @@ ukis-csmask (:class:`CsmaskRunner`, optional extra ``masks``)
     that overlap by a quarter and are blended with :func:`sarclear.tiling.blend_weights`.
     Its softmax gives the cloud probability. The package's models and band statistics are
     used as shipped; its own tiling (which pads every image by one tile) is not.
+    :mod:`sarclear.masks` adds the spectral rules' cloud (:func:`cloud_test`) to its cloud
+    class: the CNN passes over flat, bright cloud bodies that the rules find.
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ def rules_missing(bands: Sequence[str]) -> list[str]:
     return missing
 
 
-def _cloud_test(x: np.ndarray, bands: Sequence[str], product_level: str) -> np.ndarray:
+def cloud_test(x: np.ndarray, bands: Sequence[str], product_level: str) -> np.ndarray:
+    """(h, w) bool: the spectral rules' cloud (module docstring) in reflectance ``x`` (C, h, w)."""
     blue, green, red = (_band(x, bands, b) for b in ("B2", "B3", "B4"))
     nir, swir, cirrus = _band(x, bands, "B8", "B8A"), _band(x, bands, "B11"), _band(x, bands, "B10")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -182,7 +185,7 @@ def shadow_reference(x: np.ndarray, bands: Sequence[str], valid: np.ndarray,
                      product_level: str) -> tuple[float, float]:
     """Median NIR and SWIR (B11; NaN without it) of the valid pixels that are not cloud:
     the brightness that shadow is measured against."""
-    keep = valid & ~_cloud_test(x, bands, product_level)
+    keep = valid & ~cloud_test(x, bands, product_level)
     nir, swir = _band(x, bands, "B8", "B8A"), _band(x, bands, "B11")
     if not keep.any():
         return float("nan"), float("nan")
@@ -199,7 +202,7 @@ def spectral_rules(x: np.ndarray, bands: Sequence[str], product_level: str,
                    reference: tuple[float, float]) -> np.ndarray:
     """Classes (h, w) uint8 from reflectance ``x`` (C, h, w) by the module's spectral rules;
     ``reference``: :func:`shadow_reference` of the scene."""
-    cloud = _cloud_test(x, bands, product_level)
+    cloud = cloud_test(x, bands, product_level)
     green, nir, swir = _band(x, bands, "B3"), _band(x, bands, "B8", "B8A"), _band(x, bands, "B11")
     with np.errstate(invalid="ignore"):
         shadow = (nir < SHADOW_DARKNESS * reference[0]) & (nir > green)
