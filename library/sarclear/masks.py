@@ -72,6 +72,7 @@ from .errors import Cancelled, InputError, SarclearError
 from .mask_detectors import (
     CLEAR,
     CLOUD,
+    RECONSTRUCT_PX,
     SHADOW,
     CsmaskRunner,
     block_mean,
@@ -80,6 +81,8 @@ from .mask_detectors import (
     csmask_band_order,
     csmask_core,
     dilate,
+    erode,
+    reconstruct,
     rules_bands,
     rules_missing,
     shadow_reference,
@@ -100,6 +103,11 @@ __all__ = ["CLEAR", "CLOUD", "NODATA", "SHADOW", "MaskOptions", "MaskResult", "M
 NODATA = 255
 METHODS = ("auto", "csmask", "rules")
 RULES_LABEL = "spectral rules"
+#: Where the CNN runs, a body of the rules' cloud joins its cloud class only when it holds a core of
+#: (2 x this + 1) working pixels a side (150 m): the CNN misses large flat bodies, while a bright
+#: roof or sand pit the rules take for cloud is small (a 150 m roof of Virginia's farmland passed the
+#: rules' 90 m core).
+UNION_CORE_PX = 2
 
 #: progress(done, total, what) and cancel() -> True to stop, as in sarclear.inference.
 ProgressFn = Callable[[int, int, str], None]
@@ -239,7 +247,8 @@ def _detect(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, 
     if runner is not None:
         probs = runner(xs, bands, vs)
         coarse = probs.argmax(axis=0).astype(np.uint8)
-        ruled = cloud_test(xs, bands, level) & vs  # bright cloud bodies the CNN passed over
+        ruled = cloud_test(xs, bands, level) & vs  # bright cloud bodies the CNN passed over, when large
+        ruled = reconstruct(erode(ruled, UNION_CORE_PX), ruled, RECONSTRUCT_PX)
         coarse[ruled] = CLOUD
         cloud_p = np.where(ruled, np.float32(1), probs[1])
     else:
