@@ -133,8 +133,8 @@ def test_auto_runs_the_cnn_on_a_256px_scene_which_leaves_fewer_cloud_edges_than_
 def test_a_flat_bright_cloud_body_that_the_cnn_passes_over_is_still_cloud():
     """The CNN reads texture: a uniform thick water cloud over the sea (a disk of 0.45-0.5
     reflectance in every band but the cirrus band, which a low cloud leaves dark) gets none
-    of its cloud class. The spectral rules' cloud test never misses such a body, so where the
-    CNN runs its cloud is the union of both; the sea around stays clear but for the 90 m
+    of its cloud class. The spectral rules' cloud test finds such a body, so where the CNN runs
+    the rules' large cloud bodies join its cloud; the sea around stays clear but for the 90 m
     buffer."""
     x, ok, bands = _scene(sorted((SEA / "s2_cloudfree").glob("*.tif"))[0])
     h, w = ok.shape
@@ -149,6 +149,22 @@ def test_a_flat_bright_cloud_body_that_the_cnn_passes_over_is_still_cloud():
     assert (result.classes[disk] == CLOUD).mean() > 0.99
     far = ~dilate(disk, 12)
     assert (result.classes[far] == CLOUD).mean() < 0.01
+
+
+@needs_shared
+@needs_csmask
+def test_a_bright_roof_the_rules_take_for_cloud_stays_clear_under_the_cnn():
+    """Virginia's farmland quadrant (L1C, clear) holds a bright roof about 150 m across (B2
+    0.5, red above blue) that passes the rules' cloud test; it is too small to be one of the
+    flat cloud bodies the CNN misses, so the CNN's verdict stands."""
+    x, ok, bands = _scene(VIRGINIA)
+    h, w = ok.shape
+    x, ok = np.ascontiguousarray(x[:, : h // 2, : w // 2]), np.ascontiguousarray(ok[: h // 2, : w // 2])
+    rules = detect_array(x, bands, ok, options=MaskOptions(method="rules", threads=1))
+    roof = rules.classes == CLOUD
+    assert 0 < roof.mean() < 0.005  # the rules alone take the roof (and its buffer) for cloud
+    result = detect_array(x, bands, ok, options=MaskOptions(method="csmask", threads=1))
+    assert (result.classes == CLOUD).sum() == 0
 
 
 @pytest.mark.parametrize("method", BOTH)
