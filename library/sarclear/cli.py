@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                         "MSK_CLDPRB_20m (percent) are known by their names. Pixels the mask calls clear are kept "
                         "exactly")
     p.add_argument("--mask-method", choices=("auto", "csmask", "rules"), default="auto",
-                   help="detector for --mask auto: ukis-csmask's CNN (csmask; the spectral rules' cloud test "
-                        "joins it, for flat bright cloud bodies the CNN passes over), the spectral rules alone, or "
+                   help="detector for --mask auto: ukis-csmask's CNN (csmask; the spectral rules' large cloud bodies "
+                        "join it: the CNN passes over flat, bright ones), the spectral rules alone, or "
                         "auto (csmask when installed and the area is at least 2.4 km across)")
     p.add_argument("--product-level", choices=("l1c", "l2a"), type=str.lower,
                    help="processing level of the optical input, for the cloud detector and the uncertainty's haze "

@@ -24,15 +24,16 @@ How a mask is made (both detectors):
    0.0312 with the rules). On synthetic clouds the CNN costs: it hides more clear ground
    between dense cloud fields (same benchmark); synthetic clouds lack the haze around real ones.
    Until 2026-12-02 the limit was 7.68 km, which left SEN12MS-CR-sized scenes (2.56 km) to the
-   rules. *Where the CNN runs, the rules' cloud test runs beside it, and their cloud bodies that
-   hold a 150 m core (:data:`UNION_CORE_PX`) are cloud too.* The CNN reads texture and passes over flat, bright cloud bodies: a uniform
-   thick cloud of 0.5 reflectance over the sea gets none of its cloud class, and it left 15-29 %
-   of the opaque cores of the quality benchmark's synthetic thick clouds on 384-px crops clear;
-   the rules found every one of those. On the real clear ground of that benchmark (crops of
-   120-384 px) the union hides exactly what the CNN alone hides, and on the real cloudy scenes
-   it adds nothing the CNN had not found (the core keeps out bright roofs: without it, a 150 m
-   roof in Virginia's farmland was hidden). The cloud probability
-   is the CNN's, and 1 where the rules call cloud (they do not grade).
+   rules. *Where the CNN runs, the rules' cloud test runs beside it, and their cloud bodies
+   that hold a 150 m core (:data:`UNION_CORE_PX`) are cloud too.* The CNN reads texture and
+   passes over flat, bright cloud bodies: a uniform thick cloud of 0.5 reflectance over the
+   sea gets none of its cloud class, and it left 15-29 % of the opaque cores of the quality
+   benchmark's synthetic thick clouds on 384-px crops clear; the rules found every one of
+   those. On the real clear ground of that benchmark (crops of 120-384 px) the union hides
+   exactly what the CNN alone hides, and on the real cloudy SSL4EO scene it changes 27 of
+   69,696 pixels (the core keeps out bright roofs: without it, a 150 m roof in Virginia's
+   farmland was hidden). The cloud probability is the CNN's, and 1 where the rules call cloud
+   (they do not grade).
 3. *Shadow near cloud only.* Shadow pixels farther than ``shadow_max_distance_m`` (1.5 km)
    from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow. And
    there are at most ``shadow_cloud_ratio`` (1.5) shadow pixels per cloud pixel, the nearest
