@@ -110,6 +110,11 @@ RULES_LABEL = "spectral rules"
 #: roof or sand pit the rules take for cloud is small (a 150 m roof of Virginia's farmland passed the
 #: rules' 90 m core).
 UNION_CORE_PX = 2
+#: ... and only where they are as bright as thick cloud (B2 reflectance): haze and thin veils, which
+#: the rules also call cloud, stay the CNN's to judge. Over a scene-wide veil (the demo's synthetic
+#: scene: blue 0.21 everywhere) the rules take the whole scene, and the fill then has nothing clear
+#: to draw from; the thick cores the CNN missed are brighter than 0.35.
+UNION_MIN_BLUE = 0.3
 
 #: progress(done, total, what) and cancel() -> True to stop, as in sarclear.inference.
 ProgressFn = Callable[[int, int, str], None]
@@ -249,7 +254,8 @@ def _detect(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, 
     if runner is not None:
         probs = runner(xs, bands, vs)
         coarse = probs.argmax(axis=0).astype(np.uint8)
-        ruled = cloud_test(xs, bands, level) & vs  # bright cloud bodies the CNN passed over, when large
+        blue = xs[list(bands).index("B2")]
+        ruled = cloud_test(xs, bands, level) & vs & (blue >= UNION_MIN_BLUE)  # thick bodies the CNN passed over
         ruled = reconstruct(erode(ruled, UNION_CORE_PX), ruled, RECONSTRUCT_PX)
         coarse[ruled] = CLOUD
         cloud_p = np.where(ruled, np.float32(1), probs[1])
