@@ -151,6 +151,22 @@ def test_a_flat_bright_cloud_body_that_the_cnn_passes_over_is_still_cloud():
     assert (result.classes[far] == CLOUD).mean() < 0.01
 
 
+@needs_csmask
+def test_a_scene_wide_veil_is_left_to_the_cnn_not_hidden_whole_by_the_rules():
+    """A thin veil over the whole sea sample (blue 0.09 -> 0.22) passes the rules' cloud test
+    everywhere; the rules' bodies join the CNN only where they are as bright as thick cloud, so
+    the scene is not hidden whole (the fill would have nothing clear to draw from)."""
+    x, ok, bands = _scene(sorted((SEA / "s2_cloudfree").glob("*.tif"))[0])
+    veil = {"B2": 0.16, "B3": 0.15, "B4": 0.14, "B8": 0.13, "B8A": 0.13, "B11": 0.12, "B12": 0.12}
+    for i, band in enumerate(bands):
+        if band in veil:
+            x[i] = 0.7 * x[i] + veil[band]
+    rules = detect_array(x, bands, ok, options=MaskOptions(method="rules", threads=1))
+    assert (rules.classes == CLOUD).mean() > 0.95
+    result = detect_array(x, bands, ok, options=MaskOptions(method="csmask", threads=1))
+    assert (result.classes == CLOUD).mean() < 0.05
+
+
 @needs_shared
 @needs_csmask
 def test_a_bright_roof_the_rules_take_for_cloud_stays_clear_under_the_cnn():

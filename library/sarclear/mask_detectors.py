@@ -30,8 +30,8 @@ ukis-csmask (:class:`CsmaskRunner`, optional extra ``masks``)
     that overlap by a quarter and are blended with :func:`sarclear.tiling.blend_weights`.
     Its softmax gives the cloud probability. The package's models and band statistics are
     used as shipped; its own tiling (which pads every image by one tile) is not.
-    :mod:`sarclear.masks` adds the spectral rules' large cloud bodies (:func:`cloud_test`) to
-    its cloud class: the CNN passes over flat, bright cloud bodies that the rules find.
+    :mod:`sarclear.masks` adds the spectral rules' large, bright cloud bodies (:func:`cloud_test`)
+    to its cloud class: the CNN passes over flat, thick cloud bodies that the rules find.
 """
 
 from __future__ import annotations

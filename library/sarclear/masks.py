@@ -25,7 +25,8 @@ How a mask is made (both detectors):
    between dense cloud fields (same benchmark); synthetic clouds lack the haze around real ones.
    Until 2026-12-02 the limit was 7.68 km, which left SEN12MS-CR-sized scenes (2.56 km) to the
    rules. *Where the CNN runs, the rules' cloud test runs beside it, and their cloud bodies
-   that hold a 150 m core (:data:`UNION_CORE_PX`) are cloud too.* The CNN reads texture and
+   that hold a 150 m core (:data:`UNION_CORE_PX`) and are as bright as thick cloud
+   (:data:`UNION_MIN_BLUE`) are cloud too.* The CNN reads texture and
    passes over flat, bright cloud bodies: a uniform thick cloud of 0.5 reflectance over the
    sea gets none of its cloud class, and it left 15-29 % of the opaque cores of the quality
    benchmark's synthetic thick clouds on 384-px crops clear; the rules found every one of
