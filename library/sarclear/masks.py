@@ -31,9 +31,9 @@ How a mask is made (both detectors):
    sea gets none of its cloud class, and it left 15-29 % of the opaque cores of the quality
    benchmark's synthetic thick clouds on 384-px crops clear; the rules found every one of
    those. On the real clear ground of that benchmark (crops of 120-384 px) the union hides
-   exactly what the CNN alone hides, and on the real cloudy SSL4EO scene it changes 27 of
-   69,696 pixels (the core keeps out bright roofs: without it, a 150 m roof in Virginia's
-   farmland was hidden). The cloud probability is the CNN's, and 1 where the rules call cloud
+   exactly what the CNN alone hides, and on the real cloudy scenes (SSL4EO, the SEN12MS-CR
+   sample, the overcast Major TOM cell) it changes no pixel (the core keeps out bright roofs:
+   without it, a 150 m roof in Virginia's farmland was hidden). The cloud probability is the CNN's, and 1 where the rules call cloud
    (they do not grade).
 3. *Shadow near cloud only.* Shadow pixels farther than ``shadow_max_distance_m`` (1.5 km)
    from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow. And
