@@ -33,8 +33,8 @@ How a mask is made (both detectors):
    those. On the real clear ground of that benchmark (crops of 120-384 px) the union hides
    exactly what the CNN alone hides, and on the real cloudy scenes (SSL4EO, the SEN12MS-CR
    sample, the overcast Major TOM cell) it changes no pixel (the core keeps out bright roofs:
-   without it, a 150 m roof in Virginia's farmland was hidden). The cloud probability is the CNN's, and 1 where the rules call cloud
-   (they do not grade).
+   without it, a 150 m roof in Virginia's farmland was hidden). The cloud probability is the
+   CNN's, and 1 where the rules call cloud (they do not grade).
 3. *Shadow near cloud only.* Shadow pixels farther than ``shadow_max_distance_m`` (1.5 km)
    from any cloud pixel become clear: the CNN reads dark soil and burn scars as shadow. And
    there are at most ``shadow_cloud_ratio`` (1.5) shadow pixels per cloud pixel, the nearest
