@@ -30,8 +30,9 @@ ukis-csmask (:class:`CsmaskRunner`, optional extra ``masks``)
     that overlap by a quarter and are blended with :func:`sarclear.tiling.blend_weights`.
     Its softmax gives the cloud probability. The package's models and band statistics are
     used as shipped; its own tiling (which pads every image by one tile) is not.
-    :mod:`sarclear.masks` adds the spectral rules' large, bright cloud bodies (:func:`cloud_test`)
-    to its cloud class: the CNN passes over flat, thick cloud bodies that the rules find.
+    :mod:`sarclear.masks` adds the spectral rules' large, bright cloud bodies
+    (:func:`thick_cloud_bodies`) to its cloud class: the CNN passes over flat, thick cloud bodies
+    that the rules find.
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ CSMASK_TILE, CSMASK_OVERLAP = 256, 64
 SHADOW_DARKNESS = 0.6
 #: cloud objects are kept when they hold a 3 x 3 core, grown back through cloud pixels at most this far
 RECONSTRUCT_PX = 50
+#: Where the CNN runs, a body of the rules' cloud joins its cloud class only when it holds a core of
+#: (2 x this + 1) working pixels a side (150 m): the CNN misses large flat bodies, while a bright
+#: roof or sand pit the rules take for cloud is small (a 150 m roof of Virginia's farmland passed the
+#: rules' 90 m core).
+UNION_CORE_PX = 2
+#: ... and only where they are as bright as thick cloud (B2 reflectance): haze and thin veils, which
+#: the rules also call cloud, stay the CNN's to judge. Over a scene-wide veil (the demo's synthetic
+#: scene: blue 0.21 everywhere) the rules take the whole scene, and the fill then has nothing clear
+#: to draw from; the thick cores the CNN missed are brighter than 0.35.
+UNION_MIN_BLUE = 0.3
 
 
 # --------------------------------------------------------------------------- grid helpers
@@ -175,10 +186,25 @@ def cloud_test(x: np.ndarray, bands: Sequence[str], product_level: str) -> np.nd
                  & (blue - 0.5 * red > 0.08))
         if swir is not None:
             cloud &= ((green - swir) / (green + swir) < 0.4) & (nir > 0.9 * swir)
-        cloud = reconstruct(erode(cloud, 1), cloud, RECONSTRUCT_PX)  # drop specks: sand, roofs
+        cloud = bodies_with_core(cloud, 1)  # drop specks: sand, roofs
         if cirrus is not None:
             cloud |= cirrus > 0.03
     return cloud
+
+
+def bodies_with_core(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The bodies of ``mask`` that hold a (2 ``radius`` + 1)-pixel square core, grown back through
+    ``mask`` at most :data:`RECONSTRUCT_PX` pixels from it: specks go, large bodies stay whole."""
+    return reconstruct(erode(mask, radius), mask, RECONSTRUCT_PX)
+
+
+def thick_cloud_bodies(x: np.ndarray, bands: Sequence[str], product_level: str,
+                       valid: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the rules' cloud bodies in reflectance ``x`` (C, h, w) that are as bright as
+    thick cloud (:data:`UNION_MIN_BLUE`) and hold a 150 m core (:data:`UNION_CORE_PX`): what
+    joins the CNN's cloud class, which passes over such flat, bright bodies."""
+    bright = _band(x, bands, "B2") >= UNION_MIN_BLUE
+    return bodies_with_core(cloud_test(x, bands, product_level) & valid & bright, UNION_CORE_PX)
 
 
 def shadow_reference(x: np.ndarray, bands: Sequence[str], valid: np.ndarray,

@@ -25,8 +25,8 @@ How a mask is made (both detectors):
    between dense cloud fields (same benchmark); synthetic clouds lack the haze around real ones.
    Until 2026-12-02 the limit was 7.68 km, which left SEN12MS-CR-sized scenes (2.56 km) to the
    rules. *Where the CNN runs, the rules' cloud test runs beside it, and their cloud bodies
-   that hold a 150 m core (:data:`UNION_CORE_PX`) and are as bright as thick cloud
-   (:data:`UNION_MIN_BLUE`) are cloud too.* The CNN reads texture and
+   that hold a 150 m core and are as bright as thick cloud
+   (:func:`sarclear.mask_detectors.thick_cloud_bodies`) are cloud too.* The CNN reads texture and
    passes over flat, bright cloud bodies: a uniform thick cloud of 0.5 reflectance over the
    sea gets none of its cloud class, and it left 15-29 % of the opaque cores of the quality
    benchmark's synthetic thick clouds on 384-px crops clear; the rules found every one of
@@ -75,21 +75,18 @@ from .errors import Cancelled, InputError, SarclearError
 from .mask_detectors import (
     CLEAR,
     CLOUD,
-    RECONSTRUCT_PX,
     SHADOW,
     CsmaskRunner,
     block_mean,
-    cloud_test,
     csmask_available,
     csmask_band_order,
     csmask_core,
     dilate,
-    erode,
-    reconstruct,
     rules_bands,
     rules_missing,
     shadow_reference,
     spectral_rules,
+    thick_cloud_bodies,
     upsample_nearest,
     upsample_smooth,
 )
@@ -106,16 +103,6 @@ __all__ = ["CLEAR", "CLOUD", "NODATA", "SHADOW", "MaskOptions", "MaskResult", "M
 NODATA = 255
 METHODS = ("auto", "csmask", "rules")
 RULES_LABEL = "spectral rules"
-#: Where the CNN runs, a body of the rules' cloud joins its cloud class only when it holds a core of
-#: (2 x this + 1) working pixels a side (150 m): the CNN misses large flat bodies, while a bright
-#: roof or sand pit the rules take for cloud is small (a 150 m roof of Virginia's farmland passed the
-#: rules' 90 m core).
-UNION_CORE_PX = 2
-#: ... and only where they are as bright as thick cloud (B2 reflectance): haze and thin veils, which
-#: the rules also call cloud, stay the CNN's to judge. Over a scene-wide veil (the demo's synthetic
-#: scene: blue 0.21 everywhere) the rules take the whole scene, and the fill then has nothing clear
-#: to draw from; the thick cores the CNN missed are brighter than 0.35.
-UNION_MIN_BLUE = 0.3
 
 #: progress(done, total, what) and cancel() -> True to stop, as in sarclear.inference.
 ProgressFn = Callable[[int, int, str], None]
@@ -255,9 +242,7 @@ def _detect(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, 
     if runner is not None:
         probs = runner(xs, bands, vs)
         coarse = probs.argmax(axis=0).astype(np.uint8)
-        blue = xs[list(bands).index("B2")]
-        ruled = cloud_test(xs, bands, level) & vs & (blue >= UNION_MIN_BLUE)  # thick bodies the CNN passed over
-        ruled = reconstruct(erode(ruled, UNION_CORE_PX), ruled, RECONSTRUCT_PX)
+        ruled = thick_cloud_bodies(xs, bands, level, vs)  # flat, bright bodies the CNN passed over
         coarse[ruled] = CLOUD
         cloud_p = np.where(ruled, np.float32(1), probs[1])
     else:
