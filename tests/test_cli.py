@@ -104,3 +104,19 @@ def test_every_command_has_help(capsys):
             main([cmd, "--help"])
         assert exc.value.code == 0
     assert "--reference" in capsys.readouterr().out
+
+
+def test_the_progress_bar_starts_afresh_for_each_stage(capsys):
+    """decloud reports cloud mask windows, then tiles: each stage gets its own bar, with its own
+    unit and total, not the first stage's bar counting the second's steps."""
+    from sarclear.cli_args import _Progress
+
+    bar = _Progress(True, "decloud")
+    bar(1, 1, "cloud mask windows")
+    first = bar.bar
+    bar(4, 9, "tiles")
+    assert bar.bar is not first and bar.bar.total == 9 and bar.bar.unit == " tiles" and bar.bar.n == 4
+    bar(9, 9, "tiles")
+    assert bar.bar.n == 9
+    bar.close()
+    assert "cloud mask windows" in capsys.readouterr().err

@@ -201,6 +201,19 @@ def test_folder_with_two_acquisitions_is_refused_or_resolved():
         open_optical(folder, S2_PAPER10, acquisition="20211231")
 
 
+def test_folder_of_whole_unnamed_stacks_is_refused_as_several_scenes(tmp_path):
+    """A folder of patches, each a whole 13-band stack without names (SEN12MS-CR's layout), is
+    several scenes, not one scene's 26 bands: the error says to give one file, and names the
+    input (not band names) as the fix. One of those files reads as before."""
+    raw = gdal.Open(str(CR_CLOUDY_S2)).ReadAsArray()
+    for name in ("p30.tif", "p31.tif"):
+        write_raster(tmp_path / name, raw, like=CR_CLOUDY_S2)
+    with pytest.raises(BandMismatchError, match="2 separate scenes") as exc:
+        open_optical(tmp_path, S2_PAPER10)
+    assert exc.value.option == "ms" and "Give one file" in str(exc.value)
+    assert len(open_optical(tmp_path / "p30.tif", S2_PAPER10).bands) == len(S2_PAPER10)
+
+
 def test_band_sets_work_or_name_what_the_model_expects(tmp_path):
     """13-band L1C and 12-band L2A feed a paper10 model; a 12-band L2A cannot feed an all13
     model (no B10) and a VV-only SAR cannot feed a VV+VH model: both errors say what the

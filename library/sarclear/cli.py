@@ -280,7 +280,7 @@ def _models(args: argparse.Namespace) -> int:
 
 _FLAGS = {
     "ms_bands": "--ms-bands B2,B3,...", "sar_channels": "--sar-channels VV,VH", "sar_units": "--sar-units db|linear",
-    "ms_scale": "--ms-scale", "ms_offset": "--ms-offset", "overwrite": "--overwrite", "sar": "--sar",
+    "ms_scale": "--ms-scale", "ms_offset": "--ms-offset", "overwrite": "--overwrite", "ms": "--ms", "sar": "--sar",
     "aoi": "--aoi", "window": "--aoi", "model": "--model", "cloud_mask": "--mask", "device": "--device",
     "batch_size": "--batch-size", "reference": "--reference", "product_level": "--product-level l1c|l2a",
     "adapt": "--model resources/models/sarclear-fill-scene.safetensors, or leave out --adapt",

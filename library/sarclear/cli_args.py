@@ -44,10 +44,11 @@ _HAZE_POWER = _number(float, low=0, high=4)
 
 
 class _Progress:
-    """Maps the library's progress callback onto a tqdm bar."""
+    """Maps the library's progress callback onto a tqdm bar; a new stage (another unit, as when
+    decloud goes from cloud mask windows to tiles) closes the bar and starts its own."""
 
     def __init__(self, enabled: bool, desc: str):
-        self.enabled, self.desc, self.bar = enabled, desc, None
+        self.enabled, self.desc, self.bar, self.unit = enabled, desc, None, ""
 
     def __call__(self, done: int, total: int, what: str) -> None:
         self.update(done, total, what)
@@ -56,7 +57,10 @@ class _Progress:
         """Move the bar to ``done`` of ``total``; ``postfix``: figures shown after it."""
         if not self.enabled:
             return
+        if self.bar is not None and (unit != self.unit or total != self.bar.total):
+            self.close()
         if self.bar is None:
+            self.unit = unit
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=self.desc, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True)

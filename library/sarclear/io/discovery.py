@@ -207,6 +207,7 @@ def named_bands(
                               f"{ix[0] if len(ix) == 1 else f'{ix[0]}-{ix[-1]}'}" for name, ix in by_file.items())
             expected = (f"13 (B1..B12), 12 (L2A, no B10) or 10 ({', '.join(S2_PAPER10)})"
                         if sensor == "optical" else f"{len(wanted)} ({', '.join(wanted)})")
+            _refuse_several_scenes(files, all_refs, unnamed, sensor, wanted)
             raise BandMismatchError(
                 f"cannot tell which band is which: {where} carry no band name, and "
                 f"{len(all_refs)} unnamed bands match no default order (expected {expected}). "
@@ -216,6 +217,26 @@ def named_bands(
         log.info("bands without names read in the default order: %s", ", ".join(default))
         all_refs = [replace(r, name=n, how="default order") for r, n in zip(all_refs, default)]
     return all_refs, files
+
+
+def _refuse_several_scenes(files: Sequence[str], refs: Sequence[BandRef], unnamed: Sequence[tuple[str, int]],
+                           sensor: str, wanted: Sequence[str]) -> None:
+    """Raise when several unnamed files each hold a whole default set of bands (a folder of
+    separate patches or scenes, each a 13-band stack): naming 39 bands is not the fix, picking
+    one file is."""
+    counts = {f: sum(1 for r in refs if r.path == f) for f in files}
+    per_file = set(counts.values())
+    if len(files) < 2 or len(unnamed) != len(refs) or len(per_file) != 1:
+        return
+    (n,) = per_file
+    whole = default_s2_order(n) is not None if sensor == "optical" else n == len(wanted)
+    if whole:
+        raise BandMismatchError(
+            f"{len(files)} files ({', '.join(Path(f).name for f in files[:3])}{', ...' if len(files) > 3 else ''}) "
+            f"each hold {n} unnamed bands, a whole set: they look like {len(files)} separate scenes or patches, "
+            "not the bands of one. Give one file, not the folder",
+            input="ms" if sensor == "optical" else "sar", option="ms" if sensor == "optical" else "sar",
+            expected=n, found=len(refs))
 
 
 def _band_sort_key(name: str) -> tuple[int, str]:
