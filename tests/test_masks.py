@@ -19,7 +19,8 @@ from sarclear import masks
 from sarclear.bands import S2_PAPER10, normalise_s2_name
 from sarclear.errors import InputError, SarclearError
 from sarclear.mask_detectors import USEFUL_BANDS, csmask_available, dilate
-from sarclear.masks import CLEAR, CLOUD, NODATA, SHADOW, MaskOptions, detect_array, detect_raster
+from sarclear.mask_raster import detect_raster
+from sarclear.masks import CLEAR, CLOUD, NODATA, SHADOW, MaskOptions, detect_array
 from sarclear.raster import Grid, detect_optical_scaling, named_bands, open_optical
 from sarclear.scaling import OpticalScaling
 from sarclear.tiling import Window

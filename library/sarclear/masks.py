@@ -49,29 +49,21 @@ How a mask is made (both detectors):
    never count as cloud. Nodata is what the caller marks invalid, non-finite values, and pixels with no positive band
    (Sentinel-2's fill value 0, also where a file does not declare it).
 
-Distances are Chebyshev (square neighbourhoods). :func:`detect_raster` streams a raster in
-windows of ``window_px`` with ``overlap_px`` of context on each side: memory is about 70
-bytes per pixel read, ~500 MB with the defaults (2048 + 2 x 320 px), whatever the raster's
-size. The blocks of step 1 are aligned to the raster's grid, so the spectral-rule result
-equals a single-window run exactly as long as ``overlap_px`` covers the reach of the rules
-(shadow distance + 153 px of cloud reconstruction + ``dilate_px``, 315 px with the
-defaults); the CNN's differs only where its tiles see other context near window edges.
+Distances are Chebyshev (square neighbourhoods). :func:`sarclear.mask_raster.detect_raster` runs
+this over a raster of any size in windows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .defaults import MASK_BUFFER_PX
-from .errors import Cancelled, InputError, SarclearError
+from .errors import InputError, SarclearError
 from .mask_detectors import (
     CLEAR,
     CLOUD,
@@ -80,9 +72,7 @@ from .mask_detectors import (
     block_mean,
     csmask_available,
     csmask_band_order,
-    csmask_core,
     dilate,
-    rules_bands,
     rules_missing,
     shadow_reference,
     spectral_rules,
@@ -90,23 +80,15 @@ from .mask_detectors import (
     upsample_nearest,
     upsample_smooth,
 )
-from .product_level import guess_product_level, resolve_level
-from .raster import GeoTiffWriter, RasterStack
-from .scaling import OpticalScaling
-from .tiling import Window
+from .product_level import guess_product_level
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CLEAR", "CLOUD", "NODATA", "SHADOW", "MaskOptions", "MaskResult", "MaskSummary",
-           "detect_array", "detect_raster"]
+__all__ = ["CLEAR", "CLOUD", "NODATA", "SHADOW", "MaskOptions", "MaskResult", "MaskSummary", "detect_array"]
 
 NODATA = 255
 METHODS = ("auto", "csmask", "rules")
 RULES_LABEL = "spectral rules"
-
-#: progress(done, total, what) and cancel() -> True to stop, as in sarclear.inference.
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
 
 
 @dataclass
@@ -148,7 +130,7 @@ class MaskResult:
 
     def fractions(self) -> tuple[float, float, int]:
         """(cloud fraction, shadow fraction, valid pixels); fractions of the valid pixels."""
-        return _fractions(*_counts(self.classes))
+        return class_fractions(*count_classes(self.classes))
 
 
 @dataclass
@@ -214,12 +196,12 @@ def detect_array(reflectance: np.ndarray, bands: Sequence[str], valid: np.ndarra
     method, why = choose_method(opts, bands, min(valid.shape) * pixel_size_m)
     runner = CsmaskRunner(level, bands, opts.threads) if method == "csmask" else None
     ok = valid & np.isfinite(reflectance).all(axis=0)
-    result = _detect(reflectance, bands, ok, level, pixel_size_m, opts, runner)
-    result.notes = notes + _announce(result.method, why + scene_notes(*result.fractions(), opts))
+    result = detect_window(reflectance, bands, ok, level, pixel_size_m, opts, runner)
+    result.notes = notes + announce(result.method, why + scene_notes(*result.fractions(), opts))
     return result
 
 
-def _announce(method: str, warnings: list[str]) -> list[str]:
+def announce(method: str, warnings: list[str]) -> list[str]:
     """Log which detector ran and the warnings; return the warnings."""
     log.info("cloud mask by %s", method)
     for note in warnings:
@@ -227,11 +209,13 @@ def _announce(method: str, warnings: list[str]) -> list[str]:
     return warnings
 
 
-def _detect(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, pixel_size_m: float,
-            opts: MaskOptions, runner: CsmaskRunner | None,
-            reference: tuple[float, float] | None = None) -> MaskResult:
-    """The pipeline of the module docstring on one array whose top-left corner is a block
-    corner; no notes."""
+def detect_window(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level: str, pixel_size_m: float,
+                  opts: MaskOptions, runner: CsmaskRunner | None,
+                  reference: tuple[float, float] | None = None) -> MaskResult:
+    """The pipeline of the module docstring on one array of reflectance (C, H, W) whose top-left
+    corner is a block corner, with the detector ``runner`` (None: the rules) and the rules'
+    shadow ``reference`` (None: from this array); no notes (:func:`detect_array` and
+    :func:`sarclear.mask_raster.detect_raster` add them)."""
     h, w = valid.shape
     factor = max(1, round(opts.working_resolution_m / pixel_size_m))
     valid = valid & (x > 0).any(axis=0)
@@ -285,12 +269,14 @@ def _bound_shadow(coarse: np.ndarray, ratio: float, reach: int) -> None:
     coarse[shadow & ~near] = CLEAR
 
 
-def _counts(classes: np.ndarray) -> tuple[int, int, int]:
+def count_classes(classes: np.ndarray) -> tuple[int, int, int]:
+    """Cloud, shadow and valid pixel counts of a class array."""
     counts = np.bincount(classes.ravel(), minlength=256)
     return int(counts[CLOUD]), int(counts[SHADOW]), int(classes.size - counts[NODATA])
 
 
-def _fractions(cloud: int, shadow: int, valid: int) -> tuple[float, float, int]:
+def class_fractions(cloud: int, shadow: int, valid: int) -> tuple[float, float, int]:
+    """Cloud and shadow shares of the valid pixels, and their count."""
     return (cloud / valid if valid else 0.0), (shadow / valid if valid else 0.0), valid
 
 
@@ -306,111 +292,3 @@ def scene_notes(cloud_fraction: float, shadow_fraction: float, valid_pixels: int
                 "of valid pixels): the reconstruction rests on the few clear pixels (and on SAR, for a model "
                 "that reads it) and is much less certain than under broken cloud"]
     return []
-
-
-# --------------------------------------------------------------------------- one raster
-
-
-def grid_pixel_size_m(grid) -> tuple[float, list[str]]:
-    """Ground size of a pixel of ``grid`` (a :class:`sarclear.raster.Grid`) in metres, and a
-    note when it had to be assumed. Geographic CRSs are converted at the grid's centre."""
-    gt = grid.geotransform
-    dx, dy = math.hypot(gt[1], gt[4]), math.hypot(gt[2], gt[5])
-    if not grid.georeferenced:
-        note = "the optical raster has no georeference: its pixels are taken as 10 m"
-        log.info(note)
-        return 10.0, [note]
-    srs = grid.srs()
-    if srs is not None and srs.IsGeographic():
-        lat = math.radians(gt[3] + gt[5] * grid.height / 2)
-        dx, dy = dx * 111_320 * math.cos(lat), dy * 110_574
-    elif srs is not None:
-        dx, dy = dx * srs.GetLinearUnits(), dy * srs.GetLinearUnits()
-    return math.sqrt(dx * dy), []
-
-
-def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | os.PathLike,
-                  area: Window | None = None, product_level: str | None = None,
-                  options: MaskOptions | None = None, progress: ProgressFn | None = None,
-                  cancel: CancelFn | None = None, overwrite: bool = False,
-                  probability_path: str | os.PathLike | None = None) -> MaskSummary:
-    """Detect cloud and shadow over ``area`` (default: all) of an optical stack and write the
-    classes as a tiled uint8 GeoTIFF on the area's grid (band "class", nodata 255), and the
-    cloud probability, where the detector gives one, to ``probability_path`` (default: beside it
-    as ``<name>_probability.tif``; float32, band "cloud_probability", nodata NaN). Windows of
-    ``window_px`` are read with ``overlap_px`` of context on each side, so memory does not
-    grow with the raster. Both
-    files appear complete or not at all."""
-    from osgeo import gdal
-
-    opts = options or MaskOptions()
-    area = (area or stack.grid.window).intersection(stack.grid.window)
-    if area.empty:
-        raise InputError("the area to mask does not overlap the optical raster")
-    level, notes = resolve_level(stack, scaling, product_level)
-    pixel_m, more = grid_pixel_size_m(stack.grid)
-    factor = max(1, round(opts.working_resolution_m / pixel_m))
-    margin = -(-opts.overlap_px // factor) * factor
-    seen = min(min(stack.grid.width, area.width + 2 * margin), min(stack.grid.height, area.height + 2 * margin))
-    method, why = choose_method(opts, stack.names, seen * pixel_m)
-    if method == "csmask":  # whole CNN tiles per window
-        step = csmask_core(opts.window_px // factor, margin // factor) * factor
-    else:
-        step = max(factor, opts.window_px // factor * factor)
-    names = csmask_band_order(stack.names)[1] if method == "csmask" else rules_bands(stack.names)
-    keep = [stack.names.index(b) for b in names]
-    sub = replace(stack, bands=tuple(stack.bands[i] for i in keep),
-                  nodata=tuple(stack.nodata[i] for i in keep),
-                  descriptions=tuple(stack.descriptions[i] for i in keep))
-    runner = CsmaskRunner(level, names, opts.threads) if method == "csmask" else None
-    reader = sub.open()
-    reference = None if runner else _scene_reference(reader, area, scaling, names, level, factor)
-
-    out_path = Path(out_path)
-    prob_path = (Path(probability_path) if probability_path else out_path.with_name(f"{out_path.stem}_probability.tif")
-                 ) if runner else None
-    grid = stack.grid.subgrid(area)
-    label = runner.label if runner else RULES_LABEL
-    meta = {"CLASSES": f"{CLEAR}=clear,{CLOUD}=cloud,{SHADOW}=shadow,{NODATA}=nodata", "METHOD": label,
-            "PRODUCT_LEVEL": level.upper()}
-    cores = [Window(area.col_off + c, area.row_off + r, min(step, area.width - c), min(step, area.height - r))
-             for r in range(0, area.height, step) for c in range(0, area.width, step)]
-    counts = np.zeros(3, np.int64)
-    with contextlib.ExitStack() as files:
-        out = files.enter_context(GeoTiffWriter(out_path, grid, 1, gdal.GDT_Byte, nodata=NODATA,
-                                                descriptions=["class"], metadata=meta, overwrite=overwrite))
-        prob_out = None if prob_path is None else files.enter_context(
-            GeoTiffWriter(prob_path, grid, 1, gdal.GDT_Float32, nodata=float("nan"),
-                          descriptions=["cloud_probability"], metadata=meta, overwrite=overwrite))
-        for k, core in enumerate(cores):
-            if cancel and cancel():
-                raise Cancelled("cancelled; no cloud mask was written")
-            c0 = max(0, (core.col_off - margin) // factor * factor)
-            r0 = max(0, (core.row_off - margin) // factor * factor)
-            win = Window(c0, r0, min(stack.grid.width, core.right + margin) - c0,
-                         min(stack.grid.height, core.bottom + margin) - r0)
-            x, ok = reader.read(win)
-            x += np.float32(scaling.offset)  # to reflectance, in place
-            x /= np.float32(scaling.dn_per_reflectance)
-            res = _detect(x, names, ok, level, pixel_m, opts, runner, reference)
-            inner = core.relative_to(win).toslices()
-            classes = res.classes[inner]
-            counts += _counts(classes)
-            out.write(core.relative_to(area), classes)
-            if prob_out is not None:
-                prob_out.write(core.relative_to(area), res.probability[inner])
-            if progress:
-                progress(k + 1, len(cores), "cloud mask windows")
-    cloud_f, shadow_f, valid = _fractions(*counts.tolist())
-    notes = notes + more + _announce(label, why + scene_notes(cloud_f, shadow_f, valid, opts))
-    return MaskSummary(out_path, label, cloud_f, shadow_f, valid, notes, prob_path)
-
-
-def _scene_reference(reader, area: Window, scaling: OpticalScaling, names: Sequence[str], level: str,
-                     factor: int) -> tuple[float, float]:
-    """The spectral rules' shadow reference from a decimated read of the whole area (at most
-    1024 px a side), so that every window measures shadow against the same scene."""
-    scale = max(factor, -(-max(area.width, area.height) // 1024))
-    w, h = max(1, area.width // scale), max(1, area.height // scale)
-    x = scaling.to_reflectance(reader.read_decimated(area, w, h))
-    return shadow_reference(x, names, np.isfinite(x).all(axis=0) & (x > 0).any(axis=0), level)

@@ -38,7 +38,8 @@ def detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Pa
     (and the cloud probability, where the detector gives one, into ``paths["probability"]``);
     returns the detector's :class:`~sarclear.masks.MaskSummary`. Its notes (no cloud, nearly
     all cloud, which detector ran and why) join ``notes``."""
-    from .masks import MaskOptions, detect_raster
+    from .mask_raster import detect_raster
+    from .masks import MaskOptions
 
     summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=level,
                             options=MaskOptions(method=opts.mask_method, dilate_px=opts.mask_buffer),
