@@ -120,3 +120,15 @@ def test_the_progress_bar_starts_afresh_for_each_stage(capsys):
     assert bar.bar.n == 9
     bar.close()
     assert "cloud mask windows" in capsys.readouterr().err
+
+
+def test_quiet_and_verbose_work_before_or_after_the_command():
+    """``sarclear decloud ... -q`` is how many type it; it must not be refused as unknown, and
+    leaving it out after the command must not undo it before."""
+    from sarclear.cli import _parser
+
+    parser = _parser()
+    for argv, quiet, verbose in ((["-q", "models"], True, False), (["models", "-q"], True, False),
+                                 (["models"], False, False), (["-v", "models", "--quiet"], True, True)):
+        ns = parser.parse_args(argv)
+        assert (ns.quiet, ns.verbose) == (quiet, verbose), argv

@@ -21,13 +21,13 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .callbacks import CancelFn, ProgressFn
 from .checkpoint import Model
 from .data import item_seed
 from .errors import Cancelled, InputError
@@ -36,9 +36,6 @@ from .fill_training import ScenePool, fill_loss
 
 log = logging.getLogger(__name__)
 
-#: progress(done, total, what); cancel() -> True to stop
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
 
 
 @dataclass

@@ -157,6 +157,10 @@ def _parser() -> argparse.ArgumentParser:
                        "Checkpoints atomically; --resume continues exactly. Several GPUs or nodes: launch with "
                        "torchrun (DistributedDataParallel).")
     _add_train_arguments(p)
+    for command in sub.choices.values():  # also after the command (sarclear decloud ... -q); absent: the global value
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="only warnings and errors, no progress bars")
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug messages")
     return parser
 
 

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import torch
 from osgeo import gdal
 
 from . import __version__
+from .callbacks import CancelFn, ProgressFn
 from .checkpoint import Model, load_model
 from .defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
 from .devices import autocast, is_out_of_memory, resolve_device
@@ -63,10 +64,6 @@ from .validation import check_mask_grid, check_not_empty, check_options
 
 log = logging.getLogger(__name__)
 
-#: progress(done, total, what)
-ProgressFn = Callable[[int, int, str], None]
-#: cancel() -> True to stop
-CancelFn = Callable[[], bool]
 
 
 @dataclass

@@ -17,12 +17,13 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from .callbacks import CancelFn, ProgressFn
 from .errors import Cancelled, InputError
 from .mask_detectors import (
     CLEAR,
@@ -53,9 +54,6 @@ from .tiling import Window
 
 log = logging.getLogger(__name__)
 
-#: progress(done, total, what) and cancel() -> True to stop, as in sarclear.inference.
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
 
 
 def grid_pixel_size_m(grid) -> tuple[float, list[str]]:

@@ -24,7 +24,8 @@ from .sar_guide import ClassKey, sar_memberships, scene_classes
 from .tiling import Window
 
 if TYPE_CHECKING:
-    from .inference import CancelFn, DecloudOptions, ProgressFn
+    from .callbacks import CancelFn, ProgressFn
+    from .inference import DecloudOptions
     from .masks import MaskSummary
     from .networks import ModelConfig
 

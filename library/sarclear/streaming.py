@@ -27,7 +27,8 @@ from .scene_prep import mask_encoding, mask_weight
 from .tiling import StripBlender, Window, blend_weights, tile_offsets
 
 if TYPE_CHECKING:
-    from .inference import CancelFn, DecloudOptions, ProgressFn, TileEngine
+    from .callbacks import CancelFn, ProgressFn
+    from .inference import DecloudOptions, TileEngine
     from .scene_prep import ClearStats
 
 

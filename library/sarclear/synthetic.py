@@ -14,9 +14,10 @@ import torch
 from osgeo import gdal
 
 from .bands import S2_BANDS
+from .callbacks import CancelFn, ProgressFn
 from .clouds import CloudConfig, CloudField
 from .errors import Cancelled, InputError
-from .inference import CancelFn, ProgressFn, default_nodata
+from .inference import default_nodata
 from .io import GeoTiffWriter, named_bands, open_optical, optical_scaling, preview, to_dtype
 from .outputs import GEOTIFF, OutputSet
 from .tiling import Window
