@@ -210,7 +210,7 @@ def test_folder_of_whole_unnamed_stacks_is_refused_as_several_scenes(tmp_path):
         write_raster(tmp_path / name, raw, like=CR_CLOUDY_S2)
     with pytest.raises(BandMismatchError, match="2 separate scenes") as exc:
         open_optical(tmp_path, S2_PAPER10)
-    assert exc.value.option == "ms" and "Give one file" in str(exc.value)
+    assert exc.value.option == "ms" and "Give one of them" in str(exc.value)
     assert len(open_optical(tmp_path / "p30.tif", S2_PAPER10).bands) == len(S2_PAPER10)
 
 

@@ -234,7 +234,7 @@ def _refuse_several_scenes(files: Sequence[str], refs: Sequence[BandRef], unname
         raise BandMismatchError(
             f"{len(files)} files ({', '.join(Path(f).name for f in files[:3])}{', ...' if len(files) > 3 else ''}) "
             f"each hold {n} unnamed bands, a whole set: they look like {len(files)} separate scenes or patches, "
-            "not the bands of one. Give one file, not the folder",
+            "not the bands of one. Give one of them",
             input="ms" if sensor == "optical" else "sar", option="ms" if sensor == "optical" else "sar",
             expected=n, found=len(refs))
 
