@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import CR_CLOUDY_S1, CR_CLOUDY_S2, SSL4EO_CLEAR, SSL4EO_S1
+from conftest import BEN_S1, BEN_S2, CR_CLOUDY_S1, CR_CLOUDY_S2, SSL4EO_CLEAR, SSL4EO_S1
 from osgeo import gdal
 
 from sarclear.cli import main
@@ -132,3 +132,15 @@ def test_quiet_and_verbose_work_before_or_after_the_command():
                                  (["models"], False, False), (["-v", "models", "--quiet"], True, True)):
         ns = parser.parse_args(argv)
         assert (ns.quiet, ns.verbose) == (quiet, verbose), argv
+
+
+def test_a_quiet_run_shows_each_warning_once(tmp_path, capsys, caplog):
+    """A quiet decloud logs its warnings (a 120-px chip: rules instead of the CNN; no cloud) and
+    does not repeat them as notes at the end; without -q the notes gather them after the bars."""
+    argv = ["decloud", "--ms", str(BEN_S2), "--sar", str(BEN_S1), "--no-maps"]
+    assert main(["-q", *argv, "--out", str(tmp_path / "q.tif")]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("nothing to remove" in w for w in warned)
+    assert "note: " not in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "v.tif")]) == 0
+    assert "note: no cloud or shadow detected" in capsys.readouterr().err

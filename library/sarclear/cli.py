@@ -164,6 +164,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Warned(logging.Handler):
+    """Remembers the warnings already shown, so that quiet runs do not repeat them as notes."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.add(record.getMessage())
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="sarclear: %(message)s", stream=sys.stderr)
@@ -183,14 +194,17 @@ def _decloud(args: argparse.Namespace) -> int:
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
                           ms_acquisition=args.ms_acquisition, sar_acquisition=args.sar_acquisition,
                           overwrite=args.overwrite, cog=args.cog, overviews=args.overviews, compress=args.compress)
-    bar = _Progress(not args.quiet, "decloud")
+    bar, warned = _Progress(not args.quiet, "decloud"), _Warned()
+    logging.getLogger().addHandler(warned)
     try:
         result = decloud(args.ms, args.sar, model, args.out, reference=args.reference, maps=not args.no_maps,
                          figure=args.figure, options=opts, progress=bar)
     finally:
         bar.close()
-    for note in result.notes:
-        print(f"note: {note}{_note_hint(note)}", file=sys.stderr)
+        logging.getLogger().removeHandler(warned)
+    for note in result.notes:  # gathered after the progress bars; a quiet run has none: once is enough then
+        if not (args.quiet and note in warned.messages and not _note_hint(note)):
+            print(f"note: {note}{_note_hint(note)}", file=sys.stderr)
     print(f"reconstruction: {result.output}  ({result.window.width} x {result.window.height} px, "
           f"{result.tiles} tiles, {result.seconds:.1f} s on {result.device})")
     for name, path in result.maps.items():
