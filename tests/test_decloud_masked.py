@@ -204,6 +204,35 @@ def test_the_detector_reads_the_product_level_given_or_named_else_guesses_it_and
     assert err.value.option == "product_level"
 
 
+def test_the_output_declares_a_known_product_level_and_is_read_back_at_it(tmp_path):
+    """decloud's output keeps ten bands, without B10, which alone would be read as L2A: a known
+    level (the caller's, or the input's own) is written in its metadata and read back from it,
+    so the output of an L1C scene is L1C to the next run. A guessed level is not declared. GDAL's
+    SENTINEL2 metadata (PROCESSING_LEVEL) declares the level the same way."""
+    from sarclear.product_level import resolve_level
+    from sarclear.raster import detect_optical_scaling, open_optical
+
+    clear = read_raster(CLEAR_S2)[0][[S2_BANDS.index(b) for b in S2_PAPER10]]
+    write_raster(tmp_path / "stack.tif", clear, like=CLEAR_S2, names=list(S2_PAPER10))
+
+    def level_of(path):
+        stack = open_optical(path, S2_PAPER10)
+        return resolve_level(stack, detect_optical_scaling(stack))
+
+    assert level_of(tmp_path / "stack.tif")[0] == "l2a" and level_of(tmp_path / "stack.tif")[1]  # guessed
+    for name, level in (("given", "L1C"), ("guessed", None)):
+        inference.decloud(tmp_path / "stack.tif", CLEAR_S1, _prior_model(), tmp_path / f"{name}.tif", maps=False,
+                          options=inference.DecloudOptions(mask_method="rules", product_level=level))
+        declared = gdal.Open(str(tmp_path / f"{name}.tif")).GetMetadataItem("PRODUCT_LEVEL")
+        assert declared == level, name
+    assert level_of(tmp_path / "given.tif") == ("l1c", [])
+    assert level_of(tmp_path / "guessed.tif")[1]  # still a guess, and said to be one
+    ds = gdal.Open(str(tmp_path / "stack.tif"), gdal.GA_Update)
+    ds.SetMetadataItem("PROCESSING_LEVEL", "Level-1C")
+    ds = None
+    assert level_of(tmp_path / "stack.tif") == ("l1c", [])
+
+
 def test_a_mask_that_hides_nothing_or_everything_is_named_with_how_masks_are_read(tmp_path):
     """An all-zero mask (the output equals the input) and an all-cloud one (the fill has no clear
     pixel) both run, but not silently: both are what a raster in another encoding gives."""

@@ -319,6 +319,8 @@ def decloud(
             level, level_notes = resolve_level(ms_stack, scaling, opts.product_level)
             notes.extend(level_notes)
             result.product_level = level
+            if not level_notes:  # known, not guessed: the output says it (its ten bands lack B10)
+                metadata["PRODUCT_LEVEL"] = level.upper()
         if staged_mask:
             summary = detect_mask(ms_stack, scaling, staged_mask, area, level, opts, notes, progress, cancel)
             stacks["mask"] = open_single_band(staged_mask["mask"], ms_stack.grid, name=DETECTED_MASK)

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, SarclearError
 from .raster import RasterStack
 from .scaling import OpticalScaling
 
@@ -44,6 +44,12 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
     not B10."""
     from osgeo import gdal
 
+    files = {b.path for b in stack.bands}
+    declared = {_declared_level(f) for f in files}
+    if len(declared) == 1 and None not in declared:
+        level = declared.pop()
+        log.info("product level %s, as the input's metadata declares it", level.upper())
+        return level
     found = {level for ref in stack.bands for level in LEVELS if f"MSI{level.upper()}" in ref.path.upper()}
     if len(found) == 1:
         level = found.pop()
@@ -51,7 +57,6 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
         return level
     if scaling.offset:
         return "l2a"
-    files = {b.path for b in stack.bands}
     if len(files) == 1:
         count = gdal.OpenEx(next(iter(files)), gdal.OF_RASTER).RasterCount
         return {13: "l1c", 12: "l2a"}.get(count)
@@ -61,6 +66,28 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
         log.info("product level %s: the band files' folder %s the cirrus band B10", level.upper(),
                  "holds" if level == "l1c" else "holds B1 and B9 but not")
         return level
+    return None
+
+
+#: Dataset metadata that declares the level: sarclear's own (its outputs and masks carry it, as
+#: they keep ten bands without B10, which alone would read as L2A), and GDAL's SENTINEL2 driver's.
+LEVEL_METADATA = {"PRODUCT_LEVEL": {"L1C": "l1c", "L2A": "l2a"},
+                  "PROCESSING_LEVEL": {"LEVEL-1C": "l1c", "LEVEL-2A": "l2a"},
+                  "PRODUCT_TYPE": {"S2MSI1C": "l1c", "S2MSI2A": "l2a"}}
+
+
+def _declared_level(path: str) -> str | None:
+    """The level a raster's dataset metadata declares (:data:`LEVEL_METADATA`), else None."""
+    from .io.gdalio import open_raster
+
+    try:
+        meta = open_raster(path).GetMetadata() or {}
+    except SarclearError:  # a file that does not open says nothing here; reading it will say why
+        return None
+    for key, values in LEVEL_METADATA.items():
+        level = values.get(str(meta.get(key, "")).strip().upper())
+        if level:
+            return level
     return None
 
 
