@@ -92,12 +92,18 @@ def test_sar_in_epsg4326_is_warped_onto_a_utm_optical_grid(tmp_path):
     assert valid[c].all()
 
 
-def test_sar_on_a_half_overlapping_grid_is_partly_nodata():
+def test_sar_on_a_half_overlapping_grid_is_partly_nodata(caplog):
+    """Half the area has SAR; the warning says what becomes of the other half with this model:
+    nodata, or (a model whose SAR is optional, the SAR-guided fill) a fill without SAR."""
     ms = raster.open_optical(SEA / "s2_cloudfree" / "ROIs1158_spring_101_30.tif", S2_PAPER10)
     sar = raster.open_sar(SEA / "s1" / "ROIs1158_spring_101_31.tif", ("VV", "VH"), ms.grid)
     _, valid = sar.open().read(ms.grid.window)
     assert 0.3 < valid.mean() < 0.7
     assert not valid[:, :100].any() and valid[:, -50:].all()
+    assert "beyond it the output is nodata" in caplog.text and "without SAR's guide" not in caplog.text
+    caplog.clear()
+    raster.open_sar(SEA / "s1" / "ROIs1158_spring_101_31.tif", ("VV", "VH"), ms.grid, optional=True)
+    assert "filled without SAR's guide" in caplog.text and "nodata" not in caplog.text
 
 
 def test_sar_that_does_not_overlap_is_a_clear_error():

@@ -292,7 +292,8 @@ def decloud(
     gapfill = cfg.kind == "gapfill"
     input_options = dataclasses.replace(InputOptions.of(opts), cloud_mask=mask_file)
     inputs = open_inputs(ms, sar, cfg.bands, cfg.sar_channels if cfg.uses_sar else (), reference=reference,
-                         options=input_options, model_name=f"this model ({cfg.preset})")
+                         options=input_options, model_name=f"this model ({cfg.preset})",
+                         sar_optional=bool(cfg.sar_guide))
     ms = inputs.files("ms")  # the chosen acquisition's files, read again for the change maps
     ms_stack, area, stacks, scaling = inputs.ms, inputs.area, inputs.stacks, inputs.scaling.scaling
     staged_mask = {k: outputs.add(side[k], formats=GEOTIFF) for k in ("mask", "probability")} \

@@ -135,11 +135,13 @@ def open_inputs(
     reference: Paths | None = None,
     options: InputOptions | None = None,
     model_name: str = "the model",
+    sar_optional: bool = False,
 ) -> RunInputs:
     """Open and validate everything a run reads.
 
     ``bands``/``sar_channels``: what the model reads (no channels: an MS-only model, and
-    ``sar`` is ignored with a warning). Raises :class:`~sarclear.errors.SarclearError`
+    ``sar`` is ignored with a warning); ``sar_optional``: the model fills without SAR where
+    there is none (:func:`open_sar`'s ``optional``). Raises :class:`~sarclear.errors.SarclearError`
     subclasses whose ``input``/``option`` fields say which input and which option fix it.
     """
     opts = options or InputOptions()
@@ -156,7 +158,7 @@ def open_inputs(
                              f"{', '.join(sar_channels)}", input="sar", option="sar",
                              expected=tuple(sar_channels))
         run.sar = open_sar(sar, sar_channels, ms_stack.grid, area=area, order=opts.sar_channels,
-                           units=opts.sar_units, acquisition=opts.sar_acquisition)
+                           units=opts.sar_units, acquisition=opts.sar_acquisition, optional=sar_optional)
         log.info("SAR channels: %s", ", ".join(f"{b.name}={Path(b.path).name}:{b.index}" for b in run.sar.bands))
     elif sar is not None:
         log.warning("%s takes no SAR input; the SAR raster is ignored", model_name)

@@ -118,8 +118,11 @@ def open_sar(
     units: str = "auto",
     resampling: str = "bilinear",
     acquisition: str | None = None,
+    optional: bool = False,
 ) -> RasterStack:
     """The SAR ``channels`` of ``inputs``, read on ``grid`` (warped if on another grid).
+    ``optional``: the model fills without SAR where it has none (the SAR-guided fill), which
+    the warning about a partial overlap says.
 
     ``units``: "db", "linear" (power, converted to dB on read) or "auto" (detected from the
     values: dB backscatter is mostly negative; linear power is non-negative and small).
@@ -156,8 +159,9 @@ def open_sar(
             "Use a SAR scene that covers the optical one")
     if covered != area:
         frac = covered.width * covered.height / (area.width * area.height)
-        log.warning("SAR covers %.0f %% of the area; the rest of the output is nodata, except with a model "
-                    "whose SAR is optional (the SAR-guided fill: there it fills without SAR)", 100 * frac)
+        log.warning("SAR covers %.0f %% of the area; %s", 100 * frac,
+                    "beyond it the clear pixels are kept and the hidden ones filled without SAR's guide" if optional
+                    else "beyond it the output is nodata, as this model reads SAR at every pixel")
     dtype, nodata, descs = _stack_meta(refs)
     linear = _is_linear_power(refs, units)
     return RasterStack("sar", tuple(refs), grid, dtype, nodata, descs, resampling, linear,
