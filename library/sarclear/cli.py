@@ -37,8 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="sarclear", description="Remove clouds and haze from Sentinel-2 images with Sentinel-1 SAR "
         "(SAR-Opt-cGAN, Grohnfeldt et al. 2018).")
     parser.add_argument("--version", action="version", version=f"sarclear {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+    _add_verbosity(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("decloud", help="remove clouds from a Sentinel-2 raster using Sentinel-1 SAR",
@@ -157,11 +156,15 @@ def _parser() -> argparse.ArgumentParser:
                        "Checkpoints atomically; --resume continues exactly. Several GPUs or nodes: launch with "
                        "torchrun (DistributedDataParallel).")
     _add_train_arguments(p)
-    for command in sub.choices.values():  # also after the command (sarclear decloud ... -q); absent: the global value
-        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                             help="only warnings and errors, no progress bars")
-        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug messages")
+    for command in sub.choices.values():  # also after the command (sarclear decloud ... -q)
+        _add_verbosity(command, argparse.SUPPRESS)  # absent there: the value before the command stands
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="only warnings and errors, no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="debug messages")
 
 
 class _Warned(logging.Handler):

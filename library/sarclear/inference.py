@@ -65,7 +65,6 @@ from .validation import check_mask_grid, check_not_empty, check_options
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class DecloudOptions:
     """How to run a decloud; every field has a sensible default."""

@@ -55,7 +55,6 @@ from .tiling import Window
 log = logging.getLogger(__name__)
 
 
-
 def grid_pixel_size_m(grid) -> tuple[float, list[str]]:
     """Ground size of a pixel of ``grid`` (a :class:`sarclear.raster.Grid`) in metres, and a
     note when it had to be assumed. Geographic CRSs are converted at the grid's centre."""

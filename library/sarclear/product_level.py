@@ -35,17 +35,16 @@ def guess_product_level(product_level: str | None, bands: Sequence[str]) -> tupl
 
 
 def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
-    """The product level ("l1c" or "l2a") that the optical input itself says, else None (the
-    detector then guesses from the bands, :func:`guess_product_level`): the level the band files'
-    paths name, when they name one only (Sentinel-2 product names carry MSIL1C or MSIL2A, SAFE
-    folders included); "l2a" for a +1000-offset product; "l1c" / "l2a" for a single file with 13 /
-    12 bands (L1C has the cirrus band B10, L2A has not), whichever bands are read; and for band
-    files in a folder, "l1c" when the folder holds B10 too, "l2a" when it holds B1 and B9 but
-    not B10."""
-    from osgeo import gdal
-
+    """The product level ("l1c" or "l2a") that the optical input itself says, else None (the detector
+    then guesses from the bands, :func:`guess_product_level`): the level the files' metadata
+    declare (:data:`LEVEL_METADATA`), all alike; else the level the band files' paths name, when
+    they name one only (Sentinel-2 product names carry MSIL1C or MSIL2A, SAFE folders included);
+    "l2a" for a +1000-offset product; "l1c" / "l2a" for a single file with 13 / 12 bands (L1C
+    has the cirrus band B10, L2A has not), whichever bands are read; and for band files in a
+    folder, "l1c" when the folder holds B10 too, "l2a" when it holds B1 and B9 but not B10."""
     files = {b.path for b in stack.bands}
-    declared = {_declared_level(f) for f in files}
+    opened = {f: _opened(f) for f in files}  # None: does not open here; reading it will say why
+    declared = {_declared_level(ds) for ds in opened.values()}
     if len(declared) == 1 and None not in declared:
         level = declared.pop()
         log.info("product level %s, as the input's metadata declares it", level.upper())
@@ -58,8 +57,8 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
     if scaling.offset:
         return "l2a"
     if len(files) == 1:
-        count = gdal.OpenEx(next(iter(files)), gdal.OF_RASTER).RasterCount
-        return {13: "l1c", 12: "l2a"}.get(count)
+        (ds,) = opened.values()
+        return None if ds is None else {13: "l1c", 12: "l2a"}.get(ds.RasterCount)
     beside = _bands_beside(files)
     if "B10" in beside or {"B1", "B9"} <= beside:
         level = "l1c" if "B10" in beside else "l2a"
@@ -69,21 +68,27 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
     return None
 
 
-#: Dataset metadata that declares the level: sarclear's own (its outputs and masks carry it, as
-#: they keep ten bands without B10, which alone would read as L2A), and GDAL's SENTINEL2 driver's.
+#: Dataset metadata that declares the level: sarclear's own (a reconstruction carries it when the
+#: level was known, as it keeps ten bands without B10, which alone would read as L2A), and GDAL's
+#: SENTINEL2 driver's.
 LEVEL_METADATA = {"PRODUCT_LEVEL": {"L1C": "l1c", "L2A": "l2a"},
                   "PROCESSING_LEVEL": {"LEVEL-1C": "l1c", "LEVEL-2A": "l2a"},
                   "PRODUCT_TYPE": {"S2MSI1C": "l1c", "S2MSI2A": "l2a"}}
 
 
-def _declared_level(path: str) -> str | None:
-    """The level a raster's dataset metadata declares (:data:`LEVEL_METADATA`), else None."""
+def _opened(path: str):
+    """The GDAL dataset of ``path``, or None where it does not open."""
     from .io.gdalio import open_raster
 
     try:
-        meta = open_raster(path).GetMetadata() or {}
-    except SarclearError:  # a file that does not open says nothing here; reading it will say why
+        return open_raster(path)
+    except SarclearError:
         return None
+
+
+def _declared_level(ds) -> str | None:
+    """The level a dataset's metadata declares (:data:`LEVEL_METADATA`), else None (no dataset)."""
+    meta = (ds.GetMetadata() or {}) if ds is not None else {}
     for key, values in LEVEL_METADATA.items():
         level = values.get(str(meta.get(key, "")).strip().upper())
         if level:
