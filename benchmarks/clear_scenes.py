@@ -42,6 +42,7 @@ from quality_io import (
     clear_rmse,
     crop,
     read_output,
+    scene_sun,
     within_clear_target,
     write_scene,
 )
@@ -70,7 +71,7 @@ def score(scene, model: Path, work: Path, detector: _DetectorLog, uses_sar: bool
     """One clear scene through default decloud: what it changed and what it detected; a model
     that ``uses_sar`` gets the scene's own SAR."""
     inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000  # what a uint16 product holds
-    ms_path, sar_path = write_scene(work / "ms.tif", work / "sar.tif", scene, inp)
+    ms_path, sar_path = write_scene(work / "ms.tif", work / "sar.tif", scene, inp, scene_sun(scene))
     out_path = work / "out.tif"
     detector.method = "?"
     # told the scene's level, as its real product would say it (the written stack carries no product name)

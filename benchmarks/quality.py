@@ -63,6 +63,8 @@ from quality_io import (
     KIND_CONFIGS,
     KINDS,
     clear_check,
+    clouds_sun,
+    detect_sun,
     layer_sources,
     read_output,
     real_cloud_scenes,
@@ -221,6 +223,7 @@ class Runner:
             log.info("%s: no real cloud layer from another place; no %s row", scene.name, kind)
             return
         res = clouds.apply(torch.nan_to_num(ref)[None], bands)
+        sun = clouds_sun(clouds)  # the sun of these clouds' shadows, told to every detector
         cloudy = (torch.round(res.cloudy[0].clamp(0, 6.5) * 10000) / 10000).float()  # as written (uint16 DN)
         cloudy = torch.where(valid, cloudy, torch.nan)
         ref_q = torch.round(ref * 10000) / 10000
@@ -234,7 +237,7 @@ class Runner:
         if self.detect is not None:
             # the scene's own level, as decloud is told it below (a 10-band stack without a product name
             # says none): the baselines' detected mask is the models' own
-            det = self.detect(cloudy.numpy(), bands, valid.numpy(), scene.product_level)
+            det = self.detect(cloudy.numpy(), bands, valid.numpy(), scene.product_level, **detect_sun(sun))
             masks["detected"] = torch.from_numpy(np.isin(det.classes, (1, 2)))
         for mask_name, m in masks.items():
             clear_w = (~m & valid).float()[None, None]
@@ -248,7 +251,7 @@ class Runner:
                 outputs[f"{method} ({mask_name} mask)"] = out
         d = self.work / f"{_seed(scene.name)}_{kind.replace(' ', '_')}"
         d.mkdir(parents=True, exist_ok=True)
-        ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, cloudy.numpy())
+        ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, cloudy.numpy(), sun)
         mask_path = write_mask(d / "mask.tif", true_mask.numpy(), scene)
         level = self.level_option(scene)
         for name, model in self.models.items():

@@ -92,7 +92,7 @@ def clear_check(scenes, models: dict, runner, work: Path) -> list[dict]:
             d = work / f"clear_{i}"
             d.mkdir(parents=True, exist_ok=True)
             inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000
-            ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, inp)
+            ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, inp, scene_sun(scene))
             out = runner.decloud(model, ms_path, sar_path, d / "out.tif", **runner.level_option(scene))
             valid = np.isfinite(scene.ms).all(0) & np.isfinite(out).all(0)
             if scene.sar is not None:
@@ -206,6 +206,34 @@ def scene_clouds(scene: Scene, kind: str, seed: int, layers: Sequence[tuple[Scen
     return eligible[seed % len(eligible)].placed(h, w, seed) if eligible else None
 
 
+def scene_sun(scene: Scene) -> float | None:
+    """The sun of a real scene in its grid (``sarclear.sun``: from the sensing time and the
+    place its name and georeference give), or None where they do not give it."""
+    try:
+        from sarclear.sun import grid_sun
+    except ImportError:  # a library from before the shadows' sun check
+        return None
+    h, w = scene.ms.shape[1:]
+    return grid_sun([scene.name], scene.geotransform, scene.crs_wkt, w, h)[0]
+
+
+def clouds_sun(clouds) -> float | None:
+    """The sun that casts the shadows of :func:`scene_clouds`'s clouds, in the scene's grid: a
+    synthetic field's (opposite its shadows' displacement), or a real layer's own, turned with
+    it (None where it is unknown)."""
+    sun = getattr(clouds, "sun_azimuth_deg", None)
+    return sun[0] if isinstance(sun, list) else sun
+
+
+def detect_sun(sun: float | None) -> dict:
+    """The detector's keyword for the sun of a scene's shadows (in its grid), where there is one."""
+    if sun is None:
+        return {}
+    from sarclear.masks import MaskOptions
+
+    return {"options": MaskOptions(sun_azimuth_deg=sun)}
+
+
 def _create(path: Path, scene: Scene, count: int, dtype: int) -> gdal.Dataset:
     h, w = scene.ms.shape[1:]
     ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, count, dtype, ["COMPRESS=DEFLATE"])
@@ -220,12 +248,21 @@ def _create(path: Path, scene: Scene, count: int, dtype: int) -> gdal.Dataset:
     return ds
 
 
-def write_scene(ms_path: Path, sar_path: Path, scene: Scene, reflectance: np.ndarray) -> tuple[Path, Path | None]:
+def write_scene(ms_path: Path, sar_path: Path, scene: Scene, reflectance: np.ndarray,
+                sun: float | None = None) -> tuple[Path, Path | None]:
     """``reflectance`` (C, H, W; NaN = nodata) as uint16 DN x 10000 with band names, and the
-    scene's SAR as float32 dB (VV, VH), on the scene's grid."""
+    scene's SAR as float32 dB (VV, VH), on the scene's grid. ``sun``: the azimuth of the sun
+    that cast the image's shadows, clockwise from the grid's up (:func:`scene_sun`,
+    :func:`clouds_sun`), declared in the metadata as decloud reads it (``SUN_AZIMUTH``, from
+    true north); None: none declared, as the files' names say nothing of the sun either."""
     valid = np.isfinite(reflectance).all(0)
     dn = np.clip(np.rint(np.nan_to_num(reflectance) * 10000), 1, 65535).astype(np.uint16)
     ds = _create(ms_path, scene, len(scene.bands), gdal.GDT_UInt16)
+    if sun is not None:
+        from sarclear.sun import grid_north
+
+        north = grid_north(ds.GetGeoTransform(), ds.GetSpatialRef(), ds.RasterXSize, ds.RasterYSize)[0]
+        ds.SetMetadataItem("SUN_AZIMUTH", f"{(sun - north) % 360:.3f}")
     for i, name in enumerate(scene.bands):
         band = ds.GetRasterBand(i + 1)
         band.SetDescription(name)

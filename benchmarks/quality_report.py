@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from common import fmt
-from quality_io import CLEAR_CHANGED_PCT, CLEAR_RMSE, write_scene
+from quality_io import CLEAR_CHANGED_PCT, CLEAR_RMSE, detect_sun, scene_sun, write_scene
 
 from sarclear.bands import S2_RGB
 from sarclear.fill import mean_fill, normalized_convolution
@@ -72,11 +72,12 @@ def figures_real(out_dir: Path, scenes, models: dict, runner, work: Path) -> lis
         d = work / "real"
         d.mkdir(parents=True, exist_ok=True)
         inp = np.round(np.nan_to_num(scene.ms) * 10000) / 10000
-        ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, inp)
+        sun = scene_sun(scene)
+        ms_path, sar_path = write_scene(d / "ms.tif", d / "sar.tif", scene, inp, sun)
         views = {"input (real clouds)": inp}
         valid = np.isfinite(scene.ms).all(0)
         if runner.detect is not None:
-            det = runner.detect(inp.astype(np.float32), scene.bands, valid, scene.product_level)
+            det = runner.detect(inp.astype(np.float32), scene.bands, valid, scene.product_level, **detect_sun(sun))
             m = torch.from_numpy(np.isin(det.classes, (1, 2)))
             x = torch.from_numpy(inp)[None].float()
             w = (~m & torch.from_numpy(valid)).float()[None, None]

@@ -117,3 +117,18 @@ def test_layers_are_lifted_with_the_rules_whatever_the_scenes_size():
     valid = np.ones(ms.shape[1:], bool)
     rules = detect_array(ms, S2_PAPER10, valid, "l1c", options=MaskOptions(method="rules", dilate_px=0)).classes
     assert torch.equal(layer.alpha, extract_layer(ms, S2_PAPER10, rules, valid, source="cr").alpha)
+
+
+def test_a_placed_layer_turns_its_sun_with_it():
+    """A layer's sun turns and flips with the layer (an opaque dot north-east of the centre
+    stands for its direction), and is unknown where mirrored copies fill a larger scene."""
+    import math
+
+    alpha = torch.zeros(9, 9)
+    alpha[1, 6] = 1.0  # 3 rows up, 2 columns right of the centre
+    layer = CloudLayer(alpha, torch.zeros(1, 9, 9), torch.ones(9, 9), ("B2",), "x", 33.69)
+    for seed in range(8):
+        placed = layer.placed(9, 9, seed)
+        (r, c), = torch.nonzero(placed.alpha > 0.5).tolist()
+        assert placed.sun_azimuth_deg == pytest.approx(math.degrees(math.atan2(c - 4, 4 - r)) % 360, abs=0.01)
+    assert layer.placed(20, 20, 0).sun_azimuth_deg is None

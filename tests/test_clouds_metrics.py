@@ -158,3 +158,20 @@ def test_correlation_per_band_ignores_gain_offset_and_invalid_pixels(clear):
     np.testing.assert_allclose(metrics.correlation(broken, ref, valid).numpy(), 1.0, atol=1e-9)
     flat = torch.ones_like(ref)
     assert bool(torch.isnan(metrics.correlation(flat, ref)).all())
+
+
+def test_synthetic_shadows_fall_away_from_the_sun_they_report():
+    """Each field's shadows lie on the far side of its clouds from ``sun_azimuth_deg``: the
+    detector's sun check (sarclear.masks.toward_sun) keeps nearly all of them with that sun
+    and drops many with the opposite one."""
+    from sarclear.clouds import CloudConfig, CloudField
+    from sarclear.masks import toward_sun
+
+    for seed in range(3):
+        field = CloudField(1, 160, 160, CloudConfig(coverage=(0.3, 0.3), shadow=(0.5, 0.5),
+                                                    shadow_offset=(12, 12)), seed=seed)
+        thick, _, shadow = field.opacities(0, 0, 160, 160)
+        cloud, dark = thick[0, 0].numpy() > 0.5, shadow[0, 0].numpy() > 0.5
+        sun = field.sun_azimuth_deg[0]
+        assert (dark & toward_sun(cloud, sun, 40, 30.0)).sum() >= 0.98 * dark.sum() > 0
+        assert (dark & toward_sun(cloud, (sun + 180) % 360, 40, 30.0)).sum() < 0.8 * dark.sum()

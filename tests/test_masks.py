@@ -440,3 +440,52 @@ def test_detect_raster_memory_is_bounded_by_the_window(tmp_path):
     assert peaks[0] < 150e6  # (512 + 2 x 384)^2 px of 6 bands and the work arrays
     one, small = (gdal.Open(str(tmp_path / f"w{w}.tif")).ReadAsArray() for w in (4096, 512))
     assert (one == small).all()
+
+
+def test_a_shadow_on_the_cloud_s_sunny_side_is_ground():
+    """A bright cloud with a dark patch below it (south, grid up = north): with the sun in the
+    north-west the patch lies where the cloud's shadow falls and stays shadow; with the sun in
+    the south-east (Sentinel-2's morning sun over Europe) it lies on the cloud's sunny side, so
+    it is dark ground and becomes clear; with the sun unknown it is shadow, as before."""
+    x, ok, bands = _scene(SSL4EO_CLEAR)
+    x[:, 140:180, 120:160] *= 0.4   # dark patch
+    x[:, 110:130, 120:160] = 0.45   # the cloud, just north of it
+    patch = (slice(145, 175), slice(125, 155))
+
+    def shadow_share(sun):
+        opts = MaskOptions(method="rules", dilate_px=0, sun_azimuth_deg=sun)
+        return (detect_array(x, bands, ok, options=opts).classes[patch] == SHADOW).mean()
+
+    assert shadow_share(None) > 0.9
+    assert shadow_share(340.0) > 0.9   # sun north-north-west: shadows fall south of clouds
+    assert shadow_share(150.0) == 0    # sun south-south-east: shadows fall north
+    assert shadow_share(210.0) == 0
+
+
+def test_toward_sun_looks_only_within_the_cone_and_the_reach():
+    cloud = np.zeros((41, 41), bool)
+    cloud[10, 20] = True  # 10 px north of the centre
+    seen = masks.toward_sun(cloud, 0.0, 12, 30.0)
+    assert seen[20, 20] and seen[15, 20] and not seen[5, 20]          # south of it, within 12 px
+    assert not masks.toward_sun(cloud, 0.0, 8, 30.0)[20, 20]          # beyond the reach
+    assert not masks.toward_sun(cloud, 90.0, 12, 30.0)[20, 20]        # the sun in the east: no
+    assert masks.toward_sun(cloud, 25.0, 12, 30.0)[20, 20]            # within 30 degrees
+    assert not masks.toward_sun(cloud, 40.0, 12, 30.0)[20, 20]        # beyond 30 degrees
+
+
+def test_the_far_part_of_a_shadow_is_kept_with_the_part_beside_its_cloud():
+    """A dark L south of a cloud, its arm running 0.9 km east, past where the cloud lies toward
+    the sun (north) of it: the arm is part of the same shadow, so the sun check keeps it all;
+    a dark patch apart from it, further east and not joined, is ground."""
+    x, ok, bands = _scene(SSL4EO_CLEAR)
+    x[:, 20:40, 100:140] = 0.45        # the cloud
+    x[:, 40:80, 100:140] *= 0.4        # shadow just south of it
+    x[:, 60:80, 140:230] *= 0.4        # its arm to the east
+    x[:, 120:140, 230:260] *= 0.4      # a separate dark patch, 30 degrees or more off north of the cloud
+    opts = MaskOptions(method="rules", dilate_px=0, sun_azimuth_deg=0.0, shadow_cloud_ratio=10.0)
+    classes = detect_array(x, bands, ok, options=opts).classes
+    assert (classes[45:75, 105:135] == SHADOW).mean() > 0.9
+    assert (classes[63:77, 200:227] == SHADOW).mean() > 0.9
+    assert (classes[123:137, 233:257] == SHADOW).sum() == 0
+    unknown = detect_array(x, bands, ok, options=MaskOptions(method="rules", dilate_px=0, shadow_cloud_ratio=10.0))
+    assert (unknown.classes[123:137, 233:257] == SHADOW).mean() > 0.5  # without the sun: mostly shadow

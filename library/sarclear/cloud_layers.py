@@ -29,7 +29,7 @@ the clear scene beneath is the reference.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ class CloudLayer:
     shadow: Tensor
     bands: tuple[str, ...]
     source: str = ""
+    sun_azimuth_deg: float | None = None  # the source's sun, clockwise from the grid's up (sarclear.sun); None: unknown
 
     @property
     def cloud_fraction(self) -> float:
@@ -64,7 +65,8 @@ class CloudLayer:
 
     def placed(self, height: int, width: int, seed: int) -> CloudLayer:
         """The layer turned and flipped at random (seeded) and cut (mirrored where it is
-        smaller) to ``height`` x ``width``."""
+        smaller) to ``height`` x ``width``. Its sun turns and flips with it; where mirrored
+        copies were needed their shadows point several ways, and the sun is unknown (None)."""
         gen = torch.Generator().manual_seed(int(seed))
         turns, flip = (int(v) for v in torch.randint(0, 4, (2,), generator=gen))
         stack = torch.cat([self.alpha[None], self.colour, self.shadow[None]])
@@ -77,7 +79,11 @@ class CloudLayer:
         r0 = int(torch.randint(0, tiled.shape[1] - height + 1, (1,), generator=gen))
         c0 = int(torch.randint(0, tiled.shape[2] - width + 1, (1,), generator=gen))
         cut = tiled[:, r0:r0 + height, c0:c0 + width]
-        return CloudLayer(cut[0], cut[1:-1], cut[-1], self.bands, self.source)
+        sun = None
+        if self.sun_azimuth_deg is not None and reps == (1, 1):
+            sun = (self.sun_azimuth_deg - 90 * turns) % 360  # rot90 turns counter-clockwise
+            sun = (360 - sun) % 360 if flip % 2 else sun     # a left-right mirror
+        return CloudLayer(cut[0], cut[1:-1], cut[-1], self.bands, self.source, sun)
 
     def apply(self, clear: Tensor, bands: Sequence[str]) -> CloudResult:
         """Lay the layer over ``clear`` (B, C, H, W reflectance, the layer's size) with band names
@@ -136,6 +142,7 @@ def scene_layers(scenes: Sequence, min_cloud: float = 0.05) -> list[tuple[object
     opacity is read near what they flag, and a layer must not change with the detector that
     ``--mask auto`` picks for that size (the CNN flags a whole overcast quadrant)."""
     from .masks import MaskOptions, detect_array
+    from .sun import grid_sun
 
     rules = MaskOptions(method="rules", dilate_px=0)
     out = []
@@ -145,6 +152,9 @@ def scene_layers(scenes: Sequence, min_cloud: float = 0.05) -> list[tuple[object
         if not ((classes == 1) & valid).any():
             continue
         layer = extract_layer(s.ms, s.bands, classes, valid, source=s.name)
+        sun = grid_sun([s.name], getattr(s, "geotransform", None), getattr(s, "crs_wkt", ""),
+                       s.ms.shape[2], s.ms.shape[1])[0]
+        layer = replace(layer, sun_azimuth_deg=sun)
         if layer.cloud_fraction >= min_cloud:
             out.append((s, layer))
     return out

@@ -214,6 +214,13 @@ class CloudField:
         idx = (q * (sorted_noise.shape[1] - 1)).round().long()
         return sorted_noise.gather(1, idx[:, None])[:, 0]
 
+    @property
+    def sun_azimuth_deg(self) -> list[float]:
+        """Per image, the sun that casts these shadows: degrees clockwise from the grid's up,
+        opposite the shadow's displacement from its cloud (:mod:`sarclear.sun`)."""
+        rows, cols = self.shadow_shift[:, 0].tolist(), self.shadow_shift[:, 1].tolist()
+        return [math.degrees(math.atan2(-c, r)) % 360 for r, c in zip(rows, cols)]
+
     def opacities(self, row_off: int, col_off: int, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
         """(thick, haze, shadow), each (B, 1, h, w) in [0, 1], for a window of the image."""
         rows = torch.arange(row_off, row_off + height)

@@ -50,6 +50,7 @@ from .masks import (
 from .product_level import resolve_level
 from .raster import GeoTiffWriter, RasterStack
 from .scaling import OpticalScaling
+from .sun import stack_sun
 from .tiling import Window
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,10 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
         raise InputError("the area to mask does not overlap the optical raster")
     level, notes = resolve_level(stack, scaling, product_level)
     pixel_m, more = grid_pixel_size_m(stack.grid)
+    if opts.sun_azimuth_deg is None:
+        sun, how = stack_sun(stack)
+        log.info(how)
+        opts = replace(opts, sun_azimuth_deg=sun)
     factor = max(1, round(opts.working_resolution_m / pixel_m))
     margin = -(-opts.overlap_px // factor) * factor
     seen = min(min(stack.grid.width, area.width + 2 * margin), min(stack.grid.height, area.height + 2 * margin))
@@ -117,6 +122,8 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     label = runner.label if runner else RULES_LABEL
     meta = {"CLASSES": f"{CLEAR}=clear,{CLOUD}=cloud,{SHADOW}=shadow,{NODATA}=nodata", "METHOD": label,
             "PRODUCT_LEVEL": level.upper()}
+    if opts.sun_azimuth_deg is not None:  # in the grid's frame, as the shadow check used it
+        meta["SUN_AZIMUTH_GRID"] = f"{opts.sun_azimuth_deg:.2f}"
     cores = [Window(area.col_off + c, area.row_off + r, min(step, area.width - c), min(step, area.height - r))
              for r in range(0, area.height, step) for c in range(0, area.width, step)]
     counts = np.zeros(3, np.int64)

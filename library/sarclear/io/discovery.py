@@ -32,13 +32,13 @@ class BandRef:
 
 
 #: Sensing time in Sentinel product and file names (S2A_MSIL2A_20200223T032739_..., T33UUP_20230101T100311_B02).
-_SENSING = re.compile(r"(?<!\d)(\d{8}T\d{6})(?!\d)")
+SENSING_TIME = re.compile(r"(?<!\d)(\d{8}T\d{6})(?!\d)")
 
 
 def _acquisition(relative: Path) -> str | None:
     """The acquisition a file in a folder belongs to: the first sensing time in its path
     below the folder (product folder or file name), None if it names none."""
-    m = _SENSING.search(relative.as_posix())
+    m = SENSING_TIME.search(relative.as_posix())
     return m.group(1) if m else None
 
 
