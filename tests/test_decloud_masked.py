@@ -305,3 +305,28 @@ def test_a_mask_that_covers_part_of_the_scene_runs_with_a_mask_aware_model(tmp_p
     assert np.array_equal(out[:, :h, :w], np.clip(cloudy[:, :h, :w], 1, None))  # the clear quarter kept
     assert (out[:, h:, :] != np.clip(cloudy[:, h:, :], 1, None)).any(axis=0).mean() > 0.5  # the rest filled
     assert not any(n.startswith("the cloud mask") for n in res.notes)  # 75 % hidden: nothing to warn of
+
+
+def test_the_sun_azimuth_given_is_used_for_the_shadow_check_and_a_bad_one_is_named(tmp_path, capsys):
+    """cloudy.tif names no sensing time, so the sun is unknown unless given: --sun-azimuth (true
+    north) is turned into the grid and recorded in the mask; a value outside 0-360 is refused
+    before any work, by the library and by the command line."""
+    from sarclear.cli import flag_for, main
+
+    _cloudy_scene(tmp_path)
+    for given in (None, 157.0):
+        inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, _prior_model(), tmp_path / f"sun{given}.tif",
+                          maps=False, options=inference.DecloudOptions(mask_method="rules", sun_azimuth=given))
+        meta = gdal.Open(str(tmp_path / f"sun{given}_mask.tif")).GetMetadata()
+        if given is None:
+            assert "SUN_AZIMUTH_GRID" not in meta
+        else:
+            assert abs(float(meta["SUN_AZIMUTH_GRID"]) - given) < 1.0  # UTM: grid north within a degree here
+    with pytest.raises(InputError, match="sun azimuth is 361") as err:
+        inference.decloud(tmp_path / "cloudy.tif", CLEAR_S1, _prior_model(), tmp_path / "bad.tif", maps=False,
+                          options=inference.DecloudOptions(sun_azimuth=361.0))
+    assert flag_for(err.value) == "--sun-azimuth DEG" and not (tmp_path / "bad.tif").exists()
+    with pytest.raises(SystemExit):
+        main(["-q", "decloud", "--ms", str(tmp_path / "cloudy.tif"), "--out", str(tmp_path / "c.tif"),
+              "--sun-azimuth", "-5"])
+    assert "--sun-azimuth: -5 is too small" in capsys.readouterr().err

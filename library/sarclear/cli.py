@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_args import _FINITE, _FRACTION, _HAZE_POWER, _NONNEG, _NONNEG_INT, _POSITIVE, _POSITIVE_INT, _csv, _Progress
+from .cli_args import (
+    _AZIMUTH,
+    _FINITE,
+    _FRACTION,
+    _HAZE_POWER,
+    _NONNEG,
+    _NONNEG_INT,
+    _POSITIVE,
+    _POSITIVE_INT,
+    _csv,
+    _Progress,
+)
 from .cli_train import _add_train_arguments, _train
 from .defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
 from .errors import Cancelled, SarclearError
@@ -80,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-buffer", type=_NONNEG_INT, default=MASK_BUFFER_PX, metavar="PX",
                    help=f"with --mask auto, detected cloud and shadow grow by this many pixels: real clouds are "
                         f"wider than what a detector calls cloud (default {MASK_BUFFER_PX}, 90 m at 10 m)")
+    p.add_argument("--sun-azimuth", type=_AZIMUTH, metavar="DEG",
+                   help="with --mask auto: the sun's azimuth in degrees from true north (the product's mean solar "
+                        "azimuth), for the check that a shadow lies on the far side of its cloud from the sun "
+                        "(default: from the input's metadata, or its sensing time and place; else no such check)")
     p.add_argument("--mask-feather", type=_NONNEG, default=0.0, metavar="PX",
                    help="pixels inside the mask over which the reconstruction fades in (default 0)")
     p.add_argument("--aoi", type=_FINITE, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
@@ -191,7 +206,7 @@ def _decloud(args: argparse.Namespace) -> int:
     opts = DecloudOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                           overlap=args.overlap, aoi=tuple(args.aoi) if args.aoi else None, cloud_mask=args.mask,
                           mask_method=args.mask_method, mask_feather=args.mask_feather, fill_buffer=args.fill_buffer,
-                          mask_buffer=args.mask_buffer, product_level=args.product_level,
+                          mask_buffer=args.mask_buffer, sun_azimuth=args.sun_azimuth, product_level=args.product_level,
                           ms_bands=args.ms_bands,
                           sar_channels=args.sar_channels, adapt=args.adapt, adapt_seconds=args.adapt_time,
                           sar_units=args.sar_units, ms_scale=args.ms_scale, ms_offset=args.ms_offset,
@@ -305,6 +320,7 @@ _FLAGS = {
     "aoi": "--aoi", "window": "--aoi", "model": "--model", "cloud_mask": "--mask", "device": "--device",
     "batch_size": "--batch-size", "reference": "--reference", "product_level": "--product-level l1c|l2a",
     "adapt": "--model resources/models/sarclear-fill-scene.safetensors, or leave out --adapt",
+    "sun_azimuth": "--sun-azimuth DEG",
 }
 
 

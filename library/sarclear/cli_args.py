@@ -41,6 +41,7 @@ _NONNEG = _number(float, low=0)
 _FINITE = _number(float)
 _FRACTION = _number(float, low=0, high=1)
 _HAZE_POWER = _number(float, low=0, high=4)
+_AZIMUTH = _number(float, low=0, high=360)
 
 
 class _Progress:

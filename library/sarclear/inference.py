@@ -83,6 +83,8 @@ class DecloudOptions:
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
     fill_buffer: int = FILL_BUFFER_PX    # clear pixels this close to the mask do not feed the fill (fill.fill_sources)
     mask_buffer: int = MASK_BUFFER_PX    # "auto": detected cloud and shadow grow by this many pixels (masks.py)
+    sun_azimuth: float | None = None     # "auto": the sun's azimuth, degrees from true north, for the shadow check;
+                                         # None: from the input (sarclear.sun), else no such check
     ms_bands: Sequence[str] | None = None      # names of unlabelled optical bands, in file order
     sar_channels: Sequence[str] | None = None  # names of unlabelled SAR bands, in file order
     sar_units: str = "auto"              # db, linear, auto

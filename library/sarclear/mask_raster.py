@@ -78,14 +78,16 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
                   area: Window | None = None, product_level: str | None = None,
                   options: MaskOptions | None = None, progress: ProgressFn | None = None,
                   cancel: CancelFn | None = None, overwrite: bool = False,
-                  probability_path: str | os.PathLike | None = None) -> MaskSummary:
+                  probability_path: str | os.PathLike | None = None, sun_azimuth: float | None = None) -> MaskSummary:
     """Detect cloud and shadow over ``area`` (default: all) of an optical stack and write the
     classes as a tiled uint8 GeoTIFF on the area's grid (band "class", nodata 255), and the
     cloud probability, where the detector gives one, to ``probability_path`` (default: beside it
     as ``<name>_probability.tif``; float32, band "cloud_probability", nodata NaN). Windows of
     ``window_px`` are read with ``overlap_px`` of context on each side, so memory does not
     grow with the raster. Both
-    files appear complete or not at all."""
+    files appear complete or not at all. ``sun_azimuth``: the sun's azimuth in degrees from true
+    north for the shadow check (:mod:`sarclear.masks`, step 3); None: from the input
+    (:func:`sarclear.sun.stack_sun`), unless ``options`` gives it in the grid's frame."""
     from osgeo import gdal
 
     opts = options or MaskOptions()
@@ -95,7 +97,7 @@ def detect_raster(stack: RasterStack, scaling: OpticalScaling, out_path: str | o
     level, notes = resolve_level(stack, scaling, product_level)
     pixel_m, more = grid_pixel_size_m(stack.grid)
     if opts.sun_azimuth_deg is None:
-        sun, how = stack_sun(stack)
+        sun, how = stack_sun(stack, sun_azimuth)
         log.info(how)
         opts = replace(opts, sun_azimuth_deg=sun)
     factor = max(1, round(opts.working_resolution_m / pixel_m))

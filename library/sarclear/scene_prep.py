@@ -44,7 +44,7 @@ def detect_mask(stack: RasterStack, scaling: OpticalScaling, paths: dict[str, Pa
 
     summary = detect_raster(stack, scaling, paths["mask"], area=area, product_level=level,
                             options=MaskOptions(method=opts.mask_method, dilate_px=opts.mask_buffer),
-                            progress=progress, cancel=cancel,
+                            sun_azimuth=opts.sun_azimuth, progress=progress, cancel=cancel,
                             overwrite=True, probability_path=paths["probability"])
     log.info("cloud mask (%s): %.1f %% cloud, %.1f %% shadow", summary.method,
              100 * summary.cloud_fraction, 100 * summary.shadow_fraction)

@@ -39,6 +39,8 @@ AZIMUTH_METADATA = ("SUN_AZIMUTH", "MEAN_SOLAR_AZIMUTH_ANGLE", "MEAN_SUN_AZIMUTH
 #: Metadata that gives the sensing time (ISO 8601, UTC): GDAL's SENTINEL2 driver's and common exports'.
 TIME_METADATA = ("SENSING_TIME", "DATATAKE_1_DATATAKE_SENSING_START", "PRODUCT_START_TIME", "DATETIME",
                  "ACQUISITION_DATE")
+#: How a declared azimuth is described in the log.
+DECLARED = "as the input's metadata declares it"
 _MGRS = re.compile(r"(?<![A-Z0-9])T(\d{2})([C-HJ-NP-X])[A-Z]{2}(?![A-Z0-9])")
 _BANDS = "CDEFGHJKLMNPQRSTUVWX"  # MGRS latitude bands, 8 degrees each from 80 S (X: 72-84 N)
 
@@ -114,15 +116,15 @@ def declared_time(metadata: Mapping[str, str]) -> datetime | None:
     return None
 
 
-def sun_azimuth(metadata: Mapping[str, str], texts: Iterable[str],
-                lat_lon: tuple[float, float] | None) -> tuple[float | None, str]:
+def sun_azimuth(metadata: Mapping[str, str], texts: Iterable[str], lat_lon: tuple[float, float] | None,
+                declared_how: str = DECLARED) -> tuple[float | None, str]:
     """The sun's azimuth (degrees from true north) and where it came from (for the log), or
     (None, why not), from an input's ``metadata``, its paths or names ``texts`` and the
     (lat, lon) of its centre where it is georeferenced (see the module docstring)."""
     texts = list(texts)
     declared = declared_azimuth(metadata)
     if declared is not None:
-        return declared, "as the input's metadata declares it"
+        return declared, declared_how
     when = declared_time(metadata) or sensing_time(texts)
     if when is None:
         return None, "no sensing time in the input's metadata or file names"
@@ -170,28 +172,34 @@ def grid_north(geotransform, srs, width: int, height: int) -> tuple[float, tuple
     return math.degrees(math.atan2(dcol, -drow)) % 360, (lat, lon)
 
 
-def stack_sun(stack) -> tuple[float | None, str]:
+def stack_sun(stack, given: float | None = None) -> tuple[float | None, str]:
     """The sun's azimuth in the grid of an optical :class:`sarclear.io.stack.RasterStack`
     (degrees clockwise from the grid's up), or None, and a line for the log that says where it
-    came from or why it is unknown (:func:`grid_sun`), from each band file's metadata and path."""
+    came from or why it is unknown (:func:`grid_sun`): ``given`` (degrees from true north, the
+    caller's), else from each band file's metadata and path."""
     from .product_level import _opened
 
+    grid = stack.grid
+    if given is not None:
+        return grid_sun([], grid.geotransform if grid.georeferenced else None, grid.crs_wkt, grid.width,
+                        grid.height, {"SUN_AZIMUTH": str(given)}, "as given")
     metadata: dict[str, str] = {}
     for path in dict.fromkeys(b.path for b in stack.bands):
         ds = _opened(path)
         if ds is not None:
             for domain in ("", *(d for d in (ds.GetMetadataDomainList() or []) if d.startswith("SENTINEL"))):
                 metadata.update({k: v for k, v in (ds.GetMetadata(domain) or {}).items() if k not in metadata})
-    grid = stack.grid
     return grid_sun([b.path for b in stack.bands], grid.geotransform if grid.georeferenced else None,
                     grid.crs_wkt, grid.width, grid.height, metadata)
 
 
 def grid_sun(texts: Iterable[str], geotransform, crs_wkt: str, width: int, height: int,
-             metadata: Mapping[str, str] | None = None) -> tuple[float | None, str]:
+             metadata: Mapping[str, str] | None = None, declared: str = DECLARED,
+             ) -> tuple[float | None, str]:
     """The sun's azimuth in a grid (degrees clockwise from its up; ``geotransform`` None: not
     georeferenced, taken as north up), or None, and a line for the log, from the image's paths or
-    names ``texts`` and ``metadata`` (:func:`sun_azimuth`)."""
+    names ``texts`` and ``metadata`` (:func:`sun_azimuth`; ``declared`` says in the log where a
+    declared azimuth came from)."""
     srs = None
     if geotransform is not None and crs_wkt:
         from osgeo import osr
@@ -199,7 +207,7 @@ def grid_sun(texts: Iterable[str], geotransform, crs_wkt: str, width: int, heigh
         srs = osr.SpatialReference()
         srs.ImportFromWkt(crs_wkt)
     north, centre = grid_north(geotransform, srs, width, height)
-    azimuth, how = sun_azimuth(metadata or {}, texts, centre)
+    azimuth, how = sun_azimuth(metadata or {}, texts, centre, declared)
     if azimuth is None:
         return None, f"sun position unknown ({how}): cloud shadows are checked by their distance to a cloud only"
     return grid_azimuth(azimuth, north), f"sun at azimuth {azimuth:.0f} degrees, {how}"

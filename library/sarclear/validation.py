@@ -51,6 +51,11 @@ def check_options(opts: DecloudOptions) -> None:
     if opts.product_level is not None and str(opts.product_level).lower() not in LEVELS:
         raise InputError(f"the product level is {opts.product_level!r}; it must be l1c (top of atmosphere) or l2a "
                          "(surface reflectance), or left out to take it from the product", option="product_level")
+    if opts.sun_azimuth is not None and (isinstance(opts.sun_azimuth, bool) or not math.isfinite(opts.sun_azimuth)
+                                         or not 0 <= opts.sun_azimuth <= 360):
+        raise InputError(f"the sun azimuth is {opts.sun_azimuth!r}; it must be in degrees from true north, 0 to 360 "
+                         "(the product's mean solar azimuth), or left out to take it from the product",
+                         option="sun_azimuth")
     if opts.panel_width < 1:
         raise bad("the panel width", opts.panel_width, "1 or more pixels")
 
