@@ -125,6 +125,10 @@ class RemoveClouds(_SarclearAlgorithm):
             "FILL_BUFFER", "Clear pixels this close to the mask are kept but do not feed the fill (pixels)",
             QgsProcessingParameterNumber.Type.Integer, defaultValue=fill_buffer, minValue=0, maxValue=64,
             optional=True)))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            "SUN_AZIMUTH", "Sun azimuth in degrees from true north, for the check that a detected shadow lies on "
+            "the far side of its cloud from the sun (empty: from the product's metadata, or its sensing time and "
+            "place)", QgsProcessingParameterNumber.Type.Double, minValue=0.0, maxValue=360.0, optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterEnum(
             "PRODUCT_LEVEL", "Product level of the cloudy image, for cloud detection and the uncertainty "
             "(a 10-band stack made from an L1C product is otherwise read as L2A)",
@@ -193,6 +197,8 @@ class RemoveClouds(_SarclearAlgorithm):
             extra["product_level"] = level
         if parameters.get("MS_OFFSET") not in (None, ""):  # empty: the library's rule (declared, else none)
             extra["ms_offset"] = self.parameterAsDouble(parameters, "MS_OFFSET", context)
+        if parameters.get("SUN_AZIMUTH") not in (None, ""):  # empty: from the product (sarclear.sun)
+            extra["sun_azimuth"] = self.parameterAsDouble(parameters, "SUN_AZIMUTH", context)
         batch = self.parameterAsInt(parameters, "BATCH_SIZE", context)
         overlap = self.parameterAsInt(parameters, "OVERLAP", context)
         scale = self.parameterAsDouble(parameters, "MS_SCALE", context)

@@ -45,6 +45,7 @@ PROCESSING = {
     "acquisition": "Cloudy Sentinel-2 (MS) layer",
     "sar_units": "SAR units (advanced parameters)",
     "product_level": "Product level of the cloudy image (advanced parameters)",
+    "sun_azimuth": "Sun azimuth (advanced parameters)",
 }
 
 

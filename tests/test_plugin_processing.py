@@ -304,6 +304,24 @@ def test_remove_clouds_passes_the_chosen_product_level_to_the_detector(provider,
     assert levels == {0: (None, "L1C"), 2: ("l2a", "L2A")}
 
 
+def test_remove_clouds_passes_the_sun_azimuth_to_the_detector(provider, tmp_path):
+    """SUN_AZIMUTH, left empty, leaves the sun to the product (this SEN12MS-CR patch names no
+    sensing time: unknown, no sun check); given, it reaches DecloudOptions and the mask records
+    it in the grid's frame (UTM: within a few degrees of true north)."""
+    suns = {}
+    for given in (None, 120.0):
+        out = tmp_path / f"sun{given}.tif"
+        params = {"INPUT": str(CR_CLOUDY_S2), "SAR": [str(CR_CLOUDY_S1)], "DEVICE": 1, "OUTPUT": str(out)}
+        if given is not None:
+            params["SUN_AZIMUTH"] = given
+        result = _run("sarclear:removeclouds", params)
+        options = json.loads(Path(result["METRICS"]).read_text())["provenance"]["options"]
+        suns[given] = (options.get("sun_azimuth"),
+                       gdal.Open(str(tmp_path / f"sun{given}_mask.tif")).GetMetadataItem("SUN_AZIMUTH_GRID"))
+    assert suns[None] == (None, None)
+    assert suns[120.0][0] == 120.0 and abs(float(suns[120.0][1]) - 120.0) < 3.0
+
+
 def test_synthetic_clouds_shadows_keep_the_light_given(provider, sea_clear, tmp_path):
     """SHADOW_DIFFUSE reaches the clouds: grey shadows (0) and shadows that keep most of the blue
     light (0.9) differ only where shadow falls, and there blue is brighter with the light kept."""
