@@ -43,8 +43,8 @@ How a mask is made (both detectors):
    azimuth is known* (``sun_azimuth_deg``, from the input's metadata or its sensing time and
    place: :mod:`sarclear.sun`), a shadow must also have a cloud within that distance toward the
    sun, within ``shadow_cone_deg`` (30 degrees) of its azimuth, from at least one of its pixels
-   (a shadow is a connected part of the shadow class, :data:`SHADOW_LINK_BLOCKS`; its far side
-   may lie more than 1.5 km from its cloud): a shadow falls on the far side of its cloud from
+   (a shadow is a connected part of the shadow class, :data:`SHADOW_LINK_BLOCKS`: the far side
+   of a large shadow has no cloud within reach toward the sun): a shadow falls on the far side of its cloud from
    the sun, so dark ground on a cloud's sunny side is ground. On the real cloudy SSL4EO scene
    (sun at 137 degrees) this keeps all of the CNN's shadow, on the overcast Major TOM cell all of
    it too (per pixel, 1.6 % of that overcast cell, dark cloud far from the cloud class, would have
