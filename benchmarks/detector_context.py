@@ -37,7 +37,17 @@ import numpy as np
 import real_clouds
 import torch
 from osgeo import gdal
-from quality_io import CLEAR_CHANGED_PCT, DEFAULT_DATA, KINDS, _load, layer_sources, scene_clouds, split_scenes
+from quality_io import (
+    CLEAR_CHANGED_PCT,
+    DEFAULT_DATA,
+    KINDS,
+    _load,
+    clouds_sun,
+    layer_sources,
+    scene_clouds,
+    scene_sun,
+    split_scenes,
+)
 
 from sarclear.bands import S2_BANDS
 from sarclear.defaults import FILL_BUFFER_PX
@@ -59,6 +69,7 @@ def clear_crops(data: Path, sizes: list[int], max_side: int) -> list[dict]:
         tally = {d: [] for d in DETECTORS}
         for scene in scenes:
             h, w = scene.ms.shape[1:]
+            sun = scene_sun(scene)  # as decloud works it out for the product: its crops share it
             r0, c0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
             for r in range(r0, r0 + min(h, max_side) - size + 1, size):
                 for c in range(c0, c0 + min(w, max_side) - size + 1, size):
@@ -68,7 +79,7 @@ def clear_crops(data: Path, sizes: list[int], max_side: int) -> list[dict]:
                         continue
                     for det in DETECTORS:
                         classes = detect_array(np.nan_to_num(x), scene.bands, valid, scene.product_level,
-                                               options=MaskOptions(method=det)).classes
+                                               options=MaskOptions(method=det, sun_azimuth_deg=sun)).classes
                         tally[det].append((int((np.isin(classes, (CLOUD, SHADOW)) & valid).sum()), int(valid.sum())))
         for det, crops in tally.items():
             hidden = np.array([h for h, _ in crops])
@@ -100,7 +111,7 @@ def synthetic(data: Path, size: int, seeds: int) -> list[dict]:
                 cloudy = clouds.apply(truth, scene.bands).cloudy
                 for det in DETECTORS:
                     classes = detect_array(cloudy[0].numpy(), scene.bands, valid, scene.product_level,
-                                           options=MaskOptions(method=det)).classes
+                                           options=MaskOptions(method=det, sun_azimuth_deg=clouds_sun(clouds))).classes
                     hidden = torch.from_numpy(np.isin(classes, (CLOUD, SHADOW)))[None, None].float()
                     fill = normalized_convolution(cloudy, fill_sources(1 - hidden, FILL_BUFFER_PX), reach=FILL_REACH_PX)
                     err = ((torch.where(hidden > 0, fill, cloudy) - truth)[0].numpy() ** 2)[:, valid]

@@ -33,6 +33,8 @@ from quality_io import (
     EXTRA_KIND_CONFIGS,
     KIND_CONFIGS,
     REAL_LAYERS,
+    clouds_sun,
+    detect_sun,
     layer_sources,
     scene_clouds,
     test_scenes,
@@ -138,7 +140,8 @@ def synthetic(scenes, seed: int, config: ModelConfig, layers=(), extra: bool = F
             ok = valid.numpy() & (np.isfinite(sar).all(0) if sar is not None else True)
             true = ((res.opacity[0, 0] >= quality.MASK_OPACITY) | (res.shadow[0, 0] >= quality.MASK_OPACITY)).numpy()
             # the scene's own level, as the quality benchmark tells decloud: its detected mask
-            det = np.isin(detect_array(cloudy, scene.bands, ok, scene.product_level).classes, (1, 2))
+            det = np.isin(detect_array(cloudy, scene.bands, ok, scene.product_level,
+                                       **detect_sun(clouds_sun(clouds))).classes, (1, 2))
             ref_q = np.round(scene.ms[rows] * 10000) / 10000
             for name, mask in (("true", true), ("detected", det)):
                 if not (mask & ok).any() or not (~mask & ok).any():
