@@ -37,7 +37,15 @@ def test_time_and_place_come_from_sentinel_2_names():
     assert sun_azimuth({"SENSING_TIME": "2017-06-13T10:10:31.024Z"}, ["ms.tif"], (52.0, 15.0))[0] == pytest.approx(az)
     assert sun_azimuth({}, ["ms.tif"], (52.0, 15.0)) == (None, "no sensing time in the input's metadata or file names")
     assert sun_azimuth({}, ["S2A_20170613T101031.tif"], None)[0] is None
-    assert sun_azimuth({}, ["S2A_20170613T221031_T33UUP.tif"], None)[0] is None  # night: below the horizon
+    night = sun_azimuth({}, ["S2A_20170613T221031_T33UUP.tif"], None)
+    assert night[0] is None and "not a Sentinel-2 overpass" in night[1]
+    # a product name whose first time is its processing time (15:34 UTC, 16:34 local) is no sun to go by
+    late = sun_azimuth({}, ["S2A_MSIL2A_20220706T153419_T33NZA.tif"], None)
+    assert late[0] is None and "16.6 h local solar time" in late[1]
+    # every real sample's sensing time passes: SSL4EO (Punjab), Major TOM (Central Africa), BENv2 (Europe)
+    for real in ("20200823T054639_20200823T055618_T43RCP", "S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA",
+                 "S2B_MSIL2A_20200223T032739_N9999_R018_T48QUE", name):
+        assert sun_azimuth({}, [real], None)[0] is not None
 
 
 def test_true_north_in_the_grid_allows_for_utm_convergence_and_flips():

@@ -12,7 +12,8 @@ The azimuth (degrees clockwise from north, as Sentinel-2's metadata gives it) co
    (Sentinel-2 names carry the UTC sensing time, ``20200823T054639``); the place from the grid's
    georeference (its centre), else from the MGRS tile the paths name (``T33UUP``: the middle
    of its UTM zone and latitude band, within 4 degrees of latitude and 3 of longitude, a few
-   degrees of azimuth);
+   degrees of azimuth); a time that is no Sentinel-2 overpass there (:data:`OVERPASS_HOURS`)
+   is refused;
 3. else it is unknown, and the detector checks shadows by distance alone, as it did before.
 
 It is then turned into the grid's frame (:func:`grid_azimuth`): the direction of true north at
@@ -39,6 +40,10 @@ AZIMUTH_METADATA = ("SUN_AZIMUTH", "MEAN_SOLAR_AZIMUTH_ANGLE", "MEAN_SUN_AZIMUTH
 #: Metadata that gives the sensing time (ISO 8601, UTC): GDAL's SENTINEL2 driver's and common exports'.
 TIME_METADATA = ("SENSING_TIME", "DATATAKE_1_DATATAKE_SENSING_START", "PRODUCT_START_TIME", "DATETIME",
                  "ACQUISITION_DATE")
+#: Local mean solar times (hours) at which Sentinel-2 images: its orbit crosses the equator at
+#: 10:30 going south, and local times spread with latitude. A time outside is not a sensing time
+#: (a product's processing time, say), and a sun computed from it would be wrong.
+OVERPASS_HOURS = (7.5, 13.5)
 #: How a declared azimuth is described in the log.
 DECLARED = "as the input's metadata declares it"
 _MGRS = re.compile(r"(?<![A-Z0-9])T(\d{2})([C-HJ-NP-X])[A-Z]{2}(?![A-Z0-9])")
@@ -133,6 +138,10 @@ def sun_azimuth(metadata: Mapping[str, str], texts: Iterable[str], lat_lon: tupl
         place, where = mgrs_centre(texts), "the MGRS tile in the file names"
     if place is None:
         return None, "the input has no georeference and its file names no MGRS tile"
+    local = (when.hour + when.minute / 60 + place[1] / 15) % 24  # mean solar time, within a quarter hour
+    if not OVERPASS_HOURS[0] <= local <= OVERPASS_HOURS[1]:
+        return None, (f"{when:%Y-%m-%d %H:%M} UTC is {local:.1f} h local solar time over {where}, not a "
+                      "Sentinel-2 overpass (about 10:30): read as a processing time, not the sensing time")
     azimuth, zenith = solar_position(when, *place)
     if zenith >= 90:
         return None, f"the sun was below the horizon at {when:%Y-%m-%d %H:%M} UTC over {where}"
