@@ -43,7 +43,7 @@ def product_level_of(stack: RasterStack, scaling: OpticalScaling) -> str | None:
     has the cirrus band B10, L2A has not), whichever bands are read; and for band files in a
     folder, "l1c" when the folder holds B10 too, "l2a" when it holds B1 and B9 but not B10."""
     files = {b.path for b in stack.bands}
-    opened = {f: _opened(f) for f in files}  # None: does not open here; reading it will say why
+    opened = {f: opened_or_none(f) for f in files}  # None: does not open here; reading it will say why
     declared = {_declared_level(ds) for ds in opened.values()}
     if len(declared) == 1 and None not in declared:
         level = declared.pop()
@@ -76,7 +76,7 @@ LEVEL_METADATA = {"PRODUCT_LEVEL": {"L1C": "l1c", "L2A": "l2a"},
                   "PRODUCT_TYPE": {"S2MSI1C": "l1c", "S2MSI2A": "l2a"}}
 
 
-def _opened(path: str):
+def opened_or_none(path: str):
     """The GDAL dataset of ``path``, or None where it does not open."""
     from .io.gdalio import open_raster
 

@@ -22,15 +22,12 @@ the grid's centre, so UTM's grid convergence and rotated grids are allowed for.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 
 from .io.discovery import SENSING_TIME
-
-log = logging.getLogger(__name__)
 
 #: Metadata that declares the sun's mean azimuth (degrees from true north): sarclear's own (the
 #: quality benchmark's scenes carry it), Google Earth Engine's Sentinel-2 export and the STAC
@@ -186,7 +183,7 @@ def stack_sun(stack, given: float | None = None) -> tuple[float | None, str]:
     (degrees clockwise from the grid's up), or None, and a line for the log that says where it
     came from or why it is unknown (:func:`grid_sun`): ``given`` (degrees from true north, the
     caller's), else from each band file's metadata and path."""
-    from .product_level import _opened
+    from .product_level import opened_or_none
 
     grid = stack.grid
     if given is not None:
@@ -194,7 +191,7 @@ def stack_sun(stack, given: float | None = None) -> tuple[float | None, str]:
                         grid.height, {"SUN_AZIMUTH": str(given)}, "as given")
     metadata: dict[str, str] = {}
     for path in dict.fromkeys(b.path for b in stack.bands):
-        ds = _opened(path)
+        ds = opened_or_none(path)
         if ds is not None:
             for domain in ("", *(d for d in (ds.GetMetadataDomainList() or []) if d.startswith("SENTINEL"))):
                 metadata.update({k: v for k, v in (ds.GetMetadata(domain) or {}).items() if k not in metadata})
