@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 
 from .io.discovery import SENSING_TIME
+from .io.grid import Grid
 
 #: Metadata that declares the sun's mean azimuth (degrees from true north): sarclear's own (the
 #: quality benchmark's scenes carry it), Google Earth Engine's Sentinel-2 export and the STAC
@@ -206,12 +207,7 @@ def grid_sun(texts: Iterable[str], geotransform, crs_wkt: str, width: int, heigh
     georeferenced, taken as north up), or None, and a line for the log, from the image's paths or
     names ``texts`` and ``metadata`` (:func:`sun_azimuth`; ``declared`` says in the log where a
     declared azimuth came from)."""
-    srs = None
-    if geotransform is not None and crs_wkt:
-        from osgeo import osr
-
-        srs = osr.SpatialReference()
-        srs.ImportFromWkt(crs_wkt)
+    srs = Grid(width, height, tuple(geotransform), crs_wkt).srs() if geotransform is not None else None
     north, centre = grid_north(geotransform, srs, width, height)
     azimuth, how = sun_azimuth(metadata or {}, texts, centre, declared)
     if azimuth is None:
