@@ -8,9 +8,18 @@ import torch
 from conftest import SSL4EO_CLEAR
 
 from sarclear.bands import S2_PAPER10
-from sarclear.fill import classical_fill, fill_sources
+from sarclear.fill import classical_fill, fill_sources, local_mean
 from sarclear.io import open_optical
-from sarclear.thin_cloud import coarse_detail, coarse_weight, detail_weight, keep_detail, observed_detail
+from sarclear.thin_cloud import (
+    CLOUD_DETAIL,
+    DETAIL_SIGMA_PX,
+    cloud_texture,
+    coarse_detail,
+    coarse_weight,
+    detail_weight,
+    keep_detail,
+    observed_detail,
+)
 from sarclear.tiling import Window
 
 
@@ -135,3 +144,59 @@ def test_the_contrast_of_a_shadow_edge_is_not_taken_for_ground():
     weight = coarse_weight(observed, prior, S2_PAPER10, coarse_detail(observed), sources)[0, 0]
     edge, beside = weight[95:165, 124:136], weight[95:165, 95:115]
     assert float(edge.mean()) < 0.2 and float(beside.mean()) > 0.6
+
+
+def _core_in_veil() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Farmland under a thin veil (opacity 0.1) over the hole, with a thick core (0.9) in its
+    middle whose edge falls off over about 2 px: (truth, observed, clear, opacity)."""
+    truth, clear = _scene(), _hole()
+    yy, xx = torch.meshgrid(torch.arange(264.0), torch.arange(264.0), indexing="ij")
+    r = ((yy - 130) ** 2 + (xx - 130) ** 2).sqrt()
+    core = (1 - (r - 18) / 2).clamp(0, 1).double()[None, None]
+    opacity = (1 - clear) * (0.1 + 0.8 * core)
+    return truth, (1 - opacity) * truth + opacity * 0.45, clear, opacity
+
+
+def test_a_thick_cores_edge_leaves_no_dark_rim_in_the_veil_around_it():
+    truth, observed, clear, _ = _core_in_veil()
+    prior = classical_fill(observed, clear).prior
+    out = keep_detail(observed, prior, S2_PAPER10, 1.0)
+    yy, xx = torch.meshgrid(torch.arange(264.0), torch.arange(264.0), indexing="ij")
+    r = ((yy - 130) ** 2 + (xx - 130) ** 2).sqrt()
+    rim = (r >= 20) & (r < 24)  # the veil within 4 px of the core (opacity 0.1)
+    blue, nir = S2_PAPER10.index("B2"), S2_PAPER10.index("B8")
+    # the raw detail there is the core's edge seen against a local mean that includes the core: -0.04
+    raw = observed - local_mean(observed, DETAIL_SIGMA_PX)
+    assert float(raw[0, blue][rim].mean()) < -0.03
+    for band in (blue, nir):
+        bias = float((out - truth)[0, band][rim].mean())
+        assert abs(bias) < 0.01, (band, bias)  # 0.015 in blue without taking the cloud's texture out
+
+
+def test_cloud_texture_is_the_blue_detail_beyond_ground_coloured_as_the_veil():
+    truth, observed, clear, opacity = _core_in_veil()
+    prior = classical_fill(observed, clear).prior
+    fine = observed - local_mean(observed, DETAIL_SIGMA_PX)
+    texture = cloud_texture(fine, observed, prior, S2_PAPER10)
+    blue, nir = S2_PAPER10.index("B2"), S2_PAPER10.index("B8")
+    veil_only = (opacity[0, 0] > 0.05) & (opacity[0, 0] < 0.15)
+    yy, xx = torch.meshgrid(torch.arange(264.0), torch.arange(264.0), indexing="ij")
+    veil_only &= ((yy - 130) ** 2 + (xx - 130) ** 2).sqrt() > 40  # far from the core
+    # ground detail under a thin veil stays below the limit: almost none of it is taken out
+    taken = float(texture[0, blue][veil_only].pow(2).sum() / fine[0, blue][veil_only].pow(2).sum())
+    assert taken < 0.02, taken
+    strong = fine[0, blue].abs() > CLOUD_DETAIL + 0.02
+    strong &= opacity[0, 0] > 0.05
+    t, f = texture[0, blue][strong], fine[0, blue][strong]
+    assert strong.sum() > 50 and torch.allclose(t, f.sign() * (f.abs() - CLOUD_DETAIL), atol=1e-9)
+    # an edge of the veil moves each band by its excess over the ground: over green fields (dark in
+    # blue, bright in NIR) a white veil brightens NIR less than blue, and the texture says the same
+    ratio = texture[0, nir][strong] / t
+    excess = local_mean(observed - prior, DETAIL_SIGMA_PX)[0]
+    expected = (excess[nir] / excess[blue]).clamp(0, 1.5)[strong]  # the colour is kept within 0-1.5
+    assert float((ratio - expected).abs().max()) < 1e-9
+    assert 0.2 < float(ratio.median()) < 0.9
+    # nothing is taken out where no veil lies over the fill
+    assert torch.equal(cloud_texture(fine, truth, truth, S2_PAPER10), torch.zeros_like(fine))
+    assert torch.equal(cloud_texture(fine[:, :2], observed[:, :2], prior[:, :2], ("B8", "B11")),
+                       torch.zeros_like(fine[:, :2]))

@@ -16,6 +16,14 @@ that the detail is ground and not cloud.
   ``TEXTURE_CORRELATION[0]``, detail is also kept under brighter cloud, fading out between
   ``TEXTURE_EXCESS`` of blue excess.
 
+Where a veil lies over the fill, the part of the fine detail that is the **cloud's own texture**
+is taken out before it is kept (:func:`cloud_texture`): the blue detail beyond
+``CLOUD_DETAIL``, which ground seen through a veil does not reach (the veil lowers its
+contrast) but the edge of a thick core does, seen against a local mean that includes the core,
+and so do tufts of broken cloud; it is taken out of every band in the proportions of the local
+veil's excess over the fill (an edge of the veil moves each band by that much). Without it, the
+veil around a thick core came back with a dark rim and broken cumulus with white tufts.
+
 **Coarse detail** (local means at ``DETAIL_SIGMA_PX`` minus those at ``COARSE_SIGMA_PX``, about
 40-160 m: whole fields and their contrast), with the same two tests at that scale and one more:
 
@@ -51,6 +59,8 @@ COARSE_WINDOW_PX = 12.0           # window of the coarse detail's tests (Gaussia
 CONTRAST_RATIO = (1.5, 3.0)       # coarse blue contrast over the clear ground's: full detail -> none
 GROUND_CONTRAST = 0.008           # clear ground's coarse blue contrast (RMS, reflectance) where no
                                   # clear pixel is near: the median of the 54 train-split scenes
+CLOUD_DETAIL = 0.02              # fine blue detail (reflectance) beyond which it is the cloud's own
+VEIL_EXCESS = (0.01, 0.03)        # blue excess over the fill: no veil to take texture out -> a veil
 BLUE, NIR = "B2", ("B8", "B8A")
 
 
@@ -131,6 +141,26 @@ def coarse_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], coarse:
     return weight * _ramp(ratio, *CONTRAST_RATIO)
 
 
+def cloud_texture(fine: Tensor, observed: Tensor, prior: Tensor, bands: Sequence[str],
+                  valid: Tensor | None = None) -> Tensor:
+    """The part of the observed ``fine`` detail (N, C, H, W) that is the cloud's own texture,
+    (N, C, H, W): where a veil lies over the fill (blue excess of the local mean over ``prior``,
+    :data:`VEIL_EXCESS`), the blue detail beyond :data:`CLOUD_DETAIL`, which ground under a
+    veil does not reach (the veil lowers its contrast) but a cloud's edges and tufts do, spread
+    over the bands in the proportions of the local veil's own excess (its colour). Zero where
+    the bands lack blue."""
+    idx = _blue_nir(bands)
+    if idx is None:
+        return torch.zeros_like(fine)
+    b = idx[0]
+    excess = local_mean(observed - prior, DETAIL_SIGMA_PX, valid)
+    veil = excess[:, b:b + 1]
+    colour = (excess / veil.clamp_min(1e-3)).clamp(0, 1.5)
+    blue = fine[:, b:b + 1]
+    beyond = blue.sign() * (blue.abs() - CLOUD_DETAIL).clamp_min(0)
+    return (1 - _ramp(veil, *VEIL_EXCESS)) * beyond * colour
+
+
 def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: float,
                 valid: Tensor | None = None, sources: Tensor | None = None) -> Tensor:
     """``prior`` with ``gain`` times the observed fine and coarse detail in place of its own
@@ -153,6 +183,8 @@ def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: flo
     # the kept detail replaces the prior's own at the same scales (a SAR-guided fill has some): not added to it
     prior_local = local_mean(prior, DETAIL_SIGMA_PX, ok)
     prior_fine, prior_coarse = (prior - prior_local) * ok, coarse_detail(prior, ok, prior_local) * ok
-    detail = (detail_weight(observed, prior, bands, fine, ok) * (fine - prior_fine)
+    weight = detail_weight(observed, prior, bands, fine, ok)  # its tests read the detail as observed
+    fine = fine - cloud_texture(fine, observed, prior, bands, ok) * ok
+    detail = (weight * (fine - prior_fine)
               + coarse_weight(observed, prior, bands, coarse, sources, ok) * (coarse - prior_coarse))
     return (prior + gain * detail).clamp_min(0)
