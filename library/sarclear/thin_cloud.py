@@ -141,19 +141,17 @@ def coarse_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], coarse:
     return weight * _ramp(ratio, *CONTRAST_RATIO)
 
 
-def cloud_texture(fine: Tensor, observed: Tensor, prior: Tensor, bands: Sequence[str],
-                  valid: Tensor | None = None) -> Tensor:
+def cloud_texture(fine: Tensor, excess: Tensor, bands: Sequence[str]) -> Tensor:
     """The part of the observed ``fine`` detail (N, C, H, W) that is the cloud's own texture,
-    (N, C, H, W): where a veil lies over the fill (blue excess of the local mean over ``prior``,
-    :data:`VEIL_EXCESS`), the blue detail beyond :data:`CLOUD_DETAIL`, which ground under a
-    veil does not reach (the veil lowers its contrast) but a cloud's edges and tufts do, spread
-    over the bands in the proportions of the local veil's own excess (its colour). Zero where
-    the bands lack blue."""
+    (N, C, H, W): where a veil lies over the fill (``excess``, (N, C, H, W): the observed local
+    mean over the fill's, at ``DETAIL_SIGMA_PX``; its blue against :data:`VEIL_EXCESS`), the
+    blue detail beyond :data:`CLOUD_DETAIL`, which ground under a veil does not reach (the veil
+    lowers its contrast) but a cloud's edges and tufts do, spread over the bands in the
+    proportions of ``excess`` (the veil's colour). Zero where the bands lack blue."""
     idx = _blue_nir(bands)
     if idx is None:
         return torch.zeros_like(fine)
     b = idx[0]
-    excess = local_mean(observed - prior, DETAIL_SIGMA_PX, valid)
     veil = excess[:, b:b + 1]
     colour = (excess / veil.clamp_min(1e-3)).clamp(0, 1.5)
     blue = fine[:, b:b + 1]
@@ -184,7 +182,7 @@ def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: flo
     prior_local = local_mean(prior, DETAIL_SIGMA_PX, ok)
     prior_fine, prior_coarse = (prior - prior_local) * ok, coarse_detail(prior, ok, prior_local) * ok
     weight = detail_weight(observed, prior, bands, fine, ok)  # its tests read the detail as observed
-    fine = fine - cloud_texture(fine, observed, prior, bands, ok) * ok
+    fine = fine - cloud_texture(fine, local - prior_local, bands) * ok  # the local means already taken
     detail = (weight * (fine - prior_fine)
               + coarse_weight(observed, prior, bands, coarse, sources, ok) * (coarse - prior_coarse))
     return (prior + gain * detail).clamp_min(0)
