@@ -94,7 +94,7 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
         self.offset_spin.valueChanged.connect(self._offset_changed)
         self.sar_list.itemChanged.connect(self._sar_changed)
         self.reference_combo.layerChanged.connect(self._update_bands)
-        self.mask_combo.layerChanged.connect(lambda layer: self.buffer_option.set_detecting(layer is None))
+        self.mask_combo.layerChanged.connect(self._mask_changed)
         self.model_widget.fileChanged.connect(self._model_changed)
         self.model_combo.activated.connect(self._model_chosen)
         self.adapt_option.changed.connect(self._update_area)  # the run's estimate includes the fitting
@@ -114,6 +114,11 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
         project = QgsProject.instance()
         project.layersAdded.connect(self._layers_changed)
         project.layersRemoved.connect(self._layers_changed)
+
+    def _mask_changed(self, layer: QgsMapLayer | None) -> None:
+        """A cloud mask layer is used as it is: the options of automatic detection grey out."""
+        self.buffer_option.set_detecting(layer is None)
+        self.sun_option.set_detecting(layer is None)
 
     def set_result(self, layer: QgsMapLayer | None) -> None:
         """The last run's reconstruction, for the before/after flip."""
@@ -198,7 +203,7 @@ class SarclearDialog(DialogWidgets, DialogInputs, DialogModel, DialogBands, Dial
                                     self.model_config.sar_channels if self.model_config else None),
             extra={**({} if self.offset_choice() is None else {"ms_offset": self.offset_choice()}),
                    **self.buffer_option.options(), **self.level_option.options(),
-                   **self.adapt_option.options()},
+                   **self.sun_option.options(), **self.adapt_option.options()},
         )
 
     def confirm_overwrite(self, existing: list[Path]) -> bool:

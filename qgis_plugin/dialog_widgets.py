@@ -43,6 +43,7 @@ from .buffer_option import BufferOptions
 from .environment import python_problem
 from .level_option import LevelOption
 from .models import card_summary, model_label
+from .sun_option import SunOption
 
 HELP_URL = "https://github.com/sarclear/sarclear#qgis-plugin"
 ERROR_STYLE = "color: #b00020;"
@@ -167,8 +168,10 @@ class DialogWidgets:
         self.buffer_option = BufferOptions()  # the mask buffer greys out with a mask layer (SarclearDialog)
         form.addRow("Mask buffer", self.buffer_option.mask_spin)
         form.addRow("Fill buffer", self.buffer_option.fill_spin)
-        self.level_option = LevelOption()  # greys out with a mask layer too (SarclearDialog)
+        self.level_option = LevelOption()  # stays with a mask layer: the uncertainty reads the level
         form.addRow("Product level", self.level_option.combo)
+        self.sun_option = SunOption()  # greys out with a mask layer (SarclearDialog)
+        form.addRow("Sun azimuth", self.sun_option.spin)
         return inputs
 
     def _model_box(self) -> QGroupBox:

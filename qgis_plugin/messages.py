@@ -24,6 +24,7 @@ DIALOG = {
     "acquisition": "Cloudy Sentinel-2 (MS): pick the band files of one acquisition",
     "sar_units": "Sentinel-1 SAR (dB or linear power: give the layer in dB)",
     "product_level": "Product level",
+    "sun_azimuth": "Sun azimuth",
 }
 
 #: input or option -> the Processing parameter that sets it ("Remove clouds")

@@ -127,7 +127,11 @@ def main(argv=None) -> int:
     dialog.grab().save(str(args.out / "dialog.png"))
 
     group = project.layerTreeRoot().findGroup("SEN12MS-CR cloudy sample")
-    output, _rmse, sam = (node.layer() for node in group.findLayers())  # one stretch: the plugin's
+    found = [node.layer() for node in group.findLayers()]  # reconstruction, maps, mask, uncertainty
+    print("layers: " + ", ".join(layer.name() for layer in found))
+    sam = next(layer for layer in found if "SAM" in layer.name())
+    maps = ("RMSE", "SAM", "mask", "uncertainty", "probability")
+    output = next(layer for layer in found if not any(k.lower() in layer.name().lower() for k in maps))
     size = 420
     model_tree = QgsLayerTreeModel(project.layerTreeRoot())
     model_tree.setFlag(QgsLayerTreeModel.Flag.AllowNodeChangeVisibility)
@@ -140,7 +144,7 @@ def main(argv=None) -> int:
         app.processEvents()
     legend_view = view.grab()
     side_by_side([("Before: cloudy Sentinel-2", render([cloudy], size)),
-                  ("After: reconstruction (demo model)", render([output], size)),
+                  (f"After: reconstruction ({Path(model).stem})", render([output], size)),
                   ("SAM change, input vs output", render([sam], size))], None).save(str(args.out / "canvas.png"))
     legend_view.save(str(args.out / "layers.png"))
     print(f"wrote {', '.join(p.name for p in sorted(args.out.glob('*.png')))} to {args.out} (model {model})")

@@ -531,6 +531,26 @@ def test_the_product_level_defaults_to_the_product_and_reaches_the_run(dialog, s
     assert level.combo.isEnabled() and dialog.parameters().extra["product_level"] == "l1c"
 
 
+def test_the_sun_azimuth_is_left_to_the_product_unless_given_and_only_with_detection(dialog, sample_project):
+    """At its lowest value the box reads "From the product" and the run gets no sun (the library
+    finds it, sarclear.sun); a value given reaches DecloudOptions (360 is north, 0); a cloud mask
+    layer greys it out and leaves it out of the run, as the Processing parameter SUN_AZIMUTH."""
+    sun = dialog.sun_option
+    assert sun.spin.text() == "From the product" and "sun_azimuth" not in dialog.parameters().extra
+    assert "MEAN_SOLAR_AZIMUTH_ANGLE" in sun.spin.toolTip()
+    sun.spin.setValue(157.5)
+    from sarclear.inference import DecloudOptions
+
+    assert DecloudOptions(**dialog.parameters().extra).sun_azimuth == 157.5
+    sun.spin.setValue(360.0)
+    assert dialog.parameters().extra["sun_azimuth"] == 0.0
+    dialog.mask_combo.setLayer(sample_project["cloudy"])
+    assert not sun.spin.isEnabled() and "used as it is" in sun.spin.toolTip()
+    assert "sun_azimuth" not in dialog.parameters().extra
+    dialog.mask_combo.setLayer(None)
+    assert sun.spin.isEnabled() and dialog.parameters().extra["sun_azimuth"] == 0.0
+
+
 def test_the_default_model_follows_the_sar_layers_until_the_user_chooses_one(plugin, qgis_new_project, qgis_iface):
     """Like the CLI and the Processing algorithm: the SAR-guided fill when the project holds
     SAR layers, the plain fill without; a model the user picks stays."""

@@ -54,7 +54,8 @@ def test_zip_has_one_plugin_folder_with_library_icon_and_model(plugin_zip):
                      "resources/icons/sarclear.svg", f"resources/models/{DEMO_MODEL}", "resources/models/README.md",
                      "install.py", "messages.py", "models.py", "dialog_widgets.py", "dialog_inputs.py",
                      "dialog_model.py", "dialog_bands.py", "dialog_area.py", "dialog_output.py", "buffer_option.py",
-                     "level_option.py", "layer_files.py", "band_match.py", "layer_choice.py", "result_layers.py",
+                     "level_option.py", "sun_option.py", "layer_files.py", "band_match.py", "layer_choice.py",
+                     "result_layers.py",
                      "algorithm_base.py", "algorithm_removeclouds.py", "algorithm_evaluation.py"):
         assert f"sarclear_qgis/{required}" in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "tests" in n or "samples" in n]
