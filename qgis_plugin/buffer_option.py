@@ -21,7 +21,8 @@ _MASK_HELP = ("With automatic cloud detection (no cloud mask layer chosen): grow
               "by this many pixels, so their hazy edges are replaced too; real clouds are wider than what the "
               "detector calls cloud. 0 keeps the detection as it is. Pixels of the cloudy image's grid: 10 m each "
               "for the Sentinel-2 10 m bands, so 9 px is 90 m.")
-_MASK_OFF = "Not used with a cloud mask layer: that mask is used as it is. Clear the Cloud mask to detect clouds."
+#: the tooltip of an option of automatic detection while a cloud mask layer is chosen (sun_option too)
+NOT_WITH_A_MASK = "Not used with a cloud mask layer: that mask is used as it is. Clear the Cloud mask to detect clouds."
 _FILL_HELP = ("Clear pixels this close to the cloud mask keep their values but are not used to fill the clouds: "
               "next to a cloud they are often brighter (haze) or darker (shadow) than the ground. 0 uses every "
               "clear pixel. Pixels of the cloudy image's grid: 10 m each for the Sentinel-2 10 m bands.")
@@ -65,7 +66,7 @@ class BufferOptions:
         self.detecting = detecting
         known = self.defaults[0] is not None
         self.mask_spin.setEnabled(detecting and known)
-        self.mask_spin.setToolTip(_MASK_HELP if detecting else _MASK_OFF)
+        self.mask_spin.setToolTip(_MASK_HELP if detecting else NOT_WITH_A_MASK)
 
     def options(self) -> dict:
         """The DecloudOptions fields of the spin boxes in use (none while the library, and so

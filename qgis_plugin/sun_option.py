@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from qgis.PyQt.QtWidgets import QDoubleSpinBox
 
+from .buffer_option import NOT_WITH_A_MASK
+
 FROM_PRODUCT = -1.0  # the spin box's lowest value, shown as text: the library finds the sun
 
 _HELP = ("With automatic cloud detection (no cloud mask layer chosen): the sun's azimuth, in degrees clockwise "
@@ -21,7 +23,6 @@ _HELP = ("With automatic cloud detection (no cloud mask layer chosen): the sun's
          "detected shadow is kept only on the far side of its cloud from the sun. \"From the product\" finds it in "
          "the file's metadata, else from the sensing time and place in Sentinel-2 file names, else skips the "
          "check (the log says which).")
-_OFF = "Not used with a cloud mask layer: that mask is used as it is. Clear the Cloud mask to detect clouds."
 
 
 class SunOption:
@@ -44,7 +45,7 @@ class SunOption:
         layer chosen): the shadow check is part of the detection."""
         self.detecting = detecting
         self.spin.setEnabled(detecting)
-        self.spin.setToolTip(_HELP if detecting else _OFF)
+        self.spin.setToolTip(_HELP if detecting else NOT_WITH_A_MASK)
 
     def options(self) -> dict:
         """``{"sun_azimuth": degrees}`` when one is given and the clouds are detected, else
