@@ -3,7 +3,9 @@ the sensing time and place read from names and grids, and the azimuth turned int
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import json
+import re
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -11,7 +13,19 @@ from conftest import SSL4EO_CLOUDY, write_raster
 from osgeo import gdal, osr
 
 from sarclear.masks import MaskOptions
-from sarclear.sun import grid_north, grid_sun, mgrs_centre, sensing_time, solar_position, sun_azimuth
+from sarclear.sun import (
+    declared_time,
+    grid_north,
+    grid_sun,
+    mgrs_centre,
+    overpass_hour,
+    sensing_date,
+    sensing_time,
+    sidecar_metadata,
+    solar_position,
+    stack_sun,
+    sun_azimuth,
+)
 
 
 def test_solar_position_matches_sentinel_2_metadata_and_the_solstice_noon():
@@ -35,7 +49,8 @@ def test_time_and_place_come_from_sentinel_2_names():
     assert 145 < az < 170 and "MGRS tile" in how        # the morning sun over central Europe
     assert sun_azimuth({"SUN_AZIMUTH": "123.5"}, [name], None) == (123.5, "as the input's metadata declares it")
     assert sun_azimuth({"SENSING_TIME": "2017-06-13T10:10:31.024Z"}, ["ms.tif"], (52.0, 15.0))[0] == pytest.approx(az)
-    assert sun_azimuth({}, ["ms.tif"], (52.0, 15.0)) == (None, "no sensing time in the input's metadata or file names")
+    assert sun_azimuth({}, ["ms.tif"], (52.0, 15.0)) == (None, "no sensing time or date in the input's metadata "
+                                                               "or file names")
     assert sun_azimuth({}, ["S2A_20170613T101031.tif"], None)[0] is None
     night = sun_azimuth({}, ["S2A_20170613T221031_T33UUP.tif"], None)
     assert night[0] is None and "not a Sentinel-2 overpass" in night[1]
@@ -90,3 +105,103 @@ def test_grid_sun_of_a_scene_without_georeference_uses_its_name():
     az, how = grid_sun(["S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_38_88"], None, "", 120, 120)
     assert 145 < az < 170 and "MGRS" in how
     assert grid_sun(["chip_38_88"], None, "", 120, 120)[0] is None
+
+
+def _band_folder(folder, sidecar=None, gdal_meta=None):
+    """An SSL4EO-S12-like export: one GeoTIFF per band (WGS 84, over 30.46 N 73.31 E, named with
+    no time or tile) and, as given, a metadata.json beside them (a dict is written as JSON, a
+    str as it is) and GDAL metadata in B2.tif; the stack of its four 10 m bands."""
+    from sarclear.io.opening import open_optical
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, band in enumerate(("B2", "B3", "B4", "B8")):
+        write_raster(folder / f"{band}.tif", rng.integers(500 + 300 * i, 700 + 300 * i, (1, 32, 32)),
+                     gt=(73.30, 0.0001, 0, 30.47, 0, -0.0001), srs="EPSG:4326")
+    if gdal_meta:
+        ds = gdal.Open(str(folder / "B2.tif"), gdal.GA_Update)
+        ds.SetMetadata(gdal_meta)
+        ds = None
+    if sidecar is not None:
+        (folder / "metadata.json").write_text(sidecar if isinstance(sidecar, str) else json.dumps(sidecar))
+    return open_optical(folder, ["B2", "B3", "B4", "B8"])
+
+
+def test_an_earth_engine_metadata_json_beside_the_bands_gives_the_sun_under_the_files_own(tmp_path, caplog):
+    """SSL4EO-S12's exports keep the sun and time in metadata.json, not in the GeoTIFFs: its
+    azimuth is used and named as its source; the band files' own metadata wins over it; a
+    sidecar with a time alone gives the computed sun; a malformed one is named and ignored."""
+    # SSL4EO-S12 0000200, 2020-08-13: the granule's azimuth, sensing time (ms) and tile
+    real = {"MEAN_SOLAR_AZIMUTH_ANGLE": 130.416728948948, "system:time_start": 1597298442610, "MGRS_TILE": "43RCP",
+            "system:footprint": {"type": "LinearRing"}, "system:band_names": ["B1"], "flag": True}
+    az, how = stack_sun(_band_folder(tmp_path / "export", real))
+    assert az == pytest.approx(130.4167, abs=1e-3)              # WGS 84: the grid's up is true north
+    assert how == "sun at azimuth 130 degrees, as the input's metadata.json declares it"
+    assert sidecar_metadata([str(tmp_path / "export" / "B2.tif")]) == {
+        "MEAN_SOLAR_AZIMUTH_ANGLE": "130.416728948948", "system:time_start": "1597298442610", "MGRS_TILE": "43RCP"}
+    # the GeoTIFF's own declaration wins, worded as the metadata's, under the same key or another
+    for name, key in (("same", "MEAN_SOLAR_AZIMUTH_ANGLE"), ("other", "MEAN_SUN_AZIMUTH")):
+        az, how = stack_sun(_band_folder(tmp_path / name, real, {key: "200.5"}))
+        assert az == pytest.approx(200.5) and how.endswith("as the input's metadata declares it")
+    # a time alone (milliseconds since 1970): the sun is computed at 06:00:42 UTC over the grid
+    time_only = {k: v for k, v in real.items() if k != "MEAN_SOLAR_AZIMUTH_ANGLE"}
+    az, how = stack_sun(_band_folder(tmp_path / "time", time_only))
+    assert abs(az - 130.42) < 1.5 and "computed for 2020-08-13 06:00 UTC over the grid's centre" in how
+    # a sidecar that is no JSON object, or no JSON at all, is named in a warning and left aside
+    for name, text in (("broken", '{"MEAN_SOLAR_AZIMUTH_ANGLE": 130.4,'), ("list", "[130.4]")):
+        with caplog.at_level("WARNING", logger="sarclear"):
+            caplog.clear()
+            az, how = stack_sun(_band_folder(tmp_path / name, text))
+        assert az is None and "no sensing time or date" in how
+        assert any(str(tmp_path / name / "metadata.json") in r.getMessage() for r in caplog.records)
+    # too large to be an export's properties: not read
+    big = dict(real, padding="x" * (1 << 20))
+    assert stack_sun(_band_folder(tmp_path / "big", big))[0] is None
+
+
+def test_earth_engine_time_start_is_a_sensing_time_in_milliseconds():
+    assert declared_time({"system:time_start": "1597298442610"}) == datetime(2020, 8, 13, 6, 0, 42, 610000,
+                                                                             tzinfo=timezone.utc)
+    # an ISO time wins; a value that is no number is none
+    assert declared_time({"system:time_start": "1597298442610", "SENSING_TIME": "2020-08-13T05:46:39Z"}).minute == 46
+    assert declared_time({"system:time_start": "nan"}) is None and declared_time({"system:time_start": "x"}) is None
+
+
+def test_a_date_alone_gives_the_sun_at_sentinel_2s_overpass_where_that_fixes_it(monkeypatch):
+    """SEN12MS-CR-TS names the day only: the sun is taken at Sentinel-2's overpass there, from
+    its orbit (10:30 at the equator, later to the north), unless the times the image may have
+    been taken leave its azimuth more than 20 degrees uncertain."""
+    import sarclear.sun as sun
+
+    name = "s2_ROIs1970_21_ImgNo_17_2018-07-30_patch_236.tif"
+    assert sensing_date([name]) == date(2018, 7, 30)
+    assert sensing_date(["/data/2023-01-05/s2_20180730_patch.tif", "s2_12018-07-30.tif", "s2_2018-13-30.tif",
+                         "s2_2014-07-30.tif"]) is None     # folders, compact or unbounded dates, before Sentinel-2
+    # SSL4EO-S12's three granules over 30.46 N 73.31 E, sensed at 10:54 local solar time, declare
+    # these azimuths: the day alone gives each within 2.5 degrees (10:30 would be 8-10 off) and
+    # within the spread it states
+    for day, declared in (("2020-06-04", 114.74), ("2020-08-13", 130.42), ("2020-08-23", 136.67)):
+        az, how = sun_azimuth({}, [f"chip_{day}.tif"], (30.464, 73.306))
+        within = float(re.search(r"within (\d+) degrees", how).group(1))
+        assert abs(az - declared) < 2.5 <= within and f"estimated for {day} at the overpass (10:50" in how
+    assert abs(overpass_hour(30.464) - 10.90) < 0.1 and overpass_hour(0) == pytest.approx(10.5)
+    assert overpass_hour(52) > 11.1 and overpass_hour(-30) < 10.3
+    # Morocco, 31 N 8 W: the azimuth at the overpass, 10:51 local (11:23 UTC), within what it states
+    az, how = sun_azimuth({"ACQUISITION_DATE": "2018-07-30"}, ["ms.tif"], (31.0, -8.0))
+    at = datetime(2018, 7, 30, tzinfo=timezone.utc) + timedelta(hours=overpass_hour(31.0) + 8 / 15)
+    assert az == pytest.approx(solar_position(at, 31.0, -8.0)[0]) and 110 < az < 130
+    within = float(re.search(r"within (\d+) degrees", how).group(1))
+    for minutes in (-10, 10):   # a quarter hour across the swath: still within what it states
+        assert abs(solar_position(at + timedelta(minutes=minutes), 31.0, -8.0)[0] - az) <= within + 0.5
+    # Svalbard (78.2 N), midsummer: near the track's turn the overpass spreads over 40 minutes and
+    # more, in which the sun swings over 20 degrees: unknown; under a tighter limit, Morocco too
+    az, how = sun_azimuth({}, ["s2_2018-07-30.tif"], (78.2, 15.6))
+    assert az is None and "the date 2018-07-30 alone does not fix it" in how
+    assert float(re.search(r"moves ([\d.]+) degrees", how).group(1)) > 20
+    monkeypatch.setattr(sun, "MAX_DATE_SPREAD", 5.0)
+    assert sun_azimuth({}, [name], (31.0, -8.0))[0] is None
+    monkeypatch.undo()
+    # the polar night, and beyond the track's reach: no sun to estimate; no place: none either
+    assert "below the horizon" in sun_azimuth({}, ["s2_2018-12-21.tif"], (70.0, 20.0))[1]
+    assert sun_azimuth({}, ["s2_2018-07-30.tif"], (82.5, 20.0))[0] is None
+    assert sun_azimuth({}, [name], None) == (None, "the input has no georeference and its file names no MGRS tile")

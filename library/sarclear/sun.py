@@ -6,15 +6,22 @@ forest, water or soil beside a cloud but on its sunny side is ground, not shadow
 
 The azimuth (degrees clockwise from north, as Sentinel-2's metadata gives it) comes from, in order:
 
-1. the input's metadata, where it declares one (:data:`AZIMUTH_METADATA`);
+1. the input's metadata, where it declares one (:data:`AZIMUTH_METADATA`): the band files' GDAL
+   metadata, else a ``metadata.json`` beside them (:func:`sidecar_metadata`: Google Earth Engine
+   exports such as SSL4EO-S12 keep the image's properties there);
 2. the sensing time and place, by NOAA's solar position equations (:func:`solar_position`,
-   within about a degree): the time from the metadata (:data:`TIME_METADATA`) or the file paths
+   within about a degree): the time from the metadata (:data:`TIME_METADATA`, or Earth
+   Engine's ``system:time_start`` in milliseconds, :data:`EPOCH_MS_METADATA`) or the file paths
    (Sentinel-2 names carry the UTC sensing time, ``20200823T054639``); the place from the grid's
    georeference (its centre), else from the MGRS tile the paths name (``T33UUP``: the middle
    of its UTM zone and latitude band, within 4 degrees of latitude and 3 of longitude, a few
    degrees of azimuth); a time that is no Sentinel-2 overpass there (:data:`OVERPASS_HOURS`)
    is refused;
-3. else it is unknown, and the detector checks shadows by distance alone, as it did before.
+3. the sensing date alone (an ISO ``2018-07-30`` in the names, as SEN12MS-CR-TS's, or the
+   metadata) and the place: the sun at Sentinel-2's overpass there (:func:`overpass_sun`, from
+   its orbit), unless the azimuth moves more than :data:`MAX_DATE_SPREAD` degrees across the
+   times the image may have been taken;
+4. else it is unknown, and the detector checks shadows by distance alone, as it did before.
 
 It is then turned into the grid's frame (:func:`grid_azimuth`): the direction of true north at
 the grid's centre, so UTM's grid convergence and rotated grids are allowed for.
@@ -22,10 +29,14 @@ the grid's centre, so UTM's grid convergence and rotated grids are allowed for.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from .io.discovery import SENSING_TIME
 from .io.grid import Grid
@@ -38,14 +49,34 @@ AZIMUTH_METADATA = ("SUN_AZIMUTH", "MEAN_SOLAR_AZIMUTH_ANGLE", "MEAN_SUN_AZIMUTH
 #: Metadata that gives the sensing time (ISO 8601, UTC): GDAL's SENTINEL2 driver's and common exports'.
 TIME_METADATA = ("SENSING_TIME", "DATATAKE_1_DATATAKE_SENSING_START", "PRODUCT_START_TIME", "DATETIME",
                  "ACQUISITION_DATE")
+#: Metadata that gives the sensing time in milliseconds since 1970 (UTC): Google Earth Engine's.
+EPOCH_MS_METADATA = ("SYSTEM:TIME_START",)
 #: Local mean solar times (hours) at which Sentinel-2 images: its orbit crosses the equator at
-#: 10:30 going south, and local times spread with latitude. A time outside is not a sensing time
-#: (a product's processing time, say), and a sun computed from it would be wrong.
+#: 10:30 going south, and local times spread with latitude (:func:`overpass_hour`: 10:10 at 30 S,
+#: 11:15 at 52 N) and across the swath. A time outside is not a sensing time (a product's
+#: processing time, say), and a sun computed from it would be wrong.
 OVERPASS_HOURS = (7.5, 13.5)
-#: How a declared azimuth is described in the log.
+#: Sentinel-2's sun-synchronous orbit: inclination (degrees) and the local mean solar time (hours)
+#: at which it crosses the equator going south.
+S2_ORBIT = (98.62, 10.5)
+#: How far from :func:`overpass_hour` an image's local solar time may lie (:func:`overpass_window`):
+#: across half the 290 km swath (km), plus a margin (hours) for the model (it is within 4 minutes
+#: of SSL4EO-S12's sensing times over 30 N).
+SWATH_HALF_KM, OVERPASS_MARGIN_H = 145.0, 0.1
+#: The most (degrees) the sun's azimuth may move across those times for the date alone to give it.
+MAX_DATE_SPREAD = 20.0
+#: The file beside the band files that holds an export's properties (Google Earth Engine's), and
+#: the largest read.
+SIDECAR, SIDECAR_MAX_BYTES = "metadata.json", 1 << 20
+#: How a declared azimuth is described in the log: from the band files' metadata, from the sidecar.
 DECLARED = "as the input's metadata declares it"
+DECLARED_SIDECAR = f"as the input's {SIDECAR} declares it"
+_ISO_DATE = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)")
+_S2_START = date(2015, 6, 23)  # Sentinel-2A's launch: an earlier date names something else
 _MGRS = re.compile(r"(?<![A-Z0-9])T(\d{2})([C-HJ-NP-X])[A-Z]{2}(?![A-Z0-9])")
 _BANDS = "CDEFGHJKLMNPQRSTUVWX"  # MGRS latitude bands, 8 degrees each from 80 S (X: 72-84 N)
+
+log = logging.getLogger(__name__)
 
 
 def solar_position(when: datetime, lat: float, lon: float) -> tuple[float, float]:
@@ -77,6 +108,21 @@ def sensing_time(texts: Iterable[str]) -> datetime | None:
                 return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
             except ValueError:
                 continue
+    return None
+
+
+def sensing_date(texts: Iterable[str]) -> date | None:
+    """The first ISO date (``2018-07-30``, bounded by non-digits) in the file names of ``texts``
+    (paths or names; a folder's date may be a download's), else None. A bare ``20180730`` is too
+    ambiguous to take."""
+    for text in texts:
+        for m in _ISO_DATE.finditer(re.split(r"[\\/]", text)[-1]):
+            try:
+                day = date.fromisoformat(m.group(1))
+            except ValueError:
+                continue
+            if day >= _S2_START:
+                return day
     return None
 
 
@@ -116,7 +162,63 @@ def declared_time(metadata: Mapping[str, str]) -> datetime | None:
             continue
         if "T" in text or " " in text:  # a time of day, not a date alone
             return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    for key in EPOCH_MS_METADATA:
+        try:
+            return datetime.fromtimestamp(float(upper[key]) / 1000, timezone.utc)
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
+            continue
     return None
+
+
+def overpass_hour(lat: float) -> float:
+    """Sentinel-2's local mean solar time (hours) over latitude ``lat``, from its orbit
+    (:data:`S2_ORBIT`): 10:30 at the equator, later to the north (the orbit leans west of the
+    meridian), 10:50 at 30 N, 11:15 at 52 N."""
+    inclination, node = math.radians(S2_ORBIT[0]), S2_ORBIT[1]
+    # argument of latitude going south, and how far east of the node that point's right ascension lies
+    u = math.pi - math.asin(max(-1.0, min(1.0, math.sin(math.radians(lat)) / math.sin(inclination))))
+    east = math.degrees(math.atan2(math.cos(inclination) * math.sin(u), math.cos(u))) % 360 - 180
+    return node + east / 15
+
+
+def overpass_window(lat: float) -> float:
+    """How far (hours) from :func:`overpass_hour` a Sentinel-2 image's local solar time over
+    latitude ``lat`` may lie: its swath reaches across longitudes (6 minutes either side at 30 N,
+    20 at 70 N) and, where the track leans west toward its turn at 81 N, across latitudes
+    overpassed at other times (over an hour at 80 N); plus :data:`OVERPASS_MARGIN_H`."""
+    cos_lat = max(math.cos(math.radians(lat)), 0.05)
+    lean = min(1.0, abs(math.cos(math.radians(S2_ORBIT[0]))) / cos_lat)  # sine of the track's angle to north
+    dlat, dlon = SWATH_HALF_KM / 111.32 * lean, SWATH_HALF_KM / (111.32 * cos_lat) * math.sqrt(1 - lean ** 2)
+    return OVERPASS_MARGIN_H + dlon / 15 + abs(overpass_hour(lat + dlat) - overpass_hour(lat - dlat)) / 2
+
+
+def _angle(a: float, b: float) -> float:
+    """The angle (degrees, 0-180) between azimuths ``a`` and ``b``."""
+    return abs((a - b + 180) % 360 - 180)
+
+
+def overpass_sun(day: date, lat: float, lon: float, where: str) -> tuple[float | None, str]:
+    """The sun's azimuth at Sentinel-2's overpass (:func:`overpass_hour`) on UTC ``day`` over
+    (``lat``, ``lon``), and a line for the log; None where the sun is down or its azimuth moves
+    more than :data:`MAX_DATE_SPREAD` degrees across the times the image may have been taken
+    (:func:`overpass_window`; a sun near the zenith swings so): the date alone does not fix it."""
+    if abs(lat) > 180 - S2_ORBIT[0]:
+        return None, (f"{where} lies beyond {180 - S2_ORBIT[0]:.1f} degrees of latitude, where Sentinel-2's "
+                      "track turns: a date alone does not fix the time of its overpass")
+    hour, half = overpass_hour(lat), overpass_window(lat)
+    when = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(hours=(hour - lon / 15) % 24)
+    azimuth, zenith = solar_position(when, lat, lon)
+    clock = "{:02d}:{:02d}".format(*divmod(round(hour * 60), 60))
+    if zenith >= 90:
+        return None, f"the sun was below the horizon at the overpass on {day} ({clock} local solar time) over {where}"
+    ends = [solar_position(when + timedelta(hours=h), lat, lon)[0] for h in (-half, half)]
+    if _angle(*ends) > MAX_DATE_SPREAD:
+        return None, (f"the date {day} alone does not fix it: over {where} its azimuth moves {_angle(*ends):.1f} "
+                      f"degrees within {half * 60:.0f} minutes of the overpass ({clock} local solar time), more "
+                      f"than {MAX_DATE_SPREAD:.0f}")
+    within = max(_angle(azimuth, e) for e in ends)
+    return azimuth, (f"estimated for {day} at the overpass ({clock} local solar time) over {where}, "
+                     f"within {within:.0f} degrees")
 
 
 def sun_azimuth(metadata: Mapping[str, str], texts: Iterable[str], lat_lon: tuple[float, float] | None,
@@ -129,13 +231,19 @@ def sun_azimuth(metadata: Mapping[str, str], texts: Iterable[str], lat_lon: tupl
     if declared is not None:
         return declared, declared_how
     when = declared_time(metadata) or sensing_time(texts)
+    day = None
     if when is None:
-        return None, "no sensing time in the input's metadata or file names"
+        upper = {str(k).upper(): str(v) for k, v in metadata.items()}
+        day = sensing_date([*(upper.get(k, "") for k in TIME_METADATA), *texts])
+        if day is None:
+            return None, "no sensing time or date in the input's metadata or file names"
     place, where = lat_lon, "the grid's centre"
     if place is None:
         place, where = mgrs_centre(texts), "the MGRS tile in the file names"
     if place is None:
         return None, "the input has no georeference and its file names no MGRS tile"
+    if when is None:
+        return overpass_sun(day, *place, where)
     local = (when.hour + when.minute / 60 + place[1] / 15) % 24  # mean solar time, within a quarter hour
     if not OVERPASS_HOURS[0] <= local <= OVERPASS_HOURS[1]:
         return None, (f"{when:%Y-%m-%d %H:%M} UTC is {local:.1f} h local solar time over {where}, not a "
@@ -179,11 +287,51 @@ def grid_north(geotransform, srs, width: int, height: int) -> tuple[float, tuple
     return math.degrees(math.atan2(dcol, -drow)) % 360, (lat, lon)
 
 
+def sidecar_metadata(paths: Iterable[str]) -> dict[str, str]:
+    """The scalar properties (as strings) of the :data:`SIDECAR` file in the folders of
+    ``paths``, the first folder's winning: Google Earth Engine exports (SSL4EO-S12) keep an
+    image's sun, time and tile there, not in the GeoTIFFs. A file that cannot be read or holds no
+    JSON object is skipped with a warning: it only adds to what the name and grid give."""
+    out: dict[str, str] = {}
+    for folder in dict.fromkeys(os.path.dirname(os.fspath(p)) for p in paths):
+        path = os.path.join(folder, SIDECAR)
+        try:
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > SIDECAR_MAX_BYTES:
+                continue
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, RecursionError) as e:
+            log.warning("%s: not read for the sun's position (%s)", path, e)
+            continue
+        if not isinstance(data, dict):
+            log.warning("%s: not read for the sun's position (not a JSON object)", path)
+            continue
+        for k, v in data.items():
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                out.setdefault(str(k), str(v))
+    return out
+
+
+def _beneath(first: Mapping[str, str], then: Mapping[str, str]) -> dict[str, str]:
+    """``first`` with ``then``'s entries beneath it: ``first`` wins for a key in any case, and for
+    the azimuth or the time as a whole where it declares one."""
+    hidden = {str(k).upper() for k in first}
+    if declared_azimuth(first) is not None:
+        hidden.update(AZIMUTH_METADATA)
+    if declared_time(first) is not None:
+        hidden.update((*TIME_METADATA, *EPOCH_MS_METADATA))
+    return {**{k: v for k, v in then.items() if str(k).upper() not in hidden}, **first}
+
+
 def stack_sun(stack, given: float | None = None) -> tuple[float | None, str]:
     """The sun's azimuth in the grid of an optical :class:`sarclear.io.stack.RasterStack`
     (degrees clockwise from the grid's up), or None, and a line for the log that says where it
     came from or why it is unknown (:func:`grid_sun`): ``given`` (degrees from true north, the
-    caller's), else from each band file's metadata and path."""
+    caller's), else from each band file's metadata, the :data:`SIDECAR` beside them
+    (:func:`sidecar_metadata`; the files' metadata wins) and their paths."""
     from .product_level import opened_or_none
 
     grid = stack.grid
@@ -196,8 +344,12 @@ def stack_sun(stack, given: float | None = None) -> tuple[float | None, str]:
         if ds is not None:
             for domain in ("", *(d for d in (ds.GetMetadataDomainList() or []) if d.startswith("SENTINEL"))):
                 metadata.update({k: v for k, v in (ds.GetMetadata(domain) or {}).items() if k not in metadata})
-    return grid_sun([b.path for b in stack.bands], grid.geotransform if grid.georeferenced else None,
-                    grid.crs_wkt, grid.width, grid.height, metadata)
+    paths = [b.path for b in stack.bands]
+    sidecar = sidecar_metadata(paths)
+    from_sidecar = declared_azimuth(metadata) is None and declared_azimuth(sidecar) is not None
+    declared = DECLARED_SIDECAR if from_sidecar else DECLARED
+    return grid_sun(paths, grid.geotransform if grid.georeferenced else None, grid.crs_wkt, grid.width,
+                    grid.height, _beneath(metadata, sidecar), declared)
 
 
 def grid_sun(texts: Iterable[str], geotransform, crs_wkt: str, width: int, height: int,
