@@ -142,6 +142,8 @@ def test_under_a_whole_scene_cloud_the_prior_fills_far_closer_to_the_ground_than
     without = _run(ms, mask, _without_prior(model, tmp_path), tmp_path / "mean.tif")
     assert any("ground prior" in n for n in with_prior.notes)
     assert not any("ground prior" in n for n in without.notes)
+    # a whole-scene cloud is no veil, with or without a prior to fill it from
+    assert not any("a veil" in n for n in (*with_prior.notes, *without.notes))
     rmse = {k: float(np.sqrt(((_reflectance(tmp_path / f"{k}.tif") - clear) ** 2).mean())) for k in ("prior", "mean")}
     # the mean of an overcast scene is the cloud's brightness; the prior is ground, here farmland
     # of another continent and season, so it errs, but far less
@@ -153,6 +155,10 @@ def test_under_haze_the_scenes_own_pixels_stay_the_fill_and_the_prior_is_not_use
     ms, mask, _ = _farmland(tmp_path, haze)
     model = default_model(with_sar=True)
     with_prior = _run(ms, mask, model, tmp_path / "prior.tif")
-    _run(ms, mask, _without_prior(model, tmp_path), tmp_path / "mean.tif")
+    without = _run(ms, mask, _without_prior(model, tmp_path), tmp_path / "mean.tif")
     assert not any("ground prior" in n for n in with_prior.notes)
+    # the user is told that the whole scene is under a veil, and that the input may be closer
+    for result in (with_prior, without):
+        veil = [n for n in result.notes if "a veil that the ground shows through" in n]
+        assert len(veil) == 1 and "compare the two" in veil[0]
     assert np.array_equal(_reflectance(tmp_path / "prior.tif"), _reflectance(tmp_path / "mean.tif"))

@@ -54,6 +54,7 @@ from .scene_prep import (
     adapt_to_scene,
     clear_stats,
     detect_mask,
+    fill_notes,
     scene_view,
     user_mask_notes,
 )
@@ -340,10 +341,7 @@ def decloud(
                 log.warning(note)
                 notes.append(note)
         stats = clear_stats(view, stacks, scaling, area, level, cfg) if gapfill else None
-        if stats is not None and stats.from_prior:
-            note = ("the mask leaves (almost) no clear pixel: the fill is the model's ground prior, the typical "
-                    "clear ground of its training places" + (" for each pixel's SAR class" if stats.classes else "")
-                    + ", not this scene's own; read it as a rough guess (see the uncertainty map)")
+        for note in fill_notes(stats):
             log.warning(note)
             notes.append(note)
         result.haze = stats.haze if stats is not None else 0.0

@@ -63,6 +63,8 @@ class ClearStats:
                                                          # (sarclear.sar_guide.scene_classes)
     from_prior: bool = False  # the scene had (almost) no clear pixel: all of the above is the model's
                               # ground prior (sarclear.ground_prior), not this scene's
+    veiled: bool = False      # the scene had (almost) no clear pixel but its darkest ground shows
+                              # through: the above are over all its (veiled) pixels
 
 
 @dataclass(frozen=True)
@@ -91,21 +93,25 @@ def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: Optica
     (product ``level`` "l1c" / "l2a"). With fewer than :data:`~sarclear.ground_prior.MIN_CLEAR_PIXELS`
     clear pixels where even the darkest pixels are cloud (:data:`~sarclear.ground_prior.CLOUDED_DARK_EXCESS`),
     the model's ground prior where its config carries one (``from_prior``); else over all valid
-    pixels when there is no clear one (haze: the ground shows through); None when the view has
-    no valid pixel. With the ``config`` of a SAR-guided model and SAR in
-    ``stacks``, also its classes' scene means, from the same view of the SAR."""
+    pixels when there is no clear one (haze: the ground shows through; ``veiled`` wherever there
+    are too few and the darkest pixels are not cloud); None when the view has no valid pixel.
+    With the ``config`` of a SAR-guided model and SAR in ``stacks``, also its classes' scene
+    means, from the same view of the SAR."""
     refl = scaling.to_reflectance(view.ms)  # (C, h, w), NaN nodata
     ok = np.isfinite(refl).all(axis=0)
     if not ok.any():
         return None
+    veiled = False
     if view.hidden is not None:
         clear = ok & (view.hidden == 0)
         prior = GroundPrior.from_table(config.ground_prior) if config is not None else None
-        if (prior is not None and int(clear.sum()) < MIN_CLEAR_PIXELS
-                and haze_excess(refl[:, ok], stacks["ms"].names, level) >= CLOUDED_DARK_EXCESS):
+        few = int(clear.sum()) < MIN_CLEAR_PIXELS
+        clouded = few and haze_excess(refl[:, ok], stacks["ms"].names, level) >= CLOUDED_DARK_EXCESS
+        if prior is not None and clouded:
             background, classes = prior.at_level(level, config.bands)
             guided = config.sar_guide and "sar" in stacks
             return ClearStats(background, 0.0, classes if guided else None, from_prior=True)
+        veiled = few and not clouded
         if clear.any():
             ok = clear
     seen = refl[:, ok].astype(np.float64)
@@ -118,8 +124,28 @@ def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: Optica
         x = torch.from_numpy(np.nan_to_num(refl)[None]).float()
         classes = scene_classes(x, torch.from_numpy(ok)[None, None] & sar_ok[None, None], tents)
     return ClearStats(np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32),
-                      haze_excess(seen, stacks["ms"].names, level), classes)
+                      haze_excess(seen, stacks["ms"].names, level), classes, veiled=veiled)
 
+
+
+def fill_notes(stats: ClearStats | None) -> list[str]:
+    """Warnings about what a scene's fill rests on: the model's ground prior (no clear pixel, the
+    darkest ones cloud), or a veil over the whole scene (no clear pixel, the ground showing
+    through: on synthetic whole-scene haze the default was further from the ground than the
+    input, benchmarks/overcast.py)."""
+    if stats is None:
+        return []
+    if stats.from_prior:
+        return ["the mask leaves (almost) no clear pixel: the fill is the model's ground prior, the typical "
+                "clear ground of its training places" + (" for each pixel's SAR class" if stats.classes else "")
+                + ", not this scene's own; read it as a rough guess (see the uncertainty map)"]
+    if stats.veiled:
+        return ["the mask leaves (almost) no clear pixel, yet the scene's darkest pixels are not as bright as "
+                "cloud: a veil that the ground shows through. The fill is the mean of the whole veiled scene "
+                "with the fine detail seen through it, and broader patterns (above about 160 m) are flattened "
+                "to that mean; under a thin veil the input itself may be closer to the ground, so compare the "
+                "two"]
+    return []
 
 #: Sentinel-2 L2A scene classification (SCL) classes that hide the ground: 1 saturated or
 #: defective, 3 cloud shadow, 8 and 9 cloud (medium, high probability), 10 thin cirrus. 0 is no
