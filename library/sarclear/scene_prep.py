@@ -130,9 +130,10 @@ def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: Optica
 
 def fill_notes(stats: ClearStats | None) -> list[str]:
     """Warnings about what a scene's fill rests on: the model's ground prior (no clear pixel, the
-    darkest ones cloud), or a veil over the whole scene (no clear pixel, the ground showing
-    through: on synthetic whole-scene haze the default was further from the ground than the
-    input, benchmarks/overcast.py)."""
+    darkest ones cloud), or the whole scene's own mean (no clear pixel, the darkest ones ground:
+    a veil over the whole scene, where on synthetic haze the default was further from the ground
+    than the input, benchmarks/overcast.py; or a small image whose clear ground the mask's buffer
+    hides)."""
     if stats is None:
         return []
     if stats.from_prior:
@@ -141,10 +142,11 @@ def fill_notes(stats: ClearStats | None) -> list[str]:
                 + ", not this scene's own; read it as a rough guess (see the uncertainty map)"]
     if stats.veiled:
         return ["the mask leaves (almost) no clear pixel, yet the scene's darkest pixels are not as bright as "
-                "cloud: a veil that the ground shows through. The fill is the mean of the whole veiled scene "
-                "with the fine detail seen through it, and broader patterns (above about 160 m) are flattened "
-                "to that mean; under a thin veil the input itself may be closer to the ground, so compare the "
-                "two"]
+                "cloud: either a veil that the ground shows through, or clouds whose clear ground in between "
+                "the mask hides too (its buffer, on a small image). The fill is the mean of the whole scene with "
+                "the fine detail seen through a veil, and broader patterns (above about 160 m) are flattened to "
+                "that mean: under a thin veil the input itself may be closer to the ground, so compare the two; "
+                "with clear ground in between, a smaller mask buffer leaves the fill something to draw from"]
     return []
 
 #: Sentinel-2 L2A scene classification (SCL) classes that hide the ground: 1 saturated or
