@@ -127,7 +127,6 @@ def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: Optica
                       haze_excess(seen, stacks["ms"].names, level), classes, veiled=veiled)
 
 
-
 def fill_notes(stats: ClearStats | None) -> list[str]:
     """Warnings about what a scene's fill rests on: the model's ground prior (no clear pixel, the
     darkest ones cloud), or the whole scene's own mean (no clear pixel, the darkest ones ground:
@@ -148,6 +147,7 @@ def fill_notes(stats: ClearStats | None) -> list[str]:
                 "that mean: under a thin veil the input itself may be closer to the ground, so compare the two; "
                 "with clear ground in between, a smaller mask buffer leaves the fill something to draw from"]
     return []
+
 
 #: Sentinel-2 L2A scene classification (SCL) classes that hide the ground: 1 saturated or
 #: defective, 3 cloud shadow, 8 and 9 cloud (medium, high probability), 10 thin cirrus. 0 is no

@@ -138,9 +138,14 @@ def mgrs_centre(texts: Iterable[str]) -> tuple[float, float] | None:
     return None
 
 
+def _upper_keys(metadata: Mapping[str, str]) -> dict[str, str]:
+    """``metadata`` with its keys in upper case: exports spell them either way."""
+    return {str(k).upper(): v for k, v in metadata.items()}
+
+
 def declared_azimuth(metadata: Mapping[str, str]) -> float | None:
     """The sun azimuth that ``metadata`` declares (:data:`AZIMUTH_METADATA`), else None."""
-    upper = {str(k).upper(): v for k, v in metadata.items()}
+    upper = _upper_keys(metadata)
     for key in AZIMUTH_METADATA:
         try:
             value = float(upper[key])
@@ -153,7 +158,7 @@ def declared_azimuth(metadata: Mapping[str, str]) -> float | None:
 
 def declared_time(metadata: Mapping[str, str]) -> datetime | None:
     """The sensing time that ``metadata`` gives (:data:`TIME_METADATA`, ISO 8601), else None."""
-    upper = {str(k).upper(): v for k, v in metadata.items()}
+    upper = _upper_keys(metadata)
     for key in TIME_METADATA:
         text = str(upper.get(key, "")).strip().replace("Z", "+00:00")
         try:
@@ -233,8 +238,8 @@ def sun_azimuth(metadata: Mapping[str, str], texts: Iterable[str], lat_lon: tupl
     when = declared_time(metadata) or sensing_time(texts)
     day = None
     if when is None:
-        upper = {str(k).upper(): str(v) for k, v in metadata.items()}
-        day = sensing_date([*(upper.get(k, "") for k in TIME_METADATA), *texts])
+        upper = _upper_keys(metadata)
+        day = sensing_date([*(str(upper.get(k, "")) for k in TIME_METADATA), *texts])
         if day is None:
             return None, "no sensing time or date in the input's metadata or file names"
     place, where = lat_lon, "the grid's centre"
