@@ -61,6 +61,11 @@ def test_time_and_place_come_from_sentinel_2_names():
     for real in ("20200823T054639_20200823T055618_T43RCP", "S2A_MSIL2A_20220706T085611_N0400_R007_T33NZA",
                  "S2B_MSIL2A_20200223T032739_N9999_R018_T48QUE", name):
         assert sun_azimuth({}, [real], None)[0] is not None
+    # near the track's turn the overpass comes later: 14:27 local solar time at 80 N is a sensing time
+    arctic = sun_azimuth({}, ["S2A_MSIL1C_20200715T132700_T33XWG"], (80.0, 15.0))
+    assert 205 < arctic[0] < 235 and "computed for 2020-07-15 13:27 UTC" in arctic[1]  # the early-afternoon sun
+    mid = sun_azimuth({}, ["S2A_MSIL1C_20200715T132700_T33UUP"], (52.0, 15.0))  # the same time at 52 N is not
+    assert mid[0] is None and "(about 11.2 h)" in mid[1]
 
 
 def test_true_north_in_the_grid_allows_for_utm_convergence_and_flips():

@@ -15,8 +15,8 @@ The azimuth (degrees clockwise from north, as Sentinel-2's metadata gives it) co
    (Sentinel-2 names carry the UTC sensing time, ``20200823T054639``); the place from the grid's
    georeference (its centre), else from the MGRS tile the paths name (``T33UUP``: the middle
    of its UTM zone and latitude band, within 4 degrees of latitude and 3 of longitude, a few
-   degrees of azimuth); a time that is no Sentinel-2 overpass there (:data:`OVERPASS_HOURS`)
-   is refused;
+   degrees of azimuth); a time that is no Sentinel-2 overpass there (more than
+   :data:`OVERPASS_SLACK_H` from :func:`overpass_hour`) is refused;
 3. the sensing date alone (an ISO ``2018-07-30`` in the names, as SEN12MS-CR-TS's, or the
    metadata) and the place: the sun at Sentinel-2's overpass there (:func:`overpass_sun`, from
    its orbit), unless the azimuth moves more than :data:`MAX_DATE_SPREAD` degrees across the
@@ -51,11 +51,12 @@ TIME_METADATA = ("SENSING_TIME", "DATATAKE_1_DATATAKE_SENSING_START", "PRODUCT_S
                  "ACQUISITION_DATE")
 #: Metadata that gives the sensing time in milliseconds since 1970 (UTC): Google Earth Engine's.
 EPOCH_MS_METADATA = ("SYSTEM:TIME_START",)
-#: Local mean solar times (hours) at which Sentinel-2 images: its orbit crosses the equator at
-#: 10:30 going south, and local times spread with latitude (:func:`overpass_hour`: 10:10 at 30 S,
-#: 11:15 at 52 N) and across the swath. A time outside is not a sensing time (a product's
-#: processing time, say), and a sun computed from it would be wrong.
-OVERPASS_HOURS = (7.5, 13.5)
+#: How far (hours) a declared time's local mean solar time may lie from Sentinel-2's overpass
+#: there (:func:`overpass_hour`: 10:30 at the equator, 10:10 at 30 S, 11:15 at 52 N, 13:30 at
+#: 78 N) and still be read as the sensing time: generous, since a datatake's start time may
+#: precede the image. A time farther off is not a sensing time (a product's processing time,
+#: say), and a sun computed from it would be wrong.
+OVERPASS_SLACK_H = 3.0
 #: Sentinel-2's sun-synchronous orbit: inclination (degrees) and the local mean solar time (hours)
 #: at which it crosses the equator going south.
 S2_ORBIT = (98.62, 10.5)
@@ -250,9 +251,11 @@ def sun_azimuth(metadata: Mapping[str, str], texts: Iterable[str], lat_lon: tupl
     if when is None:
         return overpass_sun(day, *place, where)
     local = (when.hour + when.minute / 60 + place[1] / 15) % 24  # mean solar time, within a quarter hour
-    if not OVERPASS_HOURS[0] <= local <= OVERPASS_HOURS[1]:
+    expected = overpass_hour(place[0])
+    if abs((local - expected + 12) % 24 - 12) > OVERPASS_SLACK_H:
         return None, (f"{when:%Y-%m-%d %H:%M} UTC is {local:.1f} h local solar time over {where}, not a "
-                      "Sentinel-2 overpass (about 10:30): read as a processing time, not the sensing time")
+                      f"Sentinel-2 overpass there (about {expected:.1f} h): read as a processing time, not the "
+                      "sensing time")
     azimuth, zenith = solar_position(when, *place)
     if zenith >= 90:
         return None, f"the sun was below the horizon at {when:%Y-%m-%d %H:%M} UTC over {where}"
