@@ -159,26 +159,25 @@ def place_interval(doc: dict, group: str, kind: str, method: str, baseline: str,
     two. Also ``ahead``: the scenes where the method errs less, of ``scenes``. None where either
     has no scene."""
     place = {s["name"]: s["place"] for s in doc["scenes"]}
-    errors: dict[str, dict[str, list[float]]] = {}  # scene -> method -> [squared error, pixels]
+    errors: dict[str, dict[str, float]] = {}  # scene -> method -> squared error summed over the cloud
     for r in doc["per_scene"]:
         if r["group"] == group and r["kind"] == kind and r["mask"] == mask and r["method"] in (method, baseline) \
                 and r["cloud_pixels"]:
-            errors.setdefault(r["scene"], {})[r["method"]] = [r["rmse_cloud"] ** 2 * r["cloud_pixels"],
-                                                             r["cloud_pixels"]]
+            errors.setdefault(r["scene"], {})[r["method"]] = r["rmse_cloud"] ** 2 * r["cloud_pixels"]
     paired = {s: e for s, e in errors.items() if len(e) == 2}
     if not paired:
         return None
     sums: dict[str, np.ndarray] = {}
     for scene, e in paired.items():
         sums.setdefault(place.get(scene, scene), np.zeros(2))
-        sums[place.get(scene, scene)] += [e[method][0], e[baseline][0]]
+        sums[place.get(scene, scene)] += [e[method], e[baseline]]
     per_place = np.stack(list(sums.values()))  # (places, 2) squared errors: method, baseline
     ratio = float(np.sqrt(per_place[:, 0].sum() / per_place[:, 1].sum()))
     picks = np.random.default_rng(seed).integers(0, len(per_place), (draws, len(per_place)))
     drawn = per_place[picks].sum(axis=1)  # (draws, 2)
     low, high = np.percentile(np.sqrt(drawn[:, 0] / drawn[:, 1]), [2.5, 97.5])
     return {"ratio": ratio, "low": float(low), "high": float(high), "places": len(per_place),
-            "ahead": sum(e[method][0] < e[baseline][0] for e in paired.values()), "scenes": len(paired)}
+            "ahead": sum(e[method] < e[baseline] for e in paired.values()), "scenes": len(paired)}
 
 
 def _interval_table(doc: dict, group: str, baseline: str = "normalized convolution") -> list[str]:
