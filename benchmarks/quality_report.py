@@ -289,6 +289,9 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
             f"95 % interval when the {split} places are redrawn ({BOOTSTRAP_DRAWS} paired draws of whole places, "
             "`quality_report.place_interval`), and the scenes where the model errs less. The issue's thick-cloud "
             "target is -20 %.", "", *_interval_table(doc, "S1+S2"), ""]
+    if "S2 only" in groups:
+        out += [f"The same on the S2-only {split} places ({n['S2 only']}; models without SAR):", "",
+                *_interval_table(doc, "S2 only"), ""]
     out += ["## Clear scenes through default decloud", "",
             f"Each clear {split} scene, without synthetic clouds, through `decloud` with default options. "
             "Changed: share of valid pixels where any band moved by more than 0.002 reflectance. "
