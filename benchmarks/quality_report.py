@@ -150,6 +150,35 @@ BOOTSTRAP_DRAWS = 2000
 INTERVAL_KINDS = ("thick", "thick+shadow", "real layers")
 
 
+def _paired(doc: dict, group: str, kind: str, method: tuple[str, str], baseline: tuple[str, str], value
+            ) -> dict[str, list[tuple[float, float]]]:
+    """Per place, ``value(record)`` of ``method`` and of ``baseline`` ((method, mask) each) on each
+    of the ``group``'s scenes of ``kind`` that has both (a scene's place from ``doc["scenes"]``)."""
+    place = {s["name"]: s["place"] for s in doc["scenes"]}
+    found: dict[str, dict[tuple[str, str], float]] = {}
+    for r in doc["per_scene"]:
+        key = (r["method"], r["mask"])
+        if r["group"] == group and r["kind"] == kind and key in (method, baseline):
+            v = value(r)
+            if v is not None and np.isfinite(v):
+                found.setdefault(r["scene"], {})[key] = v
+    out: dict[str, list[tuple[float, float]]] = {}
+    for scene, v in found.items():
+        if len(v) == 2:
+            out.setdefault(place.get(scene, scene), []).append((v[method], v[baseline]))
+    return out
+
+
+def _redrawn(places: dict[str, list[tuple[float, float]]], stat, draws: int, seed: int) -> tuple[float, float, float]:
+    """``stat`` of the scenes' (method, baseline) pairs (an (n, 2) array), and its 95 % interval
+    when whole places are redrawn with replacement (a paired bootstrap over places)."""
+    groups = [np.asarray(v, dtype=np.float64) for v in places.values()]
+    picks = np.random.default_rng(seed).integers(0, len(groups), (draws, len(groups)))
+    drawn = [stat(np.concatenate([groups[i] for i in pick])) for pick in picks]
+    low, high = np.percentile(drawn, [2.5, 97.5])
+    return float(stat(np.concatenate(groups))), float(low), float(high)
+
+
 def place_interval(doc: dict, group: str, kind: str, method: str, baseline: str, mask: str,
                    draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> dict | None:
     """How far ``method``'s RMSE under the cloud lies below ``baseline``'s (``ratio`` - 1, pooled
@@ -158,26 +187,29 @@ def place_interval(doc: dict, group: str, kind: str, method: str, baseline: str,
     place's scenes together), since a figure pooled over a dozen places may owe much to one or
     two. Also ``ahead``: the scenes where the method errs less, of ``scenes``. None where either
     has no scene."""
-    place = {s["name"]: s["place"] for s in doc["scenes"]}
-    errors: dict[str, dict[str, float]] = {}  # scene -> method -> squared error summed over the cloud
-    for r in doc["per_scene"]:
-        if r["group"] == group and r["kind"] == kind and r["mask"] == mask and r["method"] in (method, baseline) \
-                and r["cloud_pixels"]:
-            errors.setdefault(r["scene"], {})[r["method"]] = r["rmse_cloud"] ** 2 * r["cloud_pixels"]
-    paired = {s: e for s, e in errors.items() if len(e) == 2}
-    if not paired:
+    places = _paired(doc, group, kind, (method, mask), (baseline, mask),
+                     lambda r: r["rmse_cloud"] ** 2 * r["cloud_pixels"] if r["cloud_pixels"] else None)
+    if not places:
         return None
-    sums: dict[str, np.ndarray] = {}
-    for scene, e in paired.items():
-        sums.setdefault(place.get(scene, scene), np.zeros(2))
-        sums[place.get(scene, scene)] += [e[method], e[baseline]]
-    per_place = np.stack(list(sums.values()))  # (places, 2) squared errors: method, baseline
-    ratio = float(np.sqrt(per_place[:, 0].sum() / per_place[:, 1].sum()))
-    picks = np.random.default_rng(seed).integers(0, len(per_place), (draws, len(per_place)))
-    drawn = per_place[picks].sum(axis=1)  # (draws, 2)
-    low, high = np.percentile(np.sqrt(drawn[:, 0] / drawn[:, 1]), [2.5, 97.5])
-    return {"ratio": ratio, "low": float(low), "high": float(high), "places": len(per_place),
-            "ahead": sum(e[method] < e[baseline] for e in paired.values()), "scenes": len(paired)}
+    ratio, low, high = _redrawn(places, lambda a: np.sqrt(a[:, 0].sum() / a[:, 1].sum()), draws, seed)
+    pairs = [p for v in places.values() for p in v]
+    return {"ratio": ratio, "low": low, "high": high, "places": len(places),
+            "ahead": sum(m < b for m, b in pairs), "scenes": len(pairs)}
+
+
+def place_difference(doc: dict, group: str, kind: str, method: str, mask: str, baseline: str = "cloudy input",
+                     baseline_mask: str = "-", key: str = "corr", draws: int = BOOTSTRAP_DRAWS,
+                     seed: int = 0) -> dict | None:
+    """``method``'s per-scene ``key`` (the correlation, by default) minus ``baseline``'s, averaged
+    over scenes as the tables average it, with its 95 % interval over places (as
+    :func:`place_interval`) and the scenes where the method's is higher; None without a pair."""
+    places = _paired(doc, group, kind, (method, mask), (baseline, baseline_mask), lambda r: r.get(key))
+    if not places:
+        return None
+    diff, low, high = _redrawn(places, lambda a: float((a[:, 0] - a[:, 1]).mean()), draws, seed)
+    pairs = [p for v in places.values() for p in v]
+    return {"difference": diff, "low": low, "high": high, "places": len(places),
+            "ahead": sum(m > b for m, b in pairs), "scenes": len(pairs)}
 
 
 def _interval_table(doc: dict, group: str, baseline: str = "normalized convolution") -> list[str]:
@@ -193,6 +225,18 @@ def _interval_table(doc: dict, group: str, baseline: str = "normalized convoluti
                     f"{r['ahead']} of {r['scenes']}"))
             if any(c != "-" for c in cells):
                 lines.append(f"| {method} | {mask} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _haze_lines(doc: dict, group: str) -> list[str]:
+    """Each model's haze correlation against the input's, with :func:`place_difference`."""
+    lines = []
+    for method in doc.get("models", {}):
+        for mask in ("true", "detected"):
+            r = place_difference(doc, group, "haze", method, mask)
+            if r is not None:
+                lines.append(f"- {method}, {mask} mask: {r['difference']:+.3f} ({r['low']:+.3f} to {r['high']:+.3f}); "
+                             f"higher on {r['ahead']} of {r['scenes']} scenes")
     return lines
 
 
@@ -292,6 +336,9 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
     if "S2 only" in groups:
         out += [f"The same on the S2-only {split} places ({n['S2 only']}; models without SAR):", "",
                 *_interval_table(doc, "S2 only"), ""]
+    out += ["Haze: each model's per-band correlation with the reference minus the cloudy input's (averaged over "
+            "the S1+S2 scenes as above), its 95 % interval over places, and the scenes where it is higher. The "
+            "issue's haze target asks for at least the input's.", "", *_haze_lines(doc, "S1+S2"), ""]
     out += ["## Clear scenes through default decloud", "",
             f"Each clear {split} scene, without synthetic clouds, through `decloud` with default options. "
             "Changed: share of valid pixels where any band moved by more than 0.002 reflectance. "

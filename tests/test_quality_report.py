@@ -8,7 +8,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 try:
-    from quality_report import place_interval
+    from quality_report import place_difference, place_interval
 finally:
     sys.path.remove(str(ROOT / "benchmarks"))
 
@@ -37,3 +37,17 @@ def test_a_gain_every_place_shares_is_sure_and_one_that_one_place_carries_is_not
     r = place_interval(one, "S1+S2", "thick", "model", "normalized convolution", "detected")
     assert r["places"] == 1 and r["low"] == pytest.approx(r["high"]) == pytest.approx(r["ratio"])
     assert place_interval(one, "S1+S2", "haze", "model", "normalized convolution", "detected") is None
+
+
+def test_a_correlation_gain_is_given_with_its_spread_over_places():
+    per_scene = []
+    gains = {"a": 0.10, "b": 0.10, "c": -0.02, "d": -0.02}  # two places gain, two lose a little
+    for name, gain in gains.items():
+        per_scene += [{"group": "S1+S2", "scene": name, "kind": "haze", "method": "cloudy input", "mask": "-",
+                       "corr": 0.7},
+                      {"group": "S1+S2", "scene": name, "kind": "haze", "method": "model", "mask": "detected",
+                       "corr": 0.7 + gain}]
+    doc = {"scenes": [{"name": n, "place": n} for n in gains], "per_scene": per_scene}
+    r = place_difference(doc, "S1+S2", "haze", "model", "detected")
+    assert r["difference"] == pytest.approx(0.04) and r["low"] < 0 < r["high"] and (r["ahead"], r["scenes"]) == (2, 4)
+    assert place_difference(doc, "S1+S2", "haze", "model", "true") is None
