@@ -328,14 +328,16 @@ def write_report(report: Path, json_path: Path, out_dir: Path) -> Path:
     for g in groups:
         out += [f"## {g} {split} scenes ({n[g]})", "", _main_table(rows, g), ""]
     out += ["## Targets (issue 11), S1+S2 scenes", "", *_targets(doc), ""]
+    places = {g: len({s["place"] for s in doc["scenes"] if (g == "S1+S2") == s["sar"]}) for g in ("S1+S2", "S2 only")}
     out += ["### How sure: the fills against normalized convolution, over places", "",
             "RMSE under the cloud against normalized convolution's with the same mask (pooled as above), its "
-            f"95 % interval when the {split} places are redrawn ({BOOTSTRAP_DRAWS} paired draws of whole places, "
+            f"95 % interval when the {split} scenes' places ({places['S1+S2']} for the {n.get('S1+S2', 0)} S1+S2 "
+            f"scenes) are redrawn ({BOOTSTRAP_DRAWS} paired draws of whole places, "
             "`quality_report.place_interval`), and the scenes where the model errs less. The issue's thick-cloud "
             "target is -20 %.", "", *_interval_table(doc, "S1+S2"), ""]
     if "S2 only" in groups:
-        out += [f"The same on the S2-only {split} places ({n['S2 only']}; models without SAR):", "",
-                *_interval_table(doc, "S2 only"), ""]
+        out += [f"The same on the S2-only {split} scenes ({n['S2 only']}, {places['S2 only']} places; models "
+                "without SAR):", "", *_interval_table(doc, "S2 only"), ""]
     out += ["Haze: each model's per-band correlation with the reference minus the cloudy input's (averaged over "
             "the S1+S2 scenes as above), its 95 % interval over places, and the scenes where it is higher. The "
             "issue's haze target asks for at least the input's.", "", *_haze_lines(doc, "S1+S2"), ""]
