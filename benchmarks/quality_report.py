@@ -169,14 +169,18 @@ def _paired(doc: dict, group: str, kind: str, method: tuple[str, str], baseline:
     return out
 
 
-def _redrawn(places: dict[str, list[tuple[float, float]]], stat, draws: int, seed: int) -> tuple[float, float, float]:
-    """``stat`` of the scenes' (method, baseline) pairs (an (n, 2) array), and its 95 % interval
-    when whole places are redrawn with replacement (a paired bootstrap over places)."""
-    groups = [np.asarray(v, dtype=np.float64) for v in places.values()]
-    picks = np.random.default_rng(seed).integers(0, len(groups), (draws, len(groups)))
-    drawn = [stat(np.concatenate([groups[i] for i in pick])) for pick in picks]
-    low, high = np.percentile(drawn, [2.5, 97.5])
-    return float(stat(np.concatenate(groups))), float(low), float(high)
+def _over_places(places: dict[str, list[tuple[float, float]]], features, stat, better, draws: int,
+                 seed: int) -> tuple[float, dict]:
+    """``stat`` of the totals of ``features(method, baseline)`` (two numbers per scene, summed over
+    the scenes; ``stat`` maps (..., 2) totals to values) and its 95 % interval (``low``, ``high``)
+    when whole places are redrawn with replacement (a paired bootstrap over places), with the
+    ``places``, the ``scenes`` and those where ``better(method, baseline)`` (``ahead``)."""
+    pairs = [p for v in places.values() for p in v]
+    totals = np.array([np.sum([features(m, b) for m, b in v], axis=0) for v in places.values()], dtype=np.float64)
+    picks = np.random.default_rng(seed).integers(0, len(totals), (draws, len(totals)))
+    low, high = np.percentile(stat(totals[picks].sum(axis=1)), [2.5, 97.5])
+    return float(stat(totals.sum(axis=0))), {"low": float(low), "high": float(high), "places": len(places),
+                                             "ahead": sum(better(m, b) for m, b in pairs), "scenes": len(pairs)}
 
 
 def place_interval(doc: dict, group: str, kind: str, method: str, baseline: str, mask: str,
@@ -191,10 +195,9 @@ def place_interval(doc: dict, group: str, kind: str, method: str, baseline: str,
                      lambda r: r["rmse_cloud"] ** 2 * r["cloud_pixels"] if r["cloud_pixels"] else None)
     if not places:
         return None
-    ratio, low, high = _redrawn(places, lambda a: np.sqrt(a[:, 0].sum() / a[:, 1].sum()), draws, seed)
-    pairs = [p for v in places.values() for p in v]
-    return {"ratio": ratio, "low": low, "high": high, "places": len(places),
-            "ahead": sum(m < b for m, b in pairs), "scenes": len(pairs)}
+    ratio, spread = _over_places(places, lambda m, b: (m, b), lambda t: np.sqrt(t[..., 0] / t[..., 1]),
+                                 lambda m, b: m < b, draws, seed)
+    return {"ratio": ratio, **spread}
 
 
 def place_difference(doc: dict, group: str, kind: str, method: str, mask: str, baseline: str = "cloudy input",
@@ -206,10 +209,9 @@ def place_difference(doc: dict, group: str, kind: str, method: str, mask: str, b
     places = _paired(doc, group, kind, (method, mask), (baseline, baseline_mask), lambda r: r.get(key))
     if not places:
         return None
-    diff, low, high = _redrawn(places, lambda a: float((a[:, 0] - a[:, 1]).mean()), draws, seed)
-    pairs = [p for v in places.values() for p in v]
-    return {"difference": diff, "low": low, "high": high, "places": len(places),
-            "ahead": sum(m > b for m, b in pairs), "scenes": len(pairs)}
+    diff, spread = _over_places(places, lambda m, b: (m - b, 1.0), lambda t: t[..., 0] / t[..., 1],
+                                lambda m, b: m > b, draws, seed)
+    return {"difference": diff, **spread}
 
 
 def _interval_table(doc: dict, group: str, baseline: str = "normalized convolution") -> list[str]:
