@@ -252,7 +252,7 @@ def sun_azimuth(metadata: Mapping[str, str], texts: Iterable[str], lat_lon: tupl
         return overpass_sun(day, *place, where)
     local = (when.hour + when.minute / 60 + place[1] / 15) % 24  # mean solar time, within a quarter hour
     expected = overpass_hour(place[0])
-    if abs((local - expected + 12) % 24 - 12) > OVERPASS_SLACK_H:
+    if _angle(15 * local, 15 * expected) > 15 * OVERPASS_SLACK_H:  # hours apart on the clock, as degrees
         return None, (f"{when:%Y-%m-%d %H:%M} UTC is {local:.1f} h local solar time over {where}, not a "
                       f"Sentinel-2 overpass there (about {expected:.1f} h): read as a processing time, not the "
                       "sensing time")
