@@ -50,7 +50,7 @@ from quality_io import (
 )
 
 from sarclear.bands import S2_BANDS
-from sarclear.defaults import FILL_BUFFER_PX
+from sarclear.defaults import fill_buffer_px
 from sarclear.fill import FILL_REACH_PX, fill_sources, normalized_convolution
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.masks import CLOUD, SHADOW, MaskOptions, detect_array
@@ -113,7 +113,8 @@ def synthetic(data: Path, size: int, seeds: int) -> list[dict]:
                     classes = detect_array(cloudy[0].numpy(), scene.bands, valid, scene.product_level,
                                            options=MaskOptions(method=det, sun_azimuth_deg=clouds_sun(clouds))).classes
                     hidden = torch.from_numpy(np.isin(classes, (CLOUD, SHADOW)))[None, None].float()
-                    fill = normalized_convolution(cloudy, fill_sources(1 - hidden, FILL_BUFFER_PX), reach=FILL_REACH_PX)
+                    sources = fill_sources(1 - hidden, fill_buffer_px(True))  # decloud's, under a detected mask
+                    fill = normalized_convolution(cloudy, sources, reach=FILL_REACH_PX)
                     err = ((torch.where(hidden > 0, fill, cloudy) - truth)[0].numpy() ** 2)[:, valid]
                     a = acc.setdefault((kind, det), [0.0, 0.0, 0.0, 0.0])
                     a[0] += float(err.sum())

@@ -41,7 +41,7 @@ from quality_io import (
 )
 
 from sarclear.checkpoint import load_model
-from sarclear.defaults import FILL_BUFFER_PX
+from sarclear.defaults import fill_buffer_px
 from sarclear.fill import ClassicalFill, fill_sources, fill_variance, haze_excess
 from sarclear.fill_eval import Z90, coverage90
 from sarclear.inference import DecloudOptions, decloud
@@ -57,17 +57,18 @@ BINS = 20
 
 
 def _fill(x: np.ndarray, hidden: np.ndarray, valid: np.ndarray, config: ModelConfig,
-          level: str, sar: np.ndarray | None = None) -> tuple[ClassicalFill, float]:
+          level: str, sar: np.ndarray | None = None, detected: bool = True) -> tuple[ClassicalFill, float]:
     """What decloud computes on one tile with this model, (1, C, H, W) each: its estimate (the
     fill, plus the detail kept under thin cloud) in ``prior``, and the fill's spread; and the
     scene's haze excess (over the pixels the mask calls clear, product ``level``). Sources
-    beyond the fill buffer; the scene's clear mean and standard deviation far from any. A
-    SAR-guided model (``config.sar_guide``) takes ``sar`` (dB, (S, H, W)) as decloud does."""
+    beyond decloud's default fill buffer for a ``detected`` mask (else a mask file's); the
+    scene's clear mean and standard deviation far from any. A SAR-guided model
+    (``config.sar_guide``) takes ``sar`` (dB, (S, H, W)) as decloud does."""
     xt = torch.from_numpy(np.nan_to_num(x)).double()[None]
     clear = torch.from_numpy(~hidden & valid).double()[None, None]
     seen = x[:, ~hidden & valid].astype(np.float64)
     background = torch.from_numpy(np.stack([seen.mean(1), seen.std(1)])) if seen.size else None
-    sources = fill_sources(clear, FILL_BUFFER_PX)
+    sources = fill_sources(clear, fill_buffer_px(detected))
     sar_db = None if sar is None else torch.from_numpy(np.nan_to_num(sar, nan=-20.0)).double()[None]
     classical = model_prior(xt, sources, background, sar_db=sar_db,
                             db_range=config.sar_ranges,
@@ -146,7 +147,7 @@ def synthetic(scenes, seed: int, config: ModelConfig, layers=(), extra: bool = F
             for name, mask in (("true", true), ("detected", det)):
                 if not (mask & ok).any() or not (~mask & ok).any():
                     continue  # nothing hidden, or nothing to fill from
-                fill = _fill(cloudy[rows], mask, ok, config, scene.product_level, sar)
+                fill = _fill(cloudy[rows], mask, ok, config, scene.product_level, sar, name == "detected")
                 for key in (f"{kind}, {name} mask", *([f"all kinds, {name} mask"] if kind in KIND_CONFIGS else [])):
                     pools.setdefault(key, Pool()).add(fill, ref_q, mask & ok)
     return pools

@@ -116,15 +116,15 @@ class RemoveClouds(_SarclearAlgorithm):
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "MS_OFFSET", "Offset added to MS digital numbers (empty: as the product declares it; L2A baseline "
             "04.00 and later: -1000)", QgsProcessingParameterNumber.Type.Double, optional=True)))
-        mask_buffer, fill_buffer = buffer_defaults()
+        mask_buffer, _ = buffer_defaults()
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "MASK_BUFFER", "Detected cloud and shadow grow by (pixels; without a cloud mask layer; real clouds "
             "are wider than what the detector calls cloud)", QgsProcessingParameterNumber.Type.Integer,
             defaultValue=mask_buffer, minValue=0, maxValue=64, optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterNumber(
-            "FILL_BUFFER", "Clear pixels this close to the mask are kept but do not feed the fill (pixels)",
-            QgsProcessingParameterNumber.Type.Integer, defaultValue=fill_buffer, minValue=0, maxValue=64,
-            optional=True)))
+            "FILL_BUFFER", "Clear pixels this close to the mask are kept but do not feed the fill (pixels; empty: "
+            "2 past the cloud's edge counting the mask buffer, so 0 with detection, 2 with a cloud mask layer)",
+            QgsProcessingParameterNumber.Type.Integer, minValue=0, maxValue=64, optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "SUN_AZIMUTH", "Sun azimuth in degrees from true north, for the check that a detected shadow lies on "
             "the far side of its cloud from the sun (empty: from the product's metadata, or its sensing time and "

@@ -5,7 +5,9 @@ bands): how far automatically detected clouds and shadows are grown, since real 
 wider than what a detector calls cloud (``DecloudOptions.mask_buffer``), and how far from
 the mask clear pixels stop feeding the fill, since those next to a cloud are often hazy
 (``DecloudOptions.fill_buffer``). The mask buffer only applies to automatic detection: a
-mask layer is used as it is.
+mask layer is used as it is. The fill buffer starts at "auto": 2 px past the cloud's edge,
+counting the growth a detected mask already has (0 with detection at the default 9 px, 2
+with a mask layer; ``sarclear.defaults.fill_buffer_px``).
 
 Their defaults come from :mod:`sarclear.defaults`, a light import (no torch, no GDAL), so
 the dialog and the toolbox can show them before the library's engine is loaded.
@@ -25,7 +27,11 @@ _MASK_HELP = ("With automatic cloud detection (no cloud mask layer chosen): grow
 NOT_WITH_A_MASK = "Not used with a cloud mask layer: that mask is used as it is. Clear the Cloud mask to detect clouds."
 _FILL_HELP = ("Clear pixels this close to the cloud mask keep their values but are not used to fill the clouds: "
               "next to a cloud they are often brighter (haze) or darker (shadow) than the ground. 0 uses every "
-              "clear pixel. Pixels of the cloudy image's grid: 10 m each for the Sentinel-2 10 m bands.")
+              "clear pixel. Auto: 2 px past the cloud's edge, counting how far detected clouds were grown (so "
+              "0 with automatic detection and its default 9 px, 2 with a cloud mask layer). Pixels of the cloudy "
+              "image's grid: 10 m each for the Sentinel-2 10 m bands.")
+#: the fill buffer spin box's "auto" (the library's default for the mask in use)
+AUTO = -1
 
 
 def buffer_defaults() -> tuple[int | None, int | None]:
@@ -39,12 +45,15 @@ def buffer_defaults() -> tuple[int | None, int | None]:
     return MASK_BUFFER_PX, FILL_BUFFER_PX
 
 
-def _spin(value: int | None, tooltip: str) -> QSpinBox:
-    """A 0..64 px spin box at ``value``; disabled while the library (its default) is missing."""
+def _spin(value: int | None, tooltip: str, auto: bool = False) -> QSpinBox:
+    """A 0..64 px spin box at ``value``; disabled while the library (its default) is missing.
+    With ``auto``, it starts below 0 at "auto" (the library's default for the mask in use)."""
     spin = QSpinBox()
-    spin.setRange(0, MAX_BUFFER_PX)
+    spin.setRange(AUTO if auto else 0, MAX_BUFFER_PX)
     spin.setSuffix(" px")
-    spin.setValue(value or 0)
+    if auto:
+        spin.setSpecialValueText("auto")
+    spin.setValue(AUTO if auto else value or 0)
     spin.setEnabled(value is not None)
     spin.setToolTip(tooltip)
     return spin
@@ -57,7 +66,7 @@ class BufferOptions:
     def __init__(self):
         self.defaults = buffer_defaults()
         self.mask_spin = _spin(self.defaults[0], _MASK_HELP)
-        self.fill_spin = _spin(self.defaults[1], _FILL_HELP)
+        self.fill_spin = _spin(self.defaults[1], _FILL_HELP, auto=True)
         self.detecting = True  # no mask layer: the library detects the clouds (set_detecting)
 
     def set_detecting(self, detecting: bool) -> None:
@@ -74,6 +83,6 @@ class BufferOptions:
         chosen = {}
         if self.detecting and self.defaults[0] is not None:
             chosen["mask_buffer"] = self.mask_spin.value()
-        if self.defaults[1] is not None:
+        if self.defaults[1] is not None and self.fill_spin.value() != AUTO:
             chosen["fill_buffer"] = self.fill_spin.value()
         return chosen

@@ -3,8 +3,9 @@ masked pixels from the clear ones around them (with ``--guided``, sarclear-fill-
 the same fill guided by SAR, :mod:`sarclear.sar_guide`, each hidden pixel filled from the clear
 pixels that look like it in SAR; it reads VV and VH), packaged as a mask-aware ("gapfill") model file
 so that decloud, the plugin and the benchmarks run it like any model. (decloud's prior is
-normalized convolution from the clear pixels beyond a 2-px buffer along the mask, fading to the
-scene's clear mean far from any clear pixel: see sarclear.fill and the model card.)
+normalized convolution from the clear pixels beyond its fill buffer along the mask, 2 px past
+the cloud's edge (:func:`sarclear.defaults.fill_buffer_px`), fading to the scene's clear mean
+far from any clear pixel: see sarclear.fill and the model card.)
 
 Every weight of the ``fill-ms`` network is zero and the gate's bias is 40 (sigmoid = 1), so the
 network's output is exactly the prior that decloud computes (:func:`sarclear.fill.classical_fill`)
@@ -37,7 +38,7 @@ import torch
 
 from sarclear.checkpoint import load_model, save_model
 from sarclear.datasets import load_scenes
-from sarclear.defaults import FILL_BUFFER_PX
+from sarclear.defaults import fill_buffer_px
 from sarclear.fill import DARK_BLUE, dark_blue, fill_variance
 from sarclear.fill_eval import coverage90, fit_fill_sigma
 from sarclear.ground_prior import GroundPrior, build_ground_prior
@@ -86,7 +87,8 @@ def calibrate(data: Path, config: ModelConfig) -> dict:
             "band_pixels": int(err.numel()), "coverage90_train": round(coverage90(err, sigma), 4),
             "rmse_train": round(float(err.pow(2).mean().sqrt()), 5), "crop": CROP, "seed": SEED,
             "clouds": "benchmarks/quality_io.KIND_CONFIGS and thin cloud, true and detected masks",
-            "fill_buffer": FILL_BUFFER_PX, "dark_blue_train": dark}
+            "fill_buffer": {"true": fill_buffer_px(False), "detected": fill_buffer_px(True)},
+            "dark_blue_train": dark}
 
 
 def ground_prior(data: Path, config: ModelConfig) -> tuple[GroundPrior, dict]:

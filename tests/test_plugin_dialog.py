@@ -17,12 +17,12 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QFileDialog, QMessageBox
 
 from sarclear.bands import S2_BANDS, S2_PAPER10
-from sarclear.defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
+from sarclear.defaults import MASK_BUFFER_PX
 
 pytestmark = pytest.mark.qgis
 
 #: what every run of the dialog passes unless the user changes the buffers
-DEFAULT_BUFFERS = {"mask_buffer": MASK_BUFFER_PX, "fill_buffer": FILL_BUFFER_PX}
+DEFAULT_BUFFERS = {"mask_buffer": MASK_BUFFER_PX}  # the fill buffer at "auto": the library's default for the mask
 
 
 @pytest.fixture()
@@ -489,17 +489,18 @@ def test_duration_words():
 def test_the_mask_and_fill_buffers_default_to_the_library_and_reach_the_run(dialog, sample_project):
     buffers = dialog.buffer_option
     mask_spin, fill_spin = buffers.mask_spin, buffers.fill_spin
-    assert (mask_spin.value(), fill_spin.value()) == (MASK_BUFFER_PX, FILL_BUFFER_PX)
-    assert (mask_spin.minimum(), mask_spin.maximum(), fill_spin.minimum(), fill_spin.maximum()) == (0, 64, 0, 64)
+    assert (mask_spin.value(), fill_spin.text()) == (MASK_BUFFER_PX, "auto")
+    assert (mask_spin.minimum(), mask_spin.maximum(), fill_spin.minimum(), fill_spin.maximum()) == (0, 64, -1, 64)
     assert "10 m" in mask_spin.toolTip() and "10 m" in fill_spin.toolTip()
     assert {k: v for k, v in dialog.parameters().extra.items() if k.endswith("_buffer")} == DEFAULT_BUFFERS
+    from sarclear.inference import DecloudOptions  # what the run builds from them (task.run_decloud)
+
+    assert DecloudOptions(**dialog.parameters().extra).fill_buffer_px == 0  # detected: grown 9 px already
     mask_spin.setValue(20)
     fill_spin.setValue(0)
     params = dialog.parameters()
     assert params.cloud_mask == "auto"
     assert params.extra["mask_buffer"] == 20 and params.extra["fill_buffer"] == 0
-    from sarclear.inference import DecloudOptions  # what the run builds from them (task.run_decloud)
-
     options = DecloudOptions(**params.extra)
     assert (options.mask_buffer, options.fill_buffer) == (20, 0)
 
@@ -510,6 +511,9 @@ def test_the_mask_and_fill_buffers_default_to_the_library_and_reach_the_run(dial
     params = dialog.parameters()
     assert params.cloud_mask == sample_project["cloudy"].source()
     assert "mask_buffer" not in params.extra and params.extra["fill_buffer"] == 0
+    fill_spin.setValue(fill_spin.minimum())  # back to "auto": a mask layer gets the library's 2 px
+    params = dialog.parameters()
+    assert "fill_buffer" not in params.extra and DecloudOptions(cloud_mask=params.cloud_mask).fill_buffer_px == 2
     dialog.mask_combo.setLayer(None)  # automatic detection again
     assert mask_spin.isEnabled() and dialog.parameters().extra["mask_buffer"] == 20
 

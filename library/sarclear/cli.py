@@ -84,10 +84,11 @@ def _parser() -> argparse.ArgumentParser:
                         "them), then decloud with it")
     p.add_argument("--adapt-time", type=_NONNEG, default=180.0, metavar="SECONDS",
                    help="time budget of --adapt (default 180)")
-    p.add_argument("--fill-buffer", type=_NONNEG_INT, default=FILL_BUFFER_PX, metavar="PX",
+    p.add_argument("--fill-buffer", type=_NONNEG_INT, metavar="PX",
                    help=f"clear pixels this close to the mask are kept but do not feed the fill: cloud edges and "
-                        f"their haze reach past any mask (default {FILL_BUFFER_PX}; 0 for a mask that is already "
-                        f"buffered)")
+                        f"their haze reach past a mask (default: {FILL_BUFFER_PX} px past the cloud's edge, counting "
+                        f"--mask-buffer with --mask auto, so 0 there by default; {FILL_BUFFER_PX} with a mask file, "
+                        f"0 for one that is already buffered or exact)")
     p.add_argument("--mask-buffer", type=_NONNEG_INT, default=MASK_BUFFER_PX, metavar="PX",
                    help=f"with --mask auto, detected cloud and shadow grow by this many pixels: real clouds are "
                         f"wider than what a detector calls cloud (default {MASK_BUFFER_PX}, 90 m at 10 m)")

@@ -30,7 +30,7 @@ from osgeo import gdal
 from . import __version__
 from .callbacks import CancelFn, ProgressFn
 from .checkpoint import Model, load_model
-from .defaults import FILL_BUFFER_PX, MASK_BUFFER_PX
+from .defaults import MASK_BUFFER_PX, fill_buffer_px
 from .devices import autocast, is_out_of_memory, resolve_device
 from .errors import CheckpointError, DeviceError, InputError
 from .evaluation import evaluate, map_paths
@@ -82,7 +82,8 @@ class DecloudOptions:
     product_level: str | None = None     # "l1c" / "l2a" for the detector and the fill's uncertainty; None:
                                          # what the input says (product_level.product_level_of), else guessed
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
-    fill_buffer: int = FILL_BUFFER_PX    # clear pixels this close to the mask do not feed the fill (fill.fill_sources)
+    fill_buffer: int | None = None       # clear pixels this close to the mask do not feed the fill (fill.fill_sources);
+                                         # None: 2 px past the cloud's edge (defaults.fill_buffer_px: 0 when detected)
     mask_buffer: int = MASK_BUFFER_PX    # "auto": detected cloud and shadow grow by this many pixels (masks.py)
     sun_azimuth: float | None = None     # "auto": the sun's azimuth, degrees from true north, for the shadow check;
                                          # None: from the input (sarclear.sun), else no such check
@@ -108,6 +109,12 @@ class DecloudOptions:
         """How ``cloud_mask`` is meant: "auto" (detect), "none" (no mask) or "file"."""
         text = str(self.cloud_mask).lower()
         return text if self.cloud_mask is None or text in ("auto", "none") else "file"
+
+    @property
+    def fill_buffer_px(self) -> int:
+        """The fill buffer in use: ``fill_buffer``, else the default for this kind of mask."""
+        detected = self.mask_mode == "auto"
+        return self.fill_buffer if self.fill_buffer is not None else fill_buffer_px(detected, self.mask_buffer)
 
 
 @dataclass
@@ -347,7 +354,7 @@ def decloud(
         result.haze = stats.haze if stats is not None else 0.0
         if opts.adapt:
             mdl = adapt_to_scene(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
-        engine = TileEngine(mdl, device, batch, opts.precision, opts.fill_buffer)
+        engine = TileEngine(mdl, device, batch, opts.precision, opts.fill_buffer_px)
         engine.notes = notes
         notes.extend(w for w in [inputs.scaling.warning] if w)
         with contextlib.ExitStack() as writers:

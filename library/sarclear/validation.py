@@ -38,6 +38,8 @@ def check_options(opts: DecloudOptions) -> None:
     if not math.isfinite(opts.mask_feather) or opts.mask_feather < 0:
         raise bad("the mask feather", opts.mask_feather, "0 or more pixels")
     for what, value in (("the fill buffer", opts.fill_buffer), ("the mask buffer", opts.mask_buffer)):
+        if value is None and what == "the fill buffer":
+            continue  # the default for the mask in use (DecloudOptions.fill_buffer_px)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
             raise bad(what, value, "a whole number of pixels from 0 to 64")
     if opts.ms_scale is not None and (not math.isfinite(opts.ms_scale) or opts.ms_scale <= 0):
