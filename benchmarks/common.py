@@ -84,10 +84,17 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+#: what the benchmarks write: a change there does not change the code that measures
+RESULTS = ("docs/quality", "docs/QUALITY.md", "docs/benchmarks", "BENCHMARKS.md")
+
+
 def git_revision() -> str:
-    """The checkout's commit, with ``-dirty`` when tracked files have changed."""
+    """The checkout's commit, with ``-dirty`` when tracked files other than the benchmarks'
+    results (:data:`RESULTS`) have changed: benchmarks run one after another in one checkout
+    rewrite those, and the next one's code is still the commit's."""
     rev = _git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return rev + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in RESULTS))
+    return rev + ("-dirty" if changed else "")
 
 
 def cpu_cores() -> int:

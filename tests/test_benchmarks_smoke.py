@@ -74,3 +74,27 @@ def test_memory_curve_samples_rss_and_the_block_cache_over_one_decloud(tmp_path)
     assert all(s["rss"] > s["gdal_cache"] >= 0 for s in samples)
     assert {"min_gib", "max_gib", "mib_per_1000_tiles"} <= doc["trend"].keys()
     assert (out / "memory_curve.png").stat().st_size > 0 and "| tiles done |" in stdout
+
+
+def test_the_revision_is_dirty_for_changed_code_not_for_rewritten_results(tmp_path, monkeypatch):
+    """Benchmarks run one after another in one clean checkout rewrite docs/quality; the next one
+    still records the bare commit, and a changed source file still makes it "-dirty"."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import common
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "docs" / "quality").mkdir(parents=True)
+    (tmp_path / "docs" / "quality" / "r.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    clean = common.git_revision()
+    (tmp_path / "docs" / "quality" / "r.md").write_text("b\n")
+    assert common.git_revision() == clean and not clean.endswith("-dirty") and len(clean) == 12
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert common.git_revision() == clean + "-dirty"
