@@ -141,3 +141,23 @@ def test_far_beyond_its_reach_the_spread_is_the_scenes():
     out = classical_fill(x, clear, background)
     assert torch.allclose(out.prior[0, :, 290, 290], background[0], atol=1e-6)
     assert torch.allclose(out.spread[0, :, 290, 290], background[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("truth", [(1.2, 0.01, 0.9), (0.8, 0.001, 0.3)])
+def test_the_sigma_fit_recovers_the_rule_that_drew_the_errors(truth):
+    """Errors drawn from N(0, sigma) with sigma^2 = (gain spread)^2 + floor^2 + (haze_gain haze)^2
+    (sarclear.fill.fill_variance): the maximum-likelihood grid search gives those numbers back,
+    a floor below 0.005 included (the grid's lowest step was 0.005 until 2026-12-04)."""
+    from sarclear.fill import fill_variance
+    from sarclear.fill_eval import coverage90, fit_fill_sigma
+
+    g = torch.Generator().manual_seed(0)
+    n = 10_000
+    spread = 0.002 + 0.08 * torch.rand(n, generator=g, dtype=torch.float64)
+    spread[: n // 4] = 0.0005  # flat ground: only the floor is left
+    haze = torch.tensor([0.0, 0.02, 0.05], dtype=torch.float64)[torch.randint(0, 3, (n,), generator=g)]
+    sigma = fill_variance(spread, truth, haze).sqrt()
+    errors = (torch.randn(n, generator=g, dtype=torch.float64) * sigma).abs()
+    gain, floor, haze_gain = fit_fill_sigma(errors, spread, haze)
+    assert abs(gain - truth[0]) <= 0.05 and abs(floor - truth[1]) <= 0.0025 and abs(haze_gain - truth[2]) <= 0.2
+    assert 0.88 < coverage90(errors, fill_variance(spread, (gain, floor, haze_gain), haze).sqrt()) < 0.92

@@ -129,13 +129,14 @@ def fit_fill_sigma(errors: Tensor, spreads: Tensor, hazes: Tensor | None = None)
     :func:`sarclear.fill.fill_variance` that maximise the Gaussian likelihood of ``errors``
     (absolute errors of a classical fill, flattened; ``spreads``: its spread at the same
     band-pixels; ``hazes``: the :func:`sarclear.fill.haze_excess` of each one's scene). Grid
-    search: gain 0.5-3 by 0.05, floor 0.005-0.08 by 0.0025, haze_gain 0-3 by 0.1, so that sigma
-    tracks the RMS error."""
+    search: gain 0.5-3 by 0.05, floor 0.001 and 0.0025-0.08 by 0.0025, haze_gain 0-3 by 0.1, so
+    that sigma tracks the RMS error."""
     step = max(1, errors.numel() // (2_000_000 if hazes is None else 500_000))  # an even subsample
     e2 = errors[::step].double() ** 2
     sub = spreads[::step].double()
     haze = None if hazes is None else hazes[::step].double()
-    floors = torch.arange(0.005, 0.0801, 0.0025, dtype=torch.float64)
+    floors = torch.cat([torch.tensor([0.001], dtype=torch.float64),
+                        torch.arange(0.0025, 0.0801, 0.0025, dtype=torch.float64)])
     haze_gains = [0.0] if haze is None else torch.arange(0.0, 3.0001, 0.1).tolist()
     best = (math.inf, (1.0, 0.05, 0.0))
     for gain in torch.arange(0.5, 3.0001, 0.05).tolist():
