@@ -279,6 +279,7 @@ def decloud(
     opts = options or DecloudOptions()
     t0 = time.perf_counter()
     check_options(opts)
+    opts = dataclasses.replace(opts, fill_buffer=opts.fill_buffer_px)  # the default resolved once, for every use
     # every output is checked (never an input, writable, named for its format) before any work
     mask_mode = opts.mask_mode
     mask_file = opts.cloud_mask if mask_mode == "file" else None
@@ -354,7 +355,7 @@ def decloud(
         result.haze = stats.haze if stats is not None else 0.0
         if opts.adapt:
             mdl = adapt_to_scene(mdl, stacks, scaling, area, opts, device, notes, progress, cancel)
-        engine = TileEngine(mdl, device, batch, opts.precision, opts.fill_buffer_px)
+        engine = TileEngine(mdl, device, batch, opts.precision, opts.fill_buffer)
         engine.notes = notes
         notes.extend(w for w in [inputs.scaling.warning] if w)
         with contextlib.ExitStack() as writers:

@@ -29,16 +29,12 @@ def _plain(value: object) -> object:
 def run_provenance(model, inputs, options) -> dict:
     """What a decloud used, for its metrics JSON: the library version, the model file, its
     sha256 and bands, the inputs with their band mappings and radiometry decisions
-    (:meth:`sarclear.io.RunInputs.provenance`), and the options (a dataclass; a fill buffer
-    left to its default as the run used it)."""
+    (:meth:`sarclear.io.RunInputs.provenance`), and the options (a dataclass)."""
     from . import __version__
 
     cfg = model.config
-    used = {k: _plain(v) for k, v in dataclasses.asdict(options).items()}
-    if used.get("fill_buffer", 0) is None:
-        used["fill_buffer"] = options.fill_buffer_px
     return {"sarclear_version": __version__,
             "model": {"file": str(model.path) or None, "sha256": file_sha256(model.path) if model.path else None,
                       "preset": cfg.preset, "bands": list(cfg.bands), "sar_channels": list(cfg.sar_channels)},
             **inputs.provenance(),
-            "options": used}
+            "options": {k: _plain(v) for k, v in dataclasses.asdict(options).items()}}

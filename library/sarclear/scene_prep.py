@@ -253,7 +253,7 @@ def adapt_to_scene(model: Model, stacks: dict[str, RasterStack], scaling: Optica
     if "mask" in stacks:
         m, m_valid = stacks["mask"].open().read(win)
         clear &= mask_weight(m[0], m_valid, stacks["mask"].dtype, mask_encoding(stacks["mask"])) == 0
-    options = AdaptOptions(seconds=opts.adapt_seconds, fill_buffer=opts.fill_buffer_px)
+    options = AdaptOptions(seconds=opts.adapt_seconds, fill_buffer=opts.fill_buffer)
     eta = estimate_seconds(model, win.height, win.width, options, device)
     log.info("fitting the model to this scene (%d x %d px, %.0f %% clear): about %.0f s", win.width, win.height,
              100 * clear.mean(), eta)
