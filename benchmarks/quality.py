@@ -77,6 +77,7 @@ from quality_io import (
 from sarclear import fill
 from sarclear.adapt import fit_problem
 from sarclear.checkpoint import load_model
+from sarclear.datasets import NO_FIGURE_SOURCES
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.metrics import MetricAccumulator, correlation, ssim_map
 
@@ -335,7 +336,8 @@ def main(argv=None) -> int:
              ", ".join(f"{s.name} ({100 * layer.cloud_fraction:.0f} % cloud)" for s, layer in layers))
     runner = Runner(args, models, work, layers)
     scorer = Scorer(scenes[0].bands)
-    fig_scene = max((s for s in scenes if s.sar is not None), key=lambda s: s.ms.shape[1] * s.ms.shape[2])
+    drawable = [s for s in scenes if s.sar is not None and s.source not in NO_FIGURE_SOURCES]  # licence
+    fig_scene = max(drawable, key=lambda s: s.ms.shape[1] * s.ms.shape[2]) if drawable else None
     by_size = sorted((s for s in scenes if s.sar is not None), key=lambda s: -s.ms.shape[1] * s.ms.shape[2])
     adapt_names = {s.name for s in by_size[:args.adapt_scenes]} if runner.adapt else set()
     synthetic_views = {}

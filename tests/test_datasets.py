@@ -122,3 +122,17 @@ def test_all13_skips_l2a_and_keeps_b10_of_l1c():
     scenes = load_scenes(TRAIN, bands=S2_BANDS, sources=["virginia", "majortom", "eurosat"])
     assert {s.source for s in scenes} == {"virginia", "eurosat"}
     assert all(s.ms.shape[0] == 13 for s in scenes)
+
+
+@needs_shared
+def test_sen1floods11_chip_is_a_held_out_l1c_scene_with_sar_on_its_grid():
+    floods = SHARED / "real" / "sen1floods11"
+    scenes = load_scenes(floods, sources=["sen1floods11"])
+    assert [s.name for s in scenes] == ["sen1floods11/Spain_7370579"]
+    (s,) = scenes
+    assert (s.place, s.split, s.product_level) == ("sen1floods11:Spain_7370579", "test", "l1c")
+    dn = gdal.Open(str(floods / "Spain_7370579_S2Hand.tif")).ReadAsArray()[1].astype(np.float64)
+    np.testing.assert_allclose(s.ms[0], np.where(dn == 0, np.nan, dn / 10000), atol=1e-6)  # B2, no offset (2019)
+    vv = gdal.Open(str(floods / "Spain_7370579_S1Hand.tif")).ReadAsArray()[0]
+    np.testing.assert_allclose(s.sar[0], vv, atol=1e-4)  # the same grid: no resampling
+    assert s.sar.shape == (2, 512, 512) and -25 < np.nanmedian(s.sar[1]) < np.nanmedian(s.sar[0]) < 0

@@ -19,6 +19,7 @@ eurosat             ``eurosat/<class>/<name>.tif`` (L1C)                    ``eu
 ssl4eo-s12          ``ssl4eo-s12/s2c|s1/<loc>/<date>/B*.tif`` (L1C + S1)    ``ssl4eo-s12:<loc>:north|south``
 sen12ms-cr          ``sen12ms-cr-cloudy/``, ``sen12ms-cr-sea/`` and         ``sen12ms-cr:<roi>_<scene>``
                     ``ROIs*/s1_<n>/ s2_<n>/`` (SEN12MS-CR)
+sen1floods11        ``sen1floods11/<chip>_S2Hand.tif`` + ``_S1Hand.tif``    ``sen1floods11:<chip>``
 ==================  =====================================================  ===========================
 
 A BigEarthNet *block* is the patch's grid position (120 px patches) divided by 20, so patches
@@ -27,7 +28,9 @@ tile, which BENv1 lacks) is used so that v1, v2 and the example patches of one a
 grouped together. Large scenes (the Virginia L1C scene, 1933 x 1947, and each 1068 x 1068
 Major TOM cell) are cut into 2 x 2 quadrants, each its own place, so a spatial part of each is
 held out. SSL4EO-S12's location is cut into the rows the demo model trained on (north, rows
-0-167) and the rows it was tested on (south, 168-263).
+0-167) and the rows it was tested on (south, 168-263). Sen1Floods11 (Bonafilia et al. 2020)
+publishes no licence file: its chips are held out (test split) for measuring, never for
+training, and never drawn in a published figure (:data:`NO_FIGURE_SOURCES`).
 
 Split (:func:`split_of`): a fixed table pins the places whose split matters (held-out quadrants
 with land in them; the demo model's training places stay in train); any other place goes by a
@@ -72,10 +75,14 @@ PINNED_SPLITS: dict[str, str] = {
     "sen12ms-cr:ROIs1158_spring_101": "train",
     "bigearthnet:20170617T113321:1_4": "train", "bigearthnet:20170617T113321:0_2": "train",
     "bigearthnet:20171221T112501:2_1": "test",
+    # no published licence: measured on, never trained on (module docstring)
+    "sen1floods11:Spain_7370579": "test",
 }
 
 SOURCES = ("benv1", "benv2", "bigearthnet-example", "virginia", "majortom", "sen12ms-cr-ts", "eurosat",
-           "ssl4eo-s12", "sen12ms-cr")
+           "ssl4eo-s12", "sen12ms-cr", "sen1floods11")
+#: Sources whose pixels may be measured but not drawn in a published figure (no licence for it).
+NO_FIGURE_SOURCES = frozenset({"sen1floods11"})
 
 
 @dataclass
@@ -265,9 +272,19 @@ def _sen12ms_cr(root: Path) -> Iterator[_Spec]:
         yield _Spec(f"sen12ms-cr/{s2.stem}", place(s2.stem), "sen12ms-cr", "l1c", pair.s2_clear, pair.s1)
 
 
+def _sen1floods11(root: Path) -> Iterator[_Spec]:
+    for d in _dirs(root, "sen1floods11"):
+        for s2 in sorted(d.glob("*_S2Hand.tif")):
+            chip = s2.name[: -len("_S2Hand.tif")]
+            s1 = d / f"{chip}_S1Hand.tif"
+            yield _Spec(f"sen1floods11/{chip}", f"sen1floods11:{chip}", "sen1floods11", "l1c", (str(s2),),
+                        (str(s1),) if s1.exists() else None)
+
+
 _FINDERS = {"benv1": _configilm, "benv2": _configilm, "bigearthnet-example": _ben_example,
             "virginia": _virginia, "majortom": _majortom, "sen12ms-cr-ts": _sen12ms_cr_ts,
-            "eurosat": _eurosat, "ssl4eo-s12": _ssl4eo, "sen12ms-cr": _sen12ms_cr}
+            "eurosat": _eurosat, "ssl4eo-s12": _ssl4eo, "sen12ms-cr": _sen12ms_cr,
+            "sen1floods11": _sen1floods11}
 
 
 def find_specs(root: Path, sources: Sequence[str]) -> list[_Spec]:
