@@ -99,6 +99,13 @@ def detector():
     return detect_array
 
 
+def figure_scene(scenes: Sequence) -> object | None:
+    """The scene the synthetic figures show: the largest with SAR whose source may be drawn
+    (:data:`sarclear.datasets.NO_FIGURE_SOURCES` publish no licence for it); None if none may."""
+    drawable = [s for s in scenes if s.sar is not None and s.source not in NO_FIGURE_SOURCES]
+    return max(drawable, key=lambda s: s.ms.shape[1] * s.ms.shape[2]) if drawable else None
+
+
 def options_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(DecloudOptions)}
 
@@ -336,8 +343,7 @@ def main(argv=None) -> int:
              ", ".join(f"{s.name} ({100 * layer.cloud_fraction:.0f} % cloud)" for s, layer in layers))
     runner = Runner(args, models, work, layers)
     scorer = Scorer(scenes[0].bands)
-    drawable = [s for s in scenes if s.sar is not None and s.source not in NO_FIGURE_SOURCES]  # licence
-    fig_scene = max(drawable, key=lambda s: s.ms.shape[1] * s.ms.shape[2]) if drawable else None
+    fig_scene = figure_scene(scenes)
     by_size = sorted((s for s in scenes if s.sar is not None), key=lambda s: -s.ms.shape[1] * s.ms.shape[2])
     adapt_names = {s.name for s in by_size[:args.adapt_scenes]} if runner.adapt else set()
     synthetic_views = {}

@@ -98,3 +98,23 @@ def test_the_revision_is_dirty_for_changed_code_not_for_rewritten_results(tmp_pa
     assert common.git_revision() == clean and not clean.endswith("-dirty") and len(clean) == 12
     (tmp_path / "code.py").write_text("a = 2\n")
     assert common.git_revision() == clean + "-dirty"
+
+
+def test_the_synthetic_figures_never_draw_a_source_without_a_licence_to_publish(monkeypatch):
+    """The quality benchmark measures on the Sen1Floods11 chip but draws the largest other S1+S2
+    scene: that source publishes no licence (docs/DATA.md)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import numpy as np
+    from quality import figure_scene
+
+    from sarclear.datasets import NO_FIGURE_SOURCES, Scene
+
+    def scene(name, source, size, sar=True):
+        return Scene(name, f"{source}:{name}", source, "l1c", ("B2",), np.zeros((1, size, size), np.float32),
+                     np.zeros((2, size, size), np.float32) if sar else None, False, "test")
+
+    chip, ssl = scene("chip", "sen1floods11", 384), scene("south", "ssl4eo-s12", 96)
+    big_s2 = scene("v", "virginia", 512, sar=False)
+    assert "sen1floods11" in NO_FIGURE_SOURCES
+    assert figure_scene([chip, ssl, big_s2]) is ssl
+    assert figure_scene([chip, big_s2]) is None
