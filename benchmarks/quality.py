@@ -77,7 +77,7 @@ from quality_io import (
 from sarclear import fill
 from sarclear.adapt import fit_problem
 from sarclear.checkpoint import load_model
-from sarclear.datasets import NO_FIGURE_SOURCES
+from sarclear.datasets import MEASURE_ONLY_SOURCES
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.metrics import MetricAccumulator, correlation, ssim_map
 
@@ -101,8 +101,8 @@ def detector():
 
 def figure_scene(scenes: Sequence) -> object | None:
     """The scene the synthetic figures show: the largest with SAR whose source may be drawn
-    (:data:`sarclear.datasets.NO_FIGURE_SOURCES` publish no licence for it); None if none may."""
-    drawable = [s for s in scenes if s.sar is not None and s.source not in NO_FIGURE_SOURCES]
+    (:data:`sarclear.datasets.MEASURE_ONLY_SOURCES` publish no licence for it); None if none may."""
+    drawable = [s for s in scenes if s.sar is not None and s.source not in MEASURE_ONLY_SOURCES]
     return max(drawable, key=lambda s: s.ms.shape[1] * s.ms.shape[2]) if drawable else None
 
 

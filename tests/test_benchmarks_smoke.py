@@ -107,7 +107,7 @@ def test_the_synthetic_figures_never_draw_a_source_without_a_licence_to_publish(
     import numpy as np
     from quality import figure_scene
 
-    from sarclear.datasets import NO_FIGURE_SOURCES, Scene
+    from sarclear.datasets import MEASURE_ONLY_SOURCES, Scene
 
     def scene(name, source, size, sar=True):
         return Scene(name, f"{source}:{name}", source, "l1c", ("B2",), np.zeros((1, size, size), np.float32),
@@ -115,6 +115,6 @@ def test_the_synthetic_figures_never_draw_a_source_without_a_licence_to_publish(
 
     chip, ssl = scene("chip", "sen1floods11", 384), scene("south", "ssl4eo-s12", 96)
     big_s2 = scene("v", "virginia", 512, sar=False)
-    assert "sen1floods11" in NO_FIGURE_SOURCES
+    assert "sen1floods11" in MEASURE_ONLY_SOURCES
     assert figure_scene([chip, ssl, big_s2]) is ssl
     assert figure_scene([chip, big_s2]) is None

@@ -136,3 +136,11 @@ def test_sen1floods11_chip_is_a_held_out_l1c_scene_with_sar_on_its_grid():
     vv = gdal.Open(str(floods / "Spain_7370579_S1Hand.tif")).ReadAsArray()[0]
     np.testing.assert_allclose(s.sar[0], vv, atol=1e-4)  # the same grid: no resampling
     assert s.sar.shape == (2, 512, 512) and -25 < np.nanmedian(s.sar[1]) < np.nanmedian(s.sar[0]) < 0
+
+
+def test_a_source_without_a_licence_is_only_ever_measured_on():
+    """Every chip of Sen1Floods11 (446 in the full set) lands in the test split, never in
+    training, whatever its name hashes to."""
+    chips = [f"sen1floods11:{country}_{i}" for country in ("Bolivia", "India", "Spain") for i in range(40)]
+    assert {split_of(c) for c in chips} == {"test"}
+    assert {split_of(c.replace("sen1floods11", "elsewhere")) for c in chips} == {"train", "val", "test"}

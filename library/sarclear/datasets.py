@@ -30,7 +30,8 @@ Major TOM cell) are cut into 2 x 2 quadrants, each its own place, so a spatial p
 held out. SSL4EO-S12's location is cut into the rows the demo model trained on (north, rows
 0-167) and the rows it was tested on (south, 168-263). Sen1Floods11 (Bonafilia et al. 2020)
 publishes no licence file: its chips are held out (test split) for measuring, never for
-training, and never drawn in a published figure (:data:`NO_FIGURE_SOURCES`).
+training, and never drawn in a published figure (:data:`MEASURE_ONLY_SOURCES`: every place of
+such a source is in the test split, whatever its name hashes to).
 
 Split (:func:`split_of`): a fixed table pins the places whose split matters (held-out quadrants
 with land in them; the demo model's training places stay in train); any other place goes by a
@@ -75,14 +76,13 @@ PINNED_SPLITS: dict[str, str] = {
     "sen12ms-cr:ROIs1158_spring_101": "train",
     "bigearthnet:20170617T113321:1_4": "train", "bigearthnet:20170617T113321:0_2": "train",
     "bigearthnet:20171221T112501:2_1": "test",
-    # no published licence: measured on, never trained on (module docstring)
-    "sen1floods11:Spain_7370579": "test",
 }
 
 SOURCES = ("benv1", "benv2", "bigearthnet-example", "virginia", "majortom", "sen12ms-cr-ts", "eurosat",
            "ssl4eo-s12", "sen12ms-cr", "sen1floods11")
-#: Sources whose pixels may be measured but not drawn in a published figure (no licence for it).
-NO_FIGURE_SOURCES = frozenset({"sen1floods11"})
+#: Sources without a published licence (module docstring): every place of theirs is in the test
+#: split (measured on, never trained on), and no published figure draws their pixels.
+MEASURE_ONLY_SOURCES = frozenset({"sen1floods11"})
 
 
 @dataclass
@@ -107,7 +107,10 @@ class Scene:
 
 
 def split_of(place: str) -> str:
-    """The split of a place: :data:`PINNED_SPLITS`, else a salted hash of the name."""
+    """The split of a place: test for a :data:`MEASURE_ONLY_SOURCES` place, :data:`PINNED_SPLITS`,
+    else a salted hash of the name."""
+    if place.split(":", 1)[0] in MEASURE_ONLY_SOURCES:
+        return "test"
     if place in PINNED_SPLITS:
         return PINNED_SPLITS[place]
     u = int(hashlib.sha256(f"{SPLIT_SALT}:{place}".encode()).hexdigest()[:8], 16) / 2**32
