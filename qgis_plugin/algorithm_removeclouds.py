@@ -123,7 +123,7 @@ class RemoveClouds(_SarclearAlgorithm):
             defaultValue=mask_buffer, minValue=0, maxValue=64, optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "FILL_BUFFER", "Clear pixels this close to the mask are kept but do not feed the fill (pixels; empty: "
-            "2 past the cloud's edge counting the mask buffer, so 0 with detection, 2 with a cloud mask layer)",
+            "9 (90 m) past the cloud's edge counting the mask buffer, so 0 with detection, 9 with a cloud mask layer)",
             QgsProcessingParameterNumber.Type.Integer, minValue=0, maxValue=64, optional=True)))
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             "SUN_AZIMUTH", "Sun azimuth in degrees from true north, for the check that a detected shadow lies on "

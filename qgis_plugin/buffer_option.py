@@ -5,8 +5,8 @@ bands): how far automatically detected clouds and shadows are grown, since real 
 wider than what a detector calls cloud (``DecloudOptions.mask_buffer``), and how far from
 the mask clear pixels stop feeding the fill, since those next to a cloud are often hazy
 (``DecloudOptions.fill_buffer``). The mask buffer only applies to automatic detection: a
-mask layer is used as it is. The fill buffer starts at "auto": 2 px past the cloud's edge,
-counting the growth a detected mask already has (0 with detection at the default 9 px, 2
+mask layer is used as it is. The fill buffer starts at "auto": 9 px (90 m) past the cloud's
+edge, counting the growth a detected mask already has (0 with detection at the default 9 px, 9
 with a mask layer; ``sarclear.defaults.fill_buffer_px``).
 
 Their defaults come from :mod:`sarclear.defaults`, a light import (no torch, no GDAL), so
@@ -27,8 +27,8 @@ _MASK_HELP = ("With automatic cloud detection (no cloud mask layer chosen): grow
 NOT_WITH_A_MASK = "Not used with a cloud mask layer: that mask is used as it is. Clear the Cloud mask to detect clouds."
 _FILL_HELP = ("Clear pixels this close to the cloud mask keep their values but are not used to fill the clouds: "
               "next to a cloud they are often brighter (haze) or darker (shadow) than the ground. 0 uses every "
-              "clear pixel. Auto: 2 px past the cloud's edge, counting how far detected clouds were grown (so "
-              "0 with automatic detection and its default 9 px, 2 with a cloud mask layer). Pixels of the cloudy "
+              "clear pixel. Auto: 9 px (90 m) past the cloud's edge, counting how far detected clouds were grown "
+              "(so 0 with automatic detection and its default 9 px, 9 with a cloud mask layer). Pixels of the cloudy "
               "image's grid: 10 m each for the Sentinel-2 10 m bands.")
 #: the fill buffer spin box's "auto" (the library's default for the mask in use)
 AUTO = -1

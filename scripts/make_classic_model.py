@@ -3,7 +3,7 @@ masked pixels from the clear ones around them (with ``--guided``, sarclear-fill-
 the same fill guided by SAR, :mod:`sarclear.sar_guide`, each hidden pixel filled from the clear
 pixels that look like it in SAR; it reads VV and VH), packaged as a mask-aware ("gapfill") model file
 so that decloud, the plugin and the benchmarks run it like any model. (decloud's prior is
-normalized convolution from the clear pixels beyond its fill buffer along the mask, 2 px past
+normalized convolution from the clear pixels beyond its fill buffer along the mask, 90 m past
 the cloud's edge (:func:`sarclear.defaults.fill_buffer_px`), fading to the scene's clear mean
 far from any clear pixel: see sarclear.fill and the model card.)
 

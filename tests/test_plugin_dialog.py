@@ -511,9 +511,9 @@ def test_the_mask_and_fill_buffers_default_to_the_library_and_reach_the_run(dial
     params = dialog.parameters()
     assert params.cloud_mask == sample_project["cloudy"].source()
     assert "mask_buffer" not in params.extra and params.extra["fill_buffer"] == 0
-    fill_spin.setValue(fill_spin.minimum())  # back to "auto": a mask layer gets the library's 2 px
+    fill_spin.setValue(fill_spin.minimum())  # back to "auto": a mask layer gets the library's 9 px
     params = dialog.parameters()
-    assert "fill_buffer" not in params.extra and DecloudOptions(cloud_mask=params.cloud_mask).fill_buffer_px == 2
+    assert "fill_buffer" not in params.extra and DecloudOptions(cloud_mask=params.cloud_mask).fill_buffer_px == 9
     dialog.mask_combo.setLayer(None)  # automatic detection again
     assert mask_spin.isEnabled() and dialog.parameters().extra["mask_buffer"] == 20
 

@@ -83,7 +83,7 @@ class DecloudOptions:
                                          # what the input says (product_level.product_level_of), else guessed
     mask_feather: float = 0.0            # pixels inside the mask over which the estimate fades in (0: none)
     fill_buffer: int | None = None       # clear pixels this close to the mask do not feed the fill (fill.fill_sources);
-                                         # None: 2 px past the cloud's edge (defaults.fill_buffer_px: 0 when detected)
+                                         # None: 90 m past the cloud's edge (defaults.fill_buffer_px: 0 when detected)
     mask_buffer: int = MASK_BUFFER_PX    # "auto": detected cloud and shadow grow by this many pixels (masks.py)
     sun_azimuth: float | None = None     # "auto": the sun's azimuth, degrees from true north, for the shadow check;
                                          # None: from the input (sarclear.sun), else no such check
