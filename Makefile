@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export GDAL_PAM_ENABLED ?= NO
 
-.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clear-scenes detector-context overcast clean
+.PHONY: all setup sysdeps test test-fast lint bandit demo plugin bench bench-quick quality quality-quick uncertainty clear-scenes detector-context overcast mask-files clean
 
 all: test
 
@@ -76,6 +76,11 @@ detector-context: setup
 
 overcast: setup
 	$(PY) benchmarks/overcast.py $(ARGS)
+
+# The real cloudy scene under masks that were not grown, given as mask files, at each fill
+# buffer: how far past a mask file's edge the fill draws from: docs/quality/mask_files.md
+mask-files: setup
+	$(PY) benchmarks/mask_files.py $(ARGS)
 
 quality-quick: setup
 	$(PY) benchmarks/quality.py --quick --out out/quality-quick $(ARGS)
