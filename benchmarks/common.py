@@ -360,3 +360,18 @@ def setup_logging(verbose: bool = False) -> None:
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def write_record(out: Path, name: str, record: dict[str, Any], report: Callable[[dict[str, Any]], str],
+                 argv: Sequence[str] | None, started: float) -> str:
+    """Stamp a quality benchmark's ``record`` with the date, the git revision, its run time since
+    ``started`` (``time.perf_counter``) and the exact command (``argv``, None: this process's),
+    then write it as ``name``.json and its ``report`` as ``name``.md under ``out``; return the report."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    record.update(date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), revision=git_revision(),
+                  seconds=time.perf_counter() - started, command=" ".join([f"python benchmarks/{name}.py", *args]))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    text = report(record)
+    (out / f"{name}.md").write_text(text)
+    return text

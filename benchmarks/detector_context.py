@@ -24,10 +24,7 @@ Writes ``detector_context.json`` and ``.md`` under ``--out`` and prints the tabl
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -226,14 +223,7 @@ def main(argv=None) -> int:
               "synthetic": synthetic(args.data, args.synthetic_size, args.seeds),
               "synthetic_size": args.synthetic_size, "synthetic_seeds": args.seeds,
               "min_context_km": MaskOptions().min_context_m / 1000}
-    record.update(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  revision=common.git_revision(), seconds=time.perf_counter() - t0,
-                  command=" ".join(["python benchmarks/detector_context.py",
-                                    *(sys.argv[1:] if argv is None else argv)]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detector_context.json").write_text(json.dumps(record, indent=1) + "\n")
-    text = report(record)
-    (args.out / "detector_context.md").write_text(text)
+    text = common.write_record(args.out, "detector_context", record, report, argv, t0)
     print(text)
     return 0
 

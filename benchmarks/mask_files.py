@@ -18,10 +18,7 @@ Writes ``mask_files.json`` and ``mask_files.md`` under ``--out`` and prints the 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -119,13 +116,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         record = run(Path(tmp))
-    record.update(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  revision=common.git_revision(), seconds=time.perf_counter() - t0,
-                  command=" ".join(["python benchmarks/mask_files.py", *(sys.argv[1:] if argv is None else argv)]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "mask_files.json").write_text(json.dumps(record, indent=1) + "\n")
-    text = report(record)
-    (args.out / "mask_files.md").write_text(text)
+    text = common.write_record(args.out, "mask_files", record, report, argv, t0)
     print(text)
     return 0
 

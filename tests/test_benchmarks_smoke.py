@@ -136,3 +136,16 @@ def test_a_mask_file_that_misses_the_haze_is_filled_from_beyond_it(tmp_path, mon
     assert rmse[9]["guided"] < 0.9 * rmse[2]["guided"] and rmse[9]["classic"] < 0.8 * rmse[2]["classic"]
     assert "| rules +0 px (40 %) | 9 |" in mask_files.report({**record, "command": "c", "date": "d",
                                                                "revision": "r", "seconds": 1.0})
+
+
+def test_a_quality_record_is_written_with_its_exact_command_and_revision(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import time
+
+    import common
+
+    text = common.write_record(tmp_path / "out", "mask_files", {"rows": [1]}, lambda r: f"{r['command']} {r['rows']}",
+                               ["--out", "x"], time.perf_counter())
+    record = json.loads((tmp_path / "out" / "mask_files.json").read_text())
+    assert text == "python benchmarks/mask_files.py --out x [1]" == (tmp_path / "out" / "mask_files.md").read_text()
+    assert record["revision"] == common.git_revision() and record["seconds"] >= 0 and record["date"].startswith("20")

@@ -19,6 +19,6 @@ def fill_buffer_px(detected: bool, mask_buffer: int = MASK_BUFFER_PX) -> int:
     wide as a real cloud's haze: on the real cloudy scene under the detectors' masks without growth
     (``benchmarks/mask_files.py``), the 9 px lower the default's RMSE under the mask by up
     to 19 % against 2 px (the classic default's by 36 %), where on synthetic clouds under their own
-    exact masks they cost 1-4 % on the train split, about 4 % held out (classic 3-10 % and 9-13 %;
+    exact masks they cost 1-4 % on the train split, 4-5 % held out (classic 3-10 % and 9-14 %;
     2026-12-04, classic card)."""
     return max(0, FILL_BUFFER_PX - mask_buffer) if detected else FILL_BUFFER_PX
