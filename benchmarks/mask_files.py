@@ -40,16 +40,17 @@ BUFFERS = (0, 2, 5, 9, 15)
 REFERENCES = {"10-day": rc.CLOSE, "80-day": rc.CLEAR}
 
 
-def write_mask(classes_tif: Path, out: Path) -> Path:
-    """A 0/1 mask file (cloud or shadow = 1) on the grid of decloud's class raster."""
+def write_mask(classes_tif: Path, out: Path) -> np.ndarray:
+    """Write a 0/1 mask file ``out`` (cloud or shadow = 1) on the grid of decloud's class raster;
+    return the mask (H, W) bool."""
     ds = gdal.Open(str(classes_tif))
-    hidden = np.isin(ds.ReadAsArray(), (1, 2)).astype(np.uint8)
+    hidden = np.isin(ds.ReadAsArray(), (1, 2))
     dst = gdal.GetDriverByName("GTiff").Create(str(out), ds.RasterXSize, ds.RasterYSize, 1, gdal.GDT_Byte)
     dst.SetGeoTransform(ds.GetGeoTransform())
     dst.SetProjection(ds.GetProjection())
-    dst.GetRasterBand(1).WriteArray(hidden)
+    dst.GetRasterBand(1).WriteArray(hidden.astype(np.uint8))
     dst = None
-    return out
+    return hidden
 
 
 def run(tmp: Path) -> dict:
@@ -67,8 +68,8 @@ def run(tmp: Path) -> dict:
         probe = tmp / f"{method}{grown}.tif"
         decloud(rc.CLOUDY, rc.S1, models["guided"], probe, maps=False,
                 options=DecloudOptions(overwrite=True, mask_method=method, mask_buffer=grown))
-        mask_file = write_mask(probe.with_name(f"{probe.stem}_mask.tif"), tmp / f"{method}{grown}_file.tif")
-        hidden_map = gdal.Open(str(mask_file)).ReadAsArray() == 1
+        mask_file = tmp / f"{method}{grown}_file.tif"
+        hidden_map = write_mask(probe.with_name(f"{probe.stem}_mask.tif"), mask_file)
         hidden = hidden_map & ok
         clear = torch.from_numpy(~hidden_map).double()[None, None]
         for buffer in BUFFERS:
