@@ -16,10 +16,11 @@ from sarclear.bands import S2_PAPER10, S2_WAVELENGTH_NM
 from sarclear.checkpoint import load_model, save_model
 from sarclear.clouds import CloudConfig, add_clouds
 from sarclear.datasets import Scene
-from sarclear.ground_prior import PATH_REFLECTANCE_490, GroundPrior, build_ground_prior
+from sarclear.ground_prior import GroundPrior, build_ground_prior
 from sarclear.inference import DecloudOptions, decloud
 from sarclear.io import open_optical
 from sarclear.networks import ModelConfig, preset
+from sarclear.product_level import PATH_REFLECTANCE_490
 from sarclear.radiometry import S1_DB_RANGE
 from sarclear.resources import default_model
 from sarclear.tiling import Window

@@ -21,6 +21,7 @@ from sarclear.errors import InputError, SarclearError
 from sarclear.mask_detectors import USEFUL_BANDS, csmask_available, dilate
 from sarclear.mask_raster import detect_raster
 from sarclear.masks import CLEAR, CLOUD, NODATA, SHADOW, MaskOptions, detect_array
+from sarclear.product_level import path_reflectance
 from sarclear.raster import Grid, detect_optical_scaling, named_bands, open_optical
 from sarclear.scaling import OpticalScaling
 from sarclear.tiling import Window
@@ -237,6 +238,32 @@ def test_snow_is_not_cloud(scene):
 
 
 # --------------------------------------------------------------------------- rules of the mask
+
+
+@needs_shared
+def test_the_rules_find_the_same_cloud_at_both_product_levels():
+    """A soft cloud (opacity up to 0.7, a flat 0.45 top) over clear BigEarthNet L2A chips, seen
+    as L2A and as L1C (the atmosphere's path reflectance on top): the rules' L2A thresholds are
+    their top-of-atmosphere ones less that path reflectance, so both levels find the same cloud.
+    With the top-of-atmosphere *hazy* test on surface reflectance (0.08 at both levels, before
+    2026-12-04) the L2A mask lost 2 % of these pixels at the cloud's edge."""
+    pairs = json.loads((BENV2 / "pairs.json").read_text())
+    chips = [BENV2 / "s2" / f"{p['pair']}.tif" for p in pairs
+             if not p["cloud_or_shadow"] and not p["seasonal_snow"]][:8]
+    yy, xx = np.mgrid[0:120, 0:120]
+    opacity = 0.7 * np.exp(-((yy - 60) ** 2 + (xx - 60) ** 2) / (2 * 25.0**2))
+    disagree = found = 0.0
+    for chip in chips:
+        x, ok, bands = _scene(chip)
+        l2a = ((1 - opacity) * x + opacity * 0.45).astype(np.float32)
+        l1c = (l2a + path_reflectance(bands)[:, None, None]).astype(np.float32)
+        options = MaskOptions(method="rules", dilate_px=0, threads=1)
+        by_level = [detect_array(v, bands, ok, level, options=options).classes == CLOUD
+                    for v, level in ((l1c, "l1c"), (l2a, "l2a"))]
+        disagree += float((by_level[0] != by_level[1]).mean()) / len(chips)
+        found += float(by_level[1][opacity > 0.5].mean()) / len(chips)
+    assert found > 0.99  # the cloud's core, at both levels
+    assert disagree < 0.005  # 0.021 with the top-of-atmosphere test at both levels
 
 
 def test_shadow_far_from_any_cloud_is_dropped_and_near_cloud_kept():

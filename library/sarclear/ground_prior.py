@@ -16,8 +16,8 @@ decloud says that it was used. Under haze, where the scene's darkest pixels are 
 scene's own ground, veiled, which no prior knows.
 
 The table is surface reflectance (L2A). An L1C scene (top of atmosphere) sees the atmosphere's
-path reflectance on top, added here as :data:`PATH_REFLECTANCE_490` at 490 nm falling off as
-``(490 nm / wavelength) ** 2`` (:func:`sarclear.clouds.scattering_shape`, as skylight does).
+path reflectance on top, added here by :func:`sarclear.product_level.path_reflectance`
+(:data:`~sarclear.product_level.PATH_REFLECTANCE_490` at 490 nm, falling off as skylight does).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .clouds import scattering_shape
+from .product_level import path_reflectance
 from .sar_guide import ClassKey, keyed_classes, sar_memberships
 
 #: Fewer clear pixels than this in decloud's view of the scene: the fill's scene statistics are
@@ -43,13 +43,6 @@ MIN_CLEAR_PIXELS = 10
 #: pattern was lost (correlation 0.884 -> 0.641 on the adapt subset's haze, true mask), so the
 #: limit sits above every veil. The overcast Major TOM quadrants (real, 0.085-0.11) stay below it.
 CLOUDED_DARK_EXCESS = 0.2
-#: Top-of-atmosphere minus surface reflectance at 490 nm that an L1C scene adds to the L2A table.
-#: Rayleigh single scattering alone adds about 0.06 there (optical depth 0.157, sun 35 degrees from
-#: zenith) and the atmosphere's transmittance takes some 0.01-0.02 of a typical ground's own
-#: signal back; on the one scene with both levels of the same date (SSL4EO-S12 0000200,
-#: 2020-06-04) B2 differs by 0.041 on average. Absorption, which the L2A correction also removes,
-#: is left out: it lowers NIR and SWIR by 0.01-0.04 at the top of the atmosphere there.
-PATH_REFLECTANCE_490 = 0.04
 #: A class enters the table with at least this many training pixels (membership-weighted).
 MIN_CLASS_PIXELS = 50.0
 #: The key of the overall row.
@@ -105,7 +98,7 @@ class GroundPrior:
         """(overall (2, C) float32, classes {key: (2, C) tensor}) for a scene of product ``level``."""
         shift = np.zeros((2, len(bands)))
         if level == "l1c":
-            shift[0] = PATH_REFLECTANCE_490 * scattering_shape(bands, 2).numpy()
+            shift[0] = path_reflectance(bands)
         classes = {k: torch.from_numpy(v + shift).float() for k, v in self.classes.items()}
         return (self.overall + shift).astype(np.float32), classes
 

@@ -6,11 +6,11 @@ or SHADOW; shadow is only a candidate here (masks.py keeps shadow near cloud onl
 Spectral rules (:func:`spectral_rules`, always available)
     A pixel is **cloud** when all four tests hold:
 
-    - *bright*: blue B2 above 0.20 (L1C, top of atmosphere) or 0.16 (L2A, surface);
+    - *bright*: blue B2 above 0.20 (L1C, top of atmosphere);
     - *white*: flat visible spectrum, ``sum |Bi - m| / m < 0.7`` over B2, B3, B4 with their
       mean ``m`` (Fmask's whiteness: soil, sand and vegetation are coloured, cloud is not);
-    - *hazy*: the haze-optimised transform ``B2 - 0.5 B4 > 0.08`` (cloud and haze are bluer
-      than the ground that is as bright as them);
+    - *hazy*: the haze-optimised transform ``B2 - 0.5 B4 > 0.08`` (L1C; cloud and haze are
+      bluer than the ground that is as bright as them);
     - *not snow*: NDSI ``(B3 - B11) / (B3 + B11) < 0.4`` (snow and ice absorb in the SWIR,
       water clouds do not); skipped when B11 is missing;
 
@@ -20,9 +20,15 @@ Spectral rules (:func:`spectral_rules`, always available)
     clear median, :data:`SHADOW_DARKNESS`) but not water (NIR above green; water is darker in
     NIR than in green, land in shadow is not).
 
-    Thresholds follow Fmask (Zhu and Woodcock 2012) and were checked on the real scenes in the
-    project's data. The rules find the bodies of clouds; they are weaker on thin cloud edges
-    and on shadows, and may flag bright roofs and sand.
+    Thresholds follow Fmask (Zhu and Woodcock 2012), which sets them on top-of-atmosphere
+    reflectance, and were checked on the real scenes in the project's data. For L2A (surface
+    reflectance) *bright* and *hazy* are the same tests with the atmosphere's path reflectance
+    taken out (:func:`sarclear.product_level.path_reflectance`): B2 above 0.16, and
+    ``B2 - 0.5 B4 > 0.051`` (since 2026-12-04; before, 0.08 at both levels, a top-of-atmosphere
+    test on surface reflectance, which passed over the edges of real clouds on BigEarthNet's L2A
+    chips, where a cloud without its path radiance is hardly bluer than red). The rules find the
+    bodies of clouds; they are weaker on thin cloud edges and on shadows, and may flag bright
+    roofs and sand.
 
 ukis-csmask (:class:`CsmaskRunner`, optional extra ``masks``)
     The DLR CNNs (U-Net, EfficientNet-B4) for Sentinel-2 L1C or L2A, six bands (blue, green,
@@ -44,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .product_level import path_reflectance
+
 log = logging.getLogger(__name__)
 
 CLEAR, CLOUD, SHADOW = 0, 1, 2
@@ -57,6 +65,9 @@ USEFUL_BANDS = ("B2", "B3", "B4", "B8", "B8A", "B10", "B11", "B12")
 
 #: the CNN's tile and the overlap of neighbouring tiles, in working-resolution pixels
 CSMASK_TILE, CSMASK_OVERLAP = 256, 64
+#: the rules' *bright* and *hazy* tests on top-of-atmosphere reflectance (Fmask's; L2A:
+#: :func:`rule_thresholds`)
+BRIGHT_TOA, HAZY_TOA = 0.20, 0.08
 #: shadow: NIR and SWIR below this fraction of the scene's clear median
 SHADOW_DARKNESS = 0.6
 #: cloud objects are kept when they hold a 3 x 3 core, grown back through cloud pixels at most this far
@@ -174,16 +185,25 @@ def rules_missing(bands: Sequence[str]) -> list[str]:
     return missing
 
 
+def rule_thresholds(product_level: str) -> tuple[float, float]:
+    """The *bright* (B2) and *hazy* (``B2 - 0.5 B4``) thresholds of the cloud test at
+    ``product_level``: Fmask's top-of-atmosphere :data:`BRIGHT_TOA` and :data:`HAZY_TOA`, less the
+    path reflectance for L2A (module docstring)."""
+    if product_level == "l1c":
+        return BRIGHT_TOA, HAZY_TOA
+    path_blue, path_red = path_reflectance(("B2", "B4"))
+    return BRIGHT_TOA - path_blue, HAZY_TOA - (path_blue - 0.5 * path_red)
+
+
 def cloud_test(x: np.ndarray, bands: Sequence[str], product_level: str) -> np.ndarray:
     """(h, w) bool: the spectral rules' cloud (module docstring) in reflectance ``x`` (C, h, w)."""
+    bright, hazy = rule_thresholds(product_level)
     blue, green, red = (_band(x, bands, b) for b in ("B2", "B3", "B4"))
     nir, swir, cirrus = _band(x, bands, "B8", "B8A"), _band(x, bands, "B11"), _band(x, bands, "B10")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_vis = (blue + green + red) / 3
         whiteness = (abs(blue - mean_vis) + abs(green - mean_vis) + abs(red - mean_vis)) / mean_vis
-        cloud = ((blue > (0.20 if product_level == "l1c" else 0.16))
-                 & (whiteness < 0.7)
-                 & (blue - 0.5 * red > 0.08))
+        cloud = (blue > bright) & (whiteness < 0.7) & (blue - 0.5 * red > hazy)
         if swir is not None:
             cloud &= ((green - swir) / (green + swir) < 0.4) & (nir > 0.9 * swir)
         cloud = bodies_with_core(cloud, 1)  # drop specks: sand, roofs
