@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bands import S2_WAVELENGTH_NM
+from .clouds import scattering_shape
 from .errors import InputError, SarclearError
 from .raster import RasterStack
 from .scaling import OpticalScaling
@@ -32,12 +32,12 @@ PATH_REFLECTANCE_490 = 0.04
 
 
 def path_reflectance(bands: Sequence[str]) -> np.ndarray:
-    """What an L1C product adds to L2A's reflectance of the same ground, per band (C,) float64:
+    """What an L1C product adds to L2A's reflectance of the same ground, per band (C,):
     :data:`PATH_REFLECTANCE_490` falling off as ``(490 nm / wavelength) ** 2``, as skylight does
     (:func:`sarclear.clouds.scattering_shape`). The one rule by which the ground prior
     (:mod:`sarclear.ground_prior`) and the spectral cloud rules (:mod:`sarclear.mask_detectors`)
     carry a level's numbers to the other."""
-    return PATH_REFLECTANCE_490 * (490.0 / np.array([S2_WAVELENGTH_NM[b] for b in bands], dtype=np.float64)) ** 2
+    return PATH_REFLECTANCE_490 * scattering_shape(bands, 2).numpy()
 
 
 def guess_product_level(product_level: str | None, bands: Sequence[str]) -> tuple[str, list[str]]:
