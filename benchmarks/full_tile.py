@@ -124,9 +124,9 @@ def _mbps(nbytes: float | None, seconds: float | None) -> float | None:
     return nbytes / seconds / 1e6 if nbytes and seconds else None
 
 
-def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
-    device = common.resolve(args.device)
-    sc = inputs.scene(args.size, args.workdir)
+def io_floor(sc: inputs.Scene, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Each I/O step alone (module docstring): raw reads cold and warm, single- and
+    multi-threaded, the library's read path, and the write."""
     io: dict[str, dict[str, Any]] = {}
     print(f"[full tile] {sc.width} x {sc.height}: I/O floor ...", file=sys.stderr, flush=True)
     for cold in (True, False):
@@ -140,6 +140,13 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
                                                "decoded_bytes": lib["optical_float32_bytes"] + lib["sar_float32_bytes"],
                                                **lib}
     io["write output (GeoTiffWriter)"] = write_test(sc, args.workdir / "outputs" / "write_test.tif")
+    return io
+
+
+def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    device = common.resolve(args.device)
+    sc = inputs.scene(args.size, args.workdir)
+    io: dict[str, dict[str, Any]] = {} if args.no_floor else io_floor(sc, args)
 
     runs = []
     modes = [True, False] if args.compare_unthreaded else [True]
@@ -158,11 +165,13 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             print(f"[full tile] failed:\n{res['output'][-2000:]}", file=sys.stderr)
 
     cache = "warm" if args.warm else "cold"
-    read_s = sum(min(io[f"read {f} ({cache})"]["seconds"], io[f"read {f} ({cache}, GDAL_NUM_THREADS=ALL_CPUS)"]
-                     ["seconds"]) for f in ("optical", "SAR"))
-    write_s = io["write output (GeoTiffWriter)"]["seconds"]
-    floor, floor_overlapped = read_s + write_s, max(read_s, write_s)
-    lib_floor = io["library read (optical + SAR warp)"]["seconds"] + write_s
+    floor = floor_overlapped = lib_floor = None
+    if io:
+        read_s = sum(min(io[f"read {f} ({cache})"]["seconds"], io[f"read {f} ({cache}, GDAL_NUM_THREADS=ALL_CPUS)"]
+                         ["seconds"]) for f in ("optical", "SAR"))
+        write_s = io["write output (GeoTiffWriter)"]["seconds"]
+        floor, floor_overlapped = read_s + write_s, max(read_s, write_s)
+        lib_floor = io["library read (optical + SAR warp)"]["seconds"] + write_s
     io_rows = [{"step": k, "seconds": v["seconds"], "disk_mb": (v.get("disk_bytes") or 0) / 1e6 or None,
                 "decoded_mb": (v.get("decoded_bytes") or 0) / 1e6 or None,
                 "disk_mb_s": _mbps(v.get("disk_bytes"), v["seconds"]),
@@ -176,8 +185,10 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             row.update(seconds=res["seconds"], tiles=res["tiles"], patches_per_s=res["patches_per_s"],
                        model_only_s=res.get("model_only_seconds"),
                        peak_rss_gb=res["peak_rss_bytes"] / 1e9, peak_cuda_gib=common.gib(res.get("peak_cuda_bytes")),
-                       floor_s=floor, vs_floor=res["seconds"] / floor, overlapped_floor_s=floor_overlapped,
-                       vs_overlapped_floor=res["seconds"] / floor_overlapped, library_floor_s=lib_floor,
+                       floor_s=floor, vs_floor=res["seconds"] / floor if floor else None,
+                       overlapped_floor_s=floor_overlapped,
+                       vs_overlapped_floor=res["seconds"] / floor_overlapped if floor_overlapped else None,
+                       library_floor_s=lib_floor,
                        meets_seconds=common.target_check(res["seconds"], TARGET_SECONDS, higher_is_better=False)
                        if device.type == "cuda" and sc.width >= 10980 else None,
                        meets_rss=common.target_check(res["peak_rss_bytes"], TARGET_RSS_BYTES, higher_is_better=False))
@@ -199,6 +210,7 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     notes = [f"inputs: optical {sc.s2.stat().st_size / 1e6:,.0f} MB on disk ({sc.s2_decoded_bytes / 1e6:,.0f} MB "
              f"decoded), SAR {sc.s1.stat().st_size / 1e6:,.0f} MB on disk ({sc.s1_decoded_bytes() / 1e6:,.0f} MB "
              "decoded)",
+             "floor: not measured (--no-floor)" if not io else
              f"floor: the faster of the single- and multi-threaded {cache} reads of each input, plus the write; "
              "'library read' is the library's reader path over decloud's overlapping tile rows (float32 conversion "
              "and the SAR warp included), with GDAL's defaults as decloud runs it",
@@ -220,6 +232,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-unthreaded", action="store_true",
                    help="also decloud with reads/compute/writes in turn (io_threads off)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per decloud before it is killed")
+    p.add_argument("--no-floor", action="store_true",
+                   help="decloud only, without the I/O floor's steps (which take longer than the decloud)")
     return p
 
 

@@ -149,3 +149,18 @@ def test_a_quality_record_is_written_with_its_exact_command_and_revision(tmp_pat
     record = json.loads((tmp_path / "out" / "mask_files.json").read_text())
     assert text == "python benchmarks/mask_files.py --out x [1]" == (tmp_path / "out" / "mask_files.md").read_text()
     assert record["revision"] == common.git_revision() and record["seconds"] >= 0 and record["date"].startswith("20")
+
+
+def test_the_pipeline_profiles_attribute_time_to_stages_and_count_operations(tmp_path):
+    out, _ = _run("profile_pipeline.py", "decloud", "--quick", tmp_path=tmp_path)
+    res = json.loads((out / "profile_decloud.json").read_text())
+    stages = {r["stage"]: r["seconds"] for r in res["stages"]}
+    assert res["tiles"] > 0 and all(v > 0 for v in stages.values())
+    assert sum(v for k, v in stages.items() if not k.startswith("  ")) <= res["seconds"]
+    out, _ = _run("profile_pipeline.py", "train-data", "--quick", tmp_path=tmp_path)
+    rows = {r["part"].strip(): r["operations"]
+            for r in json.loads((out / "profile_train_data.json").read_text())["rows"]}
+    # a batch converted at once issues fewer operations than its items one by one
+    assert 0 < rows["batch assembly (crops of the cached windows)"] < rows[
+        "the same, item by item (for comparison; not in the sum)"]
+    assert rows["synthetic clouds"] > 0

@@ -155,6 +155,24 @@ def test_data_cropped_on_the_device_trains_exactly_like_the_data_loader(tmp_path
     _assert_same_state(_final_state(tmp_path / "loader"), _final_state(tmp_path / "device"))
 
 
+@pytest.mark.parametrize("size", [128, 300])  # a crop inside the pairs, and one larger (padded)
+def test_a_batch_cut_at_once_equals_its_items_stacked(size):
+    """The device path converts a whole batch in one go (a few ops, not a few per item): the
+    same tensors, dtypes included, as the DataLoader's items stacked."""
+    from sarclear.networks import preset
+
+    cfg = preset("lite")
+    ds = data.PairDataset(data.find_pairs(str(MANIFEST)), cfg.bands, cfg.sar_channels, size, length=12, seed=5)
+    indices = [7, 0, 3, 11, 3]
+    batch = ds.batch(indices)
+    items = [ds[i] for i in indices]
+    assert batch.keys() == items[0].keys()
+    for k, v in batch.items():
+        stacked = torch.stack([it[k] for it in items])
+        assert v.dtype == stacked.dtype and torch.equal(v, stacked), k
+    assert batch["index"].tolist() == indices and batch["clear"].shape[-1] == size
+
+
 def test_augmentation_applies_one_symmetry_per_sample_to_every_tensor():
     x = torch.arange(4 * 2 * 3 * 3, dtype=torch.float32).reshape(4, 2, 3, 3)
     y = x + 1000

@@ -28,6 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -231,7 +232,9 @@ class PairDataset(Dataset):
                                       for t in (item.clear, item.sar, item.cloudy, item.valid)))
         return self
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _views(self, index: int) -> dict[str, Any]:
+        """Item ``index`` as crops of the pair, before the float conversion (views where the
+        pair is large enough)."""
         k = index % len(self.pairs)
         item = self._pair(k)
         h, w = item.clear.shape[-2:]
@@ -242,19 +245,41 @@ class PairDataset(Dataset):
         else:
             top, left = max(0, (h - self.size) // 2), max(0, (w - self.size) // 2)
         out = {"clear": _crop(item.clear, top, left, self.size), "sar": _crop(item.sar, top, left, self.size),
-               "valid": _crop(item.valid, top, left, self.size), "index": torch.tensor(index)}
+               "valid": _crop(item.valid, top, left, self.size)}
         if h < self.size or w < self.size:  # padded parts are not real pixels
             v = torch.zeros(self.size, self.size, dtype=torch.bool, device=item.valid.device)
             v[:min(h, self.size), :min(w, self.size)] = True
             out["valid"] = out["valid"] & v
-        out["has_cloudy"] = torch.tensor(item.cloudy is not None, device=item.valid.device)
         out["cloudy"] = _crop(item.cloudy, top, left, self.size) if item.cloudy is not None else out["clear"]
-        for key in ("clear", "sar", "cloudy"):
-            out[key] = torch.nan_to_num(out[key].float())
+        out["has_cloudy"] = item.cloudy is not None
         return out
 
+    @staticmethod
+    def _finish(out: dict[str, Any], stack: bool) -> dict[str, torch.Tensor]:
+        """Views -> the item (or, with ``stack``, a list of views -> the batch): float32 with
+        NaN set to 0; done once for a whole batch, so a batch costs a few ops, not a few per
+        item (on a GPU each op is a kernel launch)."""
+        for key in ("clear", "sar", "cloudy"):
+            t = torch.stack([v.float() for v in out[key]]) if stack else out[key]
+            out[key] = torch.nan_to_num(t.float())
+        if stack:
+            out["valid"] = torch.stack(out["valid"])
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        out = self._views(index)
+        device = out["valid"].device
+        out["has_cloudy"] = torch.tensor(out["has_cloudy"], device=device)
+        out["index"] = torch.tensor(index)
+        return self._finish(out, stack=False)
+
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Items ``indices`` stacked into a batch, cropped where the cache lives (the same
-        crops a DataLoader over this dataset would give)."""
-        items = [self[i] for i in indices]
-        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        """Items ``indices`` stacked into a batch, cropped where the cache lives: the same
+        tensors as stacking the items (the crops a DataLoader over this dataset would give),
+        converted in one go."""
+        views = [self._views(i) for i in indices]
+        out = {k: [v[k] for v in views] for k in ("clear", "sar", "valid", "cloudy")}
+        device = views[0]["valid"].device
+        out["has_cloudy"] = torch.tensor([v["has_cloudy"] for v in views], device=device)
+        out["index"] = torch.tensor(list(indices))
+        return self._finish(out, stack=True)
