@@ -10,7 +10,7 @@
 # device returns at most 8 files). The 10980^2 and 4096^2 inputs are generated in the
 # background while the model-only benchmarks keep the GPU busy. The order puts each target's
 # figure first (the full tile's decloud before its I/O floor, which took longer than the
-# decloud on the H200; eager training before compiled, whose compilation took over 100 s),
+# decloud on the H200; eager training before compiled, which did not finish in 141 s there),
 # measured on the H200 on 2026-12-04 (BENCHMARKS.md).
 set -u
 OUT=${1:?usage: gpu_session.sh OUT [SECONDS] [--quick]}
