@@ -193,3 +193,31 @@ def test_to_dtype_rounds_clips_and_keeps_valid_pixels_off_nodata():
     v = np.array([[[-5.0, 0.4, 0.6, 70000.0]]])
     out = raster.to_dtype(v, gdal.GDT_UInt16, np.array([[True, True, True, False]]), 0.0)
     assert out.tolist() == [[[1, 1, 1, 0]]]  # -5 -> 0 -> moved off nodata; invalid -> nodata
+
+
+def test_a_user_set_gdal_num_threads_never_reaches_a_gdal_that_decodes_wrongly_with_it(tmp_path, capfd):
+    """GDAL 3.6.0-3.7.2 decode band-separate GeoTIFFs wrongly on several threads; a user's
+    GDAL_NUM_THREADS must not switch that on for the library's reads. (The decoder's worker
+    threads report through GDAL's default handler, on stderr.)"""
+    from sarclear.io.gdalio import open_raster, threaded_decoding_unsafe
+
+    path = tmp_path / "bands.tif"
+    data = (np.arange(10 * 512 * 1024, dtype=np.uint32) % 9973).astype(np.uint16).reshape(10, 512, 1024)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 1024, 512, 10, gdal.GDT_UInt16,
+                                              ["TILED=YES", "COMPRESS=DEFLATE", "INTERLEAVE=BAND"])
+    ds.WriteArray(data)
+    ds = None
+    previous = gdal.GetConfigOption("GDAL_NUM_THREADS")
+    gdal.SetConfigOption("GDAL_NUM_THREADS", "ALL_CPUS")
+    try:
+        unsafe = threaded_decoding_unsafe()
+        capfd.readouterr()
+        if unsafe:  # the bug is there: GDAL's own open shows it, so the check below can fail
+            gdal.Open(str(path)).ReadAsArray(100, 50, 900, 400)
+            assert "ExtraSamples" in capfd.readouterr().err
+        got = open_raster(path).ReadAsArray(100, 50, 900, 400)
+    finally:
+        gdal.SetConfigOption("GDAL_NUM_THREADS", previous)
+    assert "ExtraSamples" not in capfd.readouterr().err
+    assert np.array_equal(got, data[:, 50:450, 100:1000])
+    assert unsafe == (3060000 <= int(gdal.VersionInfo()) < 3070300)

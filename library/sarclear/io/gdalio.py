@@ -62,17 +62,33 @@ def is_connection_string(path: str) -> bool:
     return bool(_CONNECTION.match(path))
 
 
+def threaded_decoding_unsafe() -> bool:
+    """True where the user asked GDAL for multi-threaded decoding (``GDAL_NUM_THREADS``) and
+    this GDAL decodes band-separate GeoTIFFs wrongly with it: 3.6.0 to 3.7.2 (worker threads
+    fail with "Bad value N for ExtraSamples", and corrupted values were seen here with the
+    13-band Sen1Floods11 sample; OSGeo/gdal#7963, fixed in 3.7.1, and a decoder/encoder clash,
+    #8470, fixed in 3.7.3)."""
+    threads = gdal.GetConfigOption("GDAL_NUM_THREADS")
+    return 3060000 <= int(gdal.VersionInfo()) < 3070300 and threads not in (None, "", "1")
+
+
 def open_raster(path: str | os.PathLike, *, update: bool = False) -> gdal.Dataset:
     """Open a raster with GDAL, with an error that says which file and why.
 
-    Blocks are decoded on the calling thread: GDAL 3.6's multi-threaded GeoTIFF decoding
-    (open option NUM_THREADS) returns corrupted values for some many-band files (seen with
-    the 13-band Sen1Floods11 sample: "Bad value 12 for ExtraSamples"), so it is not used."""
+    The library never turns on GDAL's multi-threaded GeoTIFF decoding; where the user did
+    (``GDAL_NUM_THREADS``) on a GDAL that decodes wrongly with it (:func:`threaded_decoding_unsafe`),
+    a GeoTIFF is opened with it off (open option ``NUM_THREADS=1``)."""
     path = str(path)
     if not path.startswith("/vsi") and not is_connection_string(path) and not Path(path).exists():
         raise InputError(f"{path}: no such file; check the path", path=path)
     flags = gdal.OF_RASTER | (gdal.OF_UPDATE if update else gdal.OF_READONLY)
     ds = gdal_call(f"{path}: not a raster GDAL can read", gdal.OpenEx, path, flags)
+    if ds.GetDriver().ShortName == "GTiff" and threaded_decoding_unsafe():
+        log.info("%s: GDAL %s decodes GeoTIFFs wrongly on several threads; read on one (GDAL_NUM_THREADS=%s "
+                 "ignored for it)", path, gdal.__version__, gdal.GetConfigOption("GDAL_NUM_THREADS"))
+        ds = None
+        ds = gdal_call(f"{path}: not a raster GDAL can read", gdal.OpenEx, path, flags,
+                       open_options=["NUM_THREADS=1"])
     if ds.RasterCount == 0:
         raise InputError(f"{path}: has no raster bands (is it a container? open one of its "
                          "subdatasets, listed by gdalinfo)")
