@@ -5,7 +5,8 @@ trainer's per-step data path by operation count.
     python benchmarks/profile_pipeline.py train-data --batch 64         # ops per training step
 
 ``decloud``: one decloud of a ``size`` x ``size`` generated scene (inputs.py) with the
-identity generator (the network's own time is measured by model_throughput.py), reads,
+identity generator by default (the network's own time is measured by model_throughput.py;
+``--model`` profiles a real one, e.g. the default model file), reads,
 compute and writes in turn (``io_threads`` off, so that one thread does everything and the
 profile sees every stage), under cProfile; the time of each stage from its cumulative time.
 
@@ -35,8 +36,8 @@ import workloads
 DECLOUD_STAGES = (
     ("cloud detection (its own pass over the scene)", "scene_prep.py", "detect_mask"),
     ("reads and decoding (reconstruction pass)", "streaming.py", "_read"),
-    ("tiles: scaling, network, blending", "streaming.py", "run_batch"),
-    ("  of which the generator (the identity here)", "inference.py", "__call__"),
+    ("tiles: scaling, model, blending", "streaming.py", "run_batch"),
+    ("  of which the model's own pass (network and, for a mask-aware one, its fill)", "inference.py", "_batched"),
     ("writes: conversion and encoding", "streaming.py", "_write"),
     ("  of which the conversion to the output type", "write.py", "to_dtype"),
 )
@@ -55,7 +56,7 @@ def profile_decloud(args: argparse.Namespace) -> dict[str, Any]:
 
     limit_gdal_cache()
     sc = inputs.scene(args.size, args.workdir)
-    model = workloads.bench_model("lite", identity=True)
+    model = workloads.bench_model(args.model, identity=args.model == "identity")
     options = DecloudOptions(device="cpu", overwrite=True, io_threads=False, mask_method=args.mask_method)
     out = args.workdir / "outputs" / f"profile_{args.size}.tif"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def profile_decloud(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({"stage": stage, "seconds": cum, "share": cum / total})
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:12]
     rows_top = [{"function": f"{Path(f).name}:{fn}", "calls": v[1], "self_s": v[2]} for (f, _, fn), v in top]
-    title = (f"decloud of {args.size}^2 by stage (identity generator, reads, compute and writes in turn, "
+    title = (f"decloud of {args.size}^2 by stage ({Path(args.model).name}, reads, compute and writes in turn, "
              f"{args.mask_method} detector)")
     return {"seconds": total, "tiles": result.tiles, "notes_from_decloud": result.notes, "stages": rows,
             "top_self": rows_top,
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("what", choices=("decloud", "train-data"))
     common.add_common_arguments(p)
     p.add_argument("--size", type=int, default=4096, help="decloud: scene size (default 4096)")
+    p.add_argument("--model", default="identity",
+                   help="decloud: identity (the I/O path alone; default), lite, paper or a model file")
     p.add_argument("--mask-method", default="rules", choices=("auto", "csmask", "rules"),
                    help="decloud: the cloud detector (default rules, as on a machine without ukis-csmask)")
     p.add_argument("--batch", type=int, default=64, help="train-data: batch size (default 64)")
