@@ -8,10 +8,10 @@
 # Each step runs under its own time limit and the whole under SECONDS, so that a slow step
 # costs only itself; after each step everything so far is packed into OUT/results.tgz (the
 # device returns at most 8 files). The 10980^2 and 4096^2 inputs are generated in the
-# background while the model-only benchmarks keep the GPU busy. The order puts each target's
-# figure first (the full tile's decloud before its I/O floor, which took longer than the
-# decloud on the H200; eager training before compiled, which did not finish in 141 s there),
-# measured on the H200 on 2026-12-04 (BENCHMARKS.md).
+# background while the model-only benchmarks keep the GPU busy. By default the steps run in
+# the order that fills what the H200 run of 2026-12-04 left unmeasured (BENCHMARKS.md, GPU);
+# SESSION=first gives each target's figure first (the full tile's decloud before its I/O floor,
+# eager training before compiled, which did not finish in 141 s there).
 set -u
 OUT=${1:?usage: gpu_session.sh OUT [SECONDS] [--quick]}
 BUDGET=${2:-540}
@@ -68,23 +68,46 @@ MEM=$(( WINDOW * $("$PY" -c "print(int($PAIRS ** 0.5 + 0.999))") ))
     > "$RES/inputs.log" 2>&1 &
 GEN=$!
 
-step model_inference 150 model_throughput.py --presets paper --kinds inference --repeats 3 --min-time 1 $Q
-mv -f "$RES/model_throughput.json" "$RES/model_inference.json" 2>/dev/null
-step model_training 70 model_throughput.py --presets paper --kinds training --variants 0,1,2,3,4 \
-    --repeats 3 --min-time 1 $Q
-mv -f "$RES/model_throughput.json" "$RES/model_training.json" 2>/dev/null
-wait $GEN; echo "=== inputs: exit $? ($(left) s left)"; tail -n 5 "$RES/inputs.log"
-step full_tile 150 full_tile.py --model paper --size "$SIZE" --timeout 130 --no-floor $Q
-mv -f "$RES/full_tile.json" "$RES/full_tile_decloud.json" 2>/dev/null
+# The default order: what the H200 run of 2026-12-04 left unmeasured first (the full tile's I/O
+# floor, compiled training end to end), then GDAL's threaded decoding, then what it measured.
 TRAIN=(train_throughput.py --preset paper --data memory --workers "$WORKERS" --batch "$BATCH" --batches "$BATCH"
        --window "$WINDOW" --pairs "$PAIRS" --steps "$STEPS" --warmup-steps "$WARM" --repeats 2 --min-time 1 $Q)
-step train_throughput_eager 100 "${TRAIN[@]}" --no-compile
-mv -f "$RES/train_throughput.json" "$RES/train_throughput_eager.json" 2>/dev/null
-export GDAL_NUM_THREADS=ALL_CPUS  # GDAL's threaded decoding: safe from 3.7.3 (open_raster keeps it off before)
-step full_tile_gdal_threads 150 full_tile.py --model paper --size "$SIZE" --timeout 130 --no-floor $Q
-unset GDAL_NUM_THREADS
-mv -f "$RES/full_tile.json" "$RES/full_tile_gdal_threads.json" 2>/dev/null
-step full_tile 240 full_tile.py --model paper --size "$SIZE" --timeout 130 $Q      # the I/O floor, then decloud
-step train_throughput 220 "${TRAIN[@]}"                                             # with torch.compile
+inference() {
+    step model_inference 150 model_throughput.py --presets paper --kinds inference --repeats 3 --min-time 1 $Q
+    mv -f "$RES/model_throughput.json" "$RES/model_inference.json" 2>/dev/null
+}
+training_model_only() {
+    step model_training 70 model_throughput.py --presets paper --kinds training --variants 0,1,2,3,4 \
+        --repeats 3 --min-time 1 $Q
+    mv -f "$RES/model_throughput.json" "$RES/model_training.json" 2>/dev/null
+}
+inputs_ready() { wait $GEN; echo "=== inputs: exit $? ($(left) s left)"; tail -n 5 "$RES/inputs.log"; }
+tile_decloud() {
+    step full_tile 150 full_tile.py --model paper --size "$SIZE" --timeout 130 --no-floor $Q
+    mv -f "$RES/full_tile.json" "$RES/full_tile_decloud.json" 2>/dev/null
+}
+tile_floor() {
+    step full_tile_floor 240 full_tile.py --model paper --size "$SIZE" --timeout 130 $Q
+    mv -f "$RES/full_tile.json" "$RES/full_tile_floor.json" 2>/dev/null
+}
+tile_gdal_threads() {
+    export GDAL_NUM_THREADS=ALL_CPUS  # GDAL's threaded decoding: safe from 3.7.3 (open_raster keeps it off before)
+    step full_tile_gdal_threads 150 full_tile.py --model paper --size "$SIZE" --timeout 130 --no-floor $Q
+    unset GDAL_NUM_THREADS
+    mv -f "$RES/full_tile.json" "$RES/full_tile_gdal_threads.json" 2>/dev/null
+}
+train_eager() {
+    step train_throughput_eager 100 "${TRAIN[@]}" --no-compile
+    mv -f "$RES/train_throughput.json" "$RES/train_throughput_eager.json" 2>/dev/null
+}
+train_compiled() { step train_throughput 220 "${TRAIN[@]}"; }
+
+if [ "${SESSION:-}" = first ]; then
+    inference; training_model_only; inputs_ready; tile_decloud; train_eager; tile_gdal_threads; tile_floor
+    train_compiled
+else
+    inference; inputs_ready; tile_floor; train_compiled; tile_gdal_threads; train_eager; training_model_only
+    tile_decloud
+fi
 pack
 echo "=== done in $(( $(date +%s) - START )) s"
