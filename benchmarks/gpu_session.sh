@@ -100,7 +100,10 @@ train_eager() {
     step train_throughput_eager 100 "${TRAIN[@]}" --no-compile
     mv -f "$RES/train_throughput.json" "$RES/train_throughput_eager.json" 2>/dev/null
 }
-train_compiled() { step train_throughput 220 "${TRAIN[@]}"; }
+train_compiled() {
+    step train_throughput_compiled 220 "${TRAIN[@]}"
+    mv -f "$RES/train_throughput.json" "$RES/train_throughput_compiled.json" 2>/dev/null
+}
 
 if [ "${SESSION:-}" = first ]; then
     inference; training_model_only; inputs_ready; tile_decloud; train_eager; tile_gdal_threads; tile_floor
