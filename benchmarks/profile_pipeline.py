@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -107,9 +106,10 @@ def profile_train_data(args: argparse.Namespace) -> dict[str, Any]:
     cfg = preset("paper")
     ds = PairDataset(find_pairs(str(manifest)), cfg.bands, cfg.sar_channels, 256, length=100 * args.batch)
     sar_scaling = cfg.sar_scaling()
-    b, n = args.batch, args.batch
+    n = args.batch
     batch = ds.batch(list(range(n)))
     g = torch.Generator().manual_seed(0)
+
     def item_by_item():  # what PairDataset.batch did before 2026-12-04: each item converted alone
         items = [ds[i] for i in range(n, 2 * n)]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
@@ -119,15 +119,15 @@ def profile_train_data(args: argparse.Namespace) -> dict[str, Any]:
         "  the same, item by item (for comparison; not in the sum)": item_by_item,
         "augmentation": lambda: augment([batch["clear"], batch["sar"], batch["valid"][:, None].float(),
                                          batch["cloudy"]], g),
-        "synthetic clouds": lambda: CloudField(b, 256, 256, CloudConfig(), seed=g).apply(batch["clear"], cfg.bands),
+        "synthetic clouds": lambda: CloudField(n, 256, 256, CloudConfig(), seed=g).apply(batch["clear"], cfg.bands),
         "scaling to the network range": lambda: (reflectance_to_network(batch["clear"]),
                                                  sar_scaling.to_network(batch["sar"])),
     }
     rows = [{"part": k, "operations": _kernels(fn)} for k, fn in parts.items()]
     rows.append({"part": "data path, in all", "operations": sum(r["operations"] for r in rows
                                                                 if not r["part"].startswith("  "))})
-    title = f"operations per training step, batch {b} (views and allocations excluded)"
-    return {"batch": b, "rows": rows,
+    title = f"operations per training step, batch {n} (views and allocations excluded)"
+    return {"batch": n, "rows": rows,
             "tables": {title: common.markdown_table(
                 rows, [("part", "part"), ("operations", "operations (about a kernel launch each on a GPU)")])},
             "notes": ["counted with torch.profiler on the CPU (aten operations less views and allocations; an "
@@ -156,4 +156,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()

@@ -255,15 +255,12 @@ class PairDataset(Dataset):
         return out
 
     @staticmethod
-    def _finish(out: dict[str, Any], stack: bool) -> dict[str, torch.Tensor]:
-        """Views -> the item (or, with ``stack``, a list of views -> the batch): float32 with
-        NaN set to 0; done once for a whole batch, so a batch costs a few ops, not a few per
-        item (on a GPU each op is a kernel launch)."""
+    def _finish(out: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Views (an item's, or a batch's stacked) -> float32 with NaN set to 0: done once for
+        a whole batch, so a batch costs a few ops, not a few per item (on a GPU each op is a
+        kernel launch)."""
         for key in ("clear", "sar", "cloudy"):
-            t = torch.stack([v.float() for v in out[key]]) if stack else out[key]
-            out[key] = torch.nan_to_num(t.float())
-        if stack:
-            out["valid"] = torch.stack(out["valid"])
+            out[key] = torch.nan_to_num(out[key].float())
         return out
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -271,15 +268,14 @@ class PairDataset(Dataset):
         device = out["valid"].device
         out["has_cloudy"] = torch.tensor(out["has_cloudy"], device=device)
         out["index"] = torch.tensor(index)
-        return self._finish(out, stack=False)
+        return self._finish(out)
 
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """Items ``indices`` stacked into a batch, cropped where the cache lives: the same
         tensors as stacking the items (the crops a DataLoader over this dataset would give),
         converted in one go."""
         views = [self._views(i) for i in indices]
-        out = {k: [v[k] for v in views] for k in ("clear", "sar", "valid", "cloudy")}
-        device = views[0]["valid"].device
-        out["has_cloudy"] = torch.tensor([v["has_cloudy"] for v in views], device=device)
+        out = {k: torch.stack([v[k] for v in views]) for k in ("clear", "sar", "valid", "cloudy")}
+        out["has_cloudy"] = torch.tensor([v["has_cloudy"] for v in views], device=out["valid"].device)
         out["index"] = torch.tensor(list(indices))
-        return self._finish(out, stack=True)
+        return self._finish(out)
