@@ -64,12 +64,14 @@ grep -q "^python .* gdal" "$RES/env.txt" || { echo "set-up failed: no torch, GDA
 if [ "$QUICK" = --quick ]; then SIZE=512 WINDOW=512 PAIRS=2 SIZES=512 BATCH=2 WORKERS=0 STEPS=2 WARM=1 Q=--quick
 else SIZE=10980 WINDOW=1024 PAIRS=16 SIZES=1024,4096 BATCH=64 WORKERS=0 STEPS=30 WARM=10 Q=; fi   # cached data are cropped on the GPU: no loader workers
 MEM=$(( WINDOW * $("$PY" -c "print(int($PAIRS ** 0.5 + 0.999))") ))
-"$PY" -c "import inputs; from pathlib import Path; [inputs.scene(s, Path('$WORK')) for s in ($SIZE, $MEM)]" \
-    > "$RES/inputs.log" 2>&1 &
-GEN=$!
+gen() { "$PY" -c "import inputs, time; from pathlib import Path; t = time.perf_counter(); inputs.scene($1, Path('$WORK')); \
+print('scene $1 generated in %.0f s' % (time.perf_counter() - t))" > "$RES/inputs_$1.log" 2>&1; }
+gen "$SIZE" & GEN=$!      # the full tile's scene and the training scene, side by side
+if [ "$MEM" != "$SIZE" ]; then gen "$MEM" & GEN_MEM=$!; else GEN_MEM=; fi
 
-# The default order: what the H200 run of 2026-12-04 left unmeasured first (the full tile's I/O
-# floor, compiled training end to end), then GDAL's threaded decoding, then what it measured.
+# The default order: what the H200 run of 2026-12-04 16:14 left unmeasured first (the full tile's
+# I/O floor with its decloud, GDAL's threaded decoding, compiled training end to end), then what
+# it measured.
 TRAIN=(train_throughput.py --preset paper --data memory --workers "$WORKERS" --batch "$BATCH" --batches "$BATCH"
        --window "$WINDOW" --pairs "$PAIRS" --steps "$STEPS" --warmup-steps "$WARM" --repeats 2 --min-time 1 $Q)
 inference() {
@@ -81,13 +83,18 @@ training_model_only() {
         --repeats 3 --min-time 1 $Q
     mv -f "$RES/model_throughput.json" "$RES/model_training.json" 2>/dev/null
 }
-inputs_ready() { wait $GEN; echo "=== inputs: exit $? ($(left) s left)"; tail -n 5 "$RES/inputs.log"; }
+inputs_ready() {  # both scenes, so that no generation runs beside a timed step
+    local g
+    for g in $GEN $GEN_MEM; do wait "$g"; echo "=== inputs: exit $? ($(left) s left)"; done
+    GEN= GEN_MEM=
+    tail -q -n 2 "$RES"/inputs_*.log
+}
 tile_decloud() {
     step full_tile 150 full_tile.py --model paper --size "$SIZE" --timeout 130 --no-floor $Q
     mv -f "$RES/full_tile.json" "$RES/full_tile_decloud.json" 2>/dev/null
 }
 tile_floor() {
-    step full_tile_floor 240 full_tile.py --model paper --size "$SIZE" --timeout 130 $Q
+    step full_tile_floor 260 full_tile.py --model paper --size "$SIZE" --timeout 130 $Q
     mv -f "$RES/full_tile.json" "$RES/full_tile_floor.json" 2>/dev/null
 }
 tile_gdal_threads() {
@@ -97,10 +104,12 @@ tile_gdal_threads() {
     mv -f "$RES/full_tile.json" "$RES/full_tile_gdal_threads.json" 2>/dev/null
 }
 train_eager() {
+    inputs_ready
     step train_throughput_eager 100 "${TRAIN[@]}" --no-compile
     mv -f "$RES/train_throughput.json" "$RES/train_throughput_eager.json" 2>/dev/null
 }
 train_compiled() {
+    inputs_ready
     step train_throughput_compiled 220 "${TRAIN[@]}"
     mv -f "$RES/train_throughput.json" "$RES/train_throughput_compiled.json" 2>/dev/null
 }
@@ -109,8 +118,7 @@ if [ "${SESSION:-}" = first ]; then
     inference; training_model_only; inputs_ready; tile_decloud; train_eager; tile_gdal_threads; tile_floor
     train_compiled
 else
-    inference; inputs_ready; tile_floor; train_compiled; tile_gdal_threads; train_eager; training_model_only
-    tile_decloud
+    inputs_ready; tile_floor; tile_gdal_threads; train_compiled; train_eager; inference; training_model_only
 fi
 pack
 echo "=== done in $(( $(date +%s) - START )) s"

@@ -22,12 +22,12 @@ import torch
 
 from sarclear import checkpoint, data
 from sarclear.clouds import CloudConfig, CloudField
-from sarclear.data import item_seed
 from sarclear.figures import training_curves_figure
 from sarclear.metrics import MetricAccumulator
 from sarclear.resources import DEMO_MODEL
 from sarclear.scaling import network_to_reflectance, reflectance_to_network
 from sarclear.train_eval import pad_to as _pad_to
+from sarclear.train_state import item_seed
 from sarclear.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,6 +3,8 @@ from the first step, exact resume, curves) and scene-adaptive fitting, on the re
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -146,6 +148,13 @@ def test_fill_run_logs_finite_losses_from_step_one_and_resumes_exactly(tmp_path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_batches_made_by_worker_processes_train_the_same_weights_as_batches_made_in_process(tmp_path):
+    training.train(_config(tmp_path / "here", epochs=1), stop_after_steps=3)
+    training.train(_config(tmp_path / "workers", epochs=1, workers=2), stop_after_steps=3)
+    a, b = (load_file(str(training.latest_checkpoint(tmp_path / x))) for x in ("here", "workers"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if k.startswith(("G.", "EMA.")))
+
+
 def test_adapt_fine_tunes_a_copy_and_refuses_what_it_cannot_use():
     g, _ = networks.build(networks.preset("fill"))
     model = checkpoint.Model(g, networks.preset("fill"))
@@ -250,3 +259,13 @@ def test_the_scene_model_is_the_classical_fill_until_fitted_and_the_fixed_fill_r
     err = capsys.readouterr().err
     assert "nothing to learn" in err and "--model resources/models/sarclear-fill-scene.safetensors" in err
     assert not (tmp_path / "no.tif").exists() and not (tmp_path / "no_mask.tif").exists()
+
+
+def test_training_a_gap_fill_model_needs_no_gdal():
+    """The GPU machine has no GDAL (scripts/gpu_train.py): the trainer, its config, its figures
+    and the model files must import without it."""
+    code = ("import sys; sys.modules['osgeo'] = None\n"
+            "import sarclear.fill_training, sarclear.train_config, sarclear.figures, sarclear.checkpoint\n"
+            "assert 'sarclear.io' not in sys.modules, 'the raster I/O was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -29,10 +29,10 @@ from torch import nn
 
 from .callbacks import CancelFn, ProgressFn
 from .checkpoint import Model
-from .data import item_seed
 from .errors import Cancelled, InputError
 from .fill_data import SceneArrays, make_batch
 from .fill_training import ScenePool, fill_loss
+from .train_state import item_seed
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from .errors import InputError, SarclearError
 from .io import detect_optical_scaling, open_optical, open_sar
 from .tiling import Window
+from .train_state import item_seed
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +186,6 @@ def _crop(t: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
         t = torch.nn.functional.pad(t[None].float(), (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(
             pad_h, pad_w) else "replicate")[0].to(t.dtype)
     return t[..., top:top + size, left:left + size]
-
-
-def item_seed(*parts: int) -> int:
-    """A reproducible 63-bit seed from integers (seed, epoch, index...)."""
-    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class PairDataset(Dataset):

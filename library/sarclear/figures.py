@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -21,15 +22,10 @@ import numpy as np
 
 from .atomic import atomic_path
 from .bands import S2_RGB, S2_WAVELENGTH_NM
-from .raster import (
-    RasterStack,
-    detect_optical_scaling,
-    open_optical,
-    open_raster,
-    open_sar,
-    preview,
-)
 from .tiling import Window
+
+if TYPE_CHECKING:  # raster reading (GDAL) is imported where used: the curves need no GDAL
+    from .raster import RasterStack
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike, dpi: int) -> Path:
@@ -58,10 +54,14 @@ def _stretch(refl: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.nda
 
 
 def _reflectance_preview(stack: RasterStack, size: int, window: Window | None = None) -> np.ndarray:
+    from .raster import detect_optical_scaling, preview
+
     return detect_optical_scaling(stack).to_reflectance(preview(stack, size, window).astype(np.float64))
 
 
 def _center_spectrum(stack: RasterStack, window: Window) -> np.ndarray:
+    from .raster import detect_optical_scaling
+
     c = Window(window.col_off + window.width // 2, window.row_off + window.height // 2, 1, 1)
     raw, _ = stack.open().read(c)
     return detect_optical_scaling(stack).to_reflectance(raw[:, 0, 0].astype(np.float64))
@@ -84,6 +84,8 @@ def decloud_figure(
 ) -> Path:
     """A paper-style figure of one decloud: cloudy input, SAR, output and reference
     quick-looks; RMSE and SAM maps; band-wise RMSE; the spectra at the centre pixel."""
+    from .raster import open_optical, open_raster, open_sar, preview
+
     out_stack = open_optical(output, bands)
     grid = out_stack.grid
     cloudy_stack = open_optical(cloudy, bands, grid=grid)

@@ -23,6 +23,7 @@ seed and the step number (exact resume).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ class FillBatch:
     hidden: Tensor     # 1 where the mask hides the pixel (the loss region)
     thick: Tensor      # thick-cloud opacity (the gate's target)
     kinds: list[str]
+
+    def to(self, device: torch.device) -> FillBatch:
+        """The same batch on ``device``."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device)
+                                            for f in dataclasses.fields(self) if f.name != "kinds"})
 
 
 def cloud_config(kind: str, cell_px: float) -> CloudConfig:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .data import item_seed
 from .fill import fill_variance, mean_fill
 from .fill_data import KINDS, FillBatch, SceneArrays, make_batch
+from .train_state import item_seed
 
 Z90 = 1.6448536269514722  # two-sided 90 % interval of a normal: +- 1.645 sigma
 
@@ -101,8 +101,9 @@ def score(generator: nn.Module | None, items: Sequence[EvalItem],
     baselines; ``sigmas`` collects (|error|, sigma) of the model's hidden pixels."""
     sums: dict[str, dict[str, _Sums]] = {}
     inside, total = 0, 0
+    device = next(generator.parameters()).device if generator is not None else torch.device("cpu")
     for it in items:
-        b = it.batch
+        b = it.batch.to(device)
         m = b.hidden
         methods = {"cloudy": b.observed, "mean": mean_fill(b.observed, b.clear), "nc": b.prior}
         if generator is not None:

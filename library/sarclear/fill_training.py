@@ -30,12 +30,20 @@ from torch import nn
 
 from .atomic import atomic_path
 from .checkpoint import load_model, save_model
-from .data import item_seed
+from .devices import resolve_device
 from .errors import InputError
-from .fill_data import TRAINING_LAYER_SOURCES, SceneArrays, _pick, crop_scene, make_batch
+from .fill_data import TRAINING_LAYER_SOURCES, FillBatch, SceneArrays, _pick, crop_scene, make_batch
 from .fill_eval import eval_items, score
 from .networks import ModelConfig, build
-from .train_state import EMA, git_revision, latest_checkpoint, load_training_state, optimizer_state, save_training_state
+from .train_state import (
+    EMA,
+    git_revision,
+    item_seed,
+    latest_checkpoint,
+    load_training_state,
+    optimizer_state,
+    save_training_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +135,36 @@ class ScenePool:
         return torch.stack(ms), torch.stack(sar), torch.tensor(has)
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Step ``i``'s batch (clear crops, clouds, mask, prior) as a function of (seed, i) alone,
+    so that a DataLoader's worker processes make the same batches as the training process."""
+
+    def __init__(self, pool: ScenePool, config, model_config: ModelConfig, layers: list):
+        self.pool, self.config, self.layers = pool, config, layers
+        self.bands, self.n_sar = model_config.bands, len(model_config.sar_channels)
+        self.sar_scaling = model_config.sar_scaling() if model_config.uses_sar else None
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> FillBatch:
+        c = self.config
+        g = torch.Generator().manual_seed(item_seed(c.seed, 31337, step))
+        truth, sar, has = self.pool.draw(c.batch_size, self.n_sar, g)
+        return make_batch(truth, sar, has, self.bands, self.sar_scaling, g, layers=self.layers,
+                          layer_fraction=c.real_layer_fraction, level_jitter=c.level_jitter)
+
+
+def step_batches(batches: StepBatches, first: int, last: int, workers: int):
+    """Batches of steps ``first`` .. ``last - 1`` in order: made here, or by ``workers``
+    processes ahead of the training loop (one torch thread each)."""
+    if workers <= 0:
+        return (batches[i] for i in range(first, last))
+    return iter(torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(first, last),
+                                            num_workers=workers, prefetch_factor=4,
+                                            worker_init_fn=lambda _: torch.set_num_threads(1)))
+
+
 # --------------------------------------------------------------------------- loss
 
 
@@ -177,10 +215,11 @@ def _write_records(out: Path, name: str, rows: list[dict]) -> None:
 
 
 def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps: int | None = None,
-               scenes: list[SceneArrays] | None = None) -> dict[str, Any]:
-    """Train a gap-fill model as ``config`` (a :class:`~sarclear.training.TrainConfig`) says;
-    returns a summary with the best evaluation and the exported model's path."""
-    from .training import TrainConfig
+               scenes: list[SceneArrays] | None = None, layers: list | None = None) -> dict[str, Any]:
+    """Train a gap-fill model as ``config`` (a :class:`~sarclear.train_config.TrainConfig`) says;
+    returns a summary with the best evaluation and the exported model's path. ``scenes`` and
+    ``layers`` (real cloud layers), when given, stand for what would be read from the data folder."""
+    from .train_config import TrainConfig
 
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
@@ -202,24 +241,28 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
                        crop=min(config.eval_max_size, 128), seed=config.seed)
     log.info("%d training scenes (%d with SAR), %d validation scenes; model %s", len(pool.scenes),
              len(pool.with_sar), len(val_scenes), model_config.preset)
-    layers = load_training_layers(config.data, model_config.bands) if config.real_layer_fraction > 0 else []
+    if config.real_layer_fraction <= 0:
+        layers = []
+    elif layers is None:
+        layers = load_training_layers(config.data, model_config.bands)
 
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     G, _ = build(model_config)
     if config.init and state is None:
         init_from(G, config.init)
+    G.to(device)
     opt = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
     ema = EMA(G, config.ema_decay)
     step, history, losses = 0, [], []
     if state is not None:
         G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
         ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("EMA.")})
-        opt.load_state_dict(optimizer_state("opt_g", tensors, state["opt_g"], torch.device("cpu")))
+        opt.load_state_dict(optimizer_state("opt_g", tensors, state["opt_g"], device))
         step, history, losses = state["step"], state.get("history", []), state.get("losses", [])
         torch.set_rng_state(tensors["rng.cpu"])
     steps_per_epoch = max(1, (config.samples_per_epoch or 1024) // config.batch_size)
     total = steps_per_epoch * config.epochs
-    n_sar = len(model_config.sar_channels)
 
     def checkpoint() -> None:
         save_training_state(ckpt_dir / f"step-{step:09d}.safetensors", G=G, D=None, ema=ema, opt_g=opt, opt_d=None,
@@ -256,11 +299,11 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
 
     t0, start_step = time.perf_counter(), step
     G.train()
+    batches = step_batches(StepBatches(pool, config, model_config, layers), step, total, config.workers)
+    log.info("training on %s, batches made by %s", device,
+             f"{config.workers} worker processes" if config.workers > 0 else "the training process")
     while step < total:
-        g = torch.Generator().manual_seed(item_seed(config.seed, 31337, step))
-        truth, sar, has = pool.draw(config.batch_size, n_sar, g)
-        b = make_batch(truth, sar, has, model_config.bands, sar_scaling, g, layers=layers,
-                       layer_fraction=config.real_layer_fraction, level_jitter=config.level_jitter)
+        b = next(batches).to(device)
         loss, parts = fill_loss(G, b, config.nll_weight, config.gate_weight)
         if not math.isfinite(parts["loss"]):
             raise RuntimeError(f"training diverged at step {step + 1} (loss {parts['loss']}); lower the learning rate")
@@ -286,7 +329,7 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
             checkpoint()
         if stop:
             if timed_out:
-                log.info("time limit of %.0f min reached at step %d of %d", config.max_minutes, step, total)
+                log.info("time limit of %.3g min reached at step %d of %d", config.max_minutes, step, total)
             break
     best = min(history, key=lambda r: r.get("model_all", math.inf)) if history else {}
     return {"step": step, "out": str(out), "model": str(out / "model.safetensors"), "history": history,

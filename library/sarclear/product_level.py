@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .clouds import scattering_shape
 from .errors import InputError, SarclearError
-from .raster import RasterStack
 from .scaling import OpticalScaling
+
+if TYPE_CHECKING:  # GDAL is not needed to train: the module is imported by networks
+    from .raster import RasterStack
 
 log = logging.getLogger(__name__)
 

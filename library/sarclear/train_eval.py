@@ -13,11 +13,12 @@ from torch import nn
 
 from .atomic import atomic_path
 from .clouds import CloudConfig, CloudField
-from .data import Loaded, item_seed
+from .data import Loaded
 from .devices import autocast
 from .metrics import MetricAccumulator
 from .networks import ModelConfig
 from .scaling import reflectance_to_network
+from .train_state import item_seed
 
 
 def pad_to(t: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -35,6 +35,12 @@ class EMA:
 
 
 
+def item_seed(*parts: int) -> int:
+    """A reproducible 63-bit seed from integers (seed, epoch, index...)."""
+    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def git_revision() -> str:
     """The git commit of the source tree, read from .git without running git."""
     here = Path(__file__).resolve()

@@ -36,7 +36,7 @@ from torch import nn
 
 from .checkpoint import save_model
 from .clouds import CloudConfig, CloudField
-from .data import PairDataset, find_pairs, item_seed, load_pair, split_pairs
+from .data import PairDataset, find_pairs, load_pair, split_pairs
 from .devices import resolve_device
 from .errors import InputError
 from .gan_step import gan_update
@@ -48,7 +48,15 @@ from .train_config import _ARCHITECTURE, _BOUNDS, TrainConfig, read_options, res
 from .train_eval import centre as _centre  # noqa: F401
 from .train_eval import evaluate_pairs
 from .train_eval import write_history as _write_history
-from .train_state import EMA, STATE_KEY, latest_checkpoint, load_training_state, save_training_state, weights_digest  # noqa: F401
+from .train_state import (  # noqa: F401
+    EMA,
+    STATE_KEY,
+    item_seed,
+    latest_checkpoint,
+    load_training_state,
+    save_training_state,
+    weights_digest,
+)
 from .train_state import git_revision as _git_revision
 from .train_state import optimizer_state as _optimizer_state
 
