@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLES
+from conftest import ROOT, SAMPLES
 from safetensors.torch import load_file
 
 from sarclear import checkpoint, networks, training
@@ -269,3 +269,19 @@ def test_training_a_gap_fill_model_needs_no_gdal():
             "assert 'sarclear.io' not in sys.modules, 'the raster I/O was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_gpu_training_pack_codec_is_lossless():
+    """scripts/gpu_train.py packs reflectance steps as 2-D differences: every uint16 value,
+    nodata (65535) and wrap-around included, and float32 SAR come back bit for bit."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_train", ROOT / "scripts" / "gpu_train.py")
+    gpu_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_train)
+    rng = np.random.default_rng(3)
+    steps = rng.integers(0, 65536, (3, 17, 23)).astype(np.uint16)
+    steps[:, 4:6, 7:9] = 65535
+    for a in (steps, np.zeros((2, 1, 5), np.uint16), rng.normal(-15, 5, (2, 9, 4)).astype(np.float32)):
+        back = gpu_train._decode(gpu_train._encode(a), str(a.dtype), list(a.shape))
+        assert back.dtype == a.dtype and np.array_equal(back, a)
