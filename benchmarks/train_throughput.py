@@ -151,23 +151,33 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     models: dict[int, dict[str, Any]] = {}     # model-only by batch
     e2es: dict[tuple, dict[str, Any]] = {}      # trainer runs by (data, workers, batch)
+    measured: dict[str, dict[str, Any]] = {}
+
+    def keep(what: str, value: dict[str, Any]) -> dict[str, Any]:
+        """Each figure as it is measured: printed, and saved with the ones before it
+        (train_throughput.partial.json), so a run stopped at a lease's end keeps them."""
+        measured[what] = value
+        print(f"[train] {what}: {value.get('per_s') or float('nan'):.4g} samples/s", file=sys.stderr, flush=True)
+        common.save_results("train_throughput.partial", {"settings": settings, "measured": measured}, out_dir,
+                            device)
+        return value
 
     def model_at(batch: int) -> dict[str, Any]:
         if batch not in models:
             print(f"[train] model only, batch {batch} ...", file=sys.stderr, flush=True)
-            models[batch] = model_only(device, batch, settings, args)
+            models[batch] = keep(f"model only, batch {batch}", model_only(device, batch, settings, args))
         return models[batch]
 
     def e2e_at(mode: str, workers: int, batch: int) -> dict[str, Any]:
         if (mode, workers, batch) not in e2es:
-            print(f"[train] end to end: {mode} data, {workers} workers, batch {batch} ...", file=sys.stderr,
-                  flush=True)
+            what = f"end to end: {mode} data, {workers} workers, batch {batch}"
+            print(f"[train] {what} ...", file=sys.stderr, flush=True)
             manifest, cache, _ = data[mode]
-            e2es[mode, workers, batch] = trainer_run(manifest, cache, device, batch, workers, args)
+            e2es[mode, workers, batch] = keep(what, trainer_run(manifest, cache, device, batch, workers, args))
         return e2es[mode, workers, batch]
 
     print(f"[train] reference model-only ({args.preset}, fp32, batch 1, eager) ...", file=sys.stderr, flush=True)
-    ref = model_only(device, 1, settings, args, reference=True)
+    ref = keep("reference model only, batch 1", model_only(device, 1, settings, args, reference=True))
     model = model_at(args.batch)
     data = {mode: make_data(mode, args) for mode in args.data}
     for mode, (_, _, what) in data.items():
@@ -299,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     result = run(args, out_dir)
     common.publish("train_throughput", result, out_dir, device)
+    (out_dir / "train_throughput.partial.json").unlink(missing_ok=True)  # the whole is there now
     return result
 
 
