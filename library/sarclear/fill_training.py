@@ -300,8 +300,11 @@ def train_fill(config, *, resume: bool = False, progress=None, stop_after_steps:
     t0, start_step = time.perf_counter(), step
     G.train()
     batches = step_batches(StepBatches(pool, config, model_config, layers), step, total, config.workers)
-    log.info("training on %s, batches made by %s", device,
+    log.info("training on %s in fp32, batches made by %s", device,
              f"{config.workers} worker processes" if config.workers > 0 else "the training process")
+    if config.compile or config.precision == "bf16" or config.channels_last:
+        log.warning("compile, precision and channels_last apply to the GAN presets; gap-fill training "
+                    "ignores them")
     while step < total:
         b = next(batches).to(device)
         loss, parts = fill_loss(G, b, config.nll_weight, config.gate_weight)
