@@ -85,6 +85,7 @@ training_model_only() {
 }
 inputs_ready() {  # both scenes, so that no generation runs beside a timed step
     local g
+    [ -n "$GEN$GEN_MEM" ] || return 0
     for g in $GEN $GEN_MEM; do wait "$g"; echo "=== inputs: exit $? ($(left) s left)"; done
     GEN= GEN_MEM=
     tail -q -n 2 "$RES"/inputs_*.log
@@ -107,11 +108,13 @@ train_eager() {
     inputs_ready
     step train_throughput_eager 100 "${TRAIN[@]}" --no-compile
     mv -f "$RES/train_throughput.json" "$RES/train_throughput_eager.json" 2>/dev/null
+    mv -f "$RES/train_throughput.partial.json" "$RES/train_throughput_eager.partial.json" 2>/dev/null  # if stopped
 }
 train_compiled() {
     inputs_ready
     step train_throughput_compiled 220 "${TRAIN[@]}"
     mv -f "$RES/train_throughput.json" "$RES/train_throughput_compiled.json" 2>/dev/null
+    mv -f "$RES/train_throughput.partial.json" "$RES/train_throughput_compiled.partial.json" 2>/dev/null  # if stopped
 }
 
 if [ "${SESSION:-}" = first ]; then

@@ -45,11 +45,13 @@ from sarclear.fill_training import (  # noqa: E402
     train_fill,
 )
 from sarclear.networks import preset  # noqa: E402
+from sarclear.radiometry import OpticalScaling  # noqa: E402
 from sarclear.train_config import TrainConfig  # noqa: E402
 
 #: run name -> the shipped file it starts from and becomes
 RUNS = {"fill-ms_level": "sarclear-fill-ms.safetensors", "fill_level": "sarclear-fill.safetensors"}
 NODATA_DN = 65535
+STEPS = OpticalScaling()  # the library's one rule: reflectance = DN / 10000
 
 
 def _encode(a: np.ndarray) -> bytes:
@@ -84,7 +86,7 @@ def pack(data: str, out: Path) -> None:
     index = {"bands": list(cfg.bands), "scenes": [], "layers": []}
     for i, s in enumerate(scenes):
         ms = s.ms.numpy()
-        dn = np.where(np.isfinite(ms), np.rint(ms * 10000), NODATA_DN)
+        dn = np.where(np.isfinite(ms), np.rint(STEPS.from_reflectance(ms)), NODATA_DN)
         if dn.min() < 0 or dn.max() > NODATA_DN:
             raise SystemExit(f"{s.name}: reflectance outside 0..6.5534; it cannot be packed as uint16 steps")
         arrays[f"ms{i}"] = dn.astype(np.uint16)
@@ -129,7 +131,7 @@ def load_pack(folder: Path) -> tuple[list[SceneArrays], list[CloudLayer]]:
     scenes = []
     for i, s in enumerate(index["scenes"]):
         dn = arrays[f"ms{i}"]
-        ms = torch.from_numpy(np.where(dn == NODATA_DN, np.float32("nan"), dn.astype(np.float32) / np.float32(10000)))
+        ms = torch.from_numpy(np.where(dn == NODATA_DN, np.float32("nan"), STEPS.to_reflectance(dn.astype(np.float32))))
         sar = torch.from_numpy(arrays[f"sar{i}"]) if s["sar"] else None
         scenes.append(SceneArrays(s["name"], ms, sar, s["split"]))
     layers = [CloudLayer(*(torch.from_numpy(arrays[f"layer{i}.{f}"]) for f in ("alpha", "colour", "shadow")),

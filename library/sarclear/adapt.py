@@ -99,10 +99,7 @@ def _batch(pool: ScenePool, model: Model, options: AdaptOptions, device: torch.d
     g = torch.Generator().manual_seed(seed)
     truth, sar, has = pool.draw(options.batch, len(model.config.sar_channels), g)
     scaling = model.config.sar_scaling() if model.config.uses_sar else None
-    b = make_batch(truth, sar, has, model.config.bands, scaling, g, fill_buffer=options.fill_buffer)
-    for name in ("observed", "clear", "prior", "sar", "truth", "hidden", "thick"):
-        setattr(b, name, getattr(b, name).to(device))
-    return b
+    return make_batch(truth, sar, has, model.config.bands, scaling, g, fill_buffer=options.fill_buffer).to(device)
 
 
 def _held_out_error(G: nn.Module, batches: list) -> float:

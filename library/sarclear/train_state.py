@@ -34,7 +34,6 @@ class EMA:
             e.copy_(b)
 
 
-
 def item_seed(*parts: int) -> int:
     """A reproducible 63-bit seed from integers (seed, epoch, index...)."""
     digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
