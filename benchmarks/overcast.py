@@ -4,8 +4,9 @@ a prior) and the cloudy input.
 
 Every held-out (test split) clear scene, large ones centre-cropped to 384 px, goes under a
 seeded synthetic cloud that covers all of it (``overcast``: the quality benchmark's thick kind
-with coverage 1) and, as the control, under the quality benchmark's haze with a mask that hides
-all of it too (``haze``: there the ground still shows, and the prior must not be used). Each
+with coverage 1) and, as the control, under the quality benchmark's haze and thin cloud with a
+mask that hides all of it too (``haze``, ``thin cloud``: there the ground still shows, the prior
+must not be used, and the classical fills de-haze the input, :mod:`sarclear.dehaze`). Each
 runs through :func:`sarclear.inference.decloud` with an all-cloud mask and the default model for
 its inputs (the SAR-guided fill with SAR, the classical fill without), once as bundled and once
 with its ground prior removed. Scored: RMSE over every valid pixel against the clear scene, and
@@ -34,7 +35,16 @@ from pathlib import Path
 import common
 import numpy as np
 import torch
-from quality_io import DEFAULT_DATA, KIND_CONFIGS, read_output, split_scenes, write_mask, write_scene
+from quality_io import (
+    DEFAULT_DATA,
+    EXTRA_KIND_CONFIGS,
+    KIND_CONFIGS,
+    THIN_CLOUD,
+    read_output,
+    split_scenes,
+    write_mask,
+    write_scene,
+)
 
 from sarclear.checkpoint import load_model, save_model
 from sarclear.clouds import add_clouds
@@ -42,7 +52,8 @@ from sarclear.inference import DecloudOptions, decloud
 from sarclear.resources import default_model
 
 CROP = 384
-CASES = {"overcast": dataclasses.replace(KIND_CONFIGS["thick"], coverage=(1.0, 1.0)), "haze": KIND_CONFIGS["haze"]}
+CASES = {"overcast": dataclasses.replace(KIND_CONFIGS["thick"], coverage=(1.0, 1.0)), "haze": KIND_CONFIGS["haze"],
+         THIN_CLOUD: EXTRA_KIND_CONFIGS[THIN_CLOUD]}
 METHODS = ("cloudy input", "default decloud (ground prior)", "default without a ground prior",
            "without SAR (the prior's overall row)", "own mean")
 

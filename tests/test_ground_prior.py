@@ -151,15 +151,23 @@ def test_under_a_whole_scene_cloud_the_prior_fills_far_closer_to_the_ground_than
     assert rmse["prior"] < 0.12 < 0.25 < rmse["mean"]
 
 
-def test_under_haze_the_scenes_own_pixels_stay_the_fill_and_the_prior_is_not_used(tmp_path):
+def test_under_haze_the_scene_is_de_hazed_and_the_prior_is_not_used(tmp_path):
     haze = CloudConfig().fixed(coverage=0.0, haze=0.3, shadow=0.0)
-    ms, mask, _ = _farmland(tmp_path, haze)
+    ms, mask, clear = _farmland(tmp_path, haze)
     model = default_model(with_sar=True)
     with_prior = _run(ms, mask, model, tmp_path / "prior.tif")
     without = _run(ms, mask, _without_prior(model, tmp_path), tmp_path / "mean.tif")
     assert not any("ground prior" in n for n in with_prior.notes)
-    # the user is told that the whole scene is under a veil, and that the input may be closer
+    # the user is told that the whole scene is under a veil, and that it was de-hazed
     for result in (with_prior, without):
         veil = [n for n in result.notes if "a veil that the ground shows through" in n]
-        assert len(veil) == 1 and "compare the two" in veil[0]
-    assert np.array_equal(_reflectance(tmp_path / "prior.tif"), _reflectance(tmp_path / "mean.tif"))
+        assert len(veil) == 1 and "de-hazes the input" in veil[0]
+    out = _reflectance(tmp_path / "prior.tif")
+    assert np.array_equal(out, _reflectance(tmp_path / "mean.tif"))
+    # nearer the ground than the hazy input, and its pattern kept (sarclear.dehaze)
+    cloudy = _reflectance(ms)
+    rmse = {k: float(np.sqrt(((v - clear) ** 2).mean())) for k, v in (("out", out), ("input", cloudy))}
+    assert rmse["out"] < 0.8 * rmse["input"]
+    corr = {k: np.mean([np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(v, clear)])
+            for k, v in (("out", out), ("input", cloudy))}
+    assert corr["out"] > corr["input"] - 0.01

@@ -31,6 +31,7 @@ from . import __version__
 from .callbacks import CancelFn, ProgressFn
 from .checkpoint import Model, load_model
 from .defaults import MASK_BUFFER_PX, fill_buffer_px
+from .dehaze import dehaze_veil
 from .devices import autocast, is_out_of_memory, resolve_device
 from .errors import CheckpointError, DeviceError, InputError
 from .evaluation import evaluate, map_paths
@@ -170,7 +171,8 @@ class TileEngine:
 
     def fill(self, observed: torch.Tensor, clear: torch.Tensor, sar: torch.Tensor,
              fallback: torch.Tensor | None = None, valid: torch.Tensor | None = None, haze: float = 0.0,
-             classes: dict[tuple[int, ...], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             classes: dict[tuple[int, ...], torch.Tensor] | None = None, veil_level: str | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask-aware generator: observed reflectance (N, C, H, W), clear weight (N, 1, H, W),
         SAR in network range (N, S, H, W), and optionally the pixels with data (N, 1, H, W; bool)
         -> (estimate, variance), reflectance, fp32.
@@ -185,7 +187,11 @@ class TileEngine:
         and the scene's ``haze`` (:func:`sarclear.fill.fill_variance`); the others their own
         ``log_var``. A model
         whose config has ``keep_detail`` adds the observed detail under thin cloud to its estimate
-        (:func:`sarclear.thin_cloud.keep_detail`)."""
+        (:func:`sarclear.thin_cloud.keep_detail`); with ``veil_level`` (the product level of a scene
+        that a veil hides whole, :attr:`~sarclear.scene_prep.ClearStats.veiled`) its estimate is the
+        observed pixels de-hazed instead where a veil is what they see
+        (:func:`sarclear.dehaze.dehaze_veil`): there is no clear ground to fill from, and the veiled
+        ground is nearer the truth than any fill of it."""
         config = self.model.config
 
         def run(obs: torch.Tensor, clr: torch.Tensor, s: torch.Tensor, ok: torch.Tensor
@@ -202,6 +208,8 @@ class TileEngine:
             if config.keep_detail > 0:
                 estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok,
                                        sources)
+                if veil_level is not None:
+                    estimate = dehaze_veil(obs.float(), estimate, config.bands, veil_level, ok)
             if config.fill_sigma:
                 return estimate.float(), fill_variance(classical.spread, config.fill_sigma, haze)
             return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))

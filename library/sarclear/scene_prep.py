@@ -64,7 +64,9 @@ class ClearStats:
     from_prior: bool = False  # the scene had (almost) no clear pixel: all of the above is the model's
                               # ground prior (sarclear.ground_prior), not this scene's
     veiled: bool = False      # the scene had (almost) no clear pixel but its darkest ground shows
-                              # through: the above are over all its (veiled) pixels
+                              # through: the above are over all its (veiled) pixels, and a
+                              # classical fill de-hazes the observed pixels (sarclear.dehaze)
+    level: str = "l2a"        # the product level the statistics were read at ("l1c" / "l2a")
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: Optica
         if prior is not None and clouded:
             background, classes = prior.at_level(level, config.bands)
             guided = config.sar_guide and "sar" in stacks
-            return ClearStats(background, 0.0, classes if guided else None, from_prior=True)
+            return ClearStats(background, 0.0, classes if guided else None, from_prior=True, level=level)
         veiled = few and not clouded
         if clear.any():
             ok = clear
@@ -124,15 +126,14 @@ def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: Optica
         x = torch.from_numpy(np.nan_to_num(refl)[None]).float()
         classes = scene_classes(x, torch.from_numpy(ok)[None, None] & sar_ok[None, None], tents)
     return ClearStats(np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32),
-                      haze_excess(seen, stacks["ms"].names, level), classes, veiled=veiled)
+                      haze_excess(seen, stacks["ms"].names, level), classes, veiled=veiled, level=level)
 
 
 def fill_notes(stats: ClearStats | None) -> list[str]:
     """Warnings about what a scene's fill rests on: the model's ground prior (no clear pixel, the
-    darkest ones cloud), or the whole scene's own mean (no clear pixel, the darkest ones ground:
-    a veil over the whole scene, where on synthetic haze the default was further from the ground
-    than the input, benchmarks/overcast.py; or a small image whose clear ground the mask's buffer
-    hides)."""
+    darkest ones cloud), or the de-hazed input (no clear pixel, the darkest ones ground: a veil
+    over the whole scene, benchmarks/overcast.py; or a small image whose clear ground the mask's
+    buffer hides)."""
     if stats is None:
         return []
     if stats.from_prior:
@@ -142,10 +143,10 @@ def fill_notes(stats: ClearStats | None) -> list[str]:
     if stats.veiled:
         return ["the mask leaves (almost) no clear pixel, yet the scene's darkest pixels are not as bright as "
                 "cloud: either a veil that the ground shows through, or clouds whose clear ground in between "
-                "the mask hides too (its buffer, on a small image). The fill is the mean of the whole scene with "
-                "the fine detail seen through a veil, and broader patterns (above about 160 m) are flattened to "
-                "that mean: under a thin veil the input itself may be closer to the ground, so compare the two; "
-                "with clear ground in between, a smaller mask buffer leaves the fill something to draw from"]
+                "the mask hides too (its buffer, on a small image). A classical fill then de-hazes the input: "
+                "it takes off the brightness the veil adds, read from the darkest ground in each 320 m "
+                "window, and leaves the thick parts of any cloud as they are; with clear ground in between, "
+                "a smaller mask buffer leaves the fill something to draw from"]
     return []
 
 

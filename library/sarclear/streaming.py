@@ -217,6 +217,7 @@ class TileStream:
                                                                     device=engine.device)
         self.haze = 0.0 if stats is None else stats.haze
         self.classes = None if stats is None else stats.classes
+        self.veil_level = stats.level if stats is not None and stats.veiled else None
         self.mask_encoding = mask_encoding(stacks["mask"]) if "mask" in stacks else None
         self.tile = engine.model.config.tile_size
         self.overlap = self.tile // 4 if opts.overlap is None else opts.overlap
@@ -251,7 +252,8 @@ class TileStream:
             observed = torch.stack([t.ms for t in batch])
             clear = 1 - torch.stack([t.mask for t in batch])[:, None]  # a mask-aware tile always has one
             valid = torch.stack([t.valid for t in batch])[:, None]
-            estimate, var = self.engine.fill(observed, clear, sar, self.fallback, valid, self.haze, self.classes)
+            estimate, var = self.engine.fill(observed, clear, sar, self.fallback, valid, self.haze, self.classes,
+                                             self.veil_level)
             var = var.mean(dim=1, keepdim=True)
         else:
             estimate, var = self.engine(torch.stack([t.ms for t in batch]), sar), None
