@@ -64,8 +64,12 @@ def test_under_a_veil_the_ground_comes_closer_and_keeps_its_pattern(ground, powe
     veil = CloudConfig().fixed(coverage=0.0, haze=0.4, shadow=0.0, haze_power=power)
     cloudy = add_clouds(ground, S2_PAPER10, veil, seed=5).cloudy
     fill = cloudy.mean(dim=(2, 3), keepdim=True).expand_as(cloudy)  # the mean of the veiled pixels
-    out = dehaze_veil(cloudy, fill, S2_PAPER10, "l1c")
+    out, var = dehaze_veil(cloudy, fill, torch.zeros_like(fill), S2_PAPER10, "l1c")
     assert _rmse(out, ground) < 0.8 * _rmse(cloudy, ground)
+    # its uncertainty (VEIL_SIGMA, fitted on other places): the 90 % interval holds most errors
+    inside = float(((out - ground).abs() <= 1.645 * var.sqrt()).float().mean())
+    assert inside > 0.8
+    assert float(var.mean().sqrt()) < 3 * _rmse(out, ground)  # and not so wide as to say nothing
     assert _corr(out, ground) >= _corr(cloudy, ground) - 0.01
     # every band is lifted by the veil, so none is made brighter, and none goes below 0
     assert torch.all(out <= cloudy + 1e-6) and torch.all(out >= 0)
@@ -76,8 +80,9 @@ def test_a_cloud_thicker_than_a_veil_keeps_the_fill(ground):
     cloudy[..., 100:180, 100:180] = 0.6  # a thick cloud, larger than the dark-ground windows
     cloudy[..., 20:26, 200:206] = 0.5    # a small cumulus among fields
     fill = torch.full_like(cloudy, 0.123)
-    out = dehaze_veil(cloudy, fill, S2_PAPER10, "l1c")
+    out, var = dehaze_veil(cloudy, fill, torch.full_like(fill, 0.04), S2_PAPER10, "l1c")
     assert torch.allclose(out[..., 120:152, 120:152], fill[..., 120:152, 120:152])
+    assert torch.allclose(var[..., 120:152, 120:152], torch.tensor(0.04))  # and the fill's variance
     assert torch.allclose(out[..., 21:25, 201:205], fill[..., 21:25, 201:205])
     # the fields around lose at most the scene's own haze (above): a veil, not a cloud
     change = cloudy[..., 200:, :100] - out[..., 200:, :100]
@@ -85,10 +90,10 @@ def test_a_cloud_thicker_than_a_veil_keeps_the_fill(ground):
 
 
 def test_without_blue_or_a_known_level_the_fill_is_kept(ground):
-    fill = torch.zeros_like(ground)
-    assert torch.equal(dehaze_veil(ground, fill, S2_PAPER10, "toa"), fill)
-    no_blue = tuple("B1" if b == "B2" else b for b in S2_PAPER10)
-    assert torch.equal(dehaze_veil(ground, fill, no_blue, "l1c"), fill)
+    fill, var = torch.zeros_like(ground), torch.ones_like(ground)
+    for bands, level in ((S2_PAPER10, "toa"), (tuple("B1" if b == "B2" else b for b in S2_PAPER10), "l1c")):
+        out, out_var = dehaze_veil(ground, fill, var, bands, level)
+        assert torch.equal(out, fill) and torch.equal(out_var, var)
 
 
 def test_nodata_takes_no_part_in_the_dark_ground():

@@ -60,6 +60,11 @@ DARK_REFERENCE: Mapping[str, Mapping[str, float]] = {
     "l2a": {"B2": 0.017, "B4": 0.020},
     "l1c": {"B2": 0.092, "B4": 0.037},
 }
+#: The de-hazed pixels' error, (floor, slope): sigma^2 = floor^2 + (slope x excess)^2 per band, with
+#: the excess of :func:`veil_excess`; fitted by maximum likelihood on the train split's clear scenes
+#: under the quality benchmark's haze and thin cloud (2 seeds each, every band-pixel), where 95.5 %
+#: of the errors fell inside its 90 % interval (89.0 % on the validation places).
+VEIL_SIGMA = (0.0175, 0.4)
 #: The largest spectral power of a veil read from red against blue (aerosol haze is about 1).
 MAX_POWER = 2.0
 BLUE, RED = "B2", "B4"
@@ -122,18 +127,22 @@ def _ramp(v: Tensor, full: float, none: float) -> Tensor:
     return ((none - v) / (none - full)).clamp(0, 1)
 
 
-def dehaze_veil(observed: Tensor, fill: Tensor, bands: Sequence[str], level: str,
-                valid: Tensor | None = None, gain: float = DEHAZE_GAIN) -> Tensor:
-    """The estimate under a veil that hides a whole scene, (N, C, H, W reflectance): ``observed``
-    less ``gain`` times its veil's excess (:func:`veil_excess`, never below 0) where a veil is what
-    it sees, ``fill`` where a cloud is thicker (module docstring). ``fill`` everywhere when the
-    bands lack blue or ``level`` has no reference."""
+def dehaze_veil(observed: Tensor, fill: Tensor, fill_var: Tensor, bands: Sequence[str], level: str,
+                valid: Tensor | None = None, gain: float = DEHAZE_GAIN) -> tuple[Tensor, Tensor]:
+    """(estimate, variance) under a veil that hides a whole scene, (N, C, H, W) each, reflectance:
+    ``observed`` less ``gain`` times its veil's excess (:func:`veil_excess`, never below 0) where a
+    veil is what it sees, ``fill`` (variance ``fill_var``, broadcastable) where a cloud is thicker
+    (module docstring). The de-hazed pixels' variance is :data:`VEIL_SIGMA`'s. ``fill`` and
+    ``fill_var`` everywhere when the bands lack blue or ``level`` has no reference."""
     table = DARK_REFERENCE.get(level, {})
     if BLUE not in bands or BLUE not in table:
-        return fill
+        return fill, fill_var
     b = list(bands).index(BLUE)
     dark = local_dark(observed[:, b:b + 1], valid)
     veil = _ramp(torch.nan_to_num(dark - table[BLUE], nan=float("inf")), *THICK_WINDOW)
     veil = veil * _ramp(torch.nan_to_num(observed[:, b:b + 1] - dark, nan=float("inf")), *THICK_PIXEL)
-    dehazed = (observed - gain * veil_excess(observed, bands, level, valid)).clamp_min(0)
-    return veil * dehazed + (1 - veil) * fill
+    excess = veil_excess(observed, bands, level, valid)
+    dehazed = (observed - gain * excess).clamp_min(0)
+    floor, slope = VEIL_SIGMA
+    variance = floor**2 + (slope * excess) ** 2
+    return veil * dehazed + (1 - veil) * fill, veil * variance + (1 - veil) * fill_var

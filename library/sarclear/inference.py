@@ -208,11 +208,14 @@ class TileEngine:
             if config.keep_detail > 0:
                 estimate = keep_detail(obs.float(), estimate.float(), config.bands, config.keep_detail, ok,
                                        sources)
-                if veil_level is not None:
-                    estimate = dehaze_veil(obs.float(), estimate, config.bands, veil_level, ok)
             if config.fill_sigma:
-                return estimate.float(), fill_variance(classical.spread, config.fill_sigma, haze)
-            return estimate.float(), torch.exp(log_var.float().clamp(-30, 10))
+                variance = fill_variance(classical.spread, config.fill_sigma, haze)
+            else:
+                variance = torch.exp(log_var.float().clamp(-30, 10))
+            if config.keep_detail > 0 and veil_level is not None:
+                estimate, variance = dehaze_veil(obs.float(), estimate.float(), variance.float(), config.bands,
+                                                 veil_level, ok)
+            return estimate.float(), variance.float()
 
         if valid is None:
             valid = torch.ones_like(clear, dtype=torch.bool)
