@@ -54,8 +54,9 @@ DARK_WINDOW_PX = 32
 #: How much of the estimated excess is taken off (the train split's best of 0.5, 0.75 and 1).
 DEHAZE_GAIN = 0.75
 #: Median :func:`local_dark` of clear scenes, per product level, of blue and red (reflectance):
-#: over the train split's clear scenes (384-px crops; 45 L2A, 9 L1C). L1C is top of atmosphere,
-#: so its dark ground carries the air's path radiance.
+#: over the train split's clear scenes (384-px crops; 45 L2A, 9 L1C; ``scripts/veil_constants.py``,
+#: which now gives L2A 0.016 / 0.019: see there). L1C is top of atmosphere, so its dark ground
+#: carries the air's path radiance.
 DARK_REFERENCE: Mapping[str, Mapping[str, float]] = {
     "l2a": {"B2": 0.017, "B4": 0.020},
     "l1c": {"B2": 0.092, "B4": 0.037},
@@ -63,7 +64,8 @@ DARK_REFERENCE: Mapping[str, Mapping[str, float]] = {
 #: The de-hazed pixels' error, (floor, slope): sigma^2 = floor^2 + (slope x excess)^2 per band, with
 #: the excess of :func:`veil_excess`; fitted by maximum likelihood on the train split's clear scenes
 #: under the quality benchmark's haze and thin cloud (2 seeds each, every band-pixel), where 95.5 %
-#: of the errors fell inside its 90 % interval (89.0 % on the validation places).
+#: of the errors fell inside its 90 % interval (89.0 % on the validation places;
+#: ``scripts/veil_constants.py``).
 VEIL_SIGMA = (0.0175, 0.4)
 #: The largest spectral power of a veil read from red against blue (aerosol haze is about 1).
 MAX_POWER = 2.0
