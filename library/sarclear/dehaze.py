@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .bands import S2_WAVELENGTH_NM
+from .thin_cloud import ramp
 
 #: The window of the local dark ground (pixels), the windows half-overlapping.
 DARK_WINDOW_PX = 32
@@ -96,26 +97,29 @@ def local_dark(x: Tensor, valid: Tensor | None = None) -> Tensor:
     return up[..., :x.shape[-2], :x.shape[-1]]
 
 
-def _excess(observed: Tensor, bands: Sequence[str], band: str, table: Mapping[str, float],
-            valid: Tensor | None) -> Tensor:
-    """One band's local dark ground above its reference, >= 0, (N, 1, H, W); 0 where no valid
-    pixel is near."""
-    i = list(bands).index(band)
-    dark = local_dark(observed[:, i:i + 1], valid)
-    return torch.nan_to_num(dark - table[band], nan=0.0).clamp_min(0)
-
-
-def veil_excess(observed: Tensor, bands: Sequence[str], level: str, valid: Tensor | None = None) -> Tensor:
-    """How much a veil lifts each band at each pixel (reflectance, (N, C, H, W), >= 0): blue's
-    local dark ground above :data:`DARK_REFERENCE` of product ``level``, spread over the bands
-    by the power that red's excess against blue's gives (module docstring). Zero without blue
-    or a reference for ``level``; without red the power is 1 (aerosol haze)."""
+def _table(bands: Sequence[str], level: str) -> Mapping[str, float] | None:
+    """:data:`DARK_REFERENCE` of ``level``; None when it or ``bands`` lack blue."""
     table = DARK_REFERENCE.get(level, {})
-    if BLUE not in bands or BLUE not in table:
-        return torch.zeros_like(observed)
-    blue = _excess(observed, bands, BLUE, table, valid)
+    return table if BLUE in bands and BLUE in table else None
+
+
+def _dark(observed: Tensor, bands: Sequence[str], band: str, valid: Tensor | None) -> Tensor:
+    """:func:`local_dark` of one band of ``observed``, (N, 1, H, W)."""
+    i = list(bands).index(band)
+    return local_dark(observed[:, i:i + 1], valid)
+
+
+def _above(dark: Tensor, reference: float) -> Tensor:
+    """Local dark ground above its ``reference``, >= 0; 0 where no valid pixel is near (NaN)."""
+    return torch.nan_to_num(dark - reference, nan=0.0).clamp_min(0)
+
+
+def _spread(observed: Tensor, bands: Sequence[str], table: Mapping[str, float], blue_dark: Tensor,
+            valid: Tensor | None) -> Tensor:
+    """:func:`veil_excess` from blue's local dark ground ``blue_dark`` (N, 1, H, W)."""
+    blue = _above(blue_dark, table[BLUE])
     if RED in bands:
-        red = _excess(observed, bands, RED, table, valid)
+        red = _above(_dark(observed, bands, RED, valid), table[RED])
         ratio = (red / blue.clamp_min(1e-4)).clamp(1e-3, 1.0)
         power = (ratio.log() / math.log(490 / S2_WAVELENGTH_NM[RED])).clamp(0, MAX_POWER)
     else:
@@ -124,9 +128,15 @@ def veil_excess(observed: Tensor, bands: Sequence[str], level: str, valid: Tenso
     return blue * ratio ** power
 
 
-def _ramp(v: Tensor, full: float, none: float) -> Tensor:
-    """1 up to ``full``, 0 from ``none``, linear between."""
-    return ((none - v) / (none - full)).clamp(0, 1)
+def veil_excess(observed: Tensor, bands: Sequence[str], level: str, valid: Tensor | None = None) -> Tensor:
+    """How much a veil lifts each band at each pixel (reflectance, (N, C, H, W), >= 0): blue's
+    local dark ground above :data:`DARK_REFERENCE` of product ``level``, spread over the bands
+    by the power that red's excess against blue's gives (module docstring). Zero without blue
+    or a reference for ``level``; without red the power is 1 (aerosol haze)."""
+    table = _table(bands, level)
+    if table is None:
+        return torch.zeros_like(observed)
+    return _spread(observed, bands, table, _dark(observed, bands, BLUE, valid), valid)
 
 
 def dehaze_veil(observed: Tensor, fill: Tensor, fill_var: Tensor, bands: Sequence[str], level: str,
@@ -136,14 +146,14 @@ def dehaze_veil(observed: Tensor, fill: Tensor, fill_var: Tensor, bands: Sequenc
     veil is what it sees, ``fill`` (variance ``fill_var``, broadcastable) where a cloud is thicker
     (module docstring). The de-hazed pixels' variance is :data:`VEIL_SIGMA`'s. ``fill`` and
     ``fill_var`` everywhere when the bands lack blue or ``level`` has no reference."""
-    table = DARK_REFERENCE.get(level, {})
-    if BLUE not in bands or BLUE not in table:
+    table = _table(bands, level)
+    if table is None:
         return fill, fill_var
     b = list(bands).index(BLUE)
-    dark = local_dark(observed[:, b:b + 1], valid)
-    veil = _ramp(torch.nan_to_num(dark - table[BLUE], nan=float("inf")), *THICK_WINDOW)
-    veil = veil * _ramp(torch.nan_to_num(observed[:, b:b + 1] - dark, nan=float("inf")), *THICK_PIXEL)
-    excess = veil_excess(observed, bands, level, valid)
+    dark = _dark(observed, bands, BLUE, valid)  # once: the thick tests and the excess share it
+    veil = ramp(torch.nan_to_num(dark - table[BLUE], nan=float("inf")), *THICK_WINDOW)
+    veil = veil * ramp(torch.nan_to_num(observed[:, b:b + 1] - dark, nan=float("inf")), *THICK_PIXEL)
+    excess = _spread(observed, bands, table, dark, valid)
     dehazed = (observed - gain * excess).clamp_min(0)
     floor, slope = VEIL_SIGMA
     variance = floor**2 + (slope * excess) ** 2

@@ -59,6 +59,7 @@ class ClearStats:
     background: np.ndarray  # (2, C): each band's mean and standard deviation, the prior of tiles
                             # that see no clear pixel at all
     haze: float             # sarclear.fill.haze_excess of the same pixels: widens the fill's uncertainty
+    level: str              # the product level they were read at ("l1c" / "l2a"): a veil's de-hazing needs it
     classes: dict[ClassKey, torch.Tensor] | None = None  # a SAR-guided fill's classes: scene mean and std
                                                          # (sarclear.sar_guide.scene_classes)
     from_prior: bool = False  # the scene had (almost) no clear pixel: all of the above is the model's
@@ -66,7 +67,6 @@ class ClearStats:
     veiled: bool = False      # the scene had (almost) no clear pixel but its darkest ground shows
                               # through: the above are over all its (veiled) pixels, and a
                               # classical fill de-hazes the observed pixels (sarclear.dehaze)
-    level: str = "l2a"        # the product level the statistics were read at ("l1c" / "l2a")
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: Optica
         if prior is not None and clouded:
             background, classes = prior.at_level(level, config.bands)
             guided = config.sar_guide and "sar" in stacks
-            return ClearStats(background, 0.0, classes if guided else None, from_prior=True, level=level)
+            return ClearStats(background, 0.0, level, classes if guided else None, from_prior=True)
         veiled = few and not clouded
         if clear.any():
             ok = clear
@@ -126,7 +126,7 @@ def clear_stats(view: SceneView, stacks: dict[str, RasterStack], scaling: Optica
         x = torch.from_numpy(np.nan_to_num(refl)[None]).float()
         classes = scene_classes(x, torch.from_numpy(ok)[None, None] & sar_ok[None, None], tents)
     return ClearStats(np.stack([seen.mean(axis=1), seen.std(axis=1)]).astype(np.float32),
-                      haze_excess(seen, stacks["ms"].names, level), classes, veiled=veiled, level=level)
+                      haze_excess(seen, stacks["ms"].names, level), level, classes, veiled=veiled)
 
 
 def fill_notes(stats: ClearStats | None) -> list[str]:

@@ -64,7 +64,7 @@ VEIL_EXCESS = (0.01, 0.03)        # blue excess over the fill: no veil to take t
 BLUE, NIR = "B2", ("B8", "B8A")
 
 
-def _ramp(v: Tensor, full: float, none: float) -> Tensor:
+def ramp(v: Tensor, full: float, none: float) -> Tensor:
     """1 at ``full``, 0 at ``none``, linear between (either order)."""
     return ((none - v) / (none - full)).clamp(0, 1)
 
@@ -84,8 +84,8 @@ def _ground_tests(excess: Tensor, detail: Tensor, b: int, n: int, window: float,
     db, dn = detail[:, b:b + 1], detail[:, n:n + 1]
     cov, vb, vn = (local_mean(t, window, valid) for t in (db * dn, db * db, dn * dn))
     correlation = cov / (vb * vn).clamp_min(1e-12).sqrt()
-    thin = _ramp(excess, *THIN_EXCESS)
-    ground = _ramp(correlation, *TEXTURE_CORRELATION) * _ramp(excess, *TEXTURE_EXCESS)
+    thin = ramp(excess, *THIN_EXCESS)
+    ground = ramp(correlation, *TEXTURE_CORRELATION) * ramp(excess, *TEXTURE_EXCESS)
     return torch.maximum(thin, ground), vb
 
 
@@ -138,7 +138,7 @@ def coarse_weight(observed: Tensor, prior: Tensor, bands: Sequence[str], coarse:
         reference = normalized_convolution(clear ** 2, sources, reach=FILL_REACH_PX,
                                            background=reference.new_tensor([GROUND_CONTRAST ** 2]))
     ratio = (variance / reference.clamp_min(1e-12)).sqrt()
-    return weight * _ramp(ratio, *CONTRAST_RATIO)
+    return weight * ramp(ratio, *CONTRAST_RATIO)
 
 
 def cloud_texture(fine: Tensor, excess: Tensor, bands: Sequence[str]) -> Tensor:
@@ -156,7 +156,7 @@ def cloud_texture(fine: Tensor, excess: Tensor, bands: Sequence[str]) -> Tensor:
     colour = (excess / veil.clamp_min(1e-3)).clamp(0, 1.5)
     blue = fine[:, b:b + 1]
     beyond = blue.sign() * (blue.abs() - CLOUD_DETAIL).clamp_min(0)
-    return (1 - _ramp(veil, *VEIL_EXCESS)) * beyond * colour
+    return (1 - ramp(veil, *VEIL_EXCESS)) * beyond * colour
 
 
 def keep_detail(observed: Tensor, prior: Tensor, bands: Sequence[str], gain: float,
