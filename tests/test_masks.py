@@ -237,6 +237,24 @@ def test_snow_is_not_cloud(scene):
     assert _hidden(_detect(scene, "rules")) < 0.01
 
 
+@needs_shared
+@pytest.mark.parametrize("scene", _ben_pairs("seasonal_snow"), ids=lambda p: p.stem[-5:])
+def test_thick_cloud_over_snow_is_cloud_and_the_snow_stays_clear(scene):
+    """A thick cloud laid over a real snowfield (opacity up to 0.9, top 0.6 in the visible and
+    NIR, the synthetic clouds' SWIR shape: B11 0.45, B12 0.3) keeps snow's NDSI, which the rules'
+    snow test alone read as snow (none of its core found before 2026-12-05); the SWIR that the
+    cloud lifts above any snow tells it apart. The snow around it stays clear."""
+    x, ok, bands = _scene(scene)
+    yy, xx = np.mgrid[0:120, 0:120]
+    opacity = 0.9 * np.exp(-((yy - 60) ** 2 + (xx - 60) ** 2) / (2 * 22.0**2))
+    top = np.array([{"B11": 0.45, "B12": 0.3}.get(b, 0.6) for b in bands], np.float32)[:, None, None]
+    cloudy = ((1 - opacity) * x + opacity * top).astype(np.float32)
+    classes = detect_array(cloudy, bands, ok, "l2a",
+                           options=MaskOptions(method="rules", dilate_px=0, threads=1)).classes
+    assert (classes[opacity > 0.7] == CLOUD).mean() > 0.95
+    assert (classes[opacity < 0.02] == CLOUD).mean() < 0.01
+
+
 # --------------------------------------------------------------------------- rules of the mask
 
 

@@ -12,7 +12,10 @@ Spectral rules (:func:`spectral_rules`, always available)
     - *hazy*: the haze-optimised transform ``B2 - 0.5 B4 > 0.08`` (L1C; cloud and haze are
       bluer than the ground that is as bright as them);
     - *not snow*: NDSI ``(B3 - B11) / (B3 + B11) < 0.4`` (snow and ice absorb in the SWIR,
-      water clouds do not); skipped when B11 is missing;
+      water clouds do not), or B11 above :data:`SNOW_MAX_SWIR` (0.2): a cloud over snow keeps
+      the snow's high NDSI but lifts the SWIR far above what snow reflects (since 2026-12-05;
+      before, the NDSI test alone passed over thick cloud on snowfields); skipped when B11 is
+      missing;
 
     or, when the cirrus band B10 is present (L1C), when B10 exceeds 0.03 top-of-atmosphere
     reflectance (only high, thin ice cloud reflects at 1375 nm). A pixel is a **shadow
@@ -68,6 +71,11 @@ CSMASK_TILE, CSMASK_OVERLAP = 256, 64
 #: the rules' *bright* and *hazy* tests on top-of-atmosphere reflectance (Fmask's; L2A:
 #: :func:`rule_thresholds`)
 BRIGHT_TOA, HAZY_TOA = 0.20, 0.08
+#: SWIR (B11) reflectance above which a pixel with snow's NDSI is cloud over snow: snow and ice
+#: absorb at 1.6 um. On every bright (blue above the *bright* test) pixel with NDSI >= 0.4 of the
+#: project's clear scenes (snowfields of the Alps, Finland and Virginia in winter; L1C and L2A)
+#: B11 stays below 0.17 (99.9 % below 0.15); thick water cloud reflects 0.25-0.5 there.
+SNOW_MAX_SWIR = 0.2
 #: shadow: NIR and SWIR below this fraction of the scene's clear median
 SHADOW_DARKNESS = 0.6
 #: cloud objects are kept when they hold a 3 x 3 core, grown back through cloud pixels at most this far
@@ -205,7 +213,8 @@ def cloud_test(x: np.ndarray, bands: Sequence[str], product_level: str) -> np.nd
         whiteness = (abs(blue - mean_vis) + abs(green - mean_vis) + abs(red - mean_vis)) / mean_vis
         cloud = (blue > bright) & (whiteness < 0.7) & (blue - 0.5 * red > hazy)
         if swir is not None:
-            cloud &= ((green - swir) / (green + swir) < 0.4) & (nir > 0.9 * swir)
+            not_snow = ((green - swir) / (green + swir) < 0.4) | (swir > SNOW_MAX_SWIR)
+            cloud &= not_snow & (nir > 0.9 * swir)
         cloud = bodies_with_core(cloud, 1)  # drop specks: sand, roofs
         if cirrus is not None:
             cloud |= cirrus > 0.03
