@@ -73,8 +73,11 @@ CSMASK_TILE, CSMASK_OVERLAP = 256, 64
 BRIGHT_TOA, HAZY_TOA = 0.20, 0.08
 #: SWIR (B11) reflectance above which a pixel with snow's NDSI is cloud over snow: snow and ice
 #: absorb at 1.6 um. On every bright (blue above the *bright* test) pixel with NDSI >= 0.4 of the
-#: project's clear scenes (snowfields of the Alps, Finland and Virginia in winter; L1C and L2A)
-#: B11 stays below 0.17 (99.9 % below 0.15); thick water cloud reflects 0.25-0.5 there.
+#: project's clear scenes (snowfields in the Alps and Finland, bright pixels in Virginia and
+#: Major TOM cells; L1C and L2A) B11 stays below 0.17 (99.9 % below 0.15). The project's real
+#: clouds (blue above 0.3; SSL4EO, SEN12MS-CR, BigEarthNet, the overcast Major TOM deck) have a
+#: median B11 of 0.24-0.55, their first percentile 0.21-0.35: a deck as dim as Major TOM's over
+#: snow is only partly found.
 SNOW_MAX_SWIR = 0.2
 #: shadow: NIR and SWIR below this fraction of the scene's clear median
 SHADOW_DARKNESS = 0.6
