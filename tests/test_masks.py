@@ -239,11 +239,12 @@ def test_snow_is_not_cloud(scene):
 
 @needs_shared
 @pytest.mark.parametrize("scene", _ben_pairs("seasonal_snow"), ids=lambda p: p.stem[-5:])
-def test_thick_cloud_over_snow_is_cloud_and_the_snow_stays_clear(scene):
+def test_thick_cloud_over_snow_is_cloud_and_the_snow_is_not(scene):
     """A thick cloud laid over a real snowfield (opacity up to 0.9, top 0.6 in the visible and
     NIR, the synthetic clouds' SWIR shape: B11 0.45, B12 0.3) keeps snow's NDSI, which the rules'
     snow test alone read as snow (none of its core found before 2026-12-05); the SWIR that the
-    cloud lifts above any snow tells it apart. The snow around it stays clear."""
+    cloud lifts above any snow tells it apart. The snow around it is not called cloud (the
+    dark forest beside the cloud may be called shadow: without a sun, any side is its shadow's)."""
     x, ok, bands = _scene(scene)
     yy, xx = np.mgrid[0:120, 0:120]
     opacity = 0.9 * np.exp(-((yy - 60) ** 2 + (xx - 60) ** 2) / (2 * 22.0**2))
