@@ -503,7 +503,10 @@ def test_a_shadow_on_the_cloud_s_sunny_side_is_ground():
         return (detect_array(x, bands, ok, options=opts).classes[patch] == SHADOW).mean()
 
     assert shadow_share(None) > 0.9
-    assert shadow_share(340.0) > 0.9   # sun north-north-west: shadows fall south of clouds
+    assert shadow_share(0.0) > 0.9     # sun in the north: shadows fall south of clouds
+    # sun north-north-west: the cloud's shadow falls south-south-east, and misses the patch's
+    # west edge (the rules keep the dark ground that has the moved cloud's shape)
+    assert 0.7 < shadow_share(340.0) < 0.9
     assert shadow_share(150.0) == 0    # sun south-south-east: shadows fall north
     assert shadow_share(210.0) == 0
 
@@ -519,19 +522,53 @@ def test_toward_sun_looks_only_within_the_cone_and_the_reach():
     assert not masks.toward_sun(cloud, 40.0, 12, 30.0)[20, 20]        # beyond 30 degrees
 
 
-def test_the_far_part_of_a_shadow_is_kept_with_the_part_beside_its_cloud():
+def test_the_rules_keep_only_dark_ground_with_the_shape_of_the_cloud_moved_from_the_sun():
     """A dark L south of a cloud, its arm running 0.9 km east, past where the cloud lies toward
-    the sun (north) of it: the arm is part of the same shadow, so the sun check keeps it all;
-    a dark patch apart from it, further east and not joined, is ground."""
+    the sun (north) of it, and a dark patch apart from it further east: the rules' shadow is
+    the cloud moved away from the sun (Fmask's shadow matching), so the part beside the cloud
+    stays shadow and the arm and the patch, which have not its shape, are ground; with the sun
+    unknown every direction is tried, and the same comes out."""
     x, ok, bands = _scene(SSL4EO_CLEAR)
     x[:, 20:40, 100:140] = 0.45        # the cloud
     x[:, 40:80, 100:140] *= 0.4        # shadow just south of it
     x[:, 60:80, 140:230] *= 0.4        # its arm to the east
     x[:, 120:140, 230:260] *= 0.4      # a separate dark patch, 30 degrees or more off north of the cloud
-    opts = MaskOptions(method="rules", dilate_px=0, sun_azimuth_deg=0.0, shadow_cloud_ratio=10.0)
-    classes = detect_array(x, bands, ok, options=opts).classes
-    assert (classes[45:75, 105:135] == SHADOW).mean() > 0.9
-    assert (classes[63:77, 200:227] == SHADOW).mean() > 0.9
-    assert (classes[123:137, 233:257] == SHADOW).sum() == 0
-    unknown = detect_array(x, bands, ok, options=MaskOptions(method="rules", dilate_px=0, shadow_cloud_ratio=10.0))
-    assert (unknown.classes[123:137, 233:257] == SHADOW).mean() > 0.5  # without the sun: mostly shadow
+    for sun in (0.0, None):
+        opts = MaskOptions(method="rules", dilate_px=0, sun_azimuth_deg=sun, shadow_cloud_ratio=10.0)
+        classes = detect_array(x, bands, ok, options=opts).classes
+        assert (classes[45:75, 105:135] == SHADOW).mean() > 0.9
+        assert (classes[63:77, 160:227] == SHADOW).sum() == 0
+        assert (classes[123:137, 233:257] == SHADOW).sum() == 0
+
+
+def test_a_shadow_is_kept_whole_from_the_part_beside_its_cloud():
+    """The CNN's shadow check (masks.grown_within): a shadow is one connected part of the shadow
+    class, so the far part of an L whose near end has its cloud toward the sun is kept with it,
+    and a patch apart from it is not."""
+    region = np.zeros((30, 30), bool)
+    region[2:6, 2:8] = True      # the part beside the cloud
+    region[4:6, 8:25] = True     # its arm
+    region[20:25, 20:25] = True  # a patch apart
+    seeds = np.zeros_like(region)
+    seeds[3, 3] = True
+    kept = masks.grown_within(seeds, region, masks.SHADOW_LINK_BLOCKS)
+    assert kept[2:6, 2:8].all() and kept[4:6, 8:25].all() and not kept[20:25, 20:25].any()
+
+
+def test_cast_shadow_matches_the_moved_cloud_and_not_dark_ground_at_random():
+    """cast_shadow on blocks: a cloud and dark ground of its shape 5 blocks south (sun in the
+    north) is a match at that distance; dark ground scattered at random over a fifth of the
+    ground, at any direction, is not (the moved cloud finds no more of it than anywhere)."""
+    cloud = np.zeros((60, 60), bool)
+    cloud[10:20, 20:35] = True
+    shadow = np.zeros_like(cloud)
+    shadow[15:25, 20:35] = True
+    shadow &= ~cloud
+    valid = np.ones_like(cloud)
+    kept = masks.cast_shadow(cloud, shadow, valid, 0.0, 50)
+    assert kept[20:25, 20:35].all() and not kept[40:, :].any()
+    assert masks.cast_shadow(cloud, shadow, valid, None, 50)[20:25, 20:35].all()
+    assert not masks.cast_shadow(cloud, shadow, valid, 180.0, 50)[20:25, 20:35].any()  # the sun in the south
+    noise = (np.random.default_rng(0).random(cloud.shape) < 0.2) & ~cloud
+    for sun in (0.0, 90.0, None):
+        assert not masks.cast_shadow(cloud, noise, valid, sun, 50).any()

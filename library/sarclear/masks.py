@@ -48,7 +48,19 @@ How a mask is made (both detectors):
    the sun, so dark ground on a cloud's sunny side is ground. On the real cloudy SSL4EO scene
    (sun at 137 degrees) this keeps all of the CNN's shadow, on the overcast Major TOM cell all of
    it too (per pixel, 1.6 % of that overcast cell, dark cloud far from the cloud class, would have
-   been let through as clear).
+   been let through as clear). *The rules' shadow must also have its cloud's shape*
+   (:func:`cast_shadow`, Fmask's shadow matching): only the dark ground under the cloud moved
+   away from the sun, by the distances at which that shape matches best, stays shadow, and
+   none where no distance matches (with the sun unknown, every direction is tried). The rules
+   call any dark ground beside a cloud shadow; on the quality benchmark's train-split chips
+   under synthetic thick cloud, which casts no shadow, that was about 17 % of the clear
+   ground, and it was filled. With the match, the default fill's error there fell from 0.0728
+   to 0.0633 (normalized convolution's from 0.0867 to 0.0790), and under thick cloud with
+   shadows from 0.0631 to 0.0549. Forcing the rules on the real cloudy SSL4EO scene (whose
+   shadows lie 0.5-0.6 km from their clouds) costs little there: 0.0317 against 0.0312
+   whole-scene RMSE (:mod:`benchmarks.detector_context`). The CNN's shadows are left as they are: on that
+   scene the match would hide 70 % rather than 87 % of it, and the default fill would score
+   0.0336 against mean fill's 0.0307 over what stays hidden (0.0285 against 0.0280 without it).
 4. *Back to the input grid* (nearest for classes, bilinear for the probability), then cloud
    and shadow grow by ``dilate_px`` pixels, 90 m by default (cloud wins where both reach), so
    thin edges and the haze around a cloud are hidden too. 90 m is Fmask's buffer; on the real
@@ -65,7 +77,6 @@ this over a raster of any size in windows.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,15 +102,13 @@ from .mask_detectors import (
     upsample_smooth,
 )
 from .product_level import guess_product_level
+from .shadow_geometry import SHADOW_LINK_BLOCKS, bound_shadow, cast_shadow, grown_within, toward_sun
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CLEAR", "CLOUD", "NODATA", "SHADOW", "MaskOptions", "MaskResult", "MaskSummary", "detect_array"]
 
 NODATA = 255
-#: Shadow blocks this close (30 m blocks) belong to one shadow for the sun check: a far part of a
-#: large shadow has no cloud within reach toward the sun, but the part next to its cloud has.
-SHADOW_LINK_BLOCKS = 2
 METHODS = ("auto", "csmask", "rules")
 RULES_LABEL = "spectral rules"
 
@@ -257,7 +266,10 @@ def detect_window(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level:
         shadow = coarse == SHADOW
         seeds = shadow & toward_sun(coarse == CLOUD, opts.sun_azimuth_deg, reach, opts.shadow_cone_deg)
         coarse[shadow & ~grown_within(seeds, shadow, SHADOW_LINK_BLOCKS)] = CLEAR
-    _bound_shadow(coarse, opts.shadow_cloud_ratio, reach)
+    if runner is None:
+        coarse[(coarse == SHADOW) & ~cast_shadow(coarse == CLOUD, coarse == SHADOW, vs, opts.sun_azimuth_deg,
+                                                 reach)] = CLEAR
+    bound_shadow(coarse, opts.shadow_cloud_ratio, reach)
     classes = upsample_nearest(coarse, factor, (h, w)).copy()
     if opts.dilate_px:
         cloud = dilate(classes == CLOUD, opts.dilate_px)
@@ -270,54 +282,6 @@ def detect_window(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level:
         prob = upsample_smooth(cloud_p, factor, (h, w)).clip(0, 1)
         prob[~valid] = np.nan
     return MaskResult(classes, prob, runner.label if runner else RULES_LABEL)
-
-
-def grown_within(seeds: np.ndarray, region: np.ndarray, step: int) -> np.ndarray:
-    """The parts of ``region`` (H, W bool) connected to ``seeds``, where pixels up to ``step``
-    apart count as connected (a geodesic dilation, repeated until nothing changes)."""
-    kept = seeds & region
-    while True:
-        grown = dilate(kept, step) & region
-        if np.array_equal(grown, kept):
-            return kept
-        kept = grown
-
-
-def toward_sun(cloud: np.ndarray, azimuth_deg: float, reach: int, cone_deg: float) -> np.ndarray:
-    """Where ``cloud`` (H, W bool) has a pixel within ``reach`` pixels toward the sun: along
-    directions within ``cone_deg`` of ``azimuth_deg`` (clockwise from the grid's up), sampled
-    every 5 degrees at every whole distance. Up to about 1,300 array ORs for the default reach."""
-    h, w = cloud.shape
-    out = np.zeros_like(cloud)
-    steps = max(1, int(np.ceil(cone_deg / 5.0)))
-    offsets = set()
-    for a in np.radians(azimuth_deg + np.linspace(-cone_deg, cone_deg, 2 * steps + 1)).tolist():
-        for d in range(1, reach + 1):
-            offsets.add((round(-d * math.cos(a)), round(d * math.sin(a))))
-    for dr, dc in offsets:
-        if abs(dr) >= h or abs(dc) >= w:
-            continue
-        out[max(0, -dr):h - max(0, dr), max(0, -dc):w - max(0, dc)] |= \
-            cloud[max(0, dr):h - max(0, -dr), max(0, dc):w - max(0, -dc)]
-    return out
-
-
-def _bound_shadow(coarse: np.ndarray, ratio: float, reach: int) -> None:
-    """Keep at most ``ratio`` shadow pixels per cloud pixel of ``coarse`` (in place), the
-    nearest to a cloud first. A cloud's shadow is its projection on the ground, no larger than
-    the cloud, so a shadow class far larger than the cloud class is mostly dark ground (water,
-    forest, burnt land) taken for shadow."""
-    shadow = coarse == SHADOW
-    limit = ratio * int((coarse == CLOUD).sum())
-    if shadow.sum() <= limit:
-        return
-    near = coarse == CLOUD
-    for _ in range(max(1, reach)):
-        grown = dilate(near, 1)
-        if (grown & shadow).sum() > limit:
-            break
-        near = grown
-    coarse[shadow & ~near] = CLEAR
 
 
 def count_classes(classes: np.ndarray) -> tuple[int, int, int]:
