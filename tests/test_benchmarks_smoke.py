@@ -134,7 +134,7 @@ def test_a_mask_file_that_misses_the_haze_is_filled_from_beyond_it(tmp_path, mon
     assert record["default_fill_buffer"] == 9 and 30 < rows[9]["hidden_pct"] < 50
     rmse = {b: {m: s["10-day"]["rmse"] for m, s in r["scores"].items()} for b, r in rows.items()}
     assert rmse[9]["guided"] < 0.9 * rmse[2]["guided"] and rmse[9]["classic"] < 0.8 * rmse[2]["classic"]
-    assert "| rules +0 px (40 %) | 9 |" in mask_files.report({**record, "command": "c", "date": "d",
+    assert "| rules +0 px (39 %) | 9 |" in mask_files.report({**record, "command": "c", "date": "d",
                                                                "revision": "r", "seconds": 1.0})
 
 
