@@ -18,10 +18,10 @@ How a mask is made (both detectors):
    tile), and the spectral rules on smaller chips (BigEarthNet's 120 px, say); forcing the CNN
    on them is allowed, with a note. Measured by ``benchmarks/detector_context.py``
    (docs/quality/detector_context.md): on real clear ground cut into 240-px crops the CNN
-   hides 0.07 % of the pixels (the rules 0.09 %), on 120-px crops 0.6 % (the rules 0.1 %);
+   hides 0.09 % of the pixels (the rules 0.03 %), on 120-px crops 0.7 % (the rules 0.03 %);
    on real 256-264 px cloudy scenes the rules leave cloud edges and shadows that the CNN
-   finds (whole-scene RMSE of default decloud against a 10-day reference 0.0288 with the CNN,
-   0.0312 with the rules). On synthetic clouds the CNN costs: it hides more clear ground
+   finds (whole-scene RMSE of default decloud against a 10-day reference 0.0283 with the CNN,
+   0.0317 with the rules; 2026-12-05). On synthetic clouds the CNN costs: it hides more clear ground
    between dense cloud fields (same benchmark); synthetic clouds lack the haze around real ones.
    Until 2026-12-02 the limit was 7.68 km, which left SEN12MS-CR-sized scenes (2.56 km) to the
    rules. *Where the CNN runs, the rules' cloud test runs beside it, and their cloud bodies
