@@ -85,9 +85,16 @@ def _moved(mask: np.ndarray, azimuth_deg: float, reach: int) -> Iterator[np.ndar
         if abs(dr) >= h or abs(dc) >= w:
             return
         moved = np.zeros_like(mask)
-        moved[max(0, dr):h - max(0, -dr), max(0, dc):w - max(0, -dc)] = \
-            mask[max(0, -dr):h - max(0, dr), max(0, -dc):w - max(0, dc)]
+        to, frm = _overlap(h, w, dr, dc)
+        moved[to] = mask[frm]
         yield moved
+
+
+def _overlap(h: int, w: int, dr: int, dc: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """The slices (to, from) of an (h, w) array that move its content by ``dr`` rows and ``dc``
+    columns: ``moved[to] = a[frm]`` puts ``a[r, c]`` at ``(r + dr, c + dc)``."""
+    return ((slice(max(0, dr), h - max(0, -dr)), slice(max(0, dc), w - max(0, -dc))),
+            (slice(max(0, -dr), h - max(0, dr)), slice(max(0, -dc), w - max(0, dc))))
 
 
 def toward_sun(cloud: np.ndarray, azimuth_deg: float, reach: int, cone_deg: float) -> np.ndarray:
@@ -104,8 +111,8 @@ def toward_sun(cloud: np.ndarray, azimuth_deg: float, reach: int, cone_deg: floa
     for dr, dc in offsets:
         if abs(dr) >= h or abs(dc) >= w:
             continue
-        out[max(0, -dr):h - max(0, dr), max(0, -dc):w - max(0, dc)] |= \
-            cloud[max(0, dr):h - max(0, -dr), max(0, dc):w - max(0, -dc)]
+        to, frm = _overlap(h, w, -dr, -dc)  # the cloud at (dr, dc) from a pixel marks that pixel
+        out[to] |= cloud[frm]
     return out
 
 
