@@ -490,7 +490,8 @@ def test_detect_raster_memory_is_bounded_by_the_window(tmp_path):
 
 def test_a_shadow_on_the_cloud_s_sunny_side_is_ground():
     """A bright cloud with a dark patch below it (south, grid up = north): with the sun in the
-    north-west the patch lies where the cloud's shadow falls and stays shadow; with the sun in
+    north (or north-north-west) the patch lies where the cloud's shadow falls and stays shadow
+    (all of it, or all but the strip the shadow moved east of it misses); with the sun in
     the south-east (Sentinel-2's morning sun over Europe) it lies on the cloud's sunny side, so
     it is dark ground and becomes clear; with the sun unknown it is shadow, as before."""
     x, ok, bands = _scene(SSL4EO_CLEAR)

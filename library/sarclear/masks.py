@@ -266,9 +266,9 @@ def detect_window(x: np.ndarray, bands: Sequence[str], valid: np.ndarray, level:
         shadow = coarse == SHADOW
         seeds = shadow & toward_sun(coarse == CLOUD, opts.sun_azimuth_deg, reach, opts.shadow_cone_deg)
         coarse[shadow & ~grown_within(seeds, shadow, SHADOW_LINK_BLOCKS)] = CLEAR
-    if runner is None:
-        coarse[(coarse == SHADOW) & ~cast_shadow(coarse == CLOUD, coarse == SHADOW, vs, opts.sun_azimuth_deg,
-                                                 reach)] = CLEAR
+    if runner is None:  # the rules' shadow must have its cloud's shape (step 3)
+        shadow = coarse == SHADOW
+        coarse[shadow & ~cast_shadow(coarse == CLOUD, shadow, vs, opts.sun_azimuth_deg, reach)] = CLEAR
     bound_shadow(coarse, opts.shadow_cloud_ratio, reach)
     classes = upsample_nearest(coarse, factor, (h, w)).copy()
     if opts.dilate_px:
